@@ -1,0 +1,407 @@
+"""The ``batchmig`` command line.
+
+Exit codes (also in ``batchmig --help`` and the README):
+
+    0  every instance succeeded (or: the plan is valid)
+    1  some instances failed or were skipped
+    2  invalid plan or usage (nothing was called)
+    3  interrupted; ``batchmig resume RUN`` continues without repeating a call
+    4  instances await a manual cutover; ``batchmig cutover RUN --select ...``
+
+Errors print one line and a hint; ``-v`` adds debug logs and tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+import click
+import yaml
+
+from batchmig import __version__, logs
+from batchmig.credentials import REDACTOR
+from batchmig.errors import BatchmigError, PlanError, PluginError, UsageError
+from batchmig.operations import (
+    DEFAULT_RUNS_ROOT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    RunOptions,
+    RunOutcome,
+    check_plan_live,
+    dry_run,
+    release_cutover,
+    resume_run,
+    run_is_active,
+    run_status,
+    start_run,
+)
+from batchmig.plan.loader import load_plan
+from batchmig.registry import Registry, load_registry
+from batchmig.sandbox.host import Sandbox, SandboxConfig
+
+EPILOG = """\b
+Exit codes:
+  0  all instances succeeded / the plan is valid
+  1  some instances failed or were skipped
+  2  invalid plan or usage (nothing was called)
+  3  interrupted: `batchmig resume RUN` continues
+  4  awaiting manual cutover: `batchmig cutover RUN`
+"""
+
+
+class _State:
+    verbose = False
+    registry: Registry | None = None
+
+    def load(self) -> Registry:
+        if self.registry is None:
+            self.registry = load_registry()
+        return self.registry
+
+
+STATE = _State()
+
+
+def _fail(error: BaseException) -> NoReturn:
+    if isinstance(error, PlanError):
+        for problem in error.problems:
+            click.echo(REDACTOR(str(problem)), err=True)
+        click.echo(f"error: {error} — {error.hint}", err=True)
+        sys.exit(EXIT_USAGE)
+    if isinstance(error, UsageError | PluginError):
+        code = EXIT_USAGE
+    elif isinstance(error, BatchmigError):
+        code = EXIT_FAILED
+    else:
+        code = EXIT_FAILED
+        if STATE.verbose:
+            raise error
+        click.echo(f"internal error: {type(error).__name__}: {REDACTOR(str(error))}", err=True)
+        click.echo("hint: run again with -v for the traceback, and please report it", err=True)
+        sys.exit(code)
+    click.echo(f"error: {REDACTOR(str(error))}", err=True)
+    if getattr(error, "hint", ""):
+        click.echo(f"hint: {error.hint}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            if STATE.verbose and not isinstance(exc, BatchmigError):
+                raise
+            _fail(exc)
+
+
+@click.group(cls=_Group, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="batchmig")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs and tracebacks.")
+def main(verbose: bool) -> None:
+    """Migrate fleets of SQL Server databases through the clouds' migration APIs.
+
+    Write a plan (see `batchmig schema` and docs/plan-format.md), check it with
+    `batchmig validate`, rehearse it with `batchmig run --sandbox`, then run it.
+    """
+    STATE.verbose = verbose
+    logs.configure(verbose=verbose, console_level=None if verbose else 30 if sys.stderr.isatty() else 20)
+
+
+# ------------------------------------------------------------------ validate
+
+
+@main.command(epilog=EPILOG)
+@click.argument("plan", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: machine-readable problems for CI.")
+def validate(plan: str, fmt: str) -> None:
+    """Check PLAN offline and report every problem as file:line:column key.path: message."""
+    registry = STATE.load()
+    try:
+        loaded = load_plan(plan, registry)
+    except PlanError as exc:
+        if fmt == "json":
+            click.echo(json.dumps({"valid": False, "problems": [p.as_dict() for p in exc.problems]}, indent=2))
+            sys.exit(EXIT_USAGE)
+        raise
+    if fmt == "json":
+        click.echo(json.dumps({"valid": True, "problems": [], "instances": len(loaded.instances)}, indent=2))
+    else:
+        waves = ", ".join(f"{w.name} ({len(w.instances)})" for w in loaded.waves)
+        click.echo(f"{plan}: valid — {len(loaded.instances)} instances; waves: {waves}")
+
+
+# ----------------------------------------------------------------------- run
+
+
+def _sandbox_config(config_path: str | None, time_scale: float | None) -> SandboxConfig:
+    config = SandboxConfig()
+    if config_path:
+        try:
+            data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+            config = SandboxConfig.from_mapping(data)
+        except (OSError, yaml.YAMLError, ValueError, TypeError) as exc:
+            raise UsageError(f"sandbox config {config_path}: {exc}") from None
+    if time_scale is not None:
+        config.time_scale = time_scale
+    return config
+
+
+def _finish(outcome: RunOutcome) -> NoReturn:
+    report = outcome.report
+    _print_summary(report)
+    click.echo(f"run {outcome.run_id}: report in {outcome.run_dir / 'report.json'}", err=True)
+    if outcome.exit_code == EXIT_INTERRUPTED:
+        click.echo(f"interrupted — continue with: batchmig resume {outcome.run_id}", err=True)
+    elif outcome.exit_code == 4:
+        click.echo(f"awaiting manual cutover — release with: batchmig cutover {outcome.run_id} --select ID", err=True)
+    sys.exit(outcome.exit_code)
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False, soft_wrap=True)
+    table = Table(title="batchmig summary", show_lines=False)
+    for column in ("instance", "provider", "wave", "status", "detail"):
+        table.add_column(column)
+    instances = report["instances"]
+    shown = instances if len(instances) <= 50 else [i for i in instances if i["status"] != "succeeded"][:50]
+    for entry in shown:
+        error = entry.get("error") or {}
+        detail = ""
+        if error:
+            detail = f"{error.get('code', '')}: {error.get('message', '')}"
+            if error.get("request_id"):
+                detail += f" (request {error['request_id']})"
+        elif entry["status"] == "awaiting_cutover":
+            detail = f"at {entry.get('step') or 'cutover'}"
+        table.add_row(entry["id"], entry["provider"], entry["wave"], entry["status"], REDACTOR(detail))
+    console.print(table)
+    counts = ", ".join(f"{count} {status}" for status, count in report["counts"].items())
+    calls = report.get("calls", {})
+    line = f"{len(instances)} instances: {counts}"
+    if calls:
+        line += (f" · {calls.get('calls', 0)} calls, {calls.get('retries', 0)} retries, "
+                 f"{calls.get('throttled', 0)} throttled")
+    if "duration_seconds" in report:
+        line += f" · {report['duration_seconds']:.1f}s"
+    console.print(line)
+
+
+def _run_options(runs_root: str, durable: bool, wait: bool, progress: bool | None) -> RunOptions:
+    return RunOptions(
+        runs_root=Path(runs_root), durable=durable, wait_for_cutover=wait,
+        progress=sys.stderr.isatty() if progress is None else progress,
+    )
+
+
+_runs_root = click.option("--runs-root", default=str(DEFAULT_RUNS_ROOT), show_default=True,
+                          help="Where run directories are kept.")
+
+
+@main.command(epilog=EPILOG)
+@click.argument("plan", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--sandbox", is_flag=True, help="Run against the built-in emulators (in-process, loopback).")
+@click.option("--sandbox-config", type=click.Path(path_type=str), help="YAML: time_scale, faults, rate_limits...")
+@click.option("--time-scale", type=float, help="Sandbox: emulated seconds per real second (default 60).")
+@click.option("--dry-run", is_flag=True, help="Print the calls each instance would make; send nothing.")
+@click.option("--check", is_flag=True, help="Read-only pre-flight of every instance against the account.")
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (default: RUNS_ROOT/<run-id>).")
+@_runs_root
+@click.option("--durable", is_flag=True, help="fsync every journal commit (group-committed).")
+@click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
+@click.option("--progress/--no-progress", default=None, help="Live progress view (default: on a terminal).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="For --dry-run/--check.")
+def run(
+    plan: str, sandbox: bool, sandbox_config: str | None, time_scale: float | None, dry_run: bool, check: bool,
+    run_dir: Path | None, runs_root: str, durable: bool, wait_for_cutover: bool, progress: bool | None, fmt: str,
+) -> None:
+    """Run PLAN: migrate every instance, journaled and resumable."""
+    registry = STATE.load()
+    if dry_run and check:
+        raise UsageError("choose --dry-run or --check, not both")
+    if dry_run:
+        _print_dry_run(load_plan(plan, registry), registry, fmt)
+        sys.exit(EXIT_OK)
+    if check:
+        loaded = load_plan(plan, registry)
+        config = _sandbox_config(sandbox_config, time_scale) if sandbox else None
+        problems = anyio.run(check_plan_live, loaded, registry, config)
+        if fmt == "json":
+            click.echo(json.dumps({"problems": problems}, indent=2))
+        else:
+            for iid, found in problems.items():
+                for problem in found:
+                    click.echo(f"{iid}: {problem}")
+            click.echo(f"pre-flight: {len(loaded.instances) - len(problems)} ready, {len(problems)} with problems")
+        sys.exit(EXIT_FAILED if problems else EXIT_OK)
+    options = _run_options(runs_root, durable, wait_for_cutover, progress)
+    options.run_dir = run_dir
+    options.sandbox = sandbox
+    options.sandbox_config = _sandbox_config(sandbox_config, time_scale)
+    _finish(start_run(plan, registry, options))
+
+
+def _print_dry_run(plan: Any, registry: Registry, fmt: str) -> None:
+    listing, estimate = dry_run(plan, registry)
+    if fmt == "json":
+        data = {
+            "instances": {
+                iid: [{"step": c.step, "action": c.action, "mutating": c.mutating, "params": c.params,
+                       "cutover": c.cutover, "wait": c.wait} for c in calls]
+                for iid, calls in listing.items()
+            },
+            "estimate": estimate,
+        }
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    for iid, calls in listing.items():
+        click.echo(f"{iid}:")
+        for number, call in enumerate(calls, 1):
+            what = "poll until done" if call.wait else ("MUTATES" if call.mutating else "reads")
+            gate = "  [cutover gate]" if call.cutover else ""
+            params = json.dumps(call.params, default=str, separators=(", ", ": "))
+            click.echo(f"  {number}. {call.step}: {call.action} ({what}){gate} {params}")
+    click.echo(f"dry run: {len(listing)} instances, no call was sent.")
+    click.echo(f"estimated makespan from the rate caps: at least {estimate['rate_bound_seconds']}s "
+               "plus the cloud's own work time")
+    for wave, info in estimate["waves"].items():
+        click.echo(f"  wave {wave}: busiest {info['action']} — {info['calls']} calls at {info['rate']:g}/s "
+                   f"= {info['seconds']}s")
+
+
+@main.command(epilog=EPILOG)
+@click.argument("run_ref", metavar="RUN")
+@_runs_root
+@click.option("--accept-changed-plan", is_flag=True, help="Continue even though the plan file changed.")
+@click.option("--durable", is_flag=True, help="fsync every journal commit (group-committed).")
+@click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
+@click.option("--progress/--no-progress", default=None, help="Live progress view (default: on a terminal).")
+def resume(run_ref: str, runs_root: str, accept_changed_plan: bool, durable: bool, wait_for_cutover: bool,
+           progress: bool | None) -> None:
+    """Continue RUN (an id, id prefix or run directory) where it stopped.
+
+    Calls whose outcome is journaled are never repeated; a call that was sent but
+    whose answer was lost is reconciled by looking the resource up first.
+    """
+    options = _run_options(runs_root, durable, wait_for_cutover, progress)
+    _finish(resume_run(run_ref, STATE.load(), options, accept_changed_plan=accept_changed_plan))
+
+
+@main.command(epilog=EPILOG)
+@click.argument("run_ref", metavar="RUN")
+@_runs_root
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(run_ref: str, runs_root: str, fmt: str) -> None:
+    """Show where every instance of RUN stands (works while it runs, and after a crash)."""
+    run_dir, report, active = run_status(run_ref, Path(runs_root))
+    if fmt == "json":
+        click.echo(json.dumps({**report, "active": active}, indent=2, default=str))
+        return
+    _print_summary(report)
+    click.echo(f"run {report['run']} in {run_dir}: {'running now' if active else 'not running'}")
+
+
+@main.command(epilog=EPILOG)
+@click.argument("run_ref", metavar="RUN")
+@click.option("--select", "selectors", multiple=True, help="Instance id or glob (repeatable).")
+@click.option("--all", "select_all", is_flag=True, help="Release every instance of the run.")
+@click.option("--resume/--no-resume", "then_resume", default=True, show_default=True,
+              help="Resume the run if no runner is working on it.")
+@_runs_root
+def cutover(run_ref: str, selectors: tuple[str, ...], select_all: bool, then_resume: bool, runs_root: str) -> None:
+    """Release the manual cutover of selected instances of RUN."""
+    if not selectors and not select_all:
+        raise UsageError("say which instances: --select ID (repeatable, globs allowed) or --all")
+    run_dir, chosen = release_cutover(run_ref, Path(runs_root), list(selectors), select_all)
+    click.echo(f"released cutover for {len(chosen)} instance(s): {', '.join(chosen[:20])}"
+               + (" ..." if len(chosen) > 20 else ""))
+    if run_is_active(run_dir):
+        click.echo("the running batchmig process picks the release up within a second")
+        return
+    if then_resume:
+        options = _run_options(runs_root, False, False, None)
+        _finish(resume_run(str(run_dir), STATE.load(), options))
+    click.echo(f"continue with: batchmig resume {run_dir.name}")
+
+
+# ------------------------------------------------------------- plugins, schema
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plugins(fmt: str) -> None:
+    """List the installed providers and emulators with their distribution and version."""
+    registry = STATE.load()
+    rows = [
+        {"kind": kind, "name": name, "distribution": origin.distribution, "version": origin.version}
+        for key, origin in sorted(registry.origins.items())
+        for kind, name in [key.split(":", 1)]
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no provider plugins installed (pip install ./plugins/batchmig-tencentcloud ...)")
+    for row in rows:
+        description = ""
+        if row["kind"] == "provider":
+            description = registry.providers[row["name"]].description
+        click.echo(f"{row['kind']:9} {row['name']:20} {row['distribution']} {row['version']}  {description}")
+
+
+@main.command()
+def schema() -> None:
+    """Print the plan's JSON Schema (with the installed providers' settings)."""
+    from batchmig.plan.schema import plan_schema
+
+    click.echo(json.dumps(plan_schema(STATE.load()), indent=2))
+
+
+# ------------------------------------------------------------------- sandbox
+
+
+@main.group()
+def sandbox() -> None:
+    """The built-in cloud emulators."""
+
+
+@sandbox.command("serve")
+@click.option("--port", type=int, default=8600, show_default=True,
+              help="Port of the first emulator; the others follow (0: any free ports).")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path(".batchmig/sandbox"),
+              show_default=True, help="State, audit log and endpoints.json.")
+@click.option("--config", "config_path", type=click.Path(path_type=str), help="YAML: time_scale, faults...")
+@click.option("--time-scale", type=float, help="Emulated seconds per real second (default 60).")
+def sandbox_serve(port: int, directory: Path, config_path: str | None, time_scale: float | None) -> None:
+    """Serve every installed emulator on 127.0.0.1 until interrupted."""
+    registry = STATE.load()
+    config = _sandbox_config(config_path, time_scale)
+
+    async def serve() -> None:
+        async with Sandbox(registry.emulators, directory, config, port=port) as box:
+            for name, url in box.endpoints.items():
+                credentials = registry.emulators[name].demo_credentials
+                shown = ", ".join(f"{k}={v}" for k, v in credentials.items())
+                click.echo(f"{name:20} {url}   demo credentials: {shown}")
+            click.echo(f"audit log: {box.audit_path}   (Ctrl-C to stop)")
+            await anyio.sleep_forever()
+
+    try:
+        anyio.run(serve)
+    except KeyboardInterrupt:
+        click.echo("sandbox stopped")

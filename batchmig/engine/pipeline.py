@@ -1,0 +1,276 @@
+"""The one call pipeline every API call of every provider goes through.
+
+    limiter (provider, account, region, action)
+      → journal intent (mutating calls only; durable before sending)
+      → Connection.prepare (sign, fresh each attempt) → HTTP → Connection.parse
+      → retry policy: throttle / transient retry with backoff and jitter within the
+        per-call attempts and the run's retry budget; permanent errors fail; an unknown
+        outcome of a mutating call is reconciled (looked up), never blindly re-sent
+      → journal outcome
+
+HTTP lives here, at one boundary, so transport failures are mapped the same way for
+every provider: no connection → ``TransientError`` (nothing was sent); reset, timeout
+or a cut-off body after sending → ``UnknownOutcomeError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import anyio
+import structlog
+
+from batchmig.errors import (
+    PermanentError,
+    ProviderError,
+    ThrottleError,
+    TransientError,
+    UnknownOutcomeError,
+)
+from batchmig.journal import Journal
+from batchmig.plugin import Call, CallStep, Connection, HttpRequest, HttpResponse, Outputs
+from batchmig.ratelimit import Clock, LimitKey, MonotonicClock, RateLimiter
+
+log = structlog.get_logger("batchmig.pipeline")
+
+MAX_BODY = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    budget: int = 10000
+    base_delay: float = 0.5
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Full-jitter exponential backoff for retry number ``attempt`` (1-based)."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class RetryBudgetExhausted(PermanentError):
+    pass
+
+
+@dataclass
+class CallStats:
+    sent: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    throttled: int = 0
+    unknown_outcomes: int = 0
+    reconciled: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": sum(self.sent.values()),
+            "calls_by_action": dict(sorted(self.sent.items())),
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "unknown_outcomes": self.unknown_outcomes,
+            "reconciled": self.reconciled,
+            "errors_by_code": dict(sorted(self.errors.items())),
+        }
+
+
+class HttpTransport:
+    """aiohttp over real sockets, with failures mapped to batchmig errors."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HttpTransport:
+        connector = aiohttp.TCPConnector(limit=200, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        assert self._session is not None, "use HttpTransport as an async context manager"
+        sent = False
+        try:
+            async with self._session.request(
+                request.method, request.url, headers=dict(request.headers), data=request.body or None,
+                allow_redirects=False,
+            ) as response:
+                sent = True
+                body = await response.content.read(MAX_BODY + 1)
+                if len(body) > MAX_BODY:
+                    raise TransientError("ResponseTooLarge", f"the answer is larger than {MAX_BODY} bytes")
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                return HttpResponse(response.status, headers, body)
+        except aiohttp.ClientConnectorError as exc:
+            raise TransientError("ConnectionFailed", f"cannot connect: {exc.os_error.strerror or exc}") from exc
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            raise UnknownOutcomeError("Timeout", "no answer within the call timeout") from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
+            raise UnknownOutcomeError("ConnectionLost", f"the connection broke {'while reading' if sent else 'after sending'}: {type(exc).__name__}") from exc
+        except aiohttp.ClientError as exc:
+            raise UnknownOutcomeError("ConnectionLost", f"HTTP failure: {type(exc).__name__}") from exc
+
+
+Send = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+class Pipeline:
+    """Sends calls for all instances of a run through limiter, retries and journal."""
+
+    def __init__(
+        self,
+        connections: Mapping[str, tuple[str, Connection]],
+        limiter: RateLimiter,
+        send: Send,
+        *,
+        journal: Journal | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        seed: int | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self._connections = connections  # config name -> (provider name, connection)
+        self.limiter = limiter
+        self._send = send
+        self._journal = journal
+        self.retry = retry or RetryPolicy()
+        self._clock = clock or MonotonicClock()
+        self._rng = random.Random(seed)
+        self._retries_left = self.retry.budget
+        self.read_only = read_only
+        self.stats = CallStats()
+
+    def key(self, connection: str, action: str) -> LimitKey:
+        provider, conn = self._connections[connection]
+        return LimitKey(provider, conn.account, conn.region, action)
+
+    async def _attempt(self, connection: str, call: Call) -> Mapping[str, Any]:
+        """One admitted request: limiter, sign, send, parse. Shielded once sent."""
+        provider, conn = self._connections[connection]
+        key = LimitKey(provider, conn.account, conn.region, call.action)
+        await self.limiter.acquire(key)
+        with anyio.CancelScope(shield=True):  # a call on the wire finishes and is accounted
+            request = await conn.prepare(call)
+            self.stats.sent[call.action] += 1
+            try:
+                response = await self._send(request)
+                return conn.parse(call, response)
+            except ThrottleError as exc:
+                self.stats.throttled += 1
+                self.limiter.penalize(key, exc.retry_after)
+                raise
+            except ProviderError as exc:
+                self.stats.errors[exc.code] += 1
+                if isinstance(exc, UnknownOutcomeError):
+                    self.stats.unknown_outcomes += 1
+                raise
+
+    async def _backoff(self, attempt: int, error: ProviderError) -> None:
+        if attempt >= self.retry.max_attempts:
+            raise error
+        if self._retries_left <= 0:
+            raise RetryBudgetExhausted(
+                "RetryBudgetExhausted", f"the run's retry budget is spent; last error {error.code}: {error.message}",
+                request_id=error.request_id,
+            ) from error
+        self._retries_left -= 1
+        self.stats.retries += 1
+        log.debug("call.retry", code=error.code, attempt=attempt)
+        await self._clock.sleep(self.retry.delay(attempt, self._rng))
+
+    async def read(self, connection: str, call: Call) -> Mapping[str, Any]:
+        """A read-only call with retries. Refuses mutating calls."""
+        if call.mutating:
+            raise PermanentError("MutatingCallRefused", f"{call.action} changes state; only steps may send it")
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(connection, call)
+            except (ThrottleError, TransientError, UnknownOutcomeError) as exc:
+                await self._backoff(attempt, exc)
+
+    async def mutate(
+        self,
+        connection: str,
+        instance: str,
+        step_index: int,
+        step: CallStep,
+        outputs: Outputs,
+        reconcile_first: bool = False,
+    ) -> tuple[Outputs, str | None]:
+        """Send a step's mutating call exactly once in effect; return (outputs, request id).
+
+        ``reconcile_first`` is set on resume when the journal holds an intent for this
+        step without an outcome: the call may have taken effect before the crash.
+        """
+        if self.read_only:
+            raise PermanentError("MutatingCallRefused", f"read-only run: {step.name} was not sent")
+        assert self._journal is not None
+        if reconcile_first:
+            found = await self._reconcile(connection, step, outputs)
+            if found is not None:
+                return found, None
+        attempt = 0
+        while True:
+            attempt += 1
+            call = step.build(outputs)
+            call_id = await self._journal.intent(instance, step_index, call.action, call.resource)
+            try:
+                answer = await self._attempt(connection, call)
+            except ThrottleError as exc:  # refused before acting: safe to send again
+                self._journal.outcome(call_id, "throttled", error=exc.as_dict(), request_id=exc.request_id)
+                await self._backoff(attempt, exc)
+                continue
+            except (UnknownOutcomeError, TransientError) as exc:
+                # The server may have acted (an InternalError after a commit, a lost
+                # answer): look before sending again.
+                self._journal.outcome(call_id, "unknown", error=exc.as_dict(), request_id=exc.request_id)
+                found = await self._reconcile(connection, step, outputs)
+                if found is not None:
+                    return found, exc.request_id
+                await self._backoff(attempt, exc)
+                continue
+            except ProviderError as exc:
+                self._journal.outcome(call_id, "failed", error=exc.as_dict(), request_id=exc.request_id)
+                raise
+            result = dict(step.read(answer))
+            request_id = _request_id(answer)
+            self._journal.outcome(call_id, "done", outputs=result, request_id=request_id)
+            return result, request_id
+
+    async def _reconcile(self, connection: str, step: CallStep, outputs: Outputs) -> Outputs | None:
+        assert step.reconcile is not None, f"mutating step {step.name} has no reconcile"
+        found = await step.reconcile(ReadCaller(self, connection), outputs)
+        if found is not None:
+            self.stats.reconciled += 1
+            log.info("call.reconciled", step=step.name)
+        return found
+
+
+def _request_id(answer: Mapping[str, Any]) -> str | None:
+    for key in ("RequestId", "request_id", "_request_id"):
+        value = answer.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+class ReadCaller:
+    """The ``Caller`` handed to providers: read-only calls on one connection."""
+
+    def __init__(self, pipeline: Pipeline, connection: str) -> None:
+        self._pipeline = pipeline
+        self._connection = connection
+
+    async def read(self, call: Call) -> Mapping[str, Any]:
+        return await self._pipeline.read(self._connection, call)

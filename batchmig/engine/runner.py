@@ -1,0 +1,407 @@
+"""Run a plan: waves, concurrency, canaries, failure budgets, cutover gates, stop.
+
+One anyio task group per run. Instances get a task only when a concurrency slot is
+free (10,000 instances do not mean 10,000 tasks); each runs its provider's steps in
+its own cancel scope, so one instance's failure never touches another, and a stop
+(SIGINT/SIGTERM) cancels waiting but not calls on the wire — the pipeline shields
+those until their outcome is journaled.
+
+Every instance ends in exactly one status: succeeded, failed (with the cloud's code,
+message and request id), skipped (with the reason), awaiting_cutover or interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import structlog
+
+from batchmig.engine.pipeline import Pipeline
+from batchmig.engine.polling import PollHub
+from batchmig.errors import JournalError, ProviderError
+from batchmig.journal import (
+    AWAITING_CUTOVER,
+    FAILED,
+    FINAL_STATUSES,
+    INTERRUPTED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    Journal,
+)
+from batchmig.plan.model import Plan, PlannedInstance, Wave
+from batchmig.plugin import CallStep, Instance, Step, WaitStep
+from batchmig.ratelimit import Clock, MonotonicClock
+from batchmig.registry import Registry
+
+log = structlog.get_logger("batchmig.engine")
+
+CUTOVER_CHECK_SECONDS = 1.0
+
+
+def instance_token(run_id: str, instance_id: str) -> str:
+    return hashlib.sha256(f"{run_id}/{instance_id}".encode()).hexdigest()[:8]
+
+
+def instance_view(plan_instance: PlannedInstance, run_id: str) -> Instance:
+    return Instance(
+        plan_instance.id,
+        plan_instance.provider,
+        plan_instance.connection,
+        plan_instance.settings,
+        plan_instance.cutover,
+        instance_token(run_id, plan_instance.id),
+    )
+
+
+class StepFailed(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", ""))
+        self.error = error
+
+
+@dataclass
+class Progress:
+    """Live counts for the progress view."""
+
+    total: int
+    by_status: dict[str, int] = field(default_factory=dict)
+    steps_done: int = 0
+
+    def move(self, old: str | None, new: str) -> None:
+        if old is not None:
+            self.by_status[old] -= 1
+        self.by_status[new] = self.by_status.get(new, 0) + 1
+
+
+class Engine:
+    def __init__(
+        self,
+        plan: Plan,
+        registry: Registry,
+        pipeline: Pipeline,
+        journal: Journal,
+        run_id: str,
+        *,
+        clock: Clock | None = None,
+        wait_for_cutover: bool = False,
+    ) -> None:
+        self.plan = plan
+        self.registry = registry
+        self.pipeline = pipeline
+        self.journal = journal
+        self.run_id = run_id
+        self.clock = clock or MonotonicClock()
+        self.wait_for_cutover = wait_for_cutover
+        self.stopping = False
+        self.stop_reason = ""
+        records = journal.instances()
+        self.status = {iid: rec.status for iid, rec in records.items()}
+        self._records = records
+        self._open_intents = journal.open_intents()
+        self.progress = Progress(total=len(plan.instances))
+        for status in self.status.values():
+            self.progress.move(None, status)
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._settle: dict[str, Callable[[], None]] = {}
+        self._released: set[str] = journal.released_cutovers()
+        self._release_events: dict[str, anyio.Event] = {}
+        self._active = 0
+        self._idle = anyio.Event()
+        self._fatal: BaseException | None = None
+
+    # ------------------------------------------------------------- status
+
+    def _set(self, iid: str, status: str, **fields: Any) -> None:
+        self.progress.move(self.status.get(iid), status)
+        self.status[iid] = status
+        self.journal.set_instance(iid, status, **fields)
+
+    def stop(self, reason: str = "interrupted") -> None:
+        """Start no new call; let calls on the wire finish; end the run resumable."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_reason = reason
+        log.warning("run.stopping", reason=reason)
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+        self._idle.set()
+
+    # ---------------------------------------------------------------- run
+
+    async def run(self) -> None:
+        log.info("run.started", run=self.run_id, instances=len(self.plan.instances))
+        async with anyio.create_task_group() as tg:
+            self._hub = PollHub(self.pipeline, self.clock, tg, self.plan.document.run.poll_interval)
+            tg.start_soon(self._watch_cutovers)
+            await self._run_waves(tg)
+            await self._wait_until_idle()
+            tg.cancel_scope.cancel()  # only the cutover watcher and poll queues are left
+        if self._fatal is not None:
+            raise self._fatal
+        await self.journal.flush()
+        log.info("run.finished", run=self.run_id, **{k: v for k, v in self.progress.by_status.items() if v})
+
+    async def _wait_until_idle(self) -> None:
+        """Return when no instance task is left; let go of cutover waiters unless told to wait."""
+        while self._active:
+            if not self.stopping and not self.wait_for_cutover and self._active == len(self._awaiting()):
+                for scope in list(self._scopes.values()):
+                    scope.cancel()
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    async def _run_waves(self, tg: anyio.abc.TaskGroup) -> None:
+        blocked = ""
+        global_slots = anyio.Semaphore(self.plan.document.run.max_concurrency)
+        for wave in self.plan.waves:
+            if self.stopping:
+                return
+            if blocked:
+                self._skip_all(wave.instances, blocked)
+                continue
+            blocked = await self._run_wave(tg, wave, global_slots)
+
+    def _skip_all(self, ids: tuple[str, ...] | list[str], reason: str) -> None:
+        for iid in ids:
+            if self.status.get(iid) not in FINAL_STATUSES:
+                self._set(iid, SKIPPED, error={"kind": "skipped", "code": "Skipped", "message": reason})
+
+    async def _run_wave(self, tg: anyio.abc.TaskGroup, wave: Wave, global_slots: anyio.Semaphore) -> str:
+        """Run one wave; return why later waves must not start ('' if they may)."""
+        slots = anyio.Semaphore(wave.max_concurrency or 1_000_000)
+        settled = _Countdown()
+        log.info("wave.started", wave=wave.name, instances=len(wave.instances))
+
+        def failed_count() -> int:
+            return sum(1 for iid in wave.instances if self.status.get(iid) == FAILED)
+
+        canaries = [iid for iid in wave.instances[: wave.canary] if self.status.get(iid) != SUCCEEDED]
+        if canaries:
+            done = _Countdown()
+            for iid in canaries:
+                await self._start(tg, iid, slots, global_slots, settled, done)
+            await done.wait()
+            if self.stopping:
+                return "stopped"
+            bad = [iid for iid in canaries if self.status.get(iid) != SUCCEEDED]
+            if bad:
+                reason = f"canary {bad[0]} of wave {wave.name} did not succeed ({self.status.get(bad[0])})"
+                log.error("wave.canary_failed", wave=wave.name, instance=bad[0])
+                self._skip_all(list(wave.instances), reason)
+                return reason
+        budget = wave.failure_budget
+        for iid in wave.instances[wave.canary:]:
+            if self.stopping:
+                return "stopped"
+            if self.status.get(iid) in FINAL_STATUSES:
+                continue
+            if budget is not None and not budget.allows(failed_count(), len(wave.instances)):
+                reason = f"failure budget of wave {wave.name} exhausted ({failed_count()} failed)"
+                log.error("wave.budget_exhausted", wave=wave.name, failed=failed_count())
+                self._skip_all([i for i in wave.instances if self.status.get(i) in (PENDING, INTERRUPTED)], reason)
+                await settled.wait()
+                return reason
+            await self._start(tg, iid, slots, global_slots, settled, None)
+        await settled.wait()
+        if budget is not None and not budget.allows(failed_count(), len(wave.instances)):
+            return f"failure budget of wave {wave.name} exhausted ({failed_count()} failed)"
+        return ""
+
+    async def _start(
+        self,
+        tg: anyio.abc.TaskGroup,
+        iid: str,
+        slots: anyio.Semaphore,
+        global_slots: anyio.Semaphore,
+        settled: _Countdown,
+        finished: _Countdown | None,
+    ) -> None:
+        await slots.acquire()
+        await global_slots.acquire()
+        if self.stopping:
+            slots.release()
+            global_slots.release()
+            return
+        settled.add()
+        if finished is not None:
+            finished.add()
+        self._active += 1
+        released = False
+
+        def settle() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                slots.release()
+                global_slots.release()
+                settled.done()
+
+        async def task() -> None:
+            try:
+                await self._run_instance(self.plan.instance(iid), settle)
+            finally:
+                settle()
+                if finished is not None:
+                    finished.done()
+                self._active -= 1
+                self._idle.set()
+
+        tg.start_soon(task)
+
+    def _awaiting(self) -> list[str]:
+        return [iid for iid in self._scopes if self.status.get(iid) == AWAITING_CUTOVER]
+
+    # ------------------------------------------------------------ instance
+
+    async def _run_instance(self, pinst: PlannedInstance, settle: Callable[[], None]) -> None:
+        iid = pinst.id
+        self._settle[iid] = settle
+        provider = self.registry.provider(pinst.provider)
+        view = instance_view(pinst, self.run_id)
+        steps = list(provider.steps(view))
+        record = self._records.get(iid)
+        index = record.step if record else 0
+        outputs: dict[str, Any] = dict(record.outputs) if record else {}
+        open_steps = {intent.step for intent in self._open_intents.get(iid, [])}
+        scope = anyio.CancelScope()
+        self._scopes[iid] = scope
+        with structlog.contextvars.bound_contextvars(instance=iid, provider=pinst.provider):
+            try:
+                with scope:
+                    if self.stopping:
+                        scope.cancel()
+                    self._set(iid, RUNNING)
+                    log.info("instance.started", step=index)
+                    while index < len(steps):
+                        step = steps[index]
+                        outputs = await self._run_step(pinst, index, step, outputs, index in open_steps)
+                        index += 1
+                        self.progress.steps_done += 1
+                        self._set(iid, RUNNING, step=index, step_name=step.name, outputs=outputs)
+                    self._set(iid, SUCCEEDED, step=index, outputs=outputs)
+                    log.info("instance.succeeded")
+                if scope.cancelled_caught and self.status.get(iid) != AWAITING_CUTOVER:
+                    self._set(iid, INTERRUPTED)
+                    log.info("instance.interrupted", step=index)
+            except StepFailed as exc:
+                self._set(iid, FAILED, error=exc.error)
+                log.error("instance.failed", **exc.error)
+            except JournalError as exc:
+                self._fatal = exc
+                self.stop("the journal cannot be written")
+            except Exception as exc:  # a provider bug must not take the run down
+                error = {"kind": "internal", "code": type(exc).__name__, "message": f"provider error: {exc}"}
+                self._set(iid, FAILED, error=error)
+                log.exception("instance.crashed", step=index)
+            finally:
+                self._scopes.pop(iid, None)
+                self._settle.pop(iid, None)
+                settle()
+
+    async def _run_step(
+        self, pinst: PlannedInstance, index: int, step: Step, outputs: dict[str, Any], reconcile_first: bool
+    ) -> dict[str, Any]:
+        iid = pinst.id
+        self.journal.step_event(iid, index, step.name, RUNNING)
+        timeout = pinst.timeout(step.name)
+        try:
+            with anyio.fail_after(timeout):
+                if isinstance(step, CallStep):
+                    if step.cutover and pinst.cutover == "manual":
+                        await self._await_cutover(iid, step.name)
+                    new = await self._call(pinst, index, step, outputs, reconcile_first)
+                else:
+                    status = await self._hub.wait(pinst.connection, step.poller, outputs)
+                    if status.state == "failed":
+                        raise StepFailed({
+                            "kind": "failed", "code": status.code or "JobFailed", "message": status.message,
+                            "request_id": status.request_id, "step": step.name,
+                        })
+                    new = dict(status.outputs)
+        except TimeoutError:
+            self.journal.step_event(iid, index, step.name, FAILED)
+            raise StepFailed({
+                "kind": "timeout", "code": "StepTimeout", "step": step.name,
+                "message": f"step {step.name} did not finish within {_human(timeout)}",
+            }) from None
+        except ProviderError as exc:
+            self.journal.step_event(iid, index, step.name, FAILED)
+            raise StepFailed({**exc.as_dict(), "step": step.name}) from exc
+        except StepFailed:
+            self.journal.step_event(iid, index, step.name, FAILED)
+            raise
+        self.journal.step_event(iid, index, step.name, SUCCEEDED)
+        return {**outputs, **new}
+
+    async def _call(
+        self, pinst: PlannedInstance, index: int, step: CallStep, outputs: dict[str, Any], reconcile_first: bool
+    ) -> dict[str, Any]:
+        call = step.build(outputs)
+        if call.mutating:
+            result, _ = await self.pipeline.mutate(pinst.connection, pinst.id, index, step, outputs, reconcile_first)
+            return dict(result)
+        answer = await self.pipeline.read(pinst.connection, call)
+        return dict(step.read(answer))
+
+    # ------------------------------------------------------------- cutover
+
+    async def _await_cutover(self, iid: str, step_name: str) -> None:
+        if iid in self._released:
+            return
+        self._set(iid, AWAITING_CUTOVER)
+        log.info("cutover.awaiting", step=step_name)
+        event = self._release_events.setdefault(iid, anyio.Event())
+        self._settle[iid]()  # the wave may go on while this instance waits for its operator
+        self._idle.set()
+        await event.wait()
+        log.info("cutover.released", step=step_name)
+        self._set(iid, RUNNING)
+
+    async def _watch_cutovers(self) -> None:
+        while True:
+            await anyio.sleep(CUTOVER_CHECK_SECONDS)
+            if not self._release_events:
+                continue
+            released = await self.journal.read(lambda db: {r[0] for r in db.execute("SELECT instance FROM cutovers")})
+            for iid in released - self._released:
+                self._released.add(iid)
+                event = self._release_events.pop(iid, None)
+                if event is not None:
+                    event.set()
+
+
+class _Countdown:
+    """Wait until as many ``done()`` as ``add()`` calls have happened."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.event = anyio.Event()
+
+    def add(self) -> None:
+        self.pending += 1
+
+    def done(self) -> None:
+        self.pending -= 1
+        if self.pending <= 0:
+            self.event.set()
+
+    async def wait(self) -> None:
+        if self.pending > 0:
+            self.event = anyio.Event() if self.event.is_set() else self.event
+            await self.event.wait()
+
+
+def _human(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60:
+        return f"{seconds / 60:g}m"
+    return f"{math.ceil(seconds)}s"

@@ -1,0 +1,154 @@
+"""The one error tree of batchmig.
+
+Every failure the CLI can meet is one of these, so it can print one line, a hint and
+exit with a documented code instead of a traceback::
+
+    BatchmigError
+    ├── UsageError            bad command line or run directory     -> exit 2
+    ├── PlanError             invalid plan (all problems, located)  -> exit 2
+    ├── PluginError           a plugin failed to load or collides   -> exit 2
+    ├── JournalError          the run journal cannot be used        -> exit 1
+    └── ProviderError         an answer (or non-answer) from a cloud
+        ├── ThrottleError     the cloud said "too many requests": slow down, retry
+        ├── TransientError    retry with backoff (5xx, internal error, transport)
+        ├── PermanentError    fail the instance with the cloud's code and message
+        └── UnknownOutcomeError  a mutating call may or may not have taken effect
+
+Provider plugins raise the ``ProviderError`` subclasses from ``Connection.parse``; the
+core maps transport failures (refused, reset, timeout) itself, at one boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class BatchmigError(Exception):
+    """Base of every error batchmig raises on purpose."""
+
+    hint: str = ""
+
+
+class UsageError(BatchmigError):
+    """The command line or a referenced file or run directory is wrong."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class PlanProblem:
+    """One located problem in a plan: ``file:line:column key.path: message``."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "message": self.message,
+        }
+
+
+class PlanError(BatchmigError):
+    """A plan is invalid; carries every problem found, not only the first."""
+
+    hint = "fix the problems above and run `batchmig validate` again"
+
+    def __init__(self, problems: list[PlanProblem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.path))
+        count = len(self.problems)
+        super().__init__(f"the plan has {count} problem{'s' if count != 1 else ''}")
+
+
+class PluginError(BatchmigError):
+    """A plugin could not be loaded or registers something that clashes."""
+
+    hint = "uninstall or fix the named distribution; `batchmig plugins` lists what is loaded"
+
+
+class JournalError(BatchmigError):
+    """The journal (run directory) cannot be created, read or written."""
+
+    hint = "check the run directory's permissions and free space, then `batchmig resume`"
+
+
+class ProviderError(BatchmigError):
+    """An error answered by a cloud API (or the lack of an answer).
+
+    ``code`` is the cloud's own error code, ``request_id`` its request id: both are
+    kept in the journal and the report so an operator can quote them to support.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        request_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}" + (f" (request id {request_id})" if request_id else ""))
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.http_status = http_status
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "code": self.code,
+            "message": self.message,
+            "request_id": self.request_id,
+        }
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__.removesuffix("Error").lower()
+
+
+class ThrottleError(ProviderError):
+    """The cloud refused the call for its rate: the whole limiter key slows down."""
+
+    retryable = True
+
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(code, message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class TransientError(ProviderError):
+    """A failure that a later attempt of the same call may not meet."""
+
+    retryable = True
+
+
+class PermanentError(ProviderError):
+    """A failure that repeating the call will not fix."""
+
+
+class NotFoundError(PermanentError):
+    """The resource named in the call does not exist (useful when reconciling)."""
+
+
+class UnknownOutcomeError(ProviderError):
+    """The request was sent but no usable answer came back.
+
+    For a read this is simply retried. For a mutating call the core never re-sends
+    blindly: the step's ``reconcile`` looks the resource up first.
+    """
+
+    retryable = True

@@ -1,0 +1,357 @@
+"""The run journal: what happened, durably, so a killed run resumes without repeats.
+
+One SQLite file (WAL mode) per run holds the plan and its hash, every instance's
+state and journaled outputs (remote ids), the steps with their times, and for every
+mutating call an *intent* written before the request is sent and an *outcome* after.
+A resume therefore never repeats a call whose outcome is recorded, and reconciles
+(looks up) one whose intent has no outcome.
+
+All writes go through one writer thread that drains its queue and commits the batch
+at once (group commit): the event loop never blocks on the disk, and a thousand
+concurrent intents cost a handful of fsyncs, not a thousand. Only ``intent`` waits
+for its commit — it must be durable before the request leaves — while other writes
+are ordered behind it in the same queue.
+
+Keep this class's public methods as the journal's whole interface: a later backend
+(PostgreSQL, shared by several runners) implements the same methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from batchmig.errors import JournalError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY, position INTEGER NOT NULL, provider TEXT NOT NULL, wave TEXT NOT NULL,
+    status TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0, step_name TEXT,
+    outputs TEXT NOT NULL DEFAULT '{}', error TEXT, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    instance TEXT NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL,
+    started REAL, ended REAL, status TEXT NOT NULL, PRIMARY KEY (instance, step)
+);
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY, instance TEXT NOT NULL, step INTEGER NOT NULL, action TEXT NOT NULL,
+    resource TEXT, state TEXT NOT NULL, sent REAL NOT NULL, finished REAL,
+    outputs TEXT, request_id TEXT, error TEXT
+);
+CREATE INDEX IF NOT EXISTS calls_open ON calls (instance, step, state);
+CREATE TABLE IF NOT EXISTS cutovers (instance TEXT PRIMARY KEY, released REAL NOT NULL);
+"""
+
+# Instance statuses. Terminal ones end an instance; resume restarts the others.
+PENDING = "pending"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+SKIPPED = "skipped"
+AWAITING_CUTOVER = "awaiting_cutover"
+INTERRUPTED = "interrupted"
+FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, SKIPPED})
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    id: str
+    position: int
+    provider: str
+    wave: str
+    status: str
+    step: int
+    step_name: str | None
+    outputs: dict[str, Any]
+    error: dict[str, Any] | None
+    updated: float
+
+
+@dataclass(frozen=True)
+class OpenIntent:
+    """A mutating call that was (maybe) sent but whose outcome was never recorded."""
+
+    id: int
+    instance: str
+    step: int
+    action: str
+    resource: str | None
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600), if it does not exist."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+class Journal:
+    """The journal of one run. Open with ``Journal.open(path)``; close with ``close()``."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+        self._queue: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Any] | None] = (
+            queue.SimpleQueue()
+        )
+        self._failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.commits = 0
+
+    # ------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, path: Path, *, durable: bool = False, create: bool = False) -> Journal:
+        try:
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                create_private_file(path)
+            elif not path.exists():
+                raise JournalError(f"no journal at {path}")
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"cannot open the journal {path}: {exc}") from exc
+        return cls(path, db)
+
+    def start_writer(self) -> None:
+        """Start the background writer (needed before the async write methods)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._write_loop, name="batchmig-journal", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._db.close()
+
+    # --------------------------------------------------------- writer thread
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
+        results: list[Any] = []
+        error: BaseException | None = self._failure
+        if error is None:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                results = [op(self._db) for op, _ in batch]
+                self._db.execute("COMMIT")
+                self.commits += 1
+            except BaseException as exc:  # the disk is full, the directory unwritable...
+                error = JournalError(f"cannot write the journal {self.path}: {exc}")
+                self._failure = error
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+        for index, (_, waiter) in enumerate(batch):
+            if waiter is not None:
+                waiter(results[index] if error is None else None, error)
+
+    def _submit(self, op: Callable[[sqlite3.Connection], Any]) -> None:
+        if self._failure is not None:
+            raise self._failure
+        self._queue.put((op, None))
+
+    async def _submit_and_wait(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._failure is not None:
+            raise self._failure
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if not future.done():
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+
+        def waiter(result: Any, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(settle, result, error)
+
+        self._queue.put((op, waiter))
+        with anyio.CancelScope(shield=True):  # an intent must not be abandoned half-way
+            return await future
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        await self._submit_and_wait(lambda db: None)
+
+    # ------------------------------------------------------ run-level records
+
+    def write_meta(self, values: Mapping[str, str]) -> None:
+        """Synchronous: used when a run is created or resumed, before the writer starts."""
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    def add_instances(self, rows: list[tuple[str, int, str, str]]) -> None:
+        """Synchronous: (id, position, provider, wave) for instances not yet known."""
+        now = time.time()
+        with self._db:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO instances (id, position, provider, wave, status, updated) "
+                "VALUES (?, ?, ?, ?, 'pending', ?)",
+                [(*row, now) for row in rows],
+            )
+
+    def instances(self) -> dict[str, InstanceRecord]:
+        rows = self._db.execute(
+            "SELECT id, position, provider, wave, status, step, step_name, outputs, error, updated "
+            "FROM instances ORDER BY position"
+        ).fetchall()
+        return {
+            row[0]: InstanceRecord(
+                row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                json.loads(row[7]), json.loads(row[8]) if row[8] else None, row[9],
+            )
+            for row in rows
+        }
+
+    def open_intents(self) -> dict[str, list[OpenIntent]]:
+        result: dict[str, list[OpenIntent]] = {}
+        for row in self._db.execute(
+            "SELECT id, instance, step, action, resource FROM calls WHERE state = 'intent' ORDER BY id"
+        ):
+            result.setdefault(row[1], []).append(OpenIntent(*row))
+        return result
+
+    def steps(self) -> list[tuple[str, int, str, float | None, float | None, str]]:
+        return self._db.execute(
+            "SELECT instance, step, name, started, ended, status FROM steps ORDER BY instance, step"
+        ).fetchall()
+
+    def calls(self) -> list[tuple[Any, ...]]:
+        return self._db.execute(
+            "SELECT instance, step, action, resource, state, sent, finished, request_id, error FROM calls ORDER BY id"
+        ).fetchall()
+
+    def released_cutovers(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT instance FROM cutovers")}
+
+    def release_cutovers(self, instance_ids: list[str]) -> None:
+        """Synchronous, from another process (``batchmig cutover``)."""
+        now = time.time()
+        with self._db:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO cutovers VALUES (?, ?)", [(i, now) for i in instance_ids]
+            )
+
+    # ------------------------------------------------------ engine writes
+
+    async def intent(self, instance: str, step: int, action: str, resource: str | None) -> int:
+        """Record that a mutating call is about to be sent; returns once durable."""
+        now = time.time()
+
+        def op(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "INSERT INTO calls (instance, step, action, resource, state, sent) VALUES (?, ?, ?, ?, 'intent', ?)",
+                (instance, step, action, resource, now),
+            )
+            return int(cursor.lastrowid or 0)
+
+        result: int = await self._submit_and_wait(op)
+        return result
+
+    def outcome(
+        self,
+        call_id: int,
+        state: str,
+        *,
+        outputs: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        error: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record what became of an intent: done, failed, or reconciled."""
+        values = (
+            state, time.time(), json.dumps(dict(outputs or {})), request_id,
+            json.dumps(dict(error)) if error else None, call_id,
+        )
+        self._submit(
+            lambda db: db.execute(
+                "UPDATE calls SET state = ?, finished = ?, outputs = ?, request_id = ?, error = ? WHERE id = ?",
+                values,
+            )
+        )
+
+    def set_instance(
+        self,
+        instance: str,
+        status: str,
+        *,
+        step: int | None = None,
+        step_name: str | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+    ) -> None:
+        sets = ["status = ?", "updated = ?", "error = ?"]
+        values: list[Any] = [status, time.time(), json.dumps(dict(error)) if error else None]
+        if step is not None:
+            sets += ["step = ?", "step_name = ?"]
+            values += [step, step_name]
+        if outputs is not None:
+            sets.append("outputs = ?")
+            values.append(json.dumps(dict(outputs)))
+        sql = f"UPDATE instances SET {', '.join(sets)} WHERE id = ?"
+        values.append(instance)
+        self._submit(lambda db: db.execute(sql, values))
+
+    def step_event(self, instance: str, step: int, name: str, status: str) -> None:
+        now = time.time()
+        if status == RUNNING:
+            self._submit(
+                lambda db: db.execute(
+                    "INSERT INTO steps VALUES (?, ?, ?, ?, NULL, ?) ON CONFLICT (instance, step) "
+                    "DO UPDATE SET status = excluded.status",
+                    (instance, step, name, now, status),
+                )
+            )
+        else:
+            self._submit(
+                lambda db: db.execute(
+                    "INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (instance, step) "
+                    "DO UPDATE SET ended = excluded.ended, status = excluded.status",
+                    (instance, step, name, now, now, status),
+                )
+            )
+
+    async def read(self, query: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run a read in the writer thread (so it sees every queued write)."""
+        return await self._submit_and_wait(query)

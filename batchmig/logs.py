@@ -1,0 +1,93 @@
+"""structlog, configured once by the CLI.
+
+JSON lines when stderr is not a terminal (CI, log shippers), readable lines on a
+terminal. Every event also goes, as JSON, to ``events.jsonl`` in the run directory
+when there is one. Known secret values are redacted from every event before any
+output sees it. Modules only call ``structlog.get_logger()`` and use stable event
+names (``instance.failed``, ``call.retry``...); run, instance and provider come from
+context variables bound per task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from batchmig.credentials import REDACTOR
+
+_event_file: TextIO | None = None
+
+
+def _redact(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = REDACTOR(value)
+        elif isinstance(value, dict | list | tuple):
+            event[key] = json.loads(REDACTOR(json.dumps(value, default=str)))
+    return event
+
+
+def _tee(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    if _event_file is not None:
+        _event_file.write(json.dumps(event, default=str, separators=(",", ":")) + "\n")
+    return event
+
+
+def configure(*, verbose: bool = False, console_level: int | None = None, json_output: bool | None = None) -> None:
+    """Set up structlog for this process. ``json_output`` defaults to "stderr is not a TTY"."""
+    if json_output is None:
+        json_output = not sys.stderr.isatty()
+    level = logging.DEBUG if verbose else (console_level if console_level is not None else logging.INFO)
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if verbose:
+        processors.append(structlog.processors.format_exc_info if json_output else structlog.dev.set_exc_info)
+    else:
+        processors.append(_drop_exc_info)
+    processors += [_redact, _tee, _LevelFilter(level), renderer]
+    structlog.configure(
+        processors=processors,
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _drop_exc_info(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    event.pop("exc_info", None)
+    return event
+
+
+class _LevelFilter:
+    """Drop console output below ``level`` (the event file has already seen it)."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        if logging.getLevelName(event.get("level", "info").upper()) < self.level:
+            raise structlog.DropEvent
+        return event
+
+
+def open_event_file(path: Path) -> None:
+    global _event_file
+    close_event_file()
+    _event_file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+
+
+def close_event_file() -> None:
+    global _event_file
+    if _event_file is not None:
+        _event_file.close()
+        _event_file = None

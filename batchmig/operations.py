@@ -1,0 +1,427 @@
+"""What the CLI's commands do, without the CLI: start, resume, dry-run, check, status, cutover.
+
+A run lives in a run directory (default ``./.batchmig/runs/<run-id>/``)::
+
+    journal.sqlite   the journal (0600): plan, hash, instance states, call intents/outcomes
+    plan.yaml        the plan as it was when the run started (0600)
+    report.json      written at the end of every run or resume (0600)
+    events.jsonl     every log event as a JSON line
+    run.lock         held (flock) while a runner works on the run
+    sandbox/         the emulated cloud's state and audit log, for runs with --sandbox
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from batchmig import logs
+from batchmig.credentials import ResolvedCredentials, resolve_credentials
+from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller, RetryPolicy
+from batchmig.engine.runner import Engine, instance_view
+from batchmig.errors import JournalError, UsageError
+from batchmig.journal import AWAITING_CUTOVER, FAILED, INTERRUPTED, PENDING, RUNNING, SKIPPED, Journal
+from batchmig.plan.loader import load_plan
+from batchmig.plan.model import Plan
+from batchmig.plugin import DEFAULT_RATE, CallStep, Connection, ProviderConfig, WaitStep
+from batchmig.ratelimit import LimitKey, RateLimiter
+from batchmig.registry import Registry
+from batchmig.report import build_report, write_report
+from batchmig.sandbox.host import Sandbox, SandboxConfig
+
+log = structlog.get_logger("batchmig.run")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 3
+EXIT_AWAITING_CUTOVER = 4
+
+DEFAULT_RUNS_ROOT = Path(".batchmig/runs")
+
+
+@dataclass
+class RunOptions:
+    runs_root: Path = DEFAULT_RUNS_ROOT
+    run_dir: Path | None = None
+    sandbox: bool = False
+    sandbox_config: SandboxConfig = field(default_factory=SandboxConfig)
+    durable: bool = False
+    wait_for_cutover: bool = False
+    handle_signals: bool = True
+    progress: bool = False
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    exit_code: int
+    report: dict[str, Any]
+
+    @property
+    def statuses(self) -> dict[str, str]:
+        return {entry["id"]: entry["status"] for entry in self.report["instances"]}
+
+
+# ---------------------------------------------------------------- run dirs
+
+
+def make_run_id(plan: Plan) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", plan.name).strip("-")[:40] or "run"
+    return f"{slug}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def find_run_dir(reference: str, runs_root: Path) -> Path:
+    """A run directory from a path or a run id (a unique prefix is enough)."""
+    path = Path(reference)
+    if (path / "journal.sqlite").exists():
+        return path
+    candidates = sorted(p for p in runs_root.glob(f"{reference}*") if (p / "journal.sqlite").exists())
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise UsageError(f"no run {reference!r} (looked in {runs_root})", "`ls` the runs directory or pass a path")
+    names = ", ".join(p.name for p in candidates[:5])
+    raise UsageError(f"{reference!r} matches several runs: {names}")
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock; a second runner on the same run is refused."""
+    fd = os.open(run_dir / "run.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another batchmig process is working on {run_dir}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_is_active(run_dir: Path) -> bool:
+    try:
+        fd = os.open(run_dir / "run.lock", os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------- connections
+
+
+def build_connections(
+    plan: Plan,
+    registry: Registry,
+    fetch: Any,
+    sandbox: Sandbox | None,
+) -> dict[str, tuple[str, Connection]]:
+    used = {inst.connection for inst in plan.instances}
+    result: dict[str, tuple[str, Connection]] = {}
+    for name in sorted(used):
+        doc = plan.document.providers[name]
+        kind = doc.type or name
+        spec = registry.providers[kind]
+        provider = spec.provider
+        where = f"providers.{name}"
+        endpoint = doc.endpoint
+        if sandbox is not None:
+            if spec.emulator is None or spec.emulator not in sandbox.endpoints:
+                raise UsageError(f"{where}: provider {kind} has no sandbox emulator installed")
+            endpoint = sandbox.endpoints[spec.emulator]
+            credentials = ResolvedCredentials(registry.emulators[spec.emulator].demo_credentials)
+        else:
+            if endpoint == "sandbox":
+                raise UsageError(f"{where}: endpoint 'sandbox' needs `batchmig run --sandbox`")
+            credentials = resolve_credentials(doc.credentials, provider.credential_env, f"{where}.credentials")
+            missing = [f for f in provider.required_credentials if credentials.secret(f) is None]
+            if missing:
+                hints = [f"{f} (${provider.credential_env[f]})" if f in provider.credential_env else f for f in missing]
+                raise UsageError(
+                    f"{where}: credentials not set: {', '.join(hints)}",
+                    "export the environment variables, set credentials: in the plan, or use --sandbox",
+                )
+        config = ProviderConfig(name, kind, doc.region, endpoint, credentials, doc.account,
+                                plan.provider_options.get(name))
+        result[name] = (kind, provider.connect(config, fetch))
+    return result
+
+
+def rate_table(plan: Plan, registry: Registry, connections: Mapping[str, tuple[str, Connection]]) -> Any:
+    overrides: dict[tuple[str, str, str], dict[str, float]] = {}
+    for name, (kind, conn) in connections.items():
+        overrides.setdefault((kind, conn.account, conn.region), {}).update(plan.document.providers[name].rate_limits)
+
+    def rate_for(key: LimitKey) -> float:
+        override = overrides.get((key.provider, key.account, key.region), {})
+        defaults = registry.provider(key.provider).default_rate_limits
+        return float(override.get(key.action, defaults.get(key.action, DEFAULT_RATE)))
+
+    return rate_for
+
+
+# --------------------------------------------------------------- running
+
+
+def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOutcome:
+    plan = load_plan(plan_path, registry)
+    run_id = make_run_id(plan)
+    run_dir = options.run_dir or options.runs_root / run_id
+    if (run_dir / "journal.sqlite").exists():
+        raise UsageError(f"{run_dir} already holds a run", "use `batchmig resume` to continue it")
+    try:
+        journal = Journal.open(run_dir / "journal.sqlite", durable=options.durable, create=True)
+        fd = os.open(run_dir / "plan.yaml", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(plan.text)
+    except OSError as exc:
+        raise JournalError(f"cannot create the run directory {run_dir}: {exc.strerror}") from exc
+    journal.write_meta({
+        "run_id": run_id, "plan_path": os.path.abspath(plan_path), "plan_sha256": plan.sha256,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"), "sandbox": "1" if options.sandbox else "0",
+    })
+    journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
+    return _run_with_lock(plan, registry, journal, run_id, run_dir, options)
+
+
+def resume_run(reference: str, registry: Registry, options: RunOptions, *, accept_changed_plan: bool = False) -> RunOutcome:
+    run_dir = find_run_dir(reference, options.runs_root)
+    journal = Journal.open(run_dir / "journal.sqlite", durable=options.durable)
+    meta = journal.meta()
+    plan_path = meta["plan_path"]
+    if not os.path.exists(plan_path):
+        plan_path = str(run_dir / "plan.yaml")
+    plan = load_plan(plan_path, registry)
+    if plan.sha256 != meta["plan_sha256"]:
+        if not accept_changed_plan:
+            journal.close()
+            raise UsageError(
+                f"the plan {plan_path} changed since run {meta['run_id']} started",
+                "pass --accept-changed-plan to continue with the new plan, or restore the old one "
+                f"(a copy is in {run_dir / 'plan.yaml'})",
+            )
+        journal.write_meta({"plan_sha256": plan.sha256})
+        journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
+    options.sandbox = meta.get("sandbox") == "1"
+    return _run_with_lock(plan, registry, journal, meta["run_id"], run_dir, options)
+
+
+def _run_with_lock(
+    plan: Plan, registry: Registry, journal: Journal, run_id: str, run_dir: Path, options: RunOptions
+) -> RunOutcome:
+    try:
+        with run_lock(run_dir):
+            return anyio.run(_execute, plan, registry, journal, run_id, run_dir, options)
+    finally:
+        journal.close()
+        logs.close_event_file()
+
+
+async def _execute(
+    plan: Plan, registry: Registry, journal: Journal, run_id: str, run_dir: Path, options: RunOptions
+) -> RunOutcome:
+    logs.open_event_file(run_dir / "events.jsonl")
+    structlog.contextvars.bind_contextvars(run=run_id)
+    journal.start_writer()
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        sandbox = None
+        if options.sandbox:
+            sandbox = await stack.enter_async_context(
+                Sandbox(registry.emulators, run_dir / "sandbox", options.sandbox_config)
+            )
+        transport = await stack.enter_async_context(HttpTransport(plan.document.run.call_timeout))
+        connections = build_connections(plan, registry, transport.send, sandbox)
+        limiter = RateLimiter(rate_table(plan, registry, connections))
+        retry = plan.document.run.retry
+        pipeline = Pipeline(
+            connections, limiter, transport.send, journal=journal,
+            retry=RetryPolicy(retry.max_attempts, retry.budget, retry.base_delay, retry.max_delay),
+        )
+        engine = Engine(plan, registry, pipeline, journal, run_id, wait_for_cutover=options.wait_for_cutover)
+        async with anyio.create_task_group() as tg:
+            if options.handle_signals:
+                tg.start_soon(_stop_on_signals, engine)
+            if options.progress:
+                from batchmig.progress import show_progress
+
+                tg.start_soon(show_progress, engine, pipeline)
+            await engine.run()
+            tg.cancel_scope.cancel()
+    extra = {
+        "duration_seconds": round(time.monotonic() - started, 3),
+        "calls": pipeline.stats.as_dict(),
+        "rate_limits": {key: stats.as_dict() for key, stats in limiter.stats().items()},
+        "polls": engine._hub.polls_by_poller if hasattr(engine, "_hub") else {},
+    }
+    if engine.stopping:
+        extra["interrupted"] = engine.stop_reason
+    report = build_report(journal, extra)
+    write_report(run_dir / "report.json", report)
+    statuses = [entry["status"] for entry in report["instances"]]
+    code = exit_code(statuses, interrupted=engine.stopping)
+    return RunOutcome(run_id, run_dir, code, report)
+
+
+def exit_code(statuses: list[str], *, interrupted: bool) -> int:
+    if interrupted or any(s in (INTERRUPTED, PENDING, RUNNING) for s in statuses):
+        return EXIT_INTERRUPTED
+    if any(s in (FAILED, SKIPPED) for s in statuses):
+        return EXIT_FAILED
+    if any(s == AWAITING_CUTOVER for s in statuses):
+        return EXIT_AWAITING_CUTOVER
+    return EXIT_OK
+
+
+async def _stop_on_signals(engine: Engine) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if engine.stopping:
+                log.warning("run.stop_again", signal=name, hint="still waiting for calls on the wire")
+                continue
+            engine.stop(f"stopped by {name}")
+
+
+# ----------------------------------------------------------- dry run, check
+
+
+class Placeholders(dict[str, Any]):
+    """Outputs for dry-run: any remote id a step needs reads as ``<Name>``."""
+
+    def __missing__(self, key: str) -> str:
+        return f"<{key}>"
+
+
+@dataclass
+class DryRunCall:
+    step: str
+    action: str
+    mutating: bool
+    params: Mapping[str, Any]
+    cutover: bool = False
+    wait: bool = False
+
+
+def dry_run(plan: Plan, registry: Registry) -> tuple[dict[str, list[DryRunCall]], dict[str, Any]]:
+    """The calls every instance would make, in order, and a makespan estimate.
+
+    Pure: no connection, no transport, no journal exists in a dry run, so no call
+    can reach a network. The estimate is the rate-cap bound: per wave, the busiest
+    (provider, region, action)'s calls divided by its rate, summed over waves; cloud
+    work time (e.g. restoring a backup) comes on top.
+    """
+    listing: dict[str, list[DryRunCall]] = {}
+    per_wave: dict[str, dict[tuple[str, str, str], int]] = {}
+    rates: dict[tuple[str, str, str], float] = {}
+    for inst in plan.instances:
+        provider = registry.provider(inst.provider)
+        calls = []
+        region = plan.document.providers[inst.connection].region
+        overrides = plan.document.providers[inst.connection].rate_limits
+        for step in provider.steps(instance_view(inst, "dry-run")):
+            if isinstance(step, CallStep):
+                call = step.build(Placeholders())
+                calls.append(DryRunCall(step.name, call.action, call.mutating, call.params, step.cutover))
+                action = call.action
+            else:
+                example = step.poller.example(Placeholders()) if step.poller.example else None
+                calls.append(DryRunCall(step.name, step.poller.action, False,
+                                        example.params if example else {}, wait=True))
+                action = step.poller.action
+            key = (inst.provider, region, action)
+            rates[key] = float(overrides.get(action, provider.default_rate_limits.get(action, DEFAULT_RATE)))
+            counts = per_wave.setdefault(inst.wave, {})
+            counts[key] = counts.get(key, 0) + 1
+        listing[inst.id] = calls
+    bound = 0.0
+    busiest: dict[str, Any] = {}
+    for wave, counts in per_wave.items():
+        key, count = max(counts.items(), key=lambda kv: kv[1] / rates[kv[0]])
+        seconds = count / rates[key]
+        bound += seconds
+        busiest[wave] = {"action": "/".join(key), "calls": count, "rate": rates[key], "seconds": round(seconds, 2)}
+    return listing, {"rate_bound_seconds": round(bound, 2), "waves": busiest}
+
+
+async def check_plan_live(plan: Plan, registry: Registry, sandbox_config: SandboxConfig | None) -> dict[str, list[str]]:
+    """``run --check``: the providers' read-only pre-flight for every instance."""
+    problems: dict[str, list[str]] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        sandbox = None
+        if sandbox_config is not None:
+            sandbox = await stack.enter_async_context(Sandbox(registry.emulators, None, sandbox_config))
+        transport = await stack.enter_async_context(HttpTransport(plan.document.run.call_timeout))
+        connections = build_connections(plan, registry, transport.send, sandbox)
+        pipeline = Pipeline(connections, RateLimiter(rate_table(plan, registry, connections)), transport.send,
+                            read_only=True)
+        slots = anyio.Semaphore(50)
+
+        async def check_one(inst: Any) -> None:
+            async with slots:
+                provider = registry.provider(inst.provider)
+                try:
+                    found = await provider.preflight(ReadCaller(pipeline, inst.connection),
+                                                     instance_view(inst, "check"))
+                except Exception as exc:
+                    found = [f"pre-flight failed: {exc}"]
+                if found:
+                    problems[inst.id] = list(found)
+
+        async with anyio.create_task_group() as tg:
+            for inst in plan.instances:
+                tg.start_soon(check_one, inst)
+    return problems
+
+
+# ---------------------------------------------------------- status, cutover
+
+
+def run_status(reference: str, runs_root: Path) -> tuple[Path, dict[str, Any], bool]:
+    run_dir = find_run_dir(reference, runs_root)
+    journal = Journal.open(run_dir / "journal.sqlite")
+    try:
+        return run_dir, build_report(journal), run_is_active(run_dir)
+    finally:
+        journal.close()
+
+
+def release_cutover(reference: str, runs_root: Path, selectors: list[str], select_all: bool) -> tuple[Path, list[str]]:
+    """Release manual cutovers of the instances matching ``selectors`` (ids or globs)."""
+    import fnmatch
+
+    run_dir = find_run_dir(reference, runs_root)
+    journal = Journal.open(run_dir / "journal.sqlite")
+    try:
+        records = journal.instances()
+        if select_all:
+            chosen = [i for i, r in records.items() if r.status not in ("succeeded", "failed", "skipped")]
+        else:
+            chosen = [i for i in records if any(fnmatch.fnmatchcase(i, pattern) for pattern in selectors)]
+            unknown = [p for p in selectors if not any(fnmatch.fnmatchcase(i, p) for i in records)]
+            if unknown:
+                raise UsageError(f"no instance matches {', '.join(unknown)}")
+        journal.release_cutovers(chosen)
+        return run_dir, chosen
+    finally:
+        journal.close()

@@ -1,0 +1,262 @@
+"""The plan format, version 1, as pydantic models.
+
+Two layers: the *document* models (``PlanDocument`` and below) mirror the YAML keys
+exactly and reject unknown ones, so pydantic's error locations are YAML key paths;
+``Plan`` is the resolved, frozen result the engine runs (defaults merged, provider
+settings validated by each provider's own model, waves in order). docs/plan-format.md
+describes the format for people; ``batchmig schema`` prints it for editors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+from batchmig.errors import PlanProblem
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?"
+                       r"\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"5m"``, ``"1h30m"`` or ``"2d"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string such as '90s', '5m', '2h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip() and (match := _DURATION.match(value)):
+        if not any(match.groups()):
+            raise ValueError(f"{value!r} is not a duration such as '90s', '5m', '1h30m'")
+        days, hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = days * 86400 + hours * 3600 + minutes * 60 + secs
+    else:
+        raise ValueError(f"{value!r} is not a duration such as '90s', '5m', '1h30m'")
+    if not 0 < seconds <= 30 * 86400:
+        raise ValueError("a duration must be more than 0 and at most 30 days")
+    return seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(float),
+    Field(json_schema_extra={"type": ["number", "string"], "examples": ["90s", "5m", "1h30m"]}),
+]
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def _parse_budget(value: object) -> object:
+    if isinstance(value, str):
+        match = _PERCENT.match(value)
+        if not match or float(match.group(1)) > 100:
+            raise ValueError(f"{value!r} is not a count or a percentage such as '10%'")
+        return {"percent": float(match.group(1))}
+    return value
+
+
+class FailureBudget(BaseModel):
+    """How many failed instances a wave tolerates before no new instance starts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    count: int | None = Field(default=None, ge=0)
+    percent: float | None = Field(default=None, ge=0, le=100)
+
+    def allows(self, failed: int, total: int) -> bool:
+        if self.count is not None:
+            return failed <= self.count
+        if self.percent is not None:
+            return failed * 100 <= self.percent * total
+        return True
+
+
+Budget = Annotated[
+    FailureBudget,
+    BeforeValidator(lambda v: {"count": v} if isinstance(v, int) and not isinstance(v, bool) else _parse_budget(v)),
+]
+
+Cutover = Literal["auto", "manual"]
+InstanceId = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$",
+        description="Unique id: letters, digits, '.', '_', ':' and '-', at most 100 characters.",
+    ),
+]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfigDoc(Strict):
+    """One entry of ``providers:``: how to reach one provider with one identity."""
+
+    type: str | None = Field(
+        default=None, description="Provider name (e.g. tencent-sqlserver); defaults to this entry's key."
+    )
+    region: str = Field(min_length=1, max_length=64, description="Cloud region, e.g. ap-guangzhou.")
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^(sandbox|https?://[^\s]+)$",
+        description="Override of the API endpoint: a base URL, or 'sandbox' (only with run --sandbox).",
+    )
+    account: str | None = Field(
+        default=None, max_length=64, description="Label of the account, for rate-limit keys and reports."
+    )
+    credentials: dict[str, str] | None = Field(
+        default=None,
+        description="Credential fields by reference only: '${env:NAME}', '${file:PATH}', or {profile: NAME}. "
+        "Omitted: the provider's usual environment variables.",
+    )
+    rate_limits: dict[str, Annotated[float, Field(gt=0, le=10000)]] = Field(
+        default_factory=dict, description="Requests per second per action, overriding the provider's defaults."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Provider-specific options.")
+
+
+class RetryDoc(Strict):
+    """Retry policy for throttled and transient failures."""
+
+    max_attempts: int = Field(default=8, ge=1, le=100, description="Attempts per call, the first included.")
+    budget: int = Field(default=10000, ge=0, description="Retries allowed in the whole run.")
+    base_delay: Duration = Field(default=0.5, description="First backoff delay; doubles per attempt.")
+    max_delay: Duration = Field(default=60.0, description="Longest backoff delay.")
+
+
+class RunDoc(Strict):
+    """Run-wide settings."""
+
+    max_concurrency: int = Field(default=1000, ge=1, le=100000, description="Instances in flight at once.")
+    retry: RetryDoc = Field(default_factory=RetryDoc)
+    poll_interval: Duration | None = Field(
+        default=None, description="Shortest time between two polls of one job (default: the provider's)."
+    )
+    call_timeout: Duration = Field(default=60.0, description="Timeout of one HTTP request.")
+
+
+class DefaultsDoc(Strict):
+    """What instances inherit unless they say otherwise."""
+
+    provider: str | None = Field(default=None, description="Default provider configuration name.")
+    wave: str | None = Field(default=None, description="Default wave name.")
+    cutover: Cutover | None = Field(default=None, description="Default cutover policy: auto or manual.")
+    timeouts: dict[str, Duration] = Field(
+        default_factory=dict, description="Step name (or 'default') -> timeout."
+    )
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Provider name or provider configuration name -> settings every such instance inherits.",
+    )
+
+
+class WaveDoc(Strict):
+    """An ordered group of instances."""
+
+    name: Name
+    max_concurrency: int | None = Field(default=None, ge=1, le=100000)
+    canary: int = Field(default=0, ge=0, description="The first N instances must succeed before the rest start.")
+    failure_budget: Budget | None = Field(
+        default=None, description="Failed instances tolerated (a count or '10%') before no new instance starts."
+    )
+    cutover: Cutover | None = None
+
+
+class InstanceDoc(Strict):
+    """One database instance to migrate."""
+
+    id: InstanceId
+    provider: str | None = Field(default=None, description="Provider configuration name (from providers:).")
+    wave: str | None = None
+    cutover: Cutover | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    timeouts: dict[str, Duration] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict, description="Provider-specific settings.")
+
+
+class PlanDocument(Strict):
+    """A batchmig migration plan (format version 1)."""
+
+    version: Literal[1]
+    name: str | None = Field(default=None, max_length=100)
+    providers: dict[str, ProviderConfigDoc] = Field(min_length=1)
+    defaults: DefaultsDoc = Field(default_factory=DefaultsDoc)
+    run: RunDoc = Field(default_factory=RunDoc)
+    waves: list[WaveDoc] = Field(default_factory=list)
+    instances: list[InstanceDoc] = Field(min_length=1)
+
+
+# ----------------------------------------------------------------- resolved plan
+
+DEFAULT_WAVE = "default"
+DEFAULT_TIMEOUT = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class PlannedInstance:
+    """An instance with everything inherited resolved."""
+
+    index: int
+    id: str
+    provider: str
+    connection: str
+    wave: str
+    cutover: Cutover
+    timeouts: Mapping[str, float]
+    tags: Mapping[str, str]
+    settings: Any
+
+    def timeout(self, step: str) -> float:
+        return self.timeouts.get(step, self.timeouts.get("default", DEFAULT_TIMEOUT))
+
+
+@dataclass(frozen=True)
+class Wave:
+    name: str
+    instances: tuple[str, ...]
+    max_concurrency: int | None = None
+    canary: int = 0
+    failure_budget: FailureBudget | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated plan, ready to run."""
+
+    path: str
+    text: bytes
+    document: PlanDocument
+    instances: tuple[PlannedInstance, ...]
+    waves: tuple[Wave, ...]
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+    locator: Any = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text).hexdigest()
+
+    @property
+    def name(self) -> str:
+        return self.document.name or self.path.rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml")
+
+    def instance(self, instance_id: str) -> PlannedInstance:
+        return self.instances[self._index[instance_id]]
+
+    @property
+    def _index(self) -> dict[str, int]:
+        cached = self.__dict__.get("_index_cache")
+        if cached is None:
+            cached = {inst.id: inst.index for inst in self.instances}
+            object.__setattr__(self, "_index_cache", cached)
+        return cached
+
+    def locate(self, path: str, message: str) -> PlanProblem:
+        """A located problem for a dotted key path such as ``instances.3.settings.bucket``."""
+        line, column = self.locator.position(path) if self.locator else (1, 1)
+        return PlanProblem(self.path, line, column, path, message)

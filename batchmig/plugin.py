@@ -1,0 +1,384 @@
+"""The public API for provider plugins.
+
+A provider plugin teaches batchmig one cloud API. It *describes* work; the core does
+it. The provider says which steps an instance needs (``steps``), which HTTP request a
+call becomes (``Connection.prepare``, which signs it), what an answer means
+(``Connection.parse``, which raises the right ``ProviderError``), how to poll
+asynchronous work (``Poller``) and how to find out whether a mutating call whose
+answer was lost took effect (``CallStep.reconcile``). The core sends every request
+through one pipeline — rate limiter, retry policy, journal, HTTP — so a provider never
+sleeps, retries, throttles or opens sockets by itself.
+
+The life of one instance::
+
+    steps = provider.steps(instance)          # ordered CallStep / WaitStep records
+    for step in steps:
+        CallStep:  call = step.build(outputs)  -> pipeline -> response
+                   outputs |= step.read(response)   (journaled: remote ids)
+        WaitStep:  the engine's poller batches the instance with others and calls
+                   step.poller.poll(caller, [outputs...]) until succeeded / failed
+
+``outputs`` is the instance's journaled memory: a flat mapping of the remote ids and
+facts earlier steps read from their answers. On resume it is restored from the
+journal, so a step must take everything it needs from ``instance`` and ``outputs``.
+
+Plugins may import from ``batchmig``, ``batchmig.plugin``, ``batchmig.sandbox_api``
+and ``batchmig.testing`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+import pluggy
+from pydantic import BaseModel
+
+from batchmig.errors import (
+    NotFoundError,
+    PermanentError,
+    ProviderError,
+    ThrottleError,
+    TransientError,
+    UnknownOutcomeError,
+)
+
+__all__ = [
+    "DEFAULT_RATE",
+    "Call",
+    "CallStep",
+    "Caller",
+    "Connection",
+    "Credentials",
+    "HttpFetch",
+    "HttpRequest",
+    "HttpResponse",
+    "Instance",
+    "NotFoundError",
+    "Outputs",
+    "PermanentError",
+    "Poller",
+    "Provider",
+    "ProviderConfig",
+    "ProviderError",
+    "ProviderSpec",
+    "Step",
+    "ThrottleError",
+    "TransientError",
+    "UnknownOutcomeError",
+    "WaitStatus",
+    "WaitStep",
+    "hookimpl",
+]
+
+hookimpl = pluggy.HookimplMarker("batchmig")
+"""Decorator for a plugin's hook implementations (see ``batchmig.hookspecs``)."""
+
+DEFAULT_RATE = 20.0
+"""Requests per second per action when neither the provider nor the plan says more."""
+
+Outputs = Mapping[str, Any]
+"""Remote ids and facts that earlier steps read from their answers (journaled)."""
+
+
+# --------------------------------------------------------------------------- calls
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API request as the provider describes it, before signing.
+
+    ``mutating`` marks calls that change the cloud (create, start, complete...). The
+    core journals an intent before sending one, and dry-run never sends one.
+    ``resource`` names what the call acts on (a deterministic name or a remote id)
+    for logs, the report and the sandbox's duplicate detection.
+    """
+
+    action: str
+    params: Mapping[str, Any]
+    mutating: bool = False
+    resource: str | None = None
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A signed request, ready for the wire. ``url`` is absolute."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A complete answer from the server. Header names are lower case."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+HttpFetch = Callable[[HttpRequest], Awaitable[HttpResponse]]
+"""Raw HTTP for a connection's own housekeeping (e.g. fetching an IAM token).
+
+It bypasses the rate limiter and journal; use it only for authentication requests,
+never for API calls. Transport failures raise ``TransientError``.
+"""
+
+
+class Caller(Protocol):
+    """Makes read-only calls through the pipeline (limiter, retries, journal).
+
+    Handed to ``CallStep.reconcile``, ``Poller.poll`` and ``Provider.preflight``.
+    It refuses mutating calls: only the engine sends those, from ``CallStep``s.
+    """
+
+    async def read(self, call: Call) -> Mapping[str, Any]:
+        """Send ``call`` and return the parsed answer; raises ``ProviderError``."""
+        ...
+
+
+# ------------------------------------------------------------------ configuration
+
+
+class Credentials(Protocol):
+    """Resolved credential fields of one provider configuration.
+
+    Values are only available through ``secret``; the object's repr never shows
+    them, and the core redacts every resolved value from all output.
+    """
+
+    def secret(self, name: str) -> str | None:
+        """The value of credential field ``name`` or None when it is not set."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One entry of the plan's ``providers:`` section, resolved.
+
+    ``endpoint`` is None for the cloud's public endpoint, otherwise a base URL (the
+    sandbox's, or an operator's override). ``options`` is the provider's own
+    ``options_model`` instance (or None).
+    """
+
+    name: str
+    provider: str
+    region: str
+    endpoint: str | None
+    credentials: Credentials
+    account: str | None = None
+    options: BaseModel | None = None
+
+
+class Connection(ABC):
+    """A provider configuration made ready to talk: credentials, region, endpoint.
+
+    ``account`` labels the rate-limit key; it must never be a secret (use the
+    plan's ``account`` or a short fingerprint of an access key id).
+    """
+
+    account: str
+    region: str
+
+    @abstractmethod
+    async def prepare(self, call: Call) -> HttpRequest:
+        """Turn ``call`` into a signed request. Called again for every attempt."""
+
+    @abstractmethod
+    def parse(self, call: Call, response: HttpResponse) -> Mapping[str, Any]:
+        """Return the answer's payload, or raise the fitting ``ProviderError``.
+
+        Classify by the cloud's error code: ``ThrottleError`` for rate refusals,
+        ``TransientError`` for what a retry may cure, ``NotFoundError`` for a missing
+        resource, ``PermanentError`` for the rest. A body that cannot be understood
+        is a ``TransientError`` for a read and ``UnknownOutcomeError`` for a write.
+        Keep the cloud's request id on every error.
+        """
+
+
+# -------------------------------------------------------------------- instances
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One instance of the plan, as a provider sees it.
+
+    ``settings`` is an instance of the provider's ``settings_model`` (plan defaults
+    merged in). ``token`` is short, unique in the run and stable across resumes: use
+    it (through ``resource_name``) to build the deterministic names that let a lost
+    answer be reconciled by looking the resource up.
+    """
+
+    id: str
+    provider: str
+    connection: str
+    settings: Any
+    cutover: Literal["auto", "manual"] = "auto"
+    token: str = ""
+
+    def resource_name(self, label: str, *, max_length: int = 60, separator: str = "-") -> str:
+        """A deterministic, run-unique name such as ``bm-db01-a1b2c3d4-full``.
+
+        Only letters, digits and ``separator`` are kept from the instance id, and
+        the name starts with a letter, so it passes most clouds' naming rules.
+        """
+        safe_id = "".join(ch if ch.isascii() and ch.isalnum() else separator for ch in self.id)
+        token = self.token or hashlib.sha256(self.id.encode()).hexdigest()[:8]
+        tail = f"{separator}{token}{separator}{label}"
+        room = max(0, max_length - len("bm") - len(separator) - len(tail))
+        return f"bm{separator}{safe_id[:room]}{tail}"[:max_length]
+
+
+# ------------------------------------------------------------------------ steps
+
+
+@dataclass(frozen=True)
+class WaitStatus:
+    """What one poll found out about one waited-on thing."""
+
+    state: Literal["running", "succeeded", "failed"]
+    message: str = ""
+    code: str | None = None
+    outputs: Outputs = field(default_factory=dict)
+    request_id: str | None = None
+
+    @classmethod
+    def running(cls, message: str = "") -> WaitStatus:
+        return cls("running", message)
+
+    @classmethod
+    def succeeded(cls, outputs: Outputs | None = None, message: str = "") -> WaitStatus:
+        return cls("succeeded", message, outputs=dict(outputs or {}))
+
+    @classmethod
+    def failed(cls, message: str, code: str | None = None, request_id: str | None = None) -> WaitStatus:
+        return cls("failed", message, code=code, request_id=request_id)
+
+
+def _no_group(outputs: Outputs) -> Hashable:
+    return None
+
+
+@dataclass(frozen=True)
+class Poller:
+    """How to ask about many waited-on things at once, within the rate budget.
+
+    The engine collects every instance waiting on a poller with the same ``name`` on
+    the same connection, and calls ``poll`` with up to ``max_batch`` of them that
+    share a ``group`` (e.g. the same target instance id, when the describe call is
+    per instance). ``poll`` returns one ``WaitStatus`` per given ``outputs``, in the
+    same order; a thing missing from the answer should be reported ``running``
+    (or ``failed``, if its absence is final). ``action`` is the describe action the
+    poll spends, so the engine can pace polls against that action's rate.
+    ``min_interval`` is the shortest time (seconds) between two polls of one thing.
+    """
+
+    name: str
+    action: str
+    poll: Callable[[Caller, Sequence[Outputs]], Awaitable[Sequence[WaitStatus]]]
+    max_batch: int = 1
+    group: Callable[[Outputs], Hashable] = _no_group
+    min_interval: float = 2.0
+    example: Callable[[Outputs], Call] | None = None
+    """The call one poll makes, for dry-run listings (built from placeholder outputs)."""
+
+
+@dataclass(frozen=True)
+class CallStep:
+    """One API call of an instance's workflow.
+
+    ``build`` makes the call from the outputs so far (in dry-run the outputs are
+    placeholders such as ``<MigrationId>``). ``read`` picks what to remember from the
+    answer. A mutating step must have ``reconcile``: after a lost answer (or on resume
+    after a crash between intent and outcome) it looks the resource up and returns
+    the outputs ``read`` would have produced if the call took effect, or None if it
+    did not (then the call is sent again). ``cutover`` marks the step that switches
+    production over; it obeys the plan's cutover policy.
+    """
+
+    name: str
+    build: Callable[[Outputs], Call]
+    read: Callable[[Mapping[str, Any]], Outputs] = lambda answer: {}
+    reconcile: Callable[[Caller, Outputs], Awaitable[Outputs | None]] | None = None
+    cutover: bool = False
+
+
+@dataclass(frozen=True)
+class WaitStep:
+    """Wait until asynchronous work finishes, by polling with ``poller``.
+
+    Succeeded statuses' ``outputs`` are merged into the instance's outputs; a failed
+    status fails the instance with its message. The plan's step timeout applies.
+    """
+
+    name: str
+    poller: Poller
+
+
+Step = CallStep | WaitStep
+
+
+# --------------------------------------------------------------------- provider
+
+
+class Provider(ABC):
+    """A cloud API that batchmig can drive. Subclass it and register a ``ProviderSpec``.
+
+    Class attributes:
+
+    ``settings_model``
+        pydantic model of an instance's ``settings:`` (its JSON Schema goes into
+        ``batchmig schema``; its validation errors become located plan errors).
+    ``options_model``
+        pydantic model of extra keys in the provider's plan configuration, or None.
+    ``default_rate_limits``
+        requests per second per action, where it differs from ``DEFAULT_RATE``.
+    ``credential_env``
+        credential field -> environment variable used when the plan names none.
+    ``required_credentials``
+        fields that must resolve to a value before a live run.
+    """
+
+    settings_model: ClassVar[type[BaseModel]]
+    options_model: ClassVar[type[BaseModel] | None] = None
+    default_rate_limits: ClassVar[Mapping[str, float]] = {}
+    credential_env: ClassVar[Mapping[str, str]] = {}
+    required_credentials: ClassVar[Sequence[str]] = ()
+
+    @abstractmethod
+    def connect(self, config: ProviderConfig, fetch: HttpFetch) -> Connection:
+        """Build the connection for one provider configuration (no I/O here)."""
+
+    @abstractmethod
+    def steps(self, instance: Instance) -> Sequence[Step]:
+        """The ordered steps that migrate ``instance`` (pure; called for dry-run too)."""
+
+    def check(self, instance: Instance) -> Sequence[tuple[str, str]]:
+        """Rules across settings that the model cannot express, as (key path, message).
+
+        Key paths are relative to the instance's ``settings`` (e.g. ``"files.0.url"``).
+        """
+        return ()
+
+    async def preflight(self, caller: Caller, instance: Instance) -> Sequence[str]:
+        """Read-only checks for ``batchmig run --check``; return problems found."""
+        return ()
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """What a plugin registers: a provider name, its implementation, its emulator.
+
+    ``emulator`` names the sandbox emulator (registered with ``EmulatorSpec``) that
+    speaks this provider's API; ``batchmig run --sandbox`` points the provider there.
+    """
+
+    name: str
+    provider: Provider
+    description: str = ""
+    emulator: str | None = None

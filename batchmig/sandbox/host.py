@@ -1,0 +1,219 @@
+"""Host the installed emulators on loopback, each on its own port.
+
+Why one port per emulator: official SDKs pointed at a custom endpoint sign "/" on the
+host they were given, so emulators cannot share a port by path, and headers alone
+cannot tell every cloud apart. ``Sandbox.endpoints`` maps emulator names to their
+base URLs; ``sandbox serve`` prints them and writes ``endpoints.json``.
+
+The shared machinery (audit, throttle, faults) wraps every emulator in this order:
+authenticate → audit → throttle → faults → handle. State, the audit log and the
+endpoints live in the sandbox's directory, so the emulated cloud outlives a runner.
+A small admin API on every port (``/_sandbox/config``) changes faults and caps at
+run time, e.g. to lower a cap mid-run in a reliability campaign.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from aiohttp import web
+
+from batchmig.emulator import Emulator, EmulatorReject, EmulatorSpec, RequestInfo
+from batchmig.sandbox.machinery import AuditLog, FaultPlan, SlidingWindowThrottle, credential_fingerprint
+from batchmig.sandbox.store import StateFile
+
+log = structlog.get_logger("batchmig.sandbox")
+
+LOOPBACK = "127.0.0.1"
+ADMIN_PREFIX = "/_sandbox/"
+
+
+@dataclass
+class SandboxConfig:
+    """How the sandbox behaves; every field can come from a YAML/JSON file."""
+
+    time_scale: float = 60.0
+    seed: int = 0
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    rate_limits: dict[str, dict[str, float]] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    credentials: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> SandboxConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown sandbox settings: {', '.join(sorted(unknown))}")
+        return cls(**dict(data))
+
+
+class _Context:
+    """The ``SandboxContext`` an emulator receives."""
+
+    def __init__(self, store: Any, config: SandboxConfig, name: str, rng: random.Random) -> None:
+        self.store = store
+        self.time_scale = config.time_scale
+        self.credentials = config.credentials
+        self.options = config.options.get(name, {})
+        self._rng = rng
+
+    def now(self) -> float:
+        return time.time()
+
+    def cloud_seconds_since(self, wall_time: float) -> float:
+        return max(0.0, (time.time() - wall_time) * self.time_scale)
+
+    def random(self) -> float:
+        return self._rng.random()
+
+
+class Sandbox:
+    """``async with Sandbox(emulators, directory) as sandbox: sandbox.endpoints``."""
+
+    def __init__(
+        self,
+        emulators: Mapping[str, EmulatorSpec],
+        directory: Path | None,
+        config: SandboxConfig | None = None,
+        *,
+        port: int = 0,
+    ) -> None:
+        self.specs = dict(emulators)
+        self.directory = directory
+        self.config = config or SandboxConfig()
+        self.base_port = port
+        self.endpoints: dict[str, str] = {}
+        self.throttle = SlidingWindowThrottle()
+        self.faults = FaultPlan.from_config(self.config.faults, self.config.seed)
+        self._runners: list[web.AppRunner] = []
+        self._emulators: dict[str, Emulator] = {}
+        self.requests = 0
+
+    @property
+    def audit_path(self) -> Path | None:
+        return self.directory / "audit.jsonl" if self.directory else None
+
+    async def __aenter__(self) -> Sandbox:
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._state = StateFile(self.directory / "state.sqlite" if self.directory else None)
+        self.audit = AuditLog(self.audit_path)
+        rng = random.Random(self.config.seed)
+        for offset, (name, spec) in enumerate(sorted(self.specs.items())):
+            emulator = spec.factory(_Context(self._state.store(name), self.config, name, rng))
+            self._emulators[name] = emulator
+            app = web.Application(client_max_size=8 * 1024 * 1024)
+            app.router.add_route("*", ADMIN_PREFIX + "config", self._admin)
+            app.router.add_route("*", "/{tail:.*}", self._handler(name, emulator))
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, LOOPBACK, self.base_port + offset if self.base_port else 0)
+            await site.start()
+            self._runners.append(runner)
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.endpoints[name] = f"http://{LOOPBACK}:{port}"
+        if self.directory is not None:
+            (self.directory / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2) + "\n")
+        log.info("sandbox.started", endpoints=self.endpoints)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self.audit.close()
+        self._state.close()
+
+    def rate(self, emulator: str, action: str) -> float:
+        override = self.config.rate_limits.get(emulator, {})
+        spec_rates = self._emulators[emulator]
+        return float(
+            override.get(action, override.get("*", spec_rates.rate_limits.get(action, spec_rates.default_rate)))
+        )
+
+    def _handler(self, name: str, emulator: Emulator) -> Any:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            arrived = time.monotonic()
+            self.requests += 1
+            body = await request.read()
+            entry: dict[str, Any] = {"emulator": name, "arrived": arrived, "method": request.method,
+                                     "path": request.path}
+            try:
+                info = await emulator.authenticate(request, body)
+            except EmulatorReject as reject:
+                entry.update(action=request.headers.get("X-TC-Action", request.path), outcome="rejected",
+                             code=reject.code, status=reject.response.status)
+                self.audit.write(entry)
+                return reject.response
+            entry.update(
+                action=info.action, credential=credential_fingerprint(info.credential), region=info.region,
+                mutating=info.mutating,
+            )
+            if not self.throttle.admit((name, info.credential, info.region, info.action), self.rate(name, info.action),
+                                       arrived):
+                entry.update(outcome="throttled", changed=False)
+                self.audit.write(entry)
+                return emulator.error(info, "throttle")
+            return await self._serve(name, emulator, request, info, body, entry)
+
+        return handle
+
+    async def _serve(
+        self, name: str, emulator: Emulator, request: web.Request, info: RequestInfo, body: bytes,
+        entry: dict[str, Any],
+    ) -> web.StreamResponse:
+        faults = self.faults.pick(name, info.action, info.mutating)
+        drop = False
+        for fault in faults:
+            if fault.kind in ("latency", "hang"):
+                await anyio.sleep(fault.seconds)
+            elif fault.kind == "drop":
+                drop = True
+            elif fault.kind in ("error", "throttle"):
+                kind = "throttle" if fault.kind == "throttle" else "internal"
+                entry.update(outcome=f"fault:{fault.code or kind}", changed=False)
+                self.audit.write(entry)
+                return emulator.error(info, kind, fault.code)
+        try:
+            reply = await emulator.handle(request, info, body)
+            response = reply.response
+            entry.update(outcome="answered", changed=reply.changed, resource=reply.resource,
+                         status=response.status)
+        except EmulatorReject as reject:
+            response = reject.response
+            entry.update(outcome="refused", code=reject.code, changed=False, status=response.status)
+        except Exception as exc:  # an emulator bug answers 500 and is logged, not hidden
+            log.exception("sandbox.emulator_error", emulator=name, action=info.action)
+            entry.update(outcome="crashed", changed=False, error=type(exc).__name__)
+            response = emulator.error(info, "internal")
+        if drop:
+            entry["outcome"] = "dropped"
+            self.audit.write(entry)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        self.audit.write(entry)
+        return response
+
+    async def _admin(self, request: web.Request) -> web.Response:
+        """GET: the current faults and caps. POST: replace faults and/or rate_limits."""
+        if request.method == "POST":
+            data = await request.json()
+            if "faults" in data:
+                self.faults = FaultPlan.from_config(data["faults"], self.config.seed)
+                self.config.faults = data["faults"]
+            if "rate_limits" in data:
+                self.config.rate_limits = data["rate_limits"]
+        return web.json_response(
+            {"faults": self.config.faults, "rate_limits": self.config.rate_limits, "requests": self.requests,
+             "request_id": str(uuid.uuid4())}
+        )

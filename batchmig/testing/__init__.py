@@ -1,0 +1,1 @@
+"""pytest plugin for batchmig and its provider plugins (being built)."""
