@@ -175,7 +175,7 @@ def rate_table(plan: Plan, registry: Registry, connections: Mapping[str, tuple[s
     def rate_for(key: LimitKey) -> float:
         override = overrides.get((key.provider, key.account, key.region), {})
         defaults = registry.provider(key.provider).default_rate_limits
-        return float(override.get(key.action, defaults.get(key.action, DEFAULT_RATE)))
+        return float(override.get(key.action, override.get("*", defaults.get(key.action, DEFAULT_RATE))))
 
     return rate_for
 
@@ -350,7 +350,8 @@ def dry_run(plan: Plan, registry: Registry) -> tuple[dict[str, list[DryRunCall]]
                                         example.params if example else {}, wait=True))
                 action = step.poller.action
             key = (inst.provider, region, action)
-            rates[key] = float(overrides.get(action, provider.default_rate_limits.get(action, DEFAULT_RATE)))
+            rates[key] = float(overrides.get(action, overrides.get(
+                "*", provider.default_rate_limits.get(action, DEFAULT_RATE))))
             counts = per_wave.setdefault(inst.wave, {})
             counts[key] = counts.get(key, 0) + 1
         listing[inst.id] = calls

@@ -19,11 +19,16 @@ from pydantic import BaseModel, ValidationError
 from batchmig.errors import PlanError, PlanProblem
 from batchmig.plan.model import (
     DEFAULT_WAVE,
+    DefaultsDoc,
     FailureBudget,
+    InstanceDoc,
     Plan,
     PlanDocument,
     PlannedInstance,
+    ProviderConfigDoc,
+    RunDoc,
     Wave,
+    WaveDoc,
 )
 from batchmig.plan.source import Locator, read_plan_source
 from batchmig.plugin import Instance, Provider, WaitStep
@@ -129,20 +134,61 @@ def load_plan(path: str, registry: Registry) -> Plan:
     if not isinstance(data, dict):
         problems.add("", "a plan is a mapping with version, providers and instances")
         raise PlanError(problems.items)
-    try:
-        document = PlanDocument.model_validate(data)
-    except ValidationError as exc:
-        problems.extend_from_validation(exc, "", PlanDocument)
-        document = None
-    if document is None:
-        raise PlanError(problems.items)
-    plan = _resolve(path, raw, document, registry, problems, locator)
+    document, instance_positions, wave_positions = _validate_document(data, problems)
+    plan = _resolve(path, raw, document, registry, problems, locator, instance_positions, wave_positions)
     if problems.items:
         raise PlanError(problems.items)
     problems.items.extend(registry.check_plan(plan))
     if problems.items:
         raise PlanError(problems.items)
     return plan
+
+
+def _validate_document(data: dict[str, Any], problems: _Problems) -> tuple[PlanDocument, list[int], list[int]]:
+    """Validate the document; on errors, report them all and keep the valid entries.
+
+    A mistake in one instance must not hide the checks that need the others
+    (references, duplicate ids, provider settings), so after reporting, each entry is
+    validated on its own and the valid ones go on, with their positions in the file.
+    """
+    instances = data.get("instances")
+    waves = data.get("waves")
+    try:
+        document = PlanDocument.model_validate(data)
+        return document, list(range(len(document.instances))), list(range(len(document.waves)))
+    except ValidationError as exc:
+        problems.extend_from_validation(exc, "", PlanDocument)
+    providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+    kept_instances = _valid_entries(InstanceDoc, instances)
+    kept_waves = _valid_entries(WaveDoc, waves)
+    document = PlanDocument.model_construct(
+        version=1,
+        providers={name: v for name, entry in providers.items() if (v := _valid(ProviderConfigDoc, entry))},
+        defaults=_valid(DefaultsDoc, data.get("defaults", {})) or DefaultsDoc(),
+        run=_valid(RunDoc, data.get("run", {})) or RunDoc(),
+        waves=[wave for _, wave in kept_waves],
+        instances=[inst for _, inst in kept_instances],
+    )
+    return document, [i for i, _ in kept_instances], [i for i, _ in kept_waves]
+
+
+def _valid(model: type[BaseModel], value: Any) -> Any:
+    """``value`` validated, without the keys that have errors (already reported), or None."""
+    for _ in range(2):
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            if not isinstance(value, dict):
+                return None
+            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            value = {k: v for k, v in value.items() if k not in bad}
+    return None
+
+
+def _valid_entries(model: type[BaseModel], entries: Any) -> list[tuple[int, Any]]:
+    if not isinstance(entries, list):
+        return []
+    return [(i, v) for i, entry in enumerate(entries) if (v := _valid(model, entry)) is not None]
 
 
 def _resolve(
@@ -152,6 +198,8 @@ def _resolve(
     registry: Registry,
     problems: _Problems,
     locator: Locator,
+    instance_positions: list[int],
+    wave_positions: list[int],
 ) -> Plan:
     provider_types: dict[str, str] = {}
     options: dict[str, Any] = {}
@@ -174,7 +222,7 @@ def _resolve(
     wave_names = [wave.name for wave in doc.waves]
     for index, name in enumerate(wave_names):
         if name in wave_names[:index]:
-            problems.add(f"waves.{index}.name", f"duplicate wave name {name!r}")
+            problems.add(f"waves.{wave_positions[index]}.name", f"duplicate wave name {name!r}")
     if doc.defaults.provider is not None and doc.defaults.provider not in doc.providers:
         problems.add("defaults.provider", _unknown("provider configuration", doc.defaults.provider, doc.providers))
     if doc.defaults.wave is not None and doc.defaults.wave not in wave_names:
@@ -189,12 +237,12 @@ def _resolve(
     first_seen: dict[str, int] = {}
     instances: list[PlannedInstance] = []
     step_names: dict[str, set[str]] = {}
-    for index, inst in enumerate(doc.instances):
-        where = f"instances.{index}"
+    for position, inst in zip(instance_positions, doc.instances, strict=True):
+        where = f"instances.{position}"
         if inst.id in first_seen:
             problems.add(f"{where}.id", f"duplicate instance id {inst.id!r} (first at instances.{first_seen[inst.id]})")
             continue
-        first_seen[inst.id] = index
+        first_seen[inst.id] = position
         config_name = inst.provider or doc.defaults.provider
         if config_name is None:
             problems.add(where, "no provider: set provider: here or defaults.provider")

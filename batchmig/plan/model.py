@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from batchmig.errors import PlanProblem
 
@@ -81,14 +81,30 @@ Budget = Annotated[
 ]
 
 Cutover = Literal["auto", "manual"]
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def _id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError("an id starts with a letter or digit and has only letters, digits, '.', '_', ':' "
+                         "and '-' (at most 100 characters)")
+    return value
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("a name starts with a letter or digit and has only letters, digits, '.', '_' "
+                         "and '-' (at most 63 characters)")
+    return value
+
+
 InstanceId = Annotated[
     str,
-    Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$",
-        description="Unique id: letters, digits, '.', '_', ':' and '-', at most 100 characters.",
-    ),
+    AfterValidator(_id),
+    Field(description="Unique id: letters, digits, '.', '_', ':' and '-', at most 100 characters."),
 ]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+Name = Annotated[str, AfterValidator(_name)]
 
 
 class Strict(BaseModel):
@@ -116,7 +132,7 @@ class ProviderConfigDoc(Strict):
         "Omitted: the provider's usual environment variables.",
     )
     rate_limits: dict[str, Annotated[float, Field(gt=0, le=10000)]] = Field(
-        default_factory=dict, description="Requests per second per action, overriding the provider's defaults."
+        default_factory=dict, description="Requests per second per action ('*': every action), overriding the provider's defaults."
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Provider-specific options.")
 

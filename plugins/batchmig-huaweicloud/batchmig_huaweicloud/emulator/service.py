@@ -1,0 +1,221 @@
+"""``HuaweiDrsEmulator``: DRS v5 backup migration and its gateway, on loopback.
+
+The sandbox host calls ``authenticate`` (gateway: route, signature or token), then
+audits, throttles and injects faults, then calls ``handle`` (DRS: the operation on
+the job book). ``error`` renders the host's throttles and injected faults the way
+Huawei answers them: 429 ``APIGW.0308`` from the gateway, ``DRS.M01503`` (HTTP 400)
+when DRS itself refuses for rate, 500 ``DRS.M00004`` for an internal error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote
+
+from aiohttp import web
+from batchmig.emulator import Emulator, EmulatorReject, EmulatorReply, RequestInfo, SandboxContext
+
+from batchmig_huaweicloud.demo import DEMO_CREDENTIALS, DEMO_REGION
+from batchmig_huaweicloud.emulator.gateway import Gateway
+from batchmig_huaweicloud.emulator.iam import Iam
+from batchmig_huaweicloud.emulator.replies import drs_error, gateway_error, json_reply
+from batchmig_huaweicloud.emulator.restores import JobBook
+from batchmig_huaweicloud.emulator.routes import IAM_PROJECTS, IAM_TOKENS, MUTATING, route
+from batchmig_huaweicloud.emulator.validation import Invalid, validate_create, validate_update
+from batchmig_huaweicloud.provider import RATE_LIMITS
+
+__all__ = ["DEMO_CREDENTIALS", "HuaweiDrsEmulator"]
+
+MAX_BODY = 12 * 1024 * 1024
+LIST_MAX = 2000
+NOT_FOUND = ("DRS.10000010", "Job does not exist, please check job ID.")
+
+
+class HuaweiDrsEmulator(Emulator):
+    """Sandbox options (all optional): ``precheck_seconds``, ``full_restore_seconds``,
+    ``incremental_restore_seconds``, ``initial_status`` (+ ``initial_status_seconds``),
+    ``precheck_failure_rate``, ``failure_rate``, ``numeric_recovery_mode_rate``,
+    ``time_format`` (``iso``/``epoch_ms``), ``check_existing_databases``,
+    ``accept_tokens``, ``iam_users``, ``projects``, ``rate_limits``."""
+
+    def __init__(self, ctx: SandboxContext) -> None:
+        self._ctx = ctx
+        secrets = {DEMO_CREDENTIALS["ak"]: DEMO_CREDENTIALS["sk"], **dict(ctx.credentials)}
+        self._gateway = Gateway(ctx, secrets, accept_tokens=bool(ctx.options.get("accept_tokens", True)))
+        self._iam = Iam(ctx)
+        self._iam.remember(DEMO_CREDENTIALS["project_id"], DEMO_REGION)
+        self._jobs = JobBook(ctx)
+        self.rate_limits = {**RATE_LIMITS, **(ctx.options.get("rate_limits") or {})}
+
+    # -------------------------------------------------------- authenticate
+
+    async def authenticate(self, request: web.Request, body: bytes) -> RequestInfo:
+        found = route(request.method, unquote(request.rel_url.raw_path))
+        if found is None:
+            raise EmulatorReject(
+                gateway_error(
+                    404, "APIGW.0101", "The API does not exist or has not been published in the environment"
+                ),
+                "APIGW.0101",
+            )
+        if len(body) > MAX_BODY:
+            raise EmulatorReject(gateway_error(413, "APIGW.0201", "Request entity too large"), "APIGW.0201")
+        if found.action == IAM_TOKENS:
+            user, region = self._iam.requester(body)
+            return RequestInfo(found.action, user, region or "global", mutating=False)
+        caller = self._gateway.authenticate(request, body)
+        params: dict[str, Any] = dict(found.params)
+        project_id = params.get("project_id")
+        if project_id is not None:
+            header_project = request.headers.get("X-Project-Id")
+            if (caller.token_project and caller.token_project != project_id) or (
+                header_project and header_project != project_id
+            ):
+                raise EmulatorReject(drs_error(403, "DRS.M00261", "Invalid project ID."), "DRS.M00261")
+            region = self._region(request, project_id)
+            self._iam.remember(project_id, region)
+        else:
+            region = "global"
+        if found.action == "CreateReplicationJob":
+            params["name"] = _peek_name(body)
+        return RequestInfo(found.action, caller.credential, region, found.action in MUTATING, params)
+
+    def _region(self, request: web.Request, project_id: str) -> str:
+        host = request.headers.get("Host", "")
+        parts = host.split(".")
+        if len(parts) >= 4 and parts[0] == "drs" and "myhuaweicloud" in host:
+            return parts[1]
+        return self._iam.region_of(project_id)
+
+    # -------------------------------------------------------------- handle
+
+    async def handle(self, request: web.Request, info: RequestInfo, body: bytes) -> EmulatorReply:
+        try:
+            return self._dispatch(request, info, body)
+        except Invalid as invalid:
+            return EmulatorReply(drs_error(invalid.status, invalid.code, invalid.message))
+
+    def _dispatch(self, request: web.Request, info: RequestInfo, body: bytes) -> EmulatorReply:
+        action, params = info.action, info.params
+        if action == IAM_TOKENS:
+            return EmulatorReply(self._iam.issue_token(body))
+        if action == IAM_PROJECTS:
+            return EmulatorReply(self._iam.list_projects(request))
+        project_id = str(params["project_id"])
+        if action == "CreateReplicationJob":
+            req = validate_create(_json(body))
+            created = self._jobs.create(project_id, req)
+            return EmulatorReply(
+                json_reply(200, {"job_id": created["id"]}), resource=req.base_info["name"], changed=True
+            )
+        if action == "ListReplicationJobs":
+            return EmulatorReply(self._list(project_id, request))
+        found = self._jobs.get(project_id, str(params["job_id"]))
+        if found is None:
+            return EmulatorReply(drs_error(400, *NOT_FOUND))
+        job = found
+        if action == "ShowReplicationJob":
+            return EmulatorReply(json_reply(200, self._jobs.detail(job)), resource=job["id"])
+        if action == "UpdateReplicationJob":
+            change = validate_update(_json(body))
+            job["base_info"] = {**job["base_info"], **change}
+            self._jobs.save(job)
+            return EmulatorReply(json_reply(200, {}), resource=job["id"], changed=True)
+        # DeleteReplicationJob: only finished jobs can go.
+        if not self._jobs.is_terminal(job):
+            return EmulatorReply(
+                drs_error(400, "DRS.M00304", "This API cannot be called in the current task status."),
+                resource=job["id"],
+            )
+        job["deleted"] = True
+        self._jobs.save(job)
+        return EmulatorReply(json_reply(200, {}), resource=job["id"], changed=True)
+
+    def _list(self, project_id: str, request: web.Request) -> web.Response:
+        pairs = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
+        query: dict[str, str] = {k: v for k, v in pairs if k != "dbs_instance_ids"}
+        targets = [v for k, v in pairs if k == "dbs_instance_ids" and v]
+        if len(targets) > 10:
+            raise Invalid("DRS.M00202", "The value of dbs_instance_ids is invalid.")
+        limit = _int(query.get("limit"), 10, "limit", 1, LIST_MAX)
+        offset = _int(query.get("offset"), 0, "offset", 0, 10**9)
+        sort_key = query.get("sort_key") or "created_at"
+        sort_dir = (query.get("sort_dir") or "desc").lower()
+        if sort_dir not in ("asc", "desc"):
+            raise Invalid("DRS.M00202", "The value of sort_dir is invalid.")
+        jobs = [
+            job for job in self._jobs.live(project_id) if _matches(job, query, targets, self._jobs.status)
+        ]
+        field = {
+            "name": lambda j: j["base_info"]["name"].lower(),
+            "description": lambda j: j["base_info"].get("description", ""),
+        }.get(sort_key, lambda j: j["created_wall"])
+        jobs.sort(key=field, reverse=sort_dir == "desc")
+        page = [self._jobs.summary(job) for job in jobs[offset : offset + limit]]
+        return json_reply(200, {"count": len(jobs), "jobs": page})
+
+    # --------------------------------------------------------------- error
+
+    def error(
+        self,
+        info: RequestInfo,
+        kind: Literal["throttle", "internal", "unavailable"],
+        code: str | None = None,
+    ) -> web.Response:
+        if kind == "throttle":
+            if code == "DRS.M01503":
+                return drs_error(400, code, "Operation too frequent. Try again later.")
+            limit = self.rate_limits.get(info.action, self.default_rate)
+            return gateway_error(
+                429,
+                code or "APIGW.0308",
+                "The throttling threshold has been reached: "
+                f"policy user over ratelimit,limit:{limit:g},time:1 second",
+            )
+        if kind == "unavailable":
+            # No gateway code for 503 is documented; DRS's "service abnormal" is the closest.
+            return drs_error(503, code or "DRS.M00004", "Service is abnormal. Check logs.")
+        return drs_error(500, code or "DRS.M00004", "Service is abnormal. Check logs.")
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body.strip() else None
+    except ValueError:
+        raise Invalid("DRS.M00202", "The value of body is invalid.") from None
+
+
+def _peek_name(body: bytes) -> str:
+    try:
+        return str(json.loads(body)["base_info"]["name"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def _int(value: str | None, default: int, name: str, low: int, high: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise Invalid("DRS.M00202", f"The value of {name} is invalid.") from None
+    if not low <= number <= high:
+        raise Invalid("DRS.M00202", f"The value of {name} is invalid.")
+    return number
+
+
+def _matches(job: Mapping[str, Any], query: Mapping[str, str], targets: list[str], status_of: Any) -> bool:
+    base = job["base_info"]
+    if query.get("name") and query["name"].lower() not in base["name"].lower():
+        return False
+    if query.get("description") and query["description"] not in base.get("description", ""):
+        return False
+    if query.get("enterprise_project_id") and query["enterprise_project_id"] != base.get(
+        "enterprise_project_id"
+    ):
+        return False
+    if targets and job["target_db_info"]["target_instance_id"] not in targets:
+        return False
+    return not (query.get("status") and query["status"].upper() != str(status_of(job)).upper())

@@ -1,0 +1,54 @@
+"""batchmig's entry point into this distribution: the registration hooks.
+
+Declared in pyproject.toml as ``tencentcloud = "batchmig_tencentcloud.plugin"`` in
+the ``batchmig`` entry-point group. Registering costs nothing: providers hold no
+connections until ``connect`` and emulators are built only by the sandbox host.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeVar
+
+from batchmig.emulator import EmulatorSpec
+from batchmig.plugin import ProviderSpec, hookimpl
+
+from batchmig_tencentcloud.emulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, SqlServerEmulator
+from batchmig_tencentcloud.sqlserver import SqlServerProvider
+
+__all__ = ["DEMO_CREDENTIALS", "batchmig_register_emulators", "batchmig_register_providers"]
+
+_Spec = TypeVar("_Spec", contravariant=True)
+
+
+class _Registry(Protocol[_Spec]):
+    """What the hooks are handed (``batchmig.hookspecs`` is not public API)."""
+
+    def add(self, spec: _Spec) -> None: ...
+
+
+DEMO_CREDENTIALS = {"secret_id": DEMO_SECRET_ID, "secret_key": DEMO_SECRET_KEY}
+"""Accepted by both sandbox emulators; they grant nothing anywhere else."""
+
+
+@hookimpl
+def batchmig_register_providers(registry: _Registry[ProviderSpec]) -> None:
+    registry.add(
+        ProviderSpec(
+            name="tencent-sqlserver",
+            provider=SqlServerProvider(),
+            description="TencentDB for SQL Server: backups and cold-backup import (API 2018-03-28)",
+            emulator="tencent-sqlserver",
+        )
+    )
+
+
+@hookimpl
+def batchmig_register_emulators(registry: _Registry[EmulatorSpec]) -> None:
+    registry.add(
+        EmulatorSpec(
+            name="tencent-sqlserver",
+            factory=SqlServerEmulator,
+            demo_credentials=DEMO_CREDENTIALS,
+            description="Tencent Cloud SQL Server API 2018-03-28 (sqlserver.tencentcloudapi.com)",
+        )
+    )

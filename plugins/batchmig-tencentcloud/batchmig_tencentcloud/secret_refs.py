@@ -1,0 +1,43 @@
+"""Secrets that a call needs but the journal must never see.
+
+DTS's CreateMigrateJob carries database passwords. Settings only *name* them (an
+environment variable, or a field of the provider's ``credentials:``); the step puts a
+reference string into the call, which is what the journal, dry-run listing and logs
+show, and ``Connection.prepare`` swaps in the value just before signing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from batchmig.errors import PermanentError
+
+__all__ = ["credential_ref", "env_ref", "resolve"]
+
+_PREFIX = "batchmig-secret:"
+
+
+def env_ref(variable: str) -> str:
+    return f"{_PREFIX}env:{variable}"
+
+
+def credential_ref(field: str) -> str:
+    return f"{_PREFIX}credential:{field}"
+
+
+def resolve(value: Any, credential: Callable[[str], str | None]) -> Any:
+    """``value`` with every secret reference replaced by the secret itself."""
+    if isinstance(value, str) and value.startswith(_PREFIX):
+        source, _, name = value.removeprefix(_PREFIX).partition(":")
+        secret = os.environ.get(name) if source == "env" else credential(name)
+        if not secret:
+            where = f"environment variable {name}" if source == "env" else f"credentials field {name!r}"
+            raise PermanentError("MissingSecret", f"the {where} is not set")
+        return secret
+    if isinstance(value, Mapping):
+        return {key: resolve(item, credential) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [resolve(item, credential) for item in value]
+    return value

@@ -1,0 +1,202 @@
+"""The tencent-sqlserver steps driven end to end against the emulator over loopback."""
+
+from __future__ import annotations
+
+import pytest
+from batchmig.plugin import Instance
+
+from batchmig_tencentcloud.sqlserver import SqlServerProvider, SqlServerSettings
+
+pytestmark = pytest.mark.anyio
+
+PROVIDER = SqlServerProvider()
+
+
+def instance(settings: dict, *, id: str = "db01", token: str = "t0k3n") -> Instance:
+    model = SqlServerSettings.model_validate(settings)
+    made = Instance(id=id, provider="tencent-sqlserver", connection="tc", settings=model, token=token)
+    assert PROVIDER.check(made) == []
+    return made
+
+
+async def test_backup_instance(sqlserver):
+    inst = instance({"instance_id": "mssql-abcd1234", "scenario": "backup"})
+    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    assert run.state == "succeeded", run
+    assert run.outputs["backup_id"] > 0
+    assert run.outputs["backup_file"].endswith(".bak")
+    assert [e.resource for e in sqlserver.server.changes("CreateBackup")] == [
+        f"backup:mssql-abcd1234/{inst.resource_name('backup')}"
+    ]
+
+
+async def test_backup_of_listed_databases_sends_strategy_1(sqlserver):
+    inst = instance(
+        {
+            "instance_id": "mssql-abcd1234",
+            "scenario": "backup",
+            "backup": {"strategy": "databases", "databases": ["sales", "hr"], "keep_until_deactivated": True},
+        }
+    )
+    [create, _] = PROVIDER.steps(inst)
+    call = create.build({})
+    assert call.params["Strategy"] == 1 and call.params["DBNames"] == ["sales", "hr"]
+    assert call.params["StorageStrategy"] == 1 and call.mutating
+    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    assert run.state == "succeeded"
+
+
+async def test_failed_backup_fails_the_wait(sqlserver):
+    inst = instance(
+        {"instance_id": "mssql-abcd1234", "scenario": "backup", "backup": {"name": "sandbox-fail-1"}}
+    )
+    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    assert run.state == "failed" and run.step == "wait-backup"
+    assert "sandbox-fail-1" in run.status.message
+
+
+async def test_lost_backup_answer_is_reconciled_and_waited_by_name(sqlserver):
+    inst = instance({"instance_id": "mssql-abcd1234", "scenario": "backup"})
+    run = await sqlserver.driver.run(PROVIDER.steps(inst), lose={"create-backup"})
+    assert run.state == "succeeded"
+    assert len(sqlserver.server.changes("CreateBackup")) == 1
+    assert sqlserver.server.calls("DescribeBackups")  # waited by name, without the FlowId
+
+
+async def test_backup_reconcile_says_not_done_when_nothing_was_created(sqlserver):
+    inst = instance({"instance_id": "mssql-abcd1234", "scenario": "backup"})
+    create = PROVIDER.steps(inst)[0]
+    assert await create.reconcile(sqlserver.driver, {}) is None
+
+
+FULL = {
+    "instance_id": "mssql-abcd1234",
+    "scenario": "import",
+    "import": {"backup_file": "https://bucket-125.cos.ap-guangzhou.myqcloud.com/sales.bak"},
+}
+
+
+async def test_full_import(sqlserver):
+    inst = instance(FULL)
+    assert [step.name for step in PROVIDER.steps(inst)] == ["create-import", "start-import", "wait-import"]
+    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    assert run.state == "succeeded", run
+    assert run.outputs["migration_id"].startswith("mssql-backup-migration-")
+    task = sqlserver.sandbox.store.get("migration", f"ap-guangzhou/{run.outputs['migration_id']}")
+    assert task["MigrationName"] == inst.resource_name("import")
+    assert run.waits["wait-import"] > 1
+
+
+async def test_full_import_of_a_corrupt_file_fails_with_the_task_message(sqlserver):
+    inst = instance({**FULL, "import": {"backup_file": "https://b.cos.myqcloud.com/sandbox-corrupt.bak"}})
+    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    assert run.state == "failed" and run.step == "wait-import"
+    assert "damaged" in run.status.message and run.status.request_id
+
+
+LOG = {
+    "instance_id": "mssql-abcd1234",
+    "scenario": "import",
+    "import": {
+        "recovery_type": "FULL_LOG",
+        "upload_type": "COS_UPLOAD",
+        "backup_file": "sales_full.bak",
+        "incremental_files": ["sales_log1.trn", "sales_log2.trn"],
+        "rename": {"sales": "sales_new"},
+    },
+}
+
+
+async def test_full_log_import_with_rename_and_incrementals(sqlserver):
+    inst = instance(LOG)
+    steps = PROVIDER.steps(inst)
+    assert [step.name for step in steps] == [
+        "create-import", "rename-databases", "start-import", "wait-import",
+        "create-incremental-1", "start-incremental-1", "wait-incremental-1",
+        "create-final-incremental", "start-final-incremental", "wait-final-incremental",
+    ]  # fmt: skip
+    assert [step.name for step in steps if getattr(step, "cutover", False)] == ["start-final-incremental"]
+    run = await sqlserver.driver.run(steps)
+    assert run.state == "succeeded", run
+    key = f"ap-guangzhou/{run.outputs['migration_id']}"
+    task = sqlserver.sandbox.store.get("migration", key)
+    assert task["DBRename"] == [{"OldName": "sales", "NewName": "sales_new"}]
+    incrementals = [
+        sqlserver.sandbox.store.get("incremental", f"ap-guangzhou/{i}") for i in task["incrementals"]
+    ]
+    assert [(i["BackupFiles"], i["IsRecovery"]) for i in incrementals] == [
+        (["sales_log1.trn"], "NO"),
+        (["sales_log2.trn"], "YES"),
+    ]
+    answer = await sqlserver.driver.read(
+        PROVIDER.steps(inst)[3].poller.example(run.outputs)  # the import poller's list call
+    )
+    [view] = answer["BackupMigrationSet"]
+    assert view["Status"] == 9
+
+
+async def test_manual_cutover_stops_at_status_8_until_the_final_incremental(sqlserver):
+    inst = instance(LOG)
+    run = await sqlserver.driver.run(PROVIDER.steps(inst), stop_before="start-final-incremental")
+    assert run.state == "stopped"
+    sqlserver.sandbox.advance(3600)
+    answer = await sqlserver.driver.read(PROVIDER.steps(inst)[3].poller.example(run.outputs))
+    assert answer["BackupMigrationSet"][0]["Status"] == 8
+
+
+async def test_every_mutating_step_reconciles_after_a_lost_answer(sqlserver):
+    inst = instance(LOG)
+    steps = PROVIDER.steps(inst)
+    mutating = [step.name for step in steps if hasattr(step, "reconcile")]
+    run = await sqlserver.driver.run(steps, lose=mutating)
+    assert run.state == "succeeded", run
+    for action in ("CreateBackupMigration", "StartBackupMigration", "ModifyBackupMigration"):
+        assert len(sqlserver.server.changes(action)) == 1, action
+    assert len(sqlserver.server.changes("CreateIncrementalMigration")) == 2
+    assert len(sqlserver.server.changes("StartIncrementalMigration")) == 2
+
+
+async def test_reconcile_of_starts_is_none_before_the_start(sqlserver):
+    inst = instance(LOG)
+    steps = {step.name: step for step in PROVIDER.steps(inst)}
+    run = await sqlserver.driver.run(PROVIDER.steps(inst), stop_before="start-import")
+    assert await steps["start-import"].reconcile(sqlserver.driver, run.outputs) is None
+    run = await sqlserver.driver.run(PROVIDER.steps(inst)[2:], run.outputs, stop_before="start-incremental-1")
+    assert await steps["start-incremental-1"].reconcile(sqlserver.driver, run.outputs) is None
+    assert await steps["create-final-incremental"].reconcile(sqlserver.driver, run.outputs) is None
+
+
+async def test_backup_then_import(sqlserver):
+    inst = instance({**FULL, "scenario": "backup-then-import"})
+    assert [step.name for step in PROVIDER.steps(inst)][:2] == ["create-backup", "wait-backup"]
+    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    assert run.state == "succeeded"
+    assert run.outputs["backup_id"] and run.outputs["migration_id"]
+
+
+async def test_imports_into_one_instance_are_polled_with_one_call(sqlserver):
+    instances = [instance(FULL, id=f"db{n}", token=f"tok{n}") for n in range(5)]
+    outputs = []
+    for inst in instances:
+        run = await sqlserver.driver.run(PROVIDER.steps(inst), stop_before="wait-import")
+        outputs.append(run.outputs)
+    poller = PROVIDER.steps(instances[0])[-1].poller
+    assert len({poller.group(o) for o in outputs}) == 1 and poller.max_batch >= 5
+    before = len(sqlserver.server.calls("DescribeBackupMigration"))
+    statuses = await poller.poll(sqlserver.driver, outputs)
+    assert [s.state for s in statuses] == ["running"] * 5
+    sqlserver.sandbox.advance(3600)
+    statuses = await poller.poll(sqlserver.driver, outputs)
+    assert [s.state for s in statuses] == ["succeeded"] * 5
+    assert len(sqlserver.server.calls("DescribeBackupMigration")) - before == 2
+
+
+async def test_preflight(sqlserver):
+    assert await PROVIDER.preflight(sqlserver.driver, instance(FULL)) == []
+    missing = instance({**FULL, "instance_id": "mssql-nothere"})
+    [problem] = await PROVIDER.preflight(sqlserver.driver, missing)
+    assert "does not exist" in problem
+    run = await sqlserver.driver.run(PROVIDER.steps(instance(FULL)), stop_before="wait-import")
+    assert run.state == "stopped"
+    [problem] = await PROVIDER.preflight(sqlserver.driver, instance(FULL))
+    assert "status 10 (migrating)" in problem

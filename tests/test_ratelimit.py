@@ -1,0 +1,117 @@
+"""The limiter never admits more than the rate in any sliding second, serves FIFO, adapts."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batchmig.ratelimit import LimitKey, RateLimiter
+from batchmig.sandbox.machinery import max_per_window
+from batchmig.testing import FakeClock
+
+KEY = LimitKey("p", "acct", "r1", "Create")
+
+
+def most_in_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    best = start = 0
+    for end, t in enumerate(times):
+        while times[start] <= t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.integers(min_value=1, max_value=70),
+    gaps=st.lists(st.floats(min_value=0, max_value=0.5, allow_nan=False), min_size=1, max_size=400),
+)
+def test_no_sliding_window_holds_more_than_the_rate(rate: int, gaps: list[float]) -> None:
+    limiter = RateLimiter(lambda key: float(rate), margin=1e-6)
+    now, slots = 0.0, []
+    for gap in gaps:
+        now += gap
+        slots.append(limiter.reserve(KEY, now))
+    assert most_in_window(slots) <= rate
+    assert slots == sorted(slots), "reservations must be served first come, first served"
+    assert all(slot >= arrival for slot, arrival in zip(slots, _arrivals(gaps), strict=True))
+
+
+def _arrivals(gaps: list[float]) -> list[float]:
+    out, now = [], 0.0
+    for gap in gaps:
+        now += gap
+        out.append(now)
+    return out
+
+
+def test_a_burst_is_spread_not_doubled() -> None:
+    """200 callers at once: 20 in the first second, 20 in each following one (a token
+    bucket with burst 20 would admit 40 within the first second)."""
+    limiter = RateLimiter(lambda key: 20.0, margin=1e-6)
+    slots = [limiter.reserve(KEY, 0.0) for _ in range(200)]
+    assert most_in_window(slots) == 20
+    assert slots[19] == 0.0 and slots[20] == pytest.approx(1.0, abs=1e-5)
+    assert limiter.stats()[str(KEY)].max_in_window == 20
+    assert max(slots) == pytest.approx(9.0, abs=1e-4)
+
+
+def test_margin_keeps_server_windows_under_the_cap_despite_jitter() -> None:
+    limiter = RateLimiter(lambda key: 20.0, margin=1e-65)
+    slots = [limiter.reserve(KEY, 0.0) for _ in range(100)]
+    jittered = [slot + (0.04 if i % 20 == 0 else 0.0) for i, slot in enumerate(slots)]
+    assert most_in_window(jittered) <= 20
+
+
+def test_keys_are_independent() -> None:
+    limiter = RateLimiter(lambda key: 2.0 if key.action == "Create" else 5.0, margin=1e-6)
+    other = KEY._replace(action="Describe")
+    assert [limiter.reserve(KEY, 0.0) for _ in range(3)] == pytest.approx([0.0, 0.0, 1.0])
+    assert [limiter.reserve(other, 0.0) for _ in range(5)] == [0.0] * 5
+
+
+def test_throttle_halves_the_rate_pauses_and_recovers() -> None:
+    limiter = RateLimiter(lambda key: 20.0, margin=1e-6, recovery=2.0)
+    limiter.reserve(KEY, 0.0)
+    limiter.penalize(KEY, retry_after=None, now=0.0)
+    assert limiter.current_rate(KEY, 0.0) == 10.0
+    assert limiter.reserve(KEY, 0.0) >= 1.0, "a throttled key pauses for a window"
+    assert limiter.current_rate(KEY, 2.5) == pytest.approx(15.0)
+    assert limiter.current_rate(KEY, 10.0) == 20.0
+    stats = limiter.stats()[str(KEY)]
+    assert stats.throttled == 1
+
+
+def test_throttle_storm_does_not_drive_rate_below_minimum() -> None:
+    limiter = RateLimiter(lambda key: 20.0, margin=1e-6, min_rate=1.0)
+    for second in range(20):
+        limiter.penalize(KEY, now=second * 2.0)
+    assert limiter.current_rate(KEY, 40.0) >= 1.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(throttle_at=st.lists(st.integers(min_value=0, max_value=300), max_size=10))
+def test_window_bound_holds_while_rate_changes(throttle_at: list[int]) -> None:
+    limiter = RateLimiter(lambda key: 20.0, margin=1e-6, recovery=5.0)
+    slots = []
+    for i in range(300):
+        now = i * 0.01
+        if i in throttle_at:
+            limiter.penalize(KEY, now=now)
+        slots.append(limiter.reserve(KEY, now))
+    assert most_in_window(slots) <= 20
+
+
+@pytest.mark.anyio
+async def test_acquire_sleeps_until_the_reserved_slot(fake_clock: FakeClock) -> None:
+    limiter = RateLimiter(lambda key: 2.0, clock=fake_clock, margin=1e-6)
+    for _ in range(5):
+        await limiter.acquire(KEY)
+    assert fake_clock.slept == [pytest.approx(1.0, abs=1e-5)] * 2
+
+
+def test_audit_window_helper_counts_like_the_limiter() -> None:
+    entries = [{"emulator": "e", "credential": "c", "action": "A", "arrived": t} for t in (0, 0.5, 0.99, 1.0, 1.5)]
+    assert max_per_window(entries) == {("e", "c", "A"): 3}
