@@ -198,22 +198,25 @@ class Engine:
                 self._skip_all(list(wave.instances), reason)
                 return reason
         budget = wave.failure_budget
+
+        def exhausted() -> str:
+            if budget is not None and not budget.allows(failed_count(), len(wave.instances)):
+                return f"failure budget of wave {wave.name} exhausted ({failed_count()} failed)"
+            return ""
+
         for iid in wave.instances[wave.canary:]:
             if self.stopping:
                 return "stopped"
             if self.status.get(iid) in FINAL_STATUSES:
                 continue
-            if budget is not None and not budget.allows(failed_count(), len(wave.instances)):
-                reason = f"failure budget of wave {wave.name} exhausted ({failed_count()} failed)"
+            started = await self._start(tg, iid, slots, global_slots, settled, None, exhausted)
+            if not started and not self.stopping:
                 log.error("wave.budget_exhausted", wave=wave.name, failed=failed_count())
-                self._skip_all([i for i in wave.instances if self.status.get(i) in (PENDING, INTERRUPTED)], reason)
-                await settled.wait()
-                return reason
-            await self._start(tg, iid, slots, global_slots, settled, None)
+                self._skip_all([i for i in wave.instances if self.status.get(i) in (PENDING, INTERRUPTED)],
+                               exhausted())
+                break
         await settled.wait()
-        if budget is not None and not budget.allows(failed_count(), len(wave.instances)):
-            return f"failure budget of wave {wave.name} exhausted ({failed_count()} failed)"
-        return ""
+        return "stopped" if self.stopping else exhausted()
 
     async def _start(
         self,
@@ -223,13 +226,15 @@ class Engine:
         global_slots: anyio.Semaphore,
         settled: _Countdown,
         finished: _Countdown | None,
-    ) -> None:
+        refuse: Callable[[], str] = lambda: "",
+    ) -> bool:
+        """Start ``iid`` once a slot is free; False if stopping or ``refuse`` says why not."""
         await slots.acquire()
         await global_slots.acquire()
-        if self.stopping:
+        if self.stopping or refuse():
             slots.release()
             global_slots.release()
-            return
+            return False
         settled.add()
         if finished is not None:
             finished.add()
@@ -255,6 +260,7 @@ class Engine:
                 self._idle.set()
 
         tg.start_soon(task)
+        return True
 
     def _awaiting(self) -> list[str]:
         return [iid for iid in self._scopes if self.status.get(iid) == AWAITING_CUTOVER]
