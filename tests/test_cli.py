@@ -1,0 +1,97 @@
+"""The CLI as a user meets it: help, exit codes, validate formats, dry-run, plugins, schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from batchmig.cli import STATE, main
+from batchmig.testing import make_registry
+from batchmig.testing.testcloud import TestcloudPlugin
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def testcloud_registry():
+    STATE.registry = make_registry(TestcloudPlugin())
+    yield
+    STATE.registry = None
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["validate"], ["run"], ["resume"], ["status"], ["cutover"],
+                                     ["plugins"], ["schema"], ["sandbox", "serve"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    code, out, _ = invoke(*command, "--help")
+    assert code == 0 and "Usage:" in out
+
+
+def test_validate_exit_codes_and_json(plan_file) -> None:
+    good = plan_file("version: 1\nproviders: {tc: {type: testcloud, region: r}}\ninstances: [{id: a, provider: tc}]\n")
+    code, out, _ = invoke("validate", str(good))
+    assert code == 0 and "valid" in out
+    code, out, err = invoke("validate", str(HERE / "bad_plan.yaml"))
+    assert code == 2 and err.count("bad_plan.yaml:") == 14 and "Traceback" not in err
+    code, out, _ = invoke("validate", "--format", "json", str(HERE / "bad_plan.yaml"))
+    data = json.loads(out)
+    assert code == 2 and data["valid"] is False and len(data["problems"]) == 14
+    assert {"file", "line", "column", "path", "message"} <= set(data["problems"][0])
+
+
+def test_dry_run_lists_calls_and_sends_nothing(plan_file, tmp_path: Path) -> None:
+    plan = plan_file("version: 1\nproviders: {tc: {type: testcloud, region: r}}\n"
+                     "instances: [{id: a, provider: tc, settings: {incremental: true}}]\n")
+    code, out, _ = invoke("run", "--dry-run", str(plan), "--runs-root", str(tmp_path / "runs"))
+    assert code == 0
+    assert "1. create-job: CreateJob (MUTATES)" in out and "[cutover gate]" in out and "<JobId>" in out
+    assert "estimated makespan" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_credentials_is_a_usage_error_without_traceback(plan_file, tmp_path: Path) -> None:
+    plan = plan_file("version: 1\nproviders: {tc: {type: testcloud, region: r}}\ninstances: [{id: a, provider: tc}]\n")
+    code, _, err = invoke("run", str(plan), "--runs-root", str(tmp_path / "runs"), "--no-progress")
+    assert code == 2 and "TESTCLOUD_KEY_ID" in err and "Traceback" not in err
+
+
+def test_status_of_unknown_run(tmp_path: Path) -> None:
+    code, _, err = invoke("status", "nope", "--runs-root", str(tmp_path))
+    assert code == 2 and "no run 'nope'" in err
+
+
+def test_schema_includes_provider_settings() -> None:
+    code, out, _ = invoke("schema")
+    schema = json.loads(out)
+    assert code == 0 and "settings:testcloud" in schema["$defs"]
+    assert "duration" in schema["$defs"]["settings:testcloud"]["properties"]
+
+
+def test_plugins_lists_distribution(tmp_path: Path) -> None:
+    code, out, _ = invoke("plugins")
+    assert code == 0 and "testcloud" in out
+
+
+def test_a_run_end_to_end_through_the_cli(plan_file, tmp_path: Path) -> None:
+    plan = plan_file("version: 1\nproviders: {tc: {type: testcloud, region: r}}\ndefaults: {provider: tc}\n"
+                     "instances: [{id: a}, {id: b, settings: {fail: true}}]\n")
+    proc = subprocess.run([sys.executable, str(HERE / "testcloud_cli.py"), "run", str(plan), "--sandbox",
+                           "--time-scale", "600", "--runs-root", str(tmp_path / "runs")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "batchmig summary" in proc.stdout and "JobFailed" in proc.stdout
+    run_id = next((tmp_path / "runs").iterdir()).name
+    status = subprocess.run([sys.executable, str(HERE / "testcloud_cli.py"), "status", run_id,
+                             "--runs-root", str(tmp_path / "runs"), "--format", "json"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    data = json.loads(status.stdout)
+    assert data["counts"] == {"failed": 1, "succeeded": 1} and data["active"] is False

@@ -1,0 +1,13 @@
+"""The conformance suite run against the core's own testcloud provider (proves the suite)."""
+
+from __future__ import annotations
+
+from batchmig.testing.conformance import ProviderConformance
+from batchmig.testing.testcloud import TestcloudPlugin
+
+
+class TestTestcloudConformance(ProviderConformance):
+    provider = "testcloud"
+    region = "eu-1"
+    plugins = (TestcloudPlugin(),)
+    samples = [{"duration": 20}, {"duration": 40, "incremental": True}]

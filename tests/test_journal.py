@@ -1,0 +1,67 @@
+"""The journal: private, durable intents, group commits, clear failure."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import anyio
+import pytest
+
+from batchmig.errors import JournalError
+from batchmig.journal import Journal
+
+
+def test_intents_outcomes_and_group_commits(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "run" / "journal.sqlite", create=True)
+    assert stat.S_IMODE(os.stat(tmp_path / "run" / "journal.sqlite").st_mode) == 0o600
+    journal.add_instances([(f"i{n}", n, "p", "w") for n in range(200)])
+    journal.start_writer()
+
+    async def main() -> list[int]:
+        ids: list[int] = []
+
+        async def one(n: int) -> None:
+            call_id = await journal.intent(f"i{n}", 0, "Create", f"name-{n}")
+            ids.append(call_id)
+            if n % 2:
+                journal.outcome(call_id, "done", outputs={"Id": n}, request_id=f"r{n}")
+            journal.set_instance(f"i{n}", "running", step=1, step_name="create", outputs={"Id": n})
+
+        async with anyio.create_task_group() as tg:
+            for n in range(200):
+                tg.start_soon(one, n)
+        await journal.flush()
+        return ids
+
+    ids = anyio.run(main)
+    assert len(set(ids)) == 200
+    assert journal.commits < 100, "concurrent intents must share commits"
+    open_intents = journal.open_intents()
+    assert len(open_intents) == 100 and all(len(v) == 1 for v in open_intents.values())
+    records = journal.instances()
+    assert records["i7"].outputs == {"Id": 7} and records["i7"].step == 1
+    journal.close()
+
+
+def test_missing_journal_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="no journal"):
+        Journal.open(tmp_path / "nothing.sqlite")
+
+
+def test_a_failed_write_surfaces_as_journal_error(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite", create=True)
+    journal.start_writer()
+
+    async def main() -> None:
+        journal.set_instance("x", "running")  # fine: no such row, an UPDATE of nothing
+        await journal.flush()
+        journal._db.execute("PRAGMA query_only=1")  # the disk "refuses" every write from now on
+        with pytest.raises(JournalError, match="cannot write"):
+            await journal.intent("x", 0, "Create", None)
+        with pytest.raises(JournalError):
+            journal.set_instance("x", "failed")
+
+    anyio.run(main)
+    journal.close()
