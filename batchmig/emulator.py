@@ -33,8 +33,8 @@ from typing import Any, Literal, Protocol
 from aiohttp import web
 
 __all__ = [
-    "EmulatorReject",
     "Emulator",
+    "EmulatorReject",
     "EmulatorReply",
     "EmulatorSpec",
     "RequestInfo",
@@ -69,7 +69,7 @@ class EmulatorReply:
     changed: bool = False
 
 
-class EmulatorReject(Exception):  # noqa: N818 - it carries a response, it is not an error of ours
+class EmulatorReject(Exception):
     """Raised by ``authenticate`` (or ``handle``) to answer at once with ``response``."""
 
     def __init__(self, response: web.Response, code: str = "") -> None:

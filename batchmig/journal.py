@@ -19,6 +19,7 @@ Keep this class's public methods as the journal's whole interface: a later backe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -175,10 +176,8 @@ class Journal:
             except BaseException as exc:  # the disk is full, the directory unwritable...
                 error = JournalError(f"cannot write the journal {self.path}: {exc}")
                 self._failure = error
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
         for index, (_, waiter) in enumerate(batch):
             if waiter is not None:
                 waiter(results[index] if error is None else None, error)

@@ -43,9 +43,9 @@ def configure(*, verbose: bool = False, console_level: int | None = None, json_o
     if json_output is None:
         json_output = not sys.stderr.isatty()
     level = logging.DEBUG if verbose else (console_level if console_level is not None else logging.INFO)
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
+    renderer: Any = structlog.processors.JSONRenderer()
+    if not json_output:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

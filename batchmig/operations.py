@@ -36,7 +36,7 @@ from batchmig.errors import JournalError, UsageError
 from batchmig.journal import AWAITING_CUTOVER, FAILED, INTERRUPTED, PENDING, RUNNING, SKIPPED, Journal
 from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
-from batchmig.plugin import DEFAULT_RATE, CallStep, Connection, ProviderConfig, WaitStep
+from batchmig.plugin import DEFAULT_RATE, CallStep, Connection, ProviderConfig
 from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.registry import Registry
 from batchmig.report import build_report, write_report
@@ -204,7 +204,9 @@ def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOut
     return _run_with_lock(plan, registry, journal, run_id, run_dir, options)
 
 
-def resume_run(reference: str, registry: Registry, options: RunOptions, *, accept_changed_plan: bool = False) -> RunOutcome:
+def resume_run(
+    reference: str, registry: Registry, options: RunOptions, *, accept_changed_plan: bool = False
+) -> RunOutcome:
     run_dir = find_run_dir(reference, options.runs_root)
     journal = Journal.open(run_dir / "journal.sqlite", durable=options.durable)
     meta = journal.meta()

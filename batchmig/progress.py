@@ -49,7 +49,8 @@ async def show_progress(engine: Engine, pipeline: Pipeline, console: Any = None)
     started = time.monotonic()
     rates: list[float] = []
     last_calls, last_time = 0, started
-    with Live(_render(engine, pipeline, started, rates), console=console, refresh_per_second=4, transient=False) as live:
+    view = _render(engine, pipeline, started, rates)
+    with Live(view, console=console, refresh_per_second=4, transient=False) as live:
         while True:
             await anyio.sleep(0.5)
             now = time.monotonic()

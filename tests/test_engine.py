@@ -109,7 +109,8 @@ def test_dropped_answers_internal_errors_and_latency(plan_file, registry: Regist
         {"kind": "error", "code": "InternalError", "probability": 0.05},
         {"kind": "latency", "seconds": 0.2, "probability": 0.05},
     ]
-    result = run_plan(plan_file(fleet(40)), registry, tmp_path, sandbox_config=SandboxConfig(600, seed=3, faults=faults))
+    config = SandboxConfig(600, seed=3, faults=faults)
+    result = run_plan(plan_file(fleet(40)), registry, tmp_path, sandbox_config=config)
     outcomes = {e["outcome"] for e in result.audit}
     assert {"dropped", "fault:InternalError"} <= outcomes
     assert set(result.statuses.values()) == {"succeeded"}
@@ -180,7 +181,7 @@ def test_sigkill_then_resume_repeats_nothing(plan_file, tmp_path: Path, requests
     proc.wait()
     before = audit_of(run_dir)
     resumed = cli("resume", str(run_dir), cwd=tmp_path)
-    out, err = resumed.communicate(timeout=120)
+    _, err = resumed.communicate(timeout=120)
     assert resumed.returncode == EXIT_OK, err.decode()[-2000:]
     entries = audit_of(run_dir)
     assert len(entries) > len(before)
@@ -197,7 +198,7 @@ def test_sigint_stops_gracefully_with_the_resumable_code(plan_file, tmp_path: Pa
     proc = cli("run", str(plan), "--sandbox", "--time-scale", "60", "--run-dir", str(run_dir), cwd=tmp_path)
     wait_for_requests(run_dir, 50)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_INTERRUPTED, err.decode()[-2000:]
     assert b"batchmig resume" in err
     assert b"Traceback" not in err

@@ -15,7 +15,6 @@ or a cut-off body after sending → ``UnknownOutcomeError``.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -51,7 +50,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Full-jitter exponential backoff for retry number ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
@@ -112,10 +111,11 @@ class HttpTransport:
                 return HttpResponse(response.status, headers, body)
         except aiohttp.ClientConnectorError as exc:
             raise TransientError("ConnectionFailed", f"cannot connect: {exc.os_error.strerror or exc}") from exc
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise UnknownOutcomeError("Timeout", "no answer within the call timeout") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
-            raise UnknownOutcomeError("ConnectionLost", f"the connection broke {'while reading' if sent else 'after sending'}: {type(exc).__name__}") from exc
+            moment = "while reading the answer" if sent else "after sending"
+            raise UnknownOutcomeError("ConnectionLost", f"the connection broke {moment}: {type(exc).__name__}") from exc
         except aiohttp.ClientError as exc:
             raise UnknownOutcomeError("ConnectionLost", f"HTTP failure: {type(exc).__name__}") from exc
 
@@ -173,6 +173,7 @@ class Pipeline:
                 if isinstance(exc, UnknownOutcomeError):
                     self.stats.unknown_outcomes += 1
                 raise
+        raise AssertionError("unreachable: the shielded block returns or raises")
 
     async def _backoff(self, attempt: int, error: ProviderError) -> None:
         if attempt >= self.retry.max_attempts:

@@ -36,7 +36,7 @@ from batchmig.journal import (
     Journal,
 )
 from batchmig.plan.model import Plan, PlannedInstance, Wave
-from batchmig.plugin import CallStep, Instance, Step, WaitStep
+from batchmig.plugin import CallStep, Instance, Step
 from batchmig.ratelimit import Clock, MonotonicClock
 from batchmig.registry import Registry
 

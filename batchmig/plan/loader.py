@@ -158,7 +158,9 @@ def _validate_document(data: dict[str, Any], problems: _Problems) -> tuple[PlanD
         return document, list(range(len(document.instances))), list(range(len(document.waves)))
     except ValidationError as exc:
         problems.extend_from_validation(exc, "", PlanDocument)
-    providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+    providers = data.get("providers")
+    if not isinstance(providers, dict):
+        providers = {}
     kept_instances = _valid_entries(InstanceDoc, instances)
     kept_waves = _valid_entries(WaveDoc, waves)
     document = PlanDocument.model_construct(
@@ -250,10 +252,10 @@ def _resolve(
         if config_name not in doc.providers:
             problems.add(f"{where}.provider", _unknown("provider configuration", config_name, doc.providers))
             continue
-        kind = provider_types.get(config_name)
-        if kind is None:
+        if config_name not in provider_types:
             continue  # its provider is unknown; reported above
-        wave_name = inst.wave or doc.defaults.wave
+        kind = provider_types[config_name]
+        wave_name: str | None = inst.wave or doc.defaults.wave
         if doc.waves:
             if wave_name is None:
                 problems.add(where, "no wave: set wave: here or defaults.wave")

@@ -132,7 +132,8 @@ class ProviderConfigDoc(Strict):
         "Omitted: the provider's usual environment variables.",
     )
     rate_limits: dict[str, Annotated[float, Field(gt=0, le=10000)]] = Field(
-        default_factory=dict, description="Requests per second per action ('*': every action), overriding the provider's defaults."
+        default_factory=dict,
+        description="Requests per second per action ('*': every action), overriding the provider's defaults.",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Provider-specific options.")
 

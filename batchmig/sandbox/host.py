@@ -63,8 +63,8 @@ class _Context:
     def __init__(self, store: Any, config: SandboxConfig, name: str, rng: random.Random) -> None:
         self.store = store
         self.time_scale = config.time_scale
-        self.credentials = config.credentials
-        self.options = config.options.get(name, {})
+        self.credentials: Mapping[str, str] = config.credentials
+        self.options: Mapping[str, Any] = config.options.get(name, {})
         self._rng = rng
 
     def now(self) -> float:
@@ -179,10 +179,9 @@ class Sandbox:
             elif fault.kind == "drop":
                 drop = True
             elif fault.kind in ("error", "throttle"):
-                kind = "throttle" if fault.kind == "throttle" else "internal"
-                entry.update(outcome=f"fault:{fault.code or kind}", changed=False)
+                entry.update(outcome=f"fault:{fault.code or fault.kind}", changed=False)
                 self.audit.write(entry)
-                return emulator.error(info, kind, fault.code)
+                return emulator.error(info, "throttle" if fault.kind == "throttle" else "internal", fault.code)
         try:
             reply = await emulator.handle(request, info, body)
             response = reply.response

@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -83,7 +83,7 @@ class FaultPlan:
         self._rng = random.Random(self.seed)
 
     @classmethod
-    def from_config(cls, items: list[Mapping[str, Any]], seed: int = 0) -> FaultPlan:
+    def from_config(cls, items: Sequence[Mapping[str, Any]], seed: int = 0) -> FaultPlan:
         return cls([FaultRule(**dict(item)) for item in items], seed)
 
     def pick(self, emulator: str, action: str, mutating: bool) -> list[FaultRule]:

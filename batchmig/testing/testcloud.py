@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from batchmig.emulator import EmulatorReject, EmulatorReply, EmulatorSpec, RequestInfo, SandboxContext
 from batchmig.emulator import Emulator as EmulatorBase
+from batchmig.emulator import EmulatorReject, EmulatorReply, EmulatorSpec, RequestInfo, SandboxContext
 from batchmig.plugin import (
     Call,
     Caller,
@@ -113,7 +113,7 @@ class TestcloudConnection(Connection):
             raise kind("BadAnswer", f"unreadable answer (HTTP {response.status})",
                        http_status=response.status) from None
         if error is None:
-            return {**result, "request_id": request_id}
+            return {**(result or {}), "request_id": request_id}
         code, message = str(error.get("code")), str(error.get("message"))
         extra = {"request_id": request_id, "http_status": response.status}
         if response.status == 429:
