@@ -24,7 +24,7 @@ import yaml
 
 from batchmig import __version__, logs
 from batchmig.credentials import REDACTOR
-from batchmig.errors import BatchmigError, PlanError, PluginError, UsageError
+from batchmig.errors import BatchmigError, JournalError, PlanError, PluginError, UsageError
 from batchmig.operations import (
     DEFAULT_RUNS_ROOT,
     EXIT_FAILED,
@@ -76,6 +76,8 @@ def _fail(error: BaseException) -> NoReturn:
         sys.exit(EXIT_USAGE)
     if isinstance(error, UsageError | PluginError):
         code = EXIT_USAGE
+    elif isinstance(error, JournalError):
+        code = EXIT_INTERRUPTED  # nothing after the failed write was sent: resumable
     elif isinstance(error, BatchmigError):
         code = EXIT_FAILED
     else:
