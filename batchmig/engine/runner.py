@@ -108,6 +108,11 @@ class Engine:
         self.progress = Progress(total=len(plan.instances))
         for status in self.status.values():
             self.progress.move(None, status)
+        self._failed: dict[str, int] = {}  # wave -> failed instances, kept by _set
+        for iid, status in self.status.items():
+            if status == FAILED and plan.has_instance(iid):
+                wave = plan.instance(iid).wave
+                self._failed[wave] = self._failed.get(wave, 0) + 1
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._settle: dict[str, Callable[[], None]] = {}
         self._released: set[str] = journal.released_cutovers()
@@ -119,7 +124,11 @@ class Engine:
     # ------------------------------------------------------------- status
 
     def _set(self, iid: str, status: str, **fields: Any) -> None:
-        self.progress.move(self.status.get(iid), status)
+        old = self.status.get(iid)
+        self.progress.move(old, status)
+        if (old == FAILED) != (status == FAILED):
+            wave = self.plan.instance(iid).wave
+            self._failed[wave] = self._failed.get(wave, 0) + (1 if status == FAILED else -1)
         self.status[iid] = status
         self.journal.set_instance(iid, status, **fields)
 
@@ -181,7 +190,7 @@ class Engine:
         log.info("wave.started", wave=wave.name, instances=len(wave.instances))
 
         def failed_count() -> int:
-            return sum(1 for iid in wave.instances if self.status.get(iid) == FAILED)
+            return self._failed.get(wave.name, 0)
 
         canaries = [iid for iid in wave.instances[: wave.canary] if self.status.get(iid) != SUCCEEDED]
         if canaries:

@@ -262,6 +262,9 @@ class Plan:
     def name(self) -> str:
         return self.document.name or self.path.rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml")
 
+    def has_instance(self, instance_id: str) -> bool:
+        return instance_id in self._index
+
     def instance(self, instance_id: str) -> PlannedInstance:
         return self.instances[self._index[instance_id]]
 
