@@ -218,6 +218,8 @@ _runs_root = click.option("--runs-root", default=str(DEFAULT_RUNS_ROOT), show_de
 @main.command(epilog=EPILOG)
 @click.argument("plan", type=click.Path(dir_okay=True, path_type=str))
 @click.option("--sandbox", is_flag=True, help="Run against the built-in emulators (in-process, loopback).")
+@click.option("--sandbox-at", type=click.Path(path_type=Path, file_okay=False),
+              help="Use a running `batchmig sandbox serve --dir DIR` instead of the cloud.")
 @click.option("--sandbox-config", type=click.Path(path_type=str), help="YAML: time_scale, faults, rate_limits...")
 @click.option("--time-scale", type=float, help="Sandbox: emulated seconds per real second (default 60).")
 @click.option("--dry-run", is_flag=True, help="Print the calls each instance would make; send nothing.")
@@ -229,13 +231,16 @@ _runs_root = click.option("--runs-root", default=str(DEFAULT_RUNS_ROOT), show_de
 @click.option("--progress/--no-progress", default=None, help="Live progress view (default: on a terminal).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="For --dry-run/--check.")
 def run(
-    plan: str, sandbox: bool, sandbox_config: str | None, time_scale: float | None, dry_run: bool, check: bool,
-    run_dir: Path | None, runs_root: str, durable: bool, wait_for_cutover: bool, progress: bool | None, fmt: str,
+    plan: str, sandbox: bool, sandbox_at: Path | None, sandbox_config: str | None, time_scale: float | None,
+    dry_run: bool, check: bool, run_dir: Path | None, runs_root: str, durable: bool, wait_for_cutover: bool,
+    progress: bool | None, fmt: str,
 ) -> None:
     """Run PLAN: migrate every instance, journaled and resumable."""
     registry = STATE.load()
     if dry_run and check:
         raise UsageError("choose --dry-run or --check, not both")
+    if sandbox and sandbox_at:
+        raise UsageError("choose --sandbox (in-process) or --sandbox-at DIR (a running sandbox), not both")
     if dry_run:
         _print_dry_run(load_plan(plan, registry), registry, fmt)
         sys.exit(EXIT_OK)
@@ -254,6 +259,7 @@ def run(
     options = _run_options(runs_root, durable, wait_for_cutover, progress)
     options.run_dir = run_dir
     options.sandbox = sandbox
+    options.sandbox_at = sandbox_at
     options.sandbox_config = _sandbox_config(sandbox_config, time_scale)
     _finish(start_run(plan, registry, options))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -59,6 +60,8 @@ class RunOptions:
     run_dir: Path | None = None
     sandbox: bool = False
     sandbox_config: SandboxConfig = field(default_factory=SandboxConfig)
+    sandbox_at: Path | None = None
+    """The directory of a separately running ``batchmig sandbox serve`` (its endpoints.json)."""
     durable: bool = False
     wait_for_cutover: bool = False
     handle_signals: bool = True
@@ -130,12 +133,26 @@ def run_is_active(run_dir: Path) -> bool:
 # ------------------------------------------------------------- connections
 
 
+def sandbox_endpoints(directory: Path) -> dict[str, str]:
+    """The endpoints a running ``batchmig sandbox serve --dir DIRECTORY`` wrote."""
+    try:
+        return dict(json.loads((directory / "endpoints.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"no sandbox endpoints in {directory}: {exc}",
+                         "start one with `batchmig sandbox serve --dir DIR`") from None
+
+
 def build_connections(
     plan: Plan,
     registry: Registry,
     fetch: Any,
-    sandbox: Sandbox | None,
+    sandbox: Mapping[str, str] | None,
 ) -> dict[str, tuple[str, Connection]]:
+    """Connections for the provider configurations the plan uses.
+
+    ``sandbox`` maps emulator names to base URLs: then every provider talks to its
+    emulator with the emulator's demo credentials instead of the plan's.
+    """
     used = {inst.connection for inst in plan.instances}
     result: dict[str, tuple[str, Connection]] = {}
     for name in sorted(used):
@@ -146,9 +163,9 @@ def build_connections(
         where = f"providers.{name}"
         endpoint = doc.endpoint
         if sandbox is not None:
-            if spec.emulator is None or spec.emulator not in sandbox.endpoints:
+            if spec.emulator is None or spec.emulator not in sandbox:
                 raise UsageError(f"{where}: provider {kind} has no sandbox emulator installed")
-            endpoint = sandbox.endpoints[spec.emulator]
+            endpoint = sandbox[spec.emulator]
             credentials = ResolvedCredentials(registry.emulators[spec.emulator].demo_credentials)
         else:
             if endpoint == "sandbox":
@@ -199,6 +216,7 @@ def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOut
     journal.write_meta({
         "run_id": run_id, "plan_path": os.path.abspath(plan_path), "plan_sha256": plan.sha256,
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "sandbox": "1" if options.sandbox else "0",
+        "sandbox_at": str(options.sandbox_at.resolve()) if options.sandbox_at else "",
     })
     journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
     return _run_with_lock(plan, registry, journal, run_id, run_dir, options)
@@ -225,6 +243,7 @@ def resume_run(
         journal.write_meta({"plan_sha256": plan.sha256})
         journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
     options.sandbox = meta.get("sandbox") == "1"
+    options.sandbox_at = Path(meta["sandbox_at"]) if meta.get("sandbox_at") else None
     return _run_with_lock(plan, registry, journal, meta["run_id"], run_dir, options)
 
 
@@ -247,13 +266,14 @@ async def _execute(
     journal.start_writer()
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
-        sandbox = None
+        endpoints = sandbox_endpoints(options.sandbox_at) if options.sandbox_at else None
         if options.sandbox:
             sandbox = await stack.enter_async_context(
                 Sandbox(registry.emulators, run_dir / "sandbox", options.sandbox_config)
             )
+            endpoints = sandbox.endpoints
         transport = await stack.enter_async_context(HttpTransport(plan.document.run.call_timeout))
-        connections = build_connections(plan, registry, transport.send, sandbox)
+        connections = build_connections(plan, registry, transport.send, endpoints)
         limiter = RateLimiter(rate_table(plan, registry, connections))
         retry = plan.document.run.retry
         pipeline = Pipeline(
@@ -371,11 +391,11 @@ async def check_plan_live(plan: Plan, registry: Registry, sandbox_config: Sandbo
     """``run --check``: the providers' read-only pre-flight for every instance."""
     problems: dict[str, list[str]] = {}
     async with contextlib.AsyncExitStack() as stack:
-        sandbox = None
+        endpoints = None
         if sandbox_config is not None:
-            sandbox = await stack.enter_async_context(Sandbox(registry.emulators, None, sandbox_config))
+            endpoints = (await stack.enter_async_context(Sandbox(registry.emulators, None, sandbox_config))).endpoints
         transport = await stack.enter_async_context(HttpTransport(plan.document.run.call_timeout))
-        connections = build_connections(plan, registry, transport.send, sandbox)
+        connections = build_connections(plan, registry, transport.send, endpoints)
         pipeline = Pipeline(connections, RateLimiter(rate_table(plan, registry, connections)), transport.send,
                             read_only=True)
         slots = anyio.Semaphore(50)
