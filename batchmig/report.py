@@ -52,8 +52,18 @@ def build_report(journal: Journal, extra: dict[str, Any] | None = None) -> dict[
     return report
 
 
+def render_report(report: dict[str, Any]) -> str:
+    """JSON with one instance per line: readable, diffable, and fast to write for 10,000
+    instances (an indented dump goes through the pure-Python encoder)."""
+    head = {key: value for key, value in report.items() if key != "instances"}
+    lines = [json.dumps(entry, default=str, separators=(",", ":")) for entry in report.get("instances", [])]
+    body = json.dumps(head, indent=2, default=str)
+    instances = '"instances": [\n    ' + ",\n    ".join(lines) + "\n  ]" if lines else '"instances": []'
+    return body[:-2] + ",\n  " + instances + "\n}\n" if head else "{\n  " + instances + "\n}\n"
+
+
 def write_report(path: Path, report: dict[str, Any]) -> None:
-    text = REDACTOR(json.dumps(report, indent=2, default=str)) + "\n"
+    text = REDACTOR(render_report(report))
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
