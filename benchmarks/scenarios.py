@@ -17,7 +17,6 @@ import random
 import resource
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,39 +28,12 @@ from batchmig import logs
 from batchmig.operations import RunOptions, start_run
 from batchmig.plan.loader import load_plan
 from batchmig.registry import load_registry
-from batchmig.sandbox.machinery import max_per_window, read_audit
+from batchmig.sandbox.machinery import max_per_window
+from batchmig.testing.sandbox_process import SandboxProcess
 from batchmig.testing.testcloud import TestcloudPlugin
 
 HERE = Path(__file__).resolve().parent
 UNBOUNDED = 10000
-
-
-class SandboxProcess:
-    """The sandbox in its own process, stopped on exit."""
-
-    def __init__(self, directory: Path, config: dict[str, Any]) -> None:
-        self.directory = directory
-        self.config = config
-
-    def __enter__(self) -> SandboxProcess:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        config_path = self.directory / "config.json"
-        config_path.write_text(json.dumps(self.config))
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "sandbox_server.py"), str(self.directory),
-                                      str(config_path)])
-        deadline = time.monotonic() + 30
-        while not (self.directory / "endpoints.json").exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("the sandbox did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-    def audit(self) -> list[dict[str, Any]]:
-        return list(read_audit(self.directory / "audit.jsonl"))
 
 
 def registry() -> Any:
@@ -199,7 +171,7 @@ def fleet_figures(outcome: Any, audit: list[dict[str, Any]], wall: float, critic
             by_action[f"{entry['emulator']}/{entry['action']}"] += 1
     cap_of = {}
     for key, cap in caps.items():
-        provider, _account, _region, action = key.split("/")
+        _provider, _account, _region, action = key.split("/")
         cap_of[action] = cap
     seconds = {k: n / cap_of.get(k.split("/")[1], 20.0) for k, n in by_action.items()}
     busiest = max(seconds, key=lambda k: seconds[k])

@@ -173,8 +173,11 @@ class Sandbox:
     ) -> web.StreamResponse:
         faults = self.faults.pick(name, info.action, info.mutating)
         drop = False
+        hold = 0.0
         for fault in faults:
-            if fault.kind in ("latency", "hang"):
+            if fault.kind in ("latency", "hang") and fault.after_acting:
+                hold += fault.seconds
+            elif fault.kind in ("latency", "hang"):
                 await anyio.sleep(fault.seconds)
             elif fault.kind == "drop":
                 drop = True
@@ -196,11 +199,13 @@ class Sandbox:
             response = emulator.error(info, "internal")
         if drop:
             entry["outcome"] = "dropped"
-            self.audit.write(entry)
-            if request.transport is not None:
-                request.transport.abort()
-            return response
-        self.audit.write(entry)
+        if hold:
+            entry["held_seconds"] = hold
+        self.audit.write(entry)  # before holding: the effect is already real
+        if hold:
+            await anyio.sleep(hold)
+        if drop and request.transport is not None:
+            request.transport.abort()
         return response
 
     async def _admin(self, request: web.Request) -> web.Response:

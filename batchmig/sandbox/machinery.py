@@ -5,7 +5,8 @@
   answers in its own throttle dialect.
 * ``FaultPlan`` injects failures by configuration: an error code with a probability
   or for the next N calls, added latency, a connection dropped *after* the server
-  acted (the unknown outcome that idempotency has to survive), or a hang.
+  acted (the unknown outcome that idempotency has to survive), or a hang — before
+  the server acts, or after it (``after_acting``: the answer is held back).
 * ``AuditLog`` appends one JSON line per request, flushed at once, so tests can prove
   that no create or start call took effect twice, and read back what the cloud saw.
 """
@@ -63,6 +64,8 @@ class FaultRule:
     count: int | None = None
     seconds: float = 0.0
     mutating_only: bool = False
+    after_acting: bool = False
+    """For latency/hang: act first, then hold the answer (an outcome the client cannot know yet)."""
     hits: int = 0
 
     def matches(self, emulator: str, action: str, mutating: bool) -> bool:
