@@ -84,6 +84,7 @@ class IamToken:
         password: str,
         domain: str,
         region: str,
+        project_id: str | None = None,
         clock: Clock = time.time,
     ) -> None:
         self._fetch = fetch
@@ -96,7 +97,7 @@ class IamToken:
         self._lock = anyio.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
-        self.project_id: str | None = None
+        self.project_id = project_id
 
     def __repr__(self) -> str:
         return f"IamToken(user={self._user!r}, domain={self._domain!r}, token=***)"
@@ -125,7 +126,8 @@ class IamToken:
                         }
                     },
                 },
-                "scope": {"project": {"name": self._region}},
+                # A known project id scopes the token exactly; else the region's project.
+                "scope": {"project": {"id": self.project_id} if self.project_id else {"name": self._region}},
             }
         }
         payload = json.dumps(body, separators=(",", ":")).encode()

@@ -83,6 +83,7 @@ class DrsConnection(Connection):
                 password=password,
                 domain=options.iam_domain,
                 region=region,
+                project_id=self._project_id,
                 clock=clock,
             )
         self.account = account_label(

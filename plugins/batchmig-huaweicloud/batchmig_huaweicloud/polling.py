@@ -34,8 +34,13 @@ SHOW_FALLBACK = 10
 """At most this many unseen jobs of a batch are asked about with Show per poll."""
 
 
-def list_call(*, name: str | None = None, offset: int = 0, limit: int = PAGE_SIZE) -> Call:
-    query: dict[str, Any] = {"limit": limit, "offset": offset, "sort_key": "created_at", "sort_dir": "desc"}
+def list_call(*, name: str | None = None, offset: int = 0, limit: int | None = None) -> Call:
+    query: dict[str, Any] = {
+        "limit": limit or PAGE_SIZE,
+        "offset": offset,
+        "sort_key": "created_at",
+        "sort_dir": "desc",
+    }
     if name:
         query["name"] = name
     return Call(api.LIST, {"query": query}, resource=name)
@@ -85,7 +90,7 @@ JOB_POLLER = Poller(
     action=api.LIST,
     poll=poll_jobs,
     max_batch=PAGE_SIZE,
-    min_interval=5.0,
+    min_interval=2.0,
     example=lambda outputs: list_call(name=str(outputs.get("job_name") or "") or None),
 )
 

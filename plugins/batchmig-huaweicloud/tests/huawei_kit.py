@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import anyio
 from aiohttp import web
-from batchmig.emulator import EmulatorReject
+from batchmig.emulator import EmulatorReject, StateStore
 from batchmig.errors import ProviderError, ThrottleError, TransientError, UnknownOutcomeError
 from batchmig.plugin import (
     Call,
@@ -68,9 +68,9 @@ class MemoryStore:
 @dataclass
 class FakeContext:
     time_scale: float = 1000.0
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
     credentials: Mapping[str, str] = field(default_factory=dict)
-    store: MemoryStore = field(default_factory=MemoryStore)
+    store: StateStore = field(default_factory=MemoryStore)
     offset: float = 0.0
     seed: int = 7
 
@@ -253,42 +253,54 @@ def make_client(url: str, session: aiohttp.ClientSession, **config: Any) -> Clie
     return Client(provider, provider.connect(make_config(url, **config), fetch), session)
 
 
-async def run_instance(client: Client, instance: Instance, *, approve_cutover: bool = True) -> dict[str, Any]:
+async def run_instance(
+    client: Client,
+    instance: Instance,
+    *,
+    approve_cutover: bool = True,
+    resume: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Build -> prepare -> send -> parse -> read for each step; poll waits; reconcile
-    a create whose answer was lost before sending it again."""
-
-    outputs: dict[str, Any] = {}
-    for step in client.provider.steps(instance):
+    a create whose answer was lost before sending it again. Without cutover approval
+    it stops before the cutover step (``stopped_at``); ``resume`` continues there."""
+    outputs: dict[str, Any] = dict(resume or {})
+    start_at = outputs.pop("stopped_at", None)
+    steps = list(client.provider.steps(instance))
+    if start_at is not None:
+        steps = steps[[s.name for s in steps].index(start_at) :]
+    for step in steps:
         if isinstance(step, CallStep):
             if step.cutover and not approve_cutover:
                 outputs["stopped_at"] = step.name
                 return outputs
-            call = step.build(outputs)
-            try:
-                answer = await client.send(call)
-            except UnknownOutcomeError:
-                assert step.reconcile is not None
-                found = await step.reconcile(client, outputs)
-                if found is None:
-                    answer = await client.send(call)
-                    outputs.update(step.read(answer))
-                else:
-                    outputs.update(found)
-                continue
-            outputs.update(step.read(answer))
+            outputs.update(await _call_step(client, step, outputs))
         else:
             assert isinstance(step, WaitStep)
-            for _ in range(2000):
-                (status,) = await step.poller.poll(client, [outputs])
-                if status.state == "succeeded":
-                    outputs.update(status.outputs)
-                    break
-                if status.state == "failed":
-                    raise InstanceFailedError(status.message)
-                await anyio.sleep(0.01)
-            else:
-                raise AssertionError(f"{step.name} never finished")
+            outputs.update(await _wait_step(client, step, outputs))
     return outputs
+
+
+async def _call_step(client: Client, step: CallStep, outputs: dict[str, Any]) -> Mapping[str, Any]:
+    call = step.build(outputs)
+    try:
+        return step.read(await client.send(call))
+    except UnknownOutcomeError:
+        assert step.reconcile is not None
+        found = await step.reconcile(client, outputs)
+        if found is not None:
+            return found
+        return step.read(await client.send(call))
+
+
+async def _wait_step(client: Client, step: WaitStep, outputs: dict[str, Any]) -> Mapping[str, Any]:
+    for _ in range(2000):
+        (status,) = await step.poller.poll(client, [outputs])
+        if status.state == "succeeded":
+            return status.outputs
+        if status.state == "failed":
+            raise InstanceFailedError(status.message)
+        await anyio.sleep(0.01)
+    raise AssertionError(f"{step.name} never finished")
 
 
 __all__ = [

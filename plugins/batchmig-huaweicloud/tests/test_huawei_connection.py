@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-
 from batchmig.errors import PermanentError
 from batchmig.plugin import Call, HttpRequest, HttpResponse
+from huawei_kit import make_config
+
 from batchmig_huaweicloud import api, signer
 from batchmig_huaweicloud.demo import DEMO_CREDENTIALS
 from batchmig_huaweicloud.provider import DrsProvider
 from batchmig_huaweicloud.settings import DrsOptions
 from batchmig_huaweicloud.status import job_state, normalise_recovery_mode
-from huawei_kit import make_config
 
 NOW = 1704067200.0  # 2024-01-01T00:00:00Z
 
@@ -31,13 +32,13 @@ class FakeIam:
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         self.requests.append(request)
         if "/v3/projects" in request.url:
-            body = {"projects": [{"id": "p-from-iam", "name": "cn-north-4"}]}
-            return HttpResponse(200, {"x-request-id": "r"}, json.dumps(body).encode())
+            projects = {"projects": [{"id": "p-from-iam", "name": "cn-north-4"}]}
+            return HttpResponse(200, {"x-request-id": "r"}, json.dumps(projects).encode())
         self.issued += 1
         expires = (
             "2024-01-02T00:00:00.000000Z" if self.lifetime_hours == 24 else "2024-01-01T01:00:00.000000Z"
         )
-        body = {
+        body: dict[str, Any] = {
             "token": {
                 "issued_at": "2024-01-01T00:00:00.000000Z",
                 "expires_at": expires,
@@ -162,6 +163,11 @@ async def test_token_auth_caches_refreshes_and_never_shows_the_secret() -> None:
         "domain": {"name": "acme"},
     }
     assert body["auth"]["scope"] == {"project": {"name": "cn-north-4"}}
+    scoped = connect(
+        FakeIam(), clock, url=None, credentials={**creds, "project_id": "p1"}, options=token_options()
+    )
+    await scoped.prepare(Call(api.SHOW, {"job_id": "j"}))
+    assert json.loads(scoped._token._fetch.requests[0].body)["auth"]["scope"] == {"project": {"id": "p1"}}
 
     clock[0] += 50 * 60  # within the one-hour lifetime, before the refresh margin
     assert (await conn.prepare(Call(api.SHOW, {"job_id": "j"}))).headers["X-Auth-Token"] == "MIItoken1"

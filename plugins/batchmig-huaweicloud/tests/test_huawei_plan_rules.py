@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from batchmig.plugin import Instance
 from pydantic import ValidationError
 
-from batchmig.plugin import Instance
 from batchmig_huaweicloud.provider import DrsProvider
 from batchmig_huaweicloud.settings import DrsSettings
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from batchmig.errors import (
     NotFoundError,
     PermanentError,
@@ -15,9 +14,10 @@ from batchmig.errors import (
     UnknownOutcomeError,
 )
 from batchmig.plugin import Call, HttpResponse
+from huawei_kit import make_config
+
 from batchmig_huaweicloud import api
 from batchmig_huaweicloud.provider import DrsProvider
-from huawei_kit import make_config
 
 SHOW = Call(api.SHOW, {"job_id": "j1"})
 CREATE = Call(api.CREATE, {"body": {}}, mutating=True)

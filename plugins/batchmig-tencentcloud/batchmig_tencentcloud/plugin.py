@@ -12,7 +12,8 @@ from typing import Protocol, TypeVar
 from batchmig.emulator import EmulatorSpec
 from batchmig.plugin import ProviderSpec, hookimpl
 
-from batchmig_tencentcloud.emulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, SqlServerEmulator
+from batchmig_tencentcloud.dts import DtsProvider
+from batchmig_tencentcloud.emulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, DtsEmulator, SqlServerEmulator
 from batchmig_tencentcloud.sqlserver import SqlServerProvider
 
 __all__ = ["DEMO_CREDENTIALS", "batchmig_register_emulators", "batchmig_register_providers"]
@@ -40,6 +41,14 @@ def batchmig_register_providers(registry: _Registry[ProviderSpec]) -> None:
             emulator="tencent-sqlserver",
         )
     )
+    registry.add(
+        ProviderSpec(
+            name="tencent-dts",
+            provider=DtsProvider(),
+            description="Tencent Cloud DTS: SQL Server migration jobs (API 2018-03-30)",
+            emulator="tencent-dts",
+        )
+    )
 
 
 @hookimpl
@@ -50,5 +59,13 @@ def batchmig_register_emulators(registry: _Registry[EmulatorSpec]) -> None:
             factory=SqlServerEmulator,
             demo_credentials=DEMO_CREDENTIALS,
             description="Tencent Cloud SQL Server API 2018-03-28 (sqlserver.tencentcloudapi.com)",
+        )
+    )
+    registry.add(
+        EmulatorSpec(
+            name="tencent-dts",
+            factory=DtsEmulator,
+            demo_credentials=DEMO_CREDENTIALS,
+            description="Tencent Cloud DTS API 2018-03-30 (dts.tencentcloudapi.com)",
         )
     )

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from batchmig.emulator import Emulator, EmulatorReject
+from batchmig.emulator import Emulator, EmulatorReject, StateStore
 from batchmig.plugin import (
     Call,
     CallStep,
@@ -64,10 +64,10 @@ class FakeSandbox:
     """A ``SandboxContext`` whose clock only moves when told to."""
 
     def __init__(self, options: Mapping[str, Any] | None = None, time_scale: float = 1.0) -> None:
-        self.store = MemoryStore()
+        self.store: StateStore = MemoryStore()
         self.time_scale = time_scale
-        self.credentials: dict[str, str] = {}
-        self.options = dict(options or {})
+        self.credentials: Mapping[str, str] = {}
+        self.options: Mapping[str, Any] = dict(options or {})
         self.clock = float(int(time.time()))
         self._random = random.Random(7)
 
@@ -176,6 +176,23 @@ class Run:
     step: str | None = None
     status: WaitStatus | None = None
     waits: dict[str, int] = field(default_factory=dict)
+
+
+def call_step(steps: Sequence[Step], name: str) -> CallStep:
+    [step] = [step for step in steps if step.name == name]
+    assert isinstance(step, CallStep)
+    return step
+
+
+def wait_step(steps: Sequence[Step], name: str) -> WaitStep:
+    [step] = [step for step in steps if step.name == name]
+    assert isinstance(step, WaitStep)
+    return step
+
+
+async def reconcile(step: CallStep, caller: Driver, outputs: Outputs) -> Outputs | None:
+    assert step.reconcile is not None, f"{step.name} has no reconcile"
+    return await step.reconcile(caller, outputs)
 
 
 def _assert_same_outputs(name: str, recovered: Outputs, read: Outputs) -> None:

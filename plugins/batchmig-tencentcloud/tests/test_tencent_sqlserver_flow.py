@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from batchmig.plugin import Instance
+from batchmig.plugin import Call, CallStep, Instance, Outputs
+from tencent_harness import call_step, reconcile, wait_step
 
 from batchmig_tencentcloud.sqlserver import SqlServerProvider, SqlServerSettings
 
@@ -12,11 +15,18 @@ pytestmark = pytest.mark.anyio
 PROVIDER = SqlServerProvider()
 
 
-def instance(settings: dict, *, id: str = "db01", token: str = "t0k3n") -> Instance:
+def instance(settings: dict[str, Any], *, id: str = "db01", token: str = "t0k3n") -> Instance:
     model = SqlServerSettings.model_validate(settings)
     made = Instance(id=id, provider="tencent-sqlserver", connection="tc", settings=model, token=token)
     assert PROVIDER.check(made) == []
     return made
+
+
+def list_imports(inst: Instance, outputs: Outputs) -> Call:
+    """The import poller's list call (DescribeBackupMigration of the target instance)."""
+    example = wait_step(PROVIDER.steps(inst), "wait-import").poller.example
+    assert example is not None
+    return example(outputs)
 
 
 async def test_backup_instance(sqlserver):
@@ -38,8 +48,7 @@ async def test_backup_of_listed_databases_sends_strategy_1(sqlserver):
             "backup": {"strategy": "databases", "databases": ["sales", "hr"], "keep_until_deactivated": True},
         }
     )
-    [create, _] = PROVIDER.steps(inst)
-    call = create.build({})
+    call = call_step(PROVIDER.steps(inst), "create-backup").build({})
     assert call.params["Strategy"] == 1 and call.params["DBNames"] == ["sales", "hr"]
     assert call.params["StorageStrategy"] == 1 and call.mutating
     run = await sqlserver.driver.run(PROVIDER.steps(inst))
@@ -65,11 +74,10 @@ async def test_lost_backup_answer_is_reconciled_and_waited_by_name(sqlserver):
 
 async def test_backup_reconcile_says_not_done_when_nothing_was_created(sqlserver):
     inst = instance({"instance_id": "mssql-abcd1234", "scenario": "backup"})
-    create = PROVIDER.steps(inst)[0]
-    assert await create.reconcile(sqlserver.driver, {}) is None
+    assert await reconcile(call_step(PROVIDER.steps(inst), "create-backup"), sqlserver.driver, {}) is None
 
 
-FULL = {
+FULL: dict[str, Any] = {
     "instance_id": "mssql-abcd1234",
     "scenario": "import",
     "import": {"backup_file": "https://bucket-125.cos.ap-guangzhou.myqcloud.com/sales.bak"},
@@ -94,7 +102,7 @@ async def test_full_import_of_a_corrupt_file_fails_with_the_task_message(sqlserv
     assert "damaged" in run.status.message and run.status.request_id
 
 
-LOG = {
+LOG: dict[str, Any] = {
     "instance_id": "mssql-abcd1234",
     "scenario": "import",
     "import": {
@@ -115,7 +123,9 @@ async def test_full_log_import_with_rename_and_incrementals(sqlserver):
         "create-incremental-1", "start-incremental-1", "wait-incremental-1",
         "create-final-incremental", "start-final-incremental", "wait-final-incremental",
     ]  # fmt: skip
-    assert [step.name for step in steps if getattr(step, "cutover", False)] == ["start-final-incremental"]
+    assert [step.name for step in steps if isinstance(step, CallStep) and step.cutover] == [
+        "start-final-incremental"
+    ]
     run = await sqlserver.driver.run(steps)
     assert run.state == "succeeded", run
     key = f"ap-guangzhou/{run.outputs['migration_id']}"
@@ -128,9 +138,7 @@ async def test_full_log_import_with_rename_and_incrementals(sqlserver):
         (["sales_log1.trn"], "NO"),
         (["sales_log2.trn"], "YES"),
     ]
-    answer = await sqlserver.driver.read(
-        PROVIDER.steps(inst)[3].poller.example(run.outputs)  # the import poller's list call
-    )
+    answer = await sqlserver.driver.read(list_imports(inst, run.outputs))
     [view] = answer["BackupMigrationSet"]
     assert view["Status"] == 9
 
@@ -140,14 +148,14 @@ async def test_manual_cutover_stops_at_status_8_until_the_final_incremental(sqls
     run = await sqlserver.driver.run(PROVIDER.steps(inst), stop_before="start-final-incremental")
     assert run.state == "stopped"
     sqlserver.sandbox.advance(3600)
-    answer = await sqlserver.driver.read(PROVIDER.steps(inst)[3].poller.example(run.outputs))
+    answer = await sqlserver.driver.read(list_imports(inst, run.outputs))
     assert answer["BackupMigrationSet"][0]["Status"] == 8
 
 
 async def test_every_mutating_step_reconciles_after_a_lost_answer(sqlserver):
     inst = instance(LOG)
     steps = PROVIDER.steps(inst)
-    mutating = [step.name for step in steps if hasattr(step, "reconcile")]
+    mutating = [step.name for step in steps if isinstance(step, CallStep)]
     run = await sqlserver.driver.run(steps, lose=mutating)
     assert run.state == "succeeded", run
     for action in ("CreateBackupMigration", "StartBackupMigration", "ModifyBackupMigration"):
@@ -158,12 +166,14 @@ async def test_every_mutating_step_reconciles_after_a_lost_answer(sqlserver):
 
 async def test_reconcile_of_starts_is_none_before_the_start(sqlserver):
     inst = instance(LOG)
-    steps = {step.name: step for step in PROVIDER.steps(inst)}
-    run = await sqlserver.driver.run(PROVIDER.steps(inst), stop_before="start-import")
-    assert await steps["start-import"].reconcile(sqlserver.driver, run.outputs) is None
-    run = await sqlserver.driver.run(PROVIDER.steps(inst)[2:], run.outputs, stop_before="start-incremental-1")
-    assert await steps["start-incremental-1"].reconcile(sqlserver.driver, run.outputs) is None
-    assert await steps["create-final-incremental"].reconcile(sqlserver.driver, run.outputs) is None
+    steps = PROVIDER.steps(inst)
+    run = await sqlserver.driver.run(steps, stop_before="start-import")
+    assert await reconcile(call_step(steps, "start-import"), sqlserver.driver, run.outputs) is None
+    run = await sqlserver.driver.run(steps[2:], run.outputs, stop_before="start-incremental-1")
+    assert await reconcile(call_step(steps, "start-incremental-1"), sqlserver.driver, run.outputs) is None
+    assert (
+        await reconcile(call_step(steps, "create-final-incremental"), sqlserver.driver, run.outputs) is None
+    )
 
 
 async def test_backup_then_import(sqlserver):
@@ -180,7 +190,7 @@ async def test_imports_into_one_instance_are_polled_with_one_call(sqlserver):
     for inst in instances:
         run = await sqlserver.driver.run(PROVIDER.steps(inst), stop_before="wait-import")
         outputs.append(run.outputs)
-    poller = PROVIDER.steps(instances[0])[-1].poller
+    poller = wait_step(PROVIDER.steps(instances[0]), "wait-import").poller
     assert len({poller.group(o) for o in outputs}) == 1 and poller.max_batch >= 5
     before = len(sqlserver.server.calls("DescribeBackupMigration"))
     statuses = await poller.poll(sqlserver.driver, outputs)

@@ -20,13 +20,18 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from batchmig.emulator import EmulatorReject, SandboxContext
 
+from batchmig_huaweicloud.demo import DEMO_CREDENTIALS
 from batchmig_huaweicloud.emulator.gateway import token_key
 from batchmig_huaweicloud.emulator.replies import json_reply
 
 __all__ = ["DEMO_IAM_USER", "Iam", "iam_time"]
 
 TOKEN_LIFETIME = 24 * 3600
-DEMO_IAM_USER = {"domain": "sandbox-domain", "user": "sandbox-user", "password": "sandbox-password"}
+DEMO_IAM_USER = {
+    "domain": "sandbox-domain",
+    "user": "sandbox-user",
+    "password": DEMO_CREDENTIALS["iam_password"],
+}
 
 
 def iam_time(wall: float) -> str:
@@ -103,7 +108,9 @@ class Iam:
             scope = auth["scope"]["project"]
         except (ValueError, KeyError, TypeError):
             raise _keystone_error(400, "The request body is invalid.", "Bad Request") from None
-        if self._users.get((domain, name)) != password:
+        # Any user may sign in with the demo password, so that a plan written for
+        # token auth rehearses under `run --sandbox` (which passes the demo credentials).
+        if self._users.get((domain, name)) != password and password != DEMO_CREDENTIALS["iam_password"]:
             raise _keystone_error(401, "The username or password is wrong.", "Unauthorized")
         if scope.get("id"):
             project_id = str(scope["id"])

@@ -10,6 +10,7 @@ when DRS itself refuses for rate, 500 ``DRS.M00004`` for an internal error.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
@@ -29,6 +30,7 @@ from batchmig_huaweicloud.provider import RATE_LIMITS
 __all__ = ["DEMO_CREDENTIALS", "HuaweiDrsEmulator"]
 
 MAX_BODY = 12 * 1024 * 1024
+_PROJECT_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")  # real ones are 32 hex digits
 LIST_MAX = 2000
 NOT_FOUND = ("DRS.10000010", "Job does not exist, please check job ID.")
 
@@ -70,8 +72,10 @@ class HuaweiDrsEmulator(Emulator):
         project_id = params.get("project_id")
         if project_id is not None:
             header_project = request.headers.get("X-Project-Id")
-            if (caller.token_project and caller.token_project != project_id) or (
-                header_project and header_project != project_id
+            if (
+                not _PROJECT_ID.fullmatch(project_id)
+                or (caller.token_project and caller.token_project != project_id)
+                or (header_project and header_project != project_id)
             ):
                 raise EmulatorReject(drs_error(403, "DRS.M00261", "Invalid project ID."), "DRS.M00261")
             region = self._region(request, project_id)

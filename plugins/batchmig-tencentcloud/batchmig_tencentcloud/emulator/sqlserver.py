@@ -335,9 +335,9 @@ class SqlServerEmulator(TencentEmulator):
             "DBRename": [], "created_at": self.ctx.now(), "started_at": None, "incrementals": [],
         }  # fmt: skip
         self.ctx.store.put("migration", key(info.region, migration_id), record)
-        return Outcome(
-            {"BackupMigrationId": migration_id}, resource=f"migration:{migration_id}", changed=True
-        )
+        # Named by what the client chose, so a duplicated create shows up in the audit.
+        resource = f"migration:{instance_id}/{params['MigrationName']}"
+        return Outcome({"BackupMigrationId": migration_id}, resource=resource, changed=True)
 
     def modify_backup_migration(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         record = self._migration(info.region, params["InstanceId"], params["BackupMigrationId"])
@@ -458,9 +458,8 @@ class SqlServerEmulator(TencentEmulator):
         self.ctx.store.put(
             "migration", parent_key, {**parent, "incrementals": [*parent["incrementals"], increment_id]}
         )
-        return Outcome(
-            {"IncrementalMigrationId": increment_id}, resource=f"incremental:{increment_id}", changed=True
-        )
+        resource = f"incremental:{parent['MigrationId']}/{','.join(files)}"
+        return Outcome({"IncrementalMigrationId": increment_id}, resource=resource, changed=True)
 
     def start_incremental_migration(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         parent, record = self._incremental(params, info)
