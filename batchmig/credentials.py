@@ -56,6 +56,10 @@ class ResolvedCredentials:
     def secret(self, name: str) -> str | None:
         return self._values.get(name)
 
+    def overlaid(self, values: Mapping[str, str]) -> ResolvedCredentials:
+        """These credentials with ``values`` taking precedence."""
+        return ResolvedCredentials({**self._values, **values})
+
     def fields(self) -> list[str]:
         return sorted(self._values)
 

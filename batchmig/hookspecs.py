@@ -23,29 +23,16 @@ and is declared in its ``pyproject.toml``::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
-    from batchmig.emulator import EmulatorSpec
     from batchmig.errors import PlanProblem
     from batchmig.plan.model import Plan
-    from batchmig.plugin import ProviderSpec
+    from batchmig.plugin import EmulatorRegistry, ProviderRegistry
 
 hookspec = pluggy.HookspecMarker("batchmig")
-
-
-class ProviderRegistry(Protocol):
-    def add(self, spec: ProviderSpec) -> None:
-        """Register a provider; a name already registered is a ``PluginError``."""
-        ...
-
-
-class EmulatorRegistry(Protocol):
-    def add(self, spec: EmulatorSpec) -> None:
-        """Register a sandbox emulator; a name already registered is a ``PluginError``."""
-        ...
 
 
 @hookspec

@@ -275,14 +275,14 @@ class Journal:
 
     # ------------------------------------------------------ engine writes
 
-    async def intent(self, instance: str, step: int, action: str, resource: str | None) -> int:
+    async def intent(self, instance: str, step: int, action: str, resource: object) -> int:
         """Record that a mutating call is about to be sent; returns once durable."""
         now = time.time()
 
         def op(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT INTO calls (instance, step, action, resource, state, sent) VALUES (?, ?, ?, ?, 'intent', ?)",
-                (instance, step, action, resource, now),
+                (instance, step, action, None if resource is None else str(resource), now),
             )
             return int(cursor.lastrowid or 0)
 

@@ -13,6 +13,7 @@ A run lives in a run directory (default ``./.batchmig/runs/<run-id>/``)::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -142,6 +143,13 @@ def sandbox_endpoints(directory: Path) -> dict[str, str]:
                          "start one with `batchmig sandbox serve --dir DIR`") from None
 
 
+def sandbox_time_scale(directory: Path) -> float:
+    try:
+        return float(json.loads((directory / "sandbox.json").read_text(encoding="utf-8"))["time_scale"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1.0
+
+
 def build_connections(
     plan: Plan,
     registry: Registry,
@@ -166,12 +174,19 @@ def build_connections(
             if spec.emulator is None or spec.emulator not in sandbox:
                 raise UsageError(f"{where}: provider {kind} has no sandbox emulator installed")
             endpoint = sandbox[spec.emulator]
-            credentials = ResolvedCredentials(registry.emulators[spec.emulator].demo_credentials)
+            # The emulator's demo keys replace the plan's; other fields (e.g. a database
+            # password the provider passes on) are kept when they resolve.
+            try:
+                planned = resolve_credentials(doc.credentials, provider.credential_env, f"{where}.credentials")
+            except UsageError:
+                planned = ResolvedCredentials({})
+            credentials = planned.overlaid(registry.emulators[spec.emulator].demo_credentials)
         else:
             if endpoint == "sandbox":
                 raise UsageError(f"{where}: endpoint 'sandbox' needs `batchmig run --sandbox`")
             credentials = resolve_credentials(doc.credentials, provider.credential_env, f"{where}.credentials")
-            missing = [f for f in provider.required_credentials if credentials.secret(f) is None]
+            options = plan.provider_options.get(name)
+            missing = [f for f in provider.required_credential_fields(options) if credentials.secret(f) is None]
             if missing:
                 hints = [f"{f} (${provider.credential_env[f]})" if f in provider.credential_env else f for f in missing]
                 raise UsageError(
@@ -217,6 +232,7 @@ def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOut
         "run_id": run_id, "plan_path": os.path.abspath(plan_path), "plan_sha256": plan.sha256,
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "sandbox": "1" if options.sandbox else "0",
         "sandbox_at": str(options.sandbox_at.resolve()) if options.sandbox_at else "",
+        "sandbox_config": json.dumps(dataclasses.asdict(options.sandbox_config)),
     })
     journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
     return _run_with_lock(plan, registry, journal, run_id, run_dir, options)
@@ -243,6 +259,8 @@ def resume_run(
         journal.write_meta({"plan_sha256": plan.sha256})
         journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
     options.sandbox = meta.get("sandbox") == "1"
+    if options.sandbox and meta.get("sandbox_config"):
+        options.sandbox_config = SandboxConfig.from_mapping(json.loads(meta["sandbox_config"]))
     options.sandbox_at = Path(meta["sandbox_at"]) if meta.get("sandbox_at") else None
     return _run_with_lock(plan, registry, journal, meta["run_id"], run_dir, options)
 
@@ -266,8 +284,11 @@ async def _execute(
     journal.start_writer()
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
-        endpoints = sandbox_endpoints(options.sandbox_at) if options.sandbox_at else None
+        endpoints, poll_scale = None, 1.0
+        if options.sandbox_at:
+            endpoints, poll_scale = sandbox_endpoints(options.sandbox_at), sandbox_time_scale(options.sandbox_at)
         if options.sandbox:
+            poll_scale = options.sandbox_config.time_scale
             sandbox = await stack.enter_async_context(
                 Sandbox(registry.emulators, run_dir / "sandbox", options.sandbox_config)
             )
@@ -280,7 +301,8 @@ async def _execute(
             connections, limiter, transport.send, journal=journal,
             retry=RetryPolicy(retry.max_attempts, retry.budget, retry.base_delay, retry.max_delay),
         )
-        engine = Engine(plan, registry, pipeline, journal, run_id, wait_for_cutover=options.wait_for_cutover)
+        engine = Engine(plan, registry, pipeline, journal, run_id, wait_for_cutover=options.wait_for_cutover,
+                        poll_scale=poll_scale)
         async with anyio.create_task_group() as tg:
             if options.handle_signals:
                 tg.start_soon(_stop_on_signals, engine)

@@ -22,8 +22,8 @@ The life of one instance::
 facts earlier steps read from their answers. On resume it is restored from the
 journal, so a step must take everything it needs from ``instance`` and ``outputs``.
 
-Plugins may import from ``batchmig``, ``batchmig.plugin``, ``batchmig.sandbox_api``
-and ``batchmig.testing`` only.
+Plugins may import from ``batchmig``, ``batchmig.plugin``, ``batchmig.emulator``,
+``batchmig.errors`` and ``batchmig.testing`` only.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import pluggy
 from pydantic import BaseModel
@@ -53,6 +53,7 @@ __all__ = [
     "Caller",
     "Connection",
     "Credentials",
+    "EmulatorRegistry",
     "HttpFetch",
     "HttpRequest",
     "HttpResponse",
@@ -64,6 +65,7 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "ProviderError",
+    "ProviderRegistry",
     "ProviderSpec",
     "Step",
     "ThrottleError",
@@ -73,6 +75,9 @@ __all__ = [
     "WaitStep",
     "hookimpl",
 ]
+
+if TYPE_CHECKING:
+    from batchmig.emulator import EmulatorSpec
 
 hookimpl = pluggy.HookimplMarker("batchmig")
 """Decorator for a plugin's hook implementations (see ``batchmig.hookspecs``)."""
@@ -305,6 +310,8 @@ class CallStep:
     build: Callable[[Outputs], Call]
     read: Callable[[Mapping[str, Any]], Outputs] = lambda answer: {}
     reconcile: Callable[[Caller, Outputs], Awaitable[Outputs | None]] | None = None
+    """Returned outputs may hold None for a value no lookup can recover (e.g. a flow id);
+    later steps must then cope without it."""
     cutover: bool = False
 
 
@@ -358,6 +365,11 @@ class Provider(ABC):
     def steps(self, instance: Instance) -> Sequence[Step]:
         """The ordered steps that migrate ``instance`` (pure; called for dry-run too)."""
 
+    def required_credential_fields(self, options: BaseModel | None) -> Sequence[str]:
+        """The credential fields a live run needs with these provider ``options``
+        (e.g. AK/SK for signing, a password for token authentication)."""
+        return self.required_credentials
+
     def check(self, instance: Instance) -> Sequence[tuple[str, str]]:
         """Rules across settings that the model cannot express, as (key path, message).
 
@@ -382,3 +394,19 @@ class ProviderSpec:
     provider: Provider
     description: str = ""
     emulator: str | None = None
+
+
+class ProviderRegistry(Protocol):
+    """What ``batchmig_register_providers`` receives."""
+
+    def add(self, spec: ProviderSpec) -> None:
+        """Register a provider; a name already registered is a ``PluginError``."""
+        ...
+
+
+class EmulatorRegistry(Protocol):
+    """What ``batchmig_register_emulators`` receives."""
+
+    def add(self, spec: EmulatorSpec) -> None:
+        """Register a sandbox emulator; a name already registered is a ``PluginError``."""
+        ...

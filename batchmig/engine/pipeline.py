@@ -104,9 +104,7 @@ class HttpTransport:
                 allow_redirects=False,
             ) as response:
                 sent = True
-                body = await response.content.read(MAX_BODY + 1)
-                if len(body) > MAX_BODY:
-                    raise TransientError("ResponseTooLarge", f"the answer is larger than {MAX_BODY} bytes")
+                body = await _read_body(response)
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 return HttpResponse(response.status, headers, body)
         except aiohttp.ClientConnectorError as exc:
@@ -118,6 +116,18 @@ class HttpTransport:
             raise UnknownOutcomeError("ConnectionLost", f"the connection broke {moment}: {type(exc).__name__}") from exc
         except aiohttp.ClientError as exc:
             raise UnknownOutcomeError("ConnectionLost", f"HTTP failure: {type(exc).__name__}") from exc
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body (``content.read(n)`` returns only what is buffered), at most MAX_BODY."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TransientError("ResponseTooLarge", f"the answer is larger than {MAX_BODY // (1024 * 1024)} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 Send = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -228,6 +238,7 @@ class Pipeline:
             call_id = await self._journal.intent(instance, step_index, call.action, call.resource)
             try:
                 answer = await self._attempt(connection, call)
+                result = read_answer(step, answer)
             except ThrottleError as exc:  # refused before acting: safe to send again
                 self._journal.outcome(call_id, "throttled", error=exc.as_dict(), request_id=exc.request_id)
                 await self._backoff(attempt, exc)
@@ -244,7 +255,6 @@ class Pipeline:
             except ProviderError as exc:
                 self._journal.outcome(call_id, "failed", error=exc.as_dict(), request_id=exc.request_id)
                 raise
-            result = dict(step.read(answer))
             request_id = _request_id(answer)
             self._journal.outcome(call_id, "done", outputs=result, request_id=request_id)
             return result, request_id
@@ -256,6 +266,17 @@ class Pipeline:
             self.stats.reconciled += 1
             log.info("call.reconciled", step=step.name)
         return found
+
+
+def read_answer(step: CallStep, answer: Mapping[str, Any]) -> dict[str, Any]:
+    """``step.read(answer)``; an answer without the fields it needs is an unknown outcome."""
+    try:
+        return dict(step.read(answer))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise UnknownOutcomeError(
+            "MalformedAnswer", f"the answer to {step.name} lacks what batchmig needs ({type(exc).__name__}: {exc})",
+            request_id=_request_id(answer),
+        ) from exc
 
 
 def _request_id(answer: Mapping[str, Any]) -> str | None:

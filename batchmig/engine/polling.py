@@ -24,11 +24,17 @@ import structlog
 from anyio.abc import TaskGroup
 
 from batchmig.engine.pipeline import Pipeline, ReadCaller
-from batchmig.errors import ProviderError
+from batchmig.errors import ProviderError, TransientError
 from batchmig.plugin import Outputs, Poller, WaitStatus
 from batchmig.ratelimit import Clock
 
 log = structlog.get_logger("batchmig.polling")
+
+MIN_SCALED_INTERVAL = 0.2
+"""Scaled-down poll intervals (sandbox time scales) never go below this many seconds."""
+
+MALFORMED_TOLERANCE = 5
+"""Unusable poll answers in a row a waiter tolerates before its instance fails."""
 
 
 @dataclass
@@ -38,6 +44,8 @@ class _Waiter:
     done: anyio.Event = field(default_factory=anyio.Event)
     result: WaitStatus | BaseException | None = None
     polls: int = 0
+    malformed: int = 0
+    solo: bool = False
     cancelled: bool = False
 
 
@@ -86,14 +94,14 @@ class _PollQueue:
         if first.cancelled:
             return []
         batch = [first]
-        if self.poller.max_batch > 1:
+        if self.poller.max_batch > 1 and not first.solo:
             skipped = []
             while self.heap and len(batch) < self.poller.max_batch and self.heap[0][0] <= now + self.interval / 2:
                 entry = heapq.heappop(self.heap)
                 waiter = entry[2]
                 if waiter.cancelled:
                     continue
-                if waiter.group == first.group:
+                if waiter.group == first.group and not waiter.solo:
                     batch.append(waiter)
                 else:
                     skipped.append(entry)
@@ -110,9 +118,20 @@ class _PollQueue:
                 error: BaseException | None = None
             except ProviderError as exc:
                 statuses, error = None, exc
+            except Exception as exc:  # an answer the provider could not make sense of
+                log.warning("poll.malformed_answer", poller=self.poller.name, error=f"{type(exc).__name__}: {exc}")
+                statuses, error = None, TransientError("MalformedAnswer", f"a poll answer was unusable: {exc}")
             now = self.hub.clock.now()
             for index, waiter in enumerate(batch):
                 waiter.polls += 1
+                malformed = isinstance(error, TransientError) and error.code == "MalformedAnswer"
+                if malformed and (len(batch) > 1 or waiter.malformed < MALFORMED_TOLERANCE):
+                    # Poll the members of a spoilt batch alone, to find whose answer is bad.
+                    waiter.solo = True
+                    waiter.malformed += len(batch) == 1
+                    if not waiter.cancelled:
+                        self.add(waiter, now + (0 if len(batch) > 1 else self.interval))
+                    continue
                 if error is not None:
                     waiter.result = error
                     waiter.done.set()
@@ -132,11 +151,14 @@ class _PollQueue:
 class PollHub:
     """All poll queues of one run; ``wait`` blocks an instance until its work is done."""
 
-    def __init__(self, pipeline: Pipeline, clock: Clock, tg: TaskGroup, interval: float | None = None) -> None:
+    def __init__(
+        self, pipeline: Pipeline, clock: Clock, tg: TaskGroup, interval: float | None = None, scale: float = 1.0
+    ) -> None:
         self.pipeline = pipeline
         self.clock = clock
         self._tg = tg
         self._interval = interval
+        self._scale = scale
         self._queues: dict[tuple[str, str], _PollQueue] = {}
         self.polls_by_poller: dict[str, int] = {}
 
@@ -144,7 +166,9 @@ class PollHub:
         key = (connection, poller.name)
         queue = self._queues.get(key)
         if queue is None:
-            interval = self._interval if self._interval is not None else poller.min_interval
+            interval = self._interval
+            if interval is None:
+                interval = max(MIN_SCALED_INTERVAL, poller.min_interval / self._scale)
             queue = self._queues[key] = _PollQueue(self, connection, poller, interval)
             self._tg.start_soon(queue.run, self._tg)
         return queue

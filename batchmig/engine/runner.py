@@ -21,9 +21,9 @@ from typing import Any
 import anyio
 import structlog
 
-from batchmig.engine.pipeline import Pipeline
+from batchmig.engine.pipeline import Pipeline, read_answer
 from batchmig.engine.polling import PollHub
-from batchmig.errors import JournalError, ProviderError
+from batchmig.errors import JournalError, ProviderError, UnknownOutcomeError
 from batchmig.journal import (
     AWAITING_CUTOVER,
     FAILED,
@@ -91,7 +91,11 @@ class Engine:
         *,
         clock: Clock | None = None,
         wait_for_cutover: bool = False,
+        poll_scale: float = 1.0,
     ) -> None:
+        """``poll_scale`` divides the providers' poll intervals: a sandbox whose time
+        runs 60 times faster is polled 60 times as often (a plan's ``run.poll_interval``
+        is taken as given)."""
         self.plan = plan
         self.registry = registry
         self.pipeline = pipeline
@@ -99,6 +103,7 @@ class Engine:
         self.run_id = run_id
         self.clock = clock or MonotonicClock()
         self.wait_for_cutover = wait_for_cutover
+        self.poll_scale = poll_scale
         self.stopping = False
         self.stop_reason = ""
         records = journal.instances()
@@ -148,7 +153,7 @@ class Engine:
     async def run(self) -> None:
         log.info("run.started", run=self.run_id, instances=len(self.plan.instances))
         async with anyio.create_task_group() as tg:
-            self._hub = PollHub(self.pipeline, self.clock, tg, self.plan.document.run.poll_interval)
+            self._hub = PollHub(self.pipeline, self.clock, tg, self.plan.document.run.poll_interval, self.poll_scale)
             tg.start_soon(self._watch_cutovers)
             await self._run_waves(tg)
             await self._wait_until_idle()
@@ -293,14 +298,15 @@ class Engine:
                 with scope:
                     if self.stopping:
                         scope.cancel()
-                    self._set(iid, RUNNING)
+                    self._set(iid, RUNNING, step=index, step_name=steps[index].name if index < len(steps) else None)
                     log.info("instance.started", step=index)
                     while index < len(steps):
                         step = steps[index]
                         outputs = await self._run_step(pinst, index, step, outputs, index in open_steps)
                         index += 1
                         self.progress.steps_done += 1
-                        self._set(iid, RUNNING, step=index, step_name=step.name, outputs=outputs)
+                        upcoming = steps[index].name if index < len(steps) else None
+                        self._set(iid, RUNNING, step=index, step_name=upcoming, outputs=outputs)
                     self._set(iid, SUCCEEDED, step=index, outputs=outputs)
                     log.info("instance.succeeded")
                 if scope.cancelled_caught and self.status.get(iid) != AWAITING_CUTOVER:
@@ -363,8 +369,14 @@ class Engine:
         if call.mutating:
             result, _ = await self.pipeline.mutate(pinst.connection, pinst.id, index, step, outputs, reconcile_first)
             return dict(result)
-        answer = await self.pipeline.read(pinst.connection, call)
-        return dict(step.read(answer))
+        for attempt in range(1, self.pipeline.retry.max_attempts + 1):
+            answer = await self.pipeline.read(pinst.connection, call)
+            try:
+                return read_answer(step, answer)
+            except UnknownOutcomeError:
+                if attempt == self.pipeline.retry.max_attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------- cutover
 

@@ -9,6 +9,7 @@ provider's settings model and ``check`` → plugins' whole-plan checks.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 import typing
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ from batchmig.plan.model import (
     RunDoc,
     Wave,
     WaveDoc,
+    is_glob,
 )
 from batchmig.plan.source import Locator, read_plan_source
 from batchmig.plugin import Instance, Provider, WaitStep
@@ -295,14 +297,14 @@ def _resolve(
             names = {step.name for step in provider.steps(view)}
             step_names.setdefault(kind, set()).update(names)
             for step in inst.timeouts:
-                if step != "default" and step not in names:
+                if not _names_steps(step, names):
                     problems.add(f"{where}.timeouts.{step}", _unknown(f"step of {kind}", step, names))
         members[wave_name].append(inst.id)
         instances.append(planned)
     if doc.defaults.timeouts:
         known = set().union(*step_names.values()) if step_names else set()
         for step in doc.defaults.timeouts:
-            if step != "default" and step not in known:
+            if not _names_steps(step, known):
                 problems.add(f"defaults.timeouts.{step}", _unknown("step name", step, known))
 
     waves = tuple(
@@ -317,6 +319,12 @@ def _resolve(
         for name in members
     )
     return Plan(path, raw, doc, tuple(instances), waves, options, locator)
+
+
+def _names_steps(key: str, names: set[str]) -> bool:
+    if key == "default" or key in names:
+        return True
+    return is_glob(key) and any(fnmatch.fnmatchcase(name, key) for name in names)
 
 
 def _unknown(what: str, name: str, known: Iterable[str]) -> str:

@@ -9,6 +9,7 @@ describes the format for people; ``batchmig schema`` prints it for editors.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 from collections.abc import Mapping
@@ -165,7 +166,8 @@ class DefaultsDoc(Strict):
     wave: str | None = Field(default=None, description="Default wave name.")
     cutover: Cutover | None = Field(default=None, description="Default cutover policy: auto or manual.")
     timeouts: dict[str, Duration] = Field(
-        default_factory=dict, description="Step name (or 'default') -> timeout."
+        default_factory=dict,
+        description="Step name, a glob of step names (wait-incremental-*), or 'default' -> timeout."
     )
     settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -212,6 +214,10 @@ class PlanDocument(Strict):
 # ----------------------------------------------------------------- resolved plan
 
 DEFAULT_WAVE = "default"
+
+
+def is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
 DEFAULT_TIMEOUT = 24 * 3600.0
 
 
@@ -230,7 +236,13 @@ class PlannedInstance:
     settings: Any
 
     def timeout(self, step: str) -> float:
-        return self.timeouts.get(step, self.timeouts.get("default", DEFAULT_TIMEOUT))
+        """The step's own timeout, else the first matching glob (``wait-incremental-*``), else default."""
+        if step in self.timeouts:
+            return self.timeouts[step]
+        for pattern, seconds in self.timeouts.items():
+            if is_glob(pattern) and fnmatch.fnmatchcase(step, pattern):
+                return seconds
+        return self.timeouts.get("default", DEFAULT_TIMEOUT)
 
 
 @dataclass(frozen=True)

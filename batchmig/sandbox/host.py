@@ -123,6 +123,7 @@ class Sandbox:
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             self.endpoints[name] = f"http://{LOOPBACK}:{port}"
         if self.directory is not None:
+            (self.directory / "sandbox.json").write_text(json.dumps({"time_scale": self.config.time_scale}) + "\n")
             (self.directory / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2) + "\n")
         log.info("sandbox.started", endpoints=self.endpoints)
         return self
@@ -193,6 +194,10 @@ class Sandbox:
         except EmulatorReject as reject:
             response = reject.response
             entry.update(outcome="refused", code=reject.code, changed=False, status=response.status)
+        except ConnectionResetError:  # the client gave up while a streamed answer was being written
+            entry.update(outcome="client_gone", changed=False)
+            self.audit.write(entry)
+            raise
         except Exception as exc:  # an emulator bug answers 500 and is logged, not hidden
             log.exception("sandbox.emulator_error", emulator=name, action=info.action)
             entry.update(outcome="crashed", changed=False, error=type(exc).__name__)

@@ -71,6 +71,8 @@ def sign(secret: str, action: str, date: str, host: str, body: bytes) -> str:
 class TestcloudSettings(BaseModel):
     """Settings of one testcloud instance."""
 
+    __test__ = False
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     duration: float = Field(default=60, gt=0, le=86400, description="Emulated job duration in cloud seconds.")
     incremental: bool = Field(default=False, description="The job waits for a cutover (CompleteJob).")
@@ -232,6 +234,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 class TestcloudEmulator(EmulatorBase):
+    __test__ = False  # not a pytest test class, despite its name
     rate_limits = {"DescribeJobs": 20.0}
 
     def __init__(self, ctx: SandboxContext) -> None:

@@ -30,6 +30,14 @@ class _Registry(Protocol[_Spec]):
 DEMO_CREDENTIALS = {"secret_id": DEMO_SECRET_ID, "secret_key": DEMO_SECRET_KEY}
 """Accepted by both sandbox emulators; they grant nothing anywhere else."""
 
+DTS_DEMO_CREDENTIALS = {
+    **DEMO_CREDENTIALS,
+    "source_password": "sandbox-source-pw",
+    "target_password": "sandbox-target-pw",
+}
+"""With ``run --sandbox``, database passwords named ``password_credential: source_password``
+or ``target_password`` resolve to these (the DTS emulator checks no database password)."""
+
 
 @hookimpl
 def batchmig_register_providers(registry: _Registry[ProviderSpec]) -> None:
@@ -65,7 +73,7 @@ def batchmig_register_emulators(registry: _Registry[EmulatorSpec]) -> None:
         EmulatorSpec(
             name="tencent-dts",
             factory=DtsEmulator,
-            demo_credentials=DEMO_CREDENTIALS,
+            demo_credentials=DTS_DEMO_CREDENTIALS,
             description="Tencent Cloud DTS API 2018-03-30 (dts.tencentcloudapi.com)",
         )
     )

@@ -34,8 +34,10 @@ def test_registration():
         "tencent-dts": "tencent-dts",
     }
     assert set(registry.emulators) == {"tencent-sqlserver", "tencent-dts"}
-    for spec in registry.emulators.values():
-        assert spec.demo_credentials == plugin.DEMO_CREDENTIALS
+    assert registry.emulators["tencent-sqlserver"].demo_credentials == plugin.DEMO_CREDENTIALS
+    dts = registry.emulators["tencent-dts"].demo_credentials
+    assert dts == {**plugin.DEMO_CREDENTIALS, "source_password": "sandbox-source-pw",
+                   "target_password": "sandbox-target-pw"}
     sandbox = FakeSandbox()
     assert isinstance(registry.emulators["tencent-sqlserver"].factory(sandbox), SqlServerEmulator)
     assert isinstance(registry.emulators["tencent-dts"].factory(sandbox), DtsEmulator)
