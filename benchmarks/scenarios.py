@@ -150,12 +150,12 @@ def validate(instances: int, durable: bool) -> dict[str, Any]:
 
 def fleet(instances: int, durable: bool) -> dict[str, Any]:
     """A mixed fleet of the real providers, bound by the rate caps."""
-    from fleet_plan import EMULATED_WORK_SECONDS, TIME_SCALE, write_fleet_plan
+    from fleet_plan import EMULATED_WORK_SECONDS, SANDBOX_OPTIONS, TIME_SCALE, write_fleet_plan
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         plan = write_fleet_plan(work / "fleet.yaml", instances)
-        with SandboxProcess(work / "sandbox", {"time_scale": TIME_SCALE}) as sandbox:
+        with SandboxProcess(work / "sandbox", {"time_scale": TIME_SCALE, "options": SANDBOX_OPTIONS}) as sandbox:
             result = run_against(sandbox, plan, work)
             audit = sandbox.audit()
         outcome = result["outcome"]

@@ -115,3 +115,27 @@ async def test_acquire_sleeps_until_the_reserved_slot(fake_clock: FakeClock) -> 
 def test_audit_window_helper_counts_like_the_limiter() -> None:
     entries = [{"emulator": "e", "credential": "c", "action": "A", "arrived": t} for t in (0, 0.5, 0.99, 1.0, 1.5)]
     assert max_per_window(entries) == {("e", "c", "A"): 3}
+
+
+class LaggyClock(FakeClock):
+    """Every other sleep overshoots by ``lag`` seconds, like a loaded event loop."""
+
+    def __init__(self, lag: float) -> None:
+        super().__init__(0.0)
+        self.lag = lag
+        self.sleeps = 0
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        await super().sleep(seconds + (self.lag if self.sleeps % 2 else 0.0))
+
+
+@pytest.mark.anyio
+async def test_late_wakeups_cannot_squeeze_two_batches_into_one_second() -> None:
+    clock = LaggyClock(lag=0.3)
+    limiter = RateLimiter(lambda key: 5.0, clock=clock, margin=1e-6)
+    released = []
+    for _ in range(40):
+        await limiter.acquire(KEY)
+        released.append(clock.now())
+    assert most_in_window(released) <= 5
