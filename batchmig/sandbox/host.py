@@ -35,6 +35,10 @@ log = structlog.get_logger("batchmig.sandbox")
 
 LOOPBACK = "127.0.0.1"
 ADMIN_PREFIX = "/_sandbox/"
+SHUTDOWN_GRACE = 1.0
+"""Seconds a stopping sandbox gives requests still being served. Not aiohttp's 60:
+a request held by a ``hang`` fault would otherwise keep every run and every
+``sandbox serve`` that injected one alive for a minute after it was done."""
 
 
 @dataclass
@@ -115,7 +119,7 @@ class Sandbox:
             app = web.Application(client_max_size=8 * 1024 * 1024)
             app.router.add_route("*", ADMIN_PREFIX + "config", self._admin)
             app.router.add_route("*", "/{tail:.*}", self._handler(name, emulator))
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
             await runner.setup()
             site = web.TCPSite(runner, LOOPBACK, self.base_port + offset if self.base_port else 0)
             await site.start()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, ClassVar
 
 from batchmig.testing.conformance import ProviderConformance
@@ -11,21 +9,7 @@ from batchmig.testing.conformance import ProviderConformance
 COS = "https://migration-1250000000.cos.ap-guangzhou.myqcloud.com"
 
 
-class _FastPolls(ProviderConformance):
-    """Poll every half second: the pollers' min_interval (10-15 s) is meant for the
-    real cloud, and the suite's sandbox runs 600 times faster than that."""
-
-    def write_plan(
-        self, directory: Path, copies: int = 1, rate_limits: dict[str, float] | None = None
-    ) -> Path:
-        path: Path = super().write_plan(directory, copies, rate_limits)
-        plan = json.loads(path.read_text(encoding="utf-8"))
-        plan["run"]["poll_interval"] = 0.5
-        path.write_text(json.dumps(plan, indent=2), encoding="utf-8")
-        return path
-
-
-class TestSqlServerConformance(_FastPolls):
+class TestSqlServerConformance(ProviderConformance):
     provider = "tencent-sqlserver"
     region = "ap-guangzhou"
     samples: ClassVar[list[dict[str, Any]]] = [
@@ -50,7 +34,7 @@ class TestSqlServerConformance(_FastPolls):
     ]
 
 
-class TestDtsConformance(_FastPolls):
+class TestDtsConformance(ProviderConformance):
     provider = "tencent-dts"
     region = "ap-guangzhou"
     samples: ClassVar[list[dict[str, Any]]] = [
