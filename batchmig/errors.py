@@ -91,8 +91,6 @@ class ProviderError(BatchmigError):
     kept in the journal and the report so an operator can quote them to support.
     """
 
-    retryable = False
-
     def __init__(
         self,
         code: str,
@@ -123,8 +121,6 @@ class ProviderError(BatchmigError):
 class ThrottleError(ProviderError):
     """The cloud refused the call for its rate: the whole limiter key slows down."""
 
-    retryable = True
-
     def __init__(self, code: str, message: str, *, retry_after: float | None = None, **kw: object) -> None:
         super().__init__(code, message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
@@ -132,8 +128,6 @@ class ThrottleError(ProviderError):
 
 class TransientError(ProviderError):
     """A failure that a later attempt of the same call may not meet."""
-
-    retryable = True
 
 
 class PermanentError(ProviderError):
@@ -150,5 +144,3 @@ class UnknownOutcomeError(ProviderError):
     For a read this is simply retried. For a mutating call the core never re-sends
     blindly: the step's ``reconcile`` looks the resource up first.
     """
-
-    retryable = True

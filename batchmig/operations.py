@@ -316,7 +316,7 @@ async def _execute(
         "duration_seconds": round(time.monotonic() - started, 3),
         "calls": pipeline.stats.as_dict(),
         "rate_limits": {key: stats.as_dict() for key, stats in limiter.stats().items()},
-        "polls": engine._hub.polls_by_poller if hasattr(engine, "_hub") else {},
+        "polls": engine.polls_by_poller,
     }
     if engine.stopping:
         extra["interrupted"] = engine.stop_reason

@@ -60,7 +60,6 @@ class _PollQueue:
         self.wakeup = anyio.Event()
         cap = hub.pipeline.limiter.cap(hub.pipeline.key(connection, poller.action))
         self.slots = anyio.Semaphore(max(2, math.ceil(cap)))
-        self.batches = 0
 
     def add(self, waiter: _Waiter, due: float) -> None:
         heapq.heappush(self.heap, (due, next(self.counter), waiter))
@@ -112,7 +111,6 @@ class _PollQueue:
     async def _poll(self, batch: list[_Waiter]) -> None:
         try:
             caller = ReadCaller(self.hub.pipeline, self.connection)
-            self.batches += 1
             try:
                 statuses: Sequence[WaitStatus] | None = await self.poller.poll(caller, [w.outputs for w in batch])
                 error: BaseException | None = None

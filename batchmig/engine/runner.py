@@ -72,7 +72,6 @@ class Progress:
 
     total: int
     by_status: dict[str, int] = field(default_factory=dict)
-    steps_done: int = 0
 
     def move(self, old: str | None, new: str) -> None:
         if old is not None:
@@ -276,6 +275,11 @@ class Engine:
         tg.start_soon(task)
         return True
 
+    @property
+    def polls_by_poller(self) -> dict[str, int]:
+        hub = getattr(self, "_hub", None)
+        return dict(hub.polls_by_poller) if hub else {}
+
     def _awaiting(self) -> list[str]:
         return [iid for iid in self._scopes if self.status.get(iid) == AWAITING_CUTOVER]
 
@@ -304,7 +308,6 @@ class Engine:
                         step = steps[index]
                         outputs = await self._run_step(pinst, index, step, outputs, index in open_steps)
                         index += 1
-                        self.progress.steps_done += 1
                         upcoming = steps[index].name if index < len(steps) else None
                         self._set(iid, RUNNING, step=index, step_name=upcoming, outputs=outputs)
                     self._set(iid, SUCCEEDED, step=index, outputs=outputs)

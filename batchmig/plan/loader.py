@@ -33,7 +33,7 @@ from batchmig.plan.model import (
     is_glob,
 )
 from batchmig.plan.source import Locator, read_plan_source
-from batchmig.plugin import Instance, Provider, WaitStep
+from batchmig.plugin import Instance, Provider
 from batchmig.registry import Registry
 
 SECRET_REFERENCE = re.compile(r"^\$\{(env|file):([^}]+)\}$")
@@ -132,6 +132,8 @@ def load_plan(path: str, registry: Registry) -> Plan:
     problems = _Problems(path, locator)
     problems.items.extend(source_problems)
     if data is None:
+        if not problems.items:  # a document that is only `~` or `null`: valid YAML, no plan
+            problems.add("", "the plan file has no content (the YAML document is null)")
         raise PlanError(problems.items)
     if not isinstance(data, dict):
         problems.add("", "a plan is a mapping with version, providers and instances")
@@ -372,15 +374,3 @@ def _validate_settings(provider: Provider, raw: Mapping[str, Any], where: str, p
     except ValidationError as exc:
         problems.extend_from_validation(exc, where, model)
         return None
-
-
-def step_names(plan: Plan, registry: Registry) -> dict[str, list[str]]:
-    """Instance id -> its step names (for listings)."""
-    result = {}
-    for inst in plan.instances:
-        view = Instance(inst.id, inst.provider, inst.connection, inst.settings, inst.cutover)
-        result[inst.id] = [
-            step.name + (" (wait)" if isinstance(step, WaitStep) else "")
-            for step in registry.provider(inst.provider).steps(view)
-        ]
-    return result

@@ -88,6 +88,9 @@ class _Builder:
         except yaml.YAMLError as exc:
             self.problem(node, path, f"cannot read this value: {getattr(exc, 'problem', exc)}")
             return None
+        except ValueError as exc:  # a date like 2021-02-30, an integer of thousands of digits
+            self.problem(node, path, f"cannot read this value: {_value_error(exc)}")
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: str, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -100,7 +103,12 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problem(key_node, path, "a key must be a plain value, not a list or mapping")
                 continue
-            key = _scalar_constructor.construct_object(key_node)
+            try:
+                key = _scalar_constructor.construct_object(key_node)
+            except (yaml.YAMLError, ValueError) as exc:  # e.g. a key that reads as the date 2021-02-30
+                reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else _value_error(exc)
+                self.problem(key_node, path, f"cannot read this key: {reason}")
+                continue
             key = "null" if key is None else str(key).lower() if isinstance(key, bool) else str(key)
             if key in seen:
                 first = seen[key].start_mark.line + 1
@@ -129,6 +137,30 @@ class _TooBig(Exception):
 
 class _TooDeep(_TooBig):
     pass
+
+
+def _value_error(exc: BaseException) -> str:
+    if "integer string conversion" in str(exc):
+        return "the number has too many digits"
+    return str(exc)
+
+
+def _too_deep(text: str) -> Any:
+    """The mark where the YAML first nests deeper than ``MAX_DEPTH`` (from the parser's events), or None.
+
+    Checked before composing: libyaml's composer recurses in C, and a few ten
+    thousand ``[`` crash the interpreter (SIGSEGV) before ``_Builder`` could count
+    levels. The event parser keeps its own stack and costs a fraction of composing.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return event.start_mark
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
 
 
 def _join(path: str, part: str) -> str:
@@ -166,6 +198,10 @@ def read_plan_source(path: str) -> tuple[bytes, Any, Locator, list[PlanProblem]]
     if not text.strip():
         return raw, None, Locator(None), [PlanProblem(path, 1, 1, "", "the plan file is empty")]
     try:
+        deep = _too_deep(text)
+        if deep is not None:
+            problem = PlanProblem(path, deep.line + 1, deep.column + 1, "", f"nested more than {MAX_DEPTH} levels deep")
+            return raw, None, Locator(None), [problem]
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -15,15 +15,16 @@ And these helpers:
 
 ``make_registry(*plugins, entry_points=False)``
     a fresh registry holding only ``plugins`` (plus the installed ones if asked).
-``run_plan(path, registry, workdir, ...) -> SandboxRun``
-    run a plan against the in-process sandbox and return the outcome with the
-    sandbox's audit log, ready for assertions.
+``run_plan(path, registry, workdir, sandbox_config=SandboxConfig(...)) -> SandboxRun``
+    run a plan against the in-process sandbox (time scale, faults, caps as
+    configured) and return the outcome with the sandbox's audit log.
 ``batchmig.testing.conformance.ProviderConformance``
     the provider conformance suite: subclass it in your plugin's tests.
 """
 
 from __future__ import annotations
 
+from batchmig.sandbox.host import SandboxConfig
 from batchmig.testing.helpers import FakeClock, SandboxRun, make_registry, run_plan, write_plan
 
-__all__ = ["FakeClock", "SandboxRun", "make_registry", "run_plan", "write_plan"]
+__all__ = ["FakeClock", "SandboxConfig", "SandboxRun", "make_registry", "run_plan", "write_plan"]

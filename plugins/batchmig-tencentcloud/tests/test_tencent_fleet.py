@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batchmig.sandbox.host import SandboxConfig
-from batchmig.testing import make_registry, run_plan
+from batchmig.testing import SandboxConfig, make_registry, run_plan
 
 from batchmig_tencentcloud import plugin
 
