@@ -33,6 +33,7 @@ from typing import Any
 
 import anyio
 
+from batchmig.credentials import REDACTOR
 from batchmig.errors import JournalError
 
 SCHEMA = """
@@ -89,6 +90,28 @@ class OpenIntent:
     step: int
     action: str
     resource: str | None
+
+
+def _error_json(error: Mapping[str, Any] | None) -> str | None:
+    """An error as journaled: known secret values redacted from every string in it.
+
+    Error messages come from the cloud, and some clouds quote the request they
+    refuse — a database password, a signed header. Outputs (remote ids) are kept
+    as they are: a resume must read back exactly what the cloud answered.
+    """
+    if not error:
+        return None
+    return json.dumps(_redacted(dict(error)))
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return REDACTOR(value)
+    if isinstance(value, Mapping):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def create_private_file(path: Path) -> None:
@@ -299,10 +322,7 @@ class Journal:
         error: Mapping[str, Any] | None = None,
     ) -> None:
         """Record what became of an intent: done, failed, or reconciled."""
-        values = (
-            state, time.time(), json.dumps(dict(outputs or {})), request_id,
-            json.dumps(dict(error)) if error else None, call_id,
-        )
+        values = (state, time.time(), json.dumps(dict(outputs or {})), request_id, _error_json(error), call_id)
         self._submit(
             lambda db: db.execute(
                 "UPDATE calls SET state = ?, finished = ?, outputs = ?, request_id = ?, error = ? WHERE id = ?",
@@ -321,7 +341,7 @@ class Journal:
         error: Mapping[str, Any] | None = None,
     ) -> None:
         sets = ["status = ?", "updated = ?", "error = ?"]
-        values: list[Any] = [status, time.time(), json.dumps(dict(error)) if error else None]
+        values: list[Any] = [status, time.time(), _error_json(error)]
         if step is not None:
             sets += ["step = ?", "step_name = ?"]
             values += [step, step_name]
@@ -332,24 +352,10 @@ class Journal:
         values.append(instance)
         self._submit(lambda db: db.execute(sql, values))
 
-    def step_event(self, instance: str, step: int, name: str, status: str) -> None:
-        now = time.time()
-        if status == RUNNING:
-            self._submit(
-                lambda db: db.execute(
-                    "INSERT INTO steps VALUES (?, ?, ?, ?, NULL, ?) ON CONFLICT (instance, step) "
-                    "DO UPDATE SET status = excluded.status",
-                    (instance, step, name, now, status),
-                )
-            )
-        else:
-            self._submit(
-                lambda db: db.execute(
-                    "INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (instance, step) "
-                    "DO UPDATE SET ended = excluded.ended, status = excluded.status",
-                    (instance, step, name, now, now, status),
-                )
-            )
+    def step_finished(self, instance: str, step: int, name: str, started: float, status: str) -> None:
+        """One row per finished step (a step in progress shows as the instance's step)."""
+        row = (instance, step, name, started, time.time(), status)
+        self._submit(lambda db: db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)", row))
 
     async def read(self, query: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run a read in the writer thread (so it sees every queued write)."""

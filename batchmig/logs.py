@@ -10,6 +10,7 @@ context variables bound per task.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -33,8 +34,19 @@ def _redact(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tee(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    global _event_file
     if _event_file is not None:
-        _event_file.write(json.dumps(event, default=str, separators=(",", ":")) + "\n")
+        try:
+            _event_file.write(json.dumps(event, default=str, separators=(",", ":")) + "\n")
+        except OSError as exc:
+            # The run directory is full or no longer writable. A log call must not raise
+            # into the engine (an instance would fail for a local reason); events.jsonl
+            # stops here, the console keeps the events, and the journal — which cannot be
+            # written either — stops the run resumably.
+            broken, _event_file = _event_file, None
+            with contextlib.suppress(OSError):
+                broken.close()
+            sys.stderr.write(f"batchmig: events.jsonl is no longer written: {exc.strerror or exc}\n")
     return event
 
 

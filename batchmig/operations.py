@@ -106,7 +106,10 @@ def find_run_dir(reference: str, runs_root: Path) -> Path:
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run's lock; a second runner on the same run is refused."""
-    fd = os.open(run_dir / "run.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fd = os.open(run_dir / "run.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:  # not writable: like a journal that cannot be written, resumable once fixed
+        raise JournalError(f"cannot lock the run {run_dir}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -303,15 +306,26 @@ async def _execute(
         )
         engine = Engine(plan, registry, pipeline, journal, run_id, wait_for_cutover=options.wait_for_cutover,
                         poll_scale=poll_scale)
-        async with anyio.create_task_group() as tg:
-            if options.handle_signals:
-                tg.start_soon(_stop_on_signals, engine)
-            if options.progress:
-                from batchmig.progress import show_progress
+        try:
+            async with anyio.create_task_group() as tg:
+                if options.handle_signals:
+                    tg.start_soon(_stop_on_signals, engine)
+                if options.progress:
+                    from batchmig.progress import show_progress
 
-                tg.start_soon(show_progress, engine, pipeline)
-            await engine.run()
-            tg.cancel_scope.cancel()
+                    tg.start_soon(show_progress, engine, pipeline)
+                await engine.run()
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The engine stops on a journal it cannot write (disk full, directory not writable)
+            # by raising JournalError; the task group wraps it, and the CLI must still see it to
+            # exit 3 ("resume once fixed") instead of reporting an internal error.
+            matched, _ = group.split(JournalError)
+            if matched is None:
+                raise
+            stopped = JournalError(f"run {run_id} stopped: {_first_leaf(matched)}")
+            stopped.hint = f"free space or fix the permissions of {run_dir}, then `batchmig resume {run_id}`"
+            raise stopped from None
     extra = {
         "duration_seconds": round(time.monotonic() - started, 3),
         "calls": pipeline.stats.as_dict(),
@@ -321,10 +335,20 @@ async def _execute(
     if engine.stopping:
         extra["interrupted"] = engine.stop_reason
     report = build_report(journal, extra)
-    write_report(run_dir / "report.json", report)
+    try:
+        write_report(run_dir / "report.json", report)
+    except OSError as exc:  # the run directory filled up or lost its write permission at the very end
+        stopped = JournalError(f"run {run_id}: cannot write {run_dir / 'report.json'}: {exc.strerror or exc}")
+        stopped.hint = f"free space or fix the permissions of {run_dir}, then `batchmig resume {run_id}`"
+        raise stopped from None
     statuses = [entry["status"] for entry in report["instances"]]
     code = exit_code(statuses, interrupted=engine.stopping)
     return RunOutcome(run_id, run_dir, code, report)
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def exit_code(statuses: list[str], *, interrupted: bool) -> int:

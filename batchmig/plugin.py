@@ -74,6 +74,7 @@ __all__ = [
     "WaitStatus",
     "WaitStep",
     "hookimpl",
+    "register_secret",
 ]
 
 if TYPE_CHECKING:
@@ -160,6 +161,19 @@ class Credentials(Protocol):
     def secret(self, name: str) -> str | None:
         """The value of credential field ``name`` or None when it is not set."""
         ...
+
+
+def register_secret(value: str) -> None:
+    """Have the core redact ``value`` from all output, like a resolved credential.
+
+    For a secret a provider obtains itself rather than through ``Credentials``
+    (e.g. a database password read from an environment variable the plan names):
+    once registered, it is replaced by ``***`` in logs, the journal's error
+    messages, the report and the CLI's messages — also when the cloud quotes it back.
+    """
+    from batchmig.credentials import REDACTOR
+
+    REDACTOR.add(value)
 
 
 @dataclass(frozen=True)

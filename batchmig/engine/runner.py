@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -334,7 +335,7 @@ class Engine:
         self, pinst: PlannedInstance, index: int, step: Step, outputs: dict[str, Any], reconcile_first: bool
     ) -> dict[str, Any]:
         iid = pinst.id
-        self.journal.step_event(iid, index, step.name, RUNNING)
+        started = time.time()
         timeout = pinst.timeout(step.name)
         try:
             with anyio.fail_after(timeout):
@@ -351,18 +352,18 @@ class Engine:
                         })
                     new = dict(status.outputs)
         except TimeoutError:
-            self.journal.step_event(iid, index, step.name, FAILED)
+            self.journal.step_finished(iid, index, step.name, started, FAILED)
             raise StepFailed({
                 "kind": "timeout", "code": "StepTimeout", "step": step.name,
                 "message": f"step {step.name} did not finish within {_human(timeout)}",
             }) from None
         except ProviderError as exc:
-            self.journal.step_event(iid, index, step.name, FAILED)
+            self.journal.step_finished(iid, index, step.name, started, FAILED)
             raise StepFailed({**exc.as_dict(), "step": step.name}) from exc
         except StepFailed:
-            self.journal.step_event(iid, index, step.name, FAILED)
+            self.journal.step_finished(iid, index, step.name, started, FAILED)
             raise
-        self.journal.step_event(iid, index, step.name, SUCCEEDED)
+        self.journal.step_finished(iid, index, step.name, started, SUCCEEDED)
         return {**outputs, **new}
 
     async def _call(

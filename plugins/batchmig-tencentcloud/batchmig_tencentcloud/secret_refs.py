@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from batchmig.errors import PermanentError
+from batchmig.plugin import register_secret
 
 __all__ = ["credential_ref", "env_ref", "resolve"]
 
@@ -35,6 +36,7 @@ def resolve(value: Any, credential: Callable[[str], str | None]) -> Any:
         if not secret:
             where = f"environment variable {name}" if source == "env" else f"credentials field {name!r}"
             raise PermanentError("MissingSecret", f"the {where} is not set")
+        register_secret(secret)  # read here, not through Credentials: the core must learn to redact it
         return secret
     if isinstance(value, Mapping):
         return {key: resolve(item, credential) for key, item in value.items()}
