@@ -22,7 +22,7 @@ import anyio
 import click
 import yaml
 
-from batchmig import __version__, logs
+from batchmig import __version__, eventloop, logs
 from batchmig.credentials import REDACTOR
 from batchmig.errors import BatchmigError, JournalError, PlanError, PluginError, UsageError
 from batchmig.operations import (
@@ -247,7 +247,7 @@ def run(
     if check:
         loaded = load_plan(plan, registry)
         config = _sandbox_config(sandbox_config, time_scale) if sandbox else None
-        problems = anyio.run(check_plan_live, loaded, registry, config)
+        problems = eventloop.run(check_plan_live, loaded, registry, config)
         if fmt == "json":
             click.echo(json.dumps({"problems": problems}, indent=2))
         else:
@@ -410,6 +410,6 @@ def sandbox_serve(port: int, directory: Path, config_path: str | None, time_scal
             await anyio.sleep_forever()
 
     try:
-        anyio.run(serve)
+        eventloop.run(serve)
     except KeyboardInterrupt:
         click.echo("sandbox stopped")

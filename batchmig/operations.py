@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 import structlog
 
-from batchmig import logs
+from batchmig import eventloop, logs
 from batchmig.credentials import ResolvedCredentials, resolve_credentials
 from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller, RetryPolicy
 from batchmig.engine.runner import Engine, instance_view
@@ -273,7 +273,7 @@ def _run_with_lock(
 ) -> RunOutcome:
     try:
         with run_lock(run_dir):
-            return anyio.run(_execute, plan, registry, journal, run_id, run_dir, options)
+            return eventloop.run(_execute, plan, registry, journal, run_id, run_dir, options)
     finally:
         journal.close()
         logs.close_event_file()

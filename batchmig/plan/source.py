@@ -152,7 +152,7 @@ def _too_deep(text: str) -> Any:
     thousand ``[`` crash the interpreter (SIGSEGV) before ``_Builder`` could count
     levels. The event parser keeps its own stack and costs a fraction of composing.
     """
-    depth = 0
+    depth = -1  # levels below the document's root collection, as ``_Builder`` counts them
     for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1

@@ -82,13 +82,13 @@ async def _serve(directory: Path, config: Any) -> None:
 
 
 def main() -> None:
-    from batchmig import logs
+    from batchmig import eventloop, logs
     from batchmig.sandbox.host import SandboxConfig
 
     logs.configure(json_output=True, console_level=40)
     directory = Path(sys.argv[1])
     settings = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else {}
-    anyio.run(_serve, directory, SandboxConfig.from_mapping(settings))
+    eventloop.run(_serve, directory, SandboxConfig.from_mapping(settings))
 
 
 if __name__ == "__main__":

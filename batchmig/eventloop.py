@@ -1,0 +1,23 @@
+"""Run a coroutine function on asyncio, with uvloop when it is installed.
+
+uvloop is a drop-in event loop in C: it cuts the runner's CPU per API call by about
+a sixth (measured in the overhead benchmark) and lets the sandbox serve more requests
+per second. It is optional (not built for Windows), so every entry point goes
+through ``run`` and falls back to the standard loop.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+
+T = TypeVar("T")
+
+HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+
+def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
+    return anyio.run(function, *args, backend="asyncio", backend_options={"use_uvloop": HAS_UVLOOP})
