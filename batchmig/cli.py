@@ -395,17 +395,20 @@ def sandbox() -> None:
               show_default=True, help="State, audit log and endpoints.json.")
 @click.option("--config", "config_path", type=click.Path(path_type=str), help="YAML: time_scale, faults...")
 @click.option("--time-scale", type=float, help="Emulated seconds per real second (default 60).")
-def sandbox_serve(port: int, directory: Path, config_path: str | None, time_scale: float | None) -> None:
+@click.option("--tls", is_flag=True, help="Serve https (CA certificate in DIR/ca.pem) for https-only clients.")
+def sandbox_serve(port: int, directory: Path, config_path: str | None, time_scale: float | None, tls: bool) -> None:
     """Serve every installed emulator on 127.0.0.1 until interrupted."""
     registry = STATE.load()
     config = _sandbox_config(config_path, time_scale)
 
     async def serve() -> None:
-        async with Sandbox(registry.emulators, directory, config, port=port) as box:
+        async with Sandbox(registry.emulators, directory, config, port=port, tls=tls) as box:
             for name, url in box.endpoints.items():
                 credentials = registry.emulators[name].demo_credentials
                 shown = ", ".join(f"{k}={v}" for k, v in credentials.items())
                 click.echo(f"{name:20} {url}   demo credentials: {shown}")
+            if tls:
+                click.echo(f"https with a throw-away CA: export REQUESTS_CA_BUNDLE={directory / 'ca.pem'}")
             click.echo(f"audit log: {box.audit_path}   (Ctrl-C to stop)")
             await anyio.sleep_forever()
 

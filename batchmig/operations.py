@@ -296,7 +296,10 @@ async def _execute(
                 Sandbox(registry.emulators, run_dir / "sandbox", options.sandbox_config)
             )
             endpoints = sandbox.endpoints
-        transport = await stack.enter_async_context(HttpTransport(plan.document.run.call_timeout))
+        ca_file = options.sandbox_at / "ca.pem" if options.sandbox_at else None
+        transport = await stack.enter_async_context(
+            HttpTransport(plan.document.run.call_timeout, ca_file if ca_file and ca_file.exists() else None)
+        )
         connections = build_connections(plan, registry, transport.send, endpoints)
         limiter = RateLimiter(rate_table(plan, registry, connections))
         retry = plan.document.run.retry

@@ -16,9 +16,11 @@ or a cut-off body after sending → ``UnknownOutcomeError``.
 from __future__ import annotations
 
 import random
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -82,12 +84,16 @@ class CallStats:
 class HttpTransport:
     """aiohttp over real sockets, with failures mapped to batchmig errors."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, ca_file: Path | None = None) -> None:
+        """``ca_file`` adds a trusted CA (a TLS sandbox's ``ca.pem``) to the system's."""
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
         self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            self._ssl = ssl.create_default_context(cafile=str(ca_file))
 
     async def __aenter__(self) -> HttpTransport:
-        connector = aiohttp.TCPConnector(limit=200, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(limit=200, ttl_dns_cache=300, ssl=self._ssl)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=True)
         return self
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ import structlog
 from aiohttp import web
 
 from batchmig.emulator import Emulator, EmulatorReject, EmulatorSpec, RequestInfo
+from batchmig.errors import UsageError
 from batchmig.sandbox.machinery import AuditLog, FaultPlan, SlidingWindowThrottle, credential_fingerprint
 from batchmig.sandbox.store import StateFile
 
@@ -91,8 +93,13 @@ class Sandbox:
         config: SandboxConfig | None = None,
         *,
         port: int = 0,
+        tls: bool = False,
     ) -> None:
+        """``tls`` serves https with a certificate from a throw-away CA whose
+        certificate is written to ``ca.pem`` in the directory (for https-only clients
+        such as tccli: point ``REQUESTS_CA_BUNDLE`` at it)."""
         self.specs = dict(emulators)
+        self.tls = tls
         self.directory = directory
         self.config = config or SandboxConfig()
         self.base_port = port
@@ -113,6 +120,8 @@ class Sandbox:
         self._state = StateFile(self.directory / "state.sqlite" if self.directory else None)
         self.audit = AuditLog(self.audit_path)
         rng = random.Random(self.config.seed)
+        ssl_context = self._tls_context() if self.tls else None
+        scheme = "https" if ssl_context else "http"
         for offset, (name, spec) in enumerate(sorted(self.specs.items())):
             emulator = spec.factory(_Context(self._state.store(name), self.config, name, rng))
             self._emulators[name] = emulator
@@ -121,16 +130,30 @@ class Sandbox:
             app.router.add_route("*", "/{tail:.*}", self._handler(name, emulator))
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
             await runner.setup()
-            site = web.TCPSite(runner, LOOPBACK, self.base_port + offset if self.base_port else 0)
+            site = web.TCPSite(runner, LOOPBACK, self.base_port + offset if self.base_port else 0,
+                               ssl_context=ssl_context)
             await site.start()
             self._runners.append(runner)
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self.endpoints[name] = f"http://{LOOPBACK}:{port}"
+            self.endpoints[name] = f"{scheme}://{LOOPBACK}:{port}"
         if self.directory is not None:
             (self.directory / "sandbox.json").write_text(json.dumps({"time_scale": self.config.time_scale}) + "\n")
             (self.directory / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2) + "\n")
         log.info("sandbox.started", endpoints=self.endpoints)
         return self
+
+    def _tls_context(self) -> ssl.SSLContext:
+        try:
+            import trustme
+        except ImportError:
+            raise UsageError("--tls needs the trustme package: pip install 'batchmig[tls]'") from None
+        if self.directory is None:
+            raise UsageError("--tls needs a sandbox directory for ca.pem")
+        authority = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert(LOOPBACK, "localhost").configure_cert(context)
+        authority.cert_pem.write_to_path(str(self.directory / "ca.pem"))
+        return context
 
     async def __aexit__(self, *exc: object) -> None:
         for runner in self._runners:
