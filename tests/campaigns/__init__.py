@@ -1,0 +1,1 @@
+"""Reliability campaigns (docs/reliability.md): crashes, faults, hostile input, secrets, local faults."""
