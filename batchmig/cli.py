@@ -34,15 +34,14 @@ from batchmig.operations import (
     RunOptions,
     RunOutcome,
     check_plan_live,
-    dry_run,
     release_cutover,
     resume_run,
-    run_is_active,
     run_status,
     start_run,
 )
 from batchmig.plan.loader import load_plan
 from batchmig.registry import Registry, load_registry
+from batchmig.rundir import run_is_active
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 
 EPILOG = """\b
@@ -265,6 +264,8 @@ def run(
 
 
 def _print_dry_run(plan: Any, registry: Registry, fmt: str) -> None:
+    from batchmig.dryrun import dry_run  # the name `dry_run` is also run's --dry-run flag
+
     listing, estimate = dry_run(plan, registry)
     if fmt == "json":
         data = {

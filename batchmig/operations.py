@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
-import re
-import secrets
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,10 +35,11 @@ from batchmig.errors import JournalError, UsageError
 from batchmig.journal import AWAITING_CUTOVER, FAILED, INTERRUPTED, PENDING, RUNNING, SKIPPED, Journal
 from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
-from batchmig.plugin import DEFAULT_RATE, CallStep, Connection, ProviderConfig
+from batchmig.plugin import DEFAULT_RATE, Connection, ProviderConfig
 from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.registry import Registry
 from batchmig.report import build_report, write_report
+from batchmig.rundir import find_run_dir, make_run_id, run_is_active, run_lock
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 
 log = structlog.get_logger("batchmig.run")
@@ -79,59 +77,6 @@ class RunOutcome:
     @property
     def statuses(self) -> dict[str, str]:
         return {entry["id"]: entry["status"] for entry in self.report["instances"]}
-
-
-# ---------------------------------------------------------------- run dirs
-
-
-def make_run_id(plan: Plan) -> str:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", plan.name).strip("-")[:40] or "run"
-    return f"{slug}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
-def find_run_dir(reference: str, runs_root: Path) -> Path:
-    """A run directory from a path or a run id (a unique prefix is enough)."""
-    path = Path(reference)
-    if (path / "journal.sqlite").exists():
-        return path
-    candidates = sorted(p for p in runs_root.glob(f"{reference}*") if (p / "journal.sqlite").exists())
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise UsageError(f"no run {reference!r} (looked in {runs_root})", "`ls` the runs directory or pass a path")
-    names = ", ".join(p.name for p in candidates[:5])
-    raise UsageError(f"{reference!r} matches several runs: {names}")
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run's lock; a second runner on the same run is refused."""
-    try:
-        fd = os.open(run_dir / "run.lock", os.O_CREAT | os.O_RDWR, 0o600)
-    except OSError as exc:  # not writable: like a journal that cannot be written, resumable once fixed
-        raise JournalError(f"cannot lock the run {run_dir}: {exc.strerror or exc}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another batchmig process is working on {run_dir}") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def run_is_active(run_dir: Path) -> bool:
-    try:
-        fd = os.open(run_dir / "run.lock", os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------- connections
@@ -374,66 +319,7 @@ async def _stop_on_signals(engine: Engine) -> None:
             engine.stop(f"stopped by {name}")
 
 
-# ----------------------------------------------------------- dry run, check
-
-
-class Placeholders(dict[str, Any]):
-    """Outputs for dry-run: any remote id a step needs reads as ``<Name>``."""
-
-    def __missing__(self, key: str) -> str:
-        return f"<{key}>"
-
-
-@dataclass
-class DryRunCall:
-    step: str
-    action: str
-    mutating: bool
-    params: Mapping[str, Any]
-    cutover: bool = False
-    wait: bool = False
-
-
-def dry_run(plan: Plan, registry: Registry) -> tuple[dict[str, list[DryRunCall]], dict[str, Any]]:
-    """The calls every instance would make, in order, and a makespan estimate.
-
-    Pure: no connection, no transport, no journal exists in a dry run, so no call
-    can reach a network. The estimate is the rate-cap bound: per wave, the busiest
-    (provider, region, action)'s calls divided by its rate, summed over waves; cloud
-    work time (e.g. restoring a backup) comes on top.
-    """
-    listing: dict[str, list[DryRunCall]] = {}
-    per_wave: dict[str, dict[tuple[str, str, str], int]] = {}
-    rates: dict[tuple[str, str, str], float] = {}
-    for inst in plan.instances:
-        provider = registry.provider(inst.provider)
-        calls = []
-        region = plan.document.providers[inst.connection].region
-        overrides = plan.document.providers[inst.connection].rate_limits
-        for step in provider.steps(instance_view(inst, "dry-run")):
-            if isinstance(step, CallStep):
-                call = step.build(Placeholders())
-                calls.append(DryRunCall(step.name, call.action, call.mutating, call.params, step.cutover))
-                action = call.action
-            else:
-                example = step.poller.example(Placeholders()) if step.poller.example else None
-                calls.append(DryRunCall(step.name, step.poller.action, False,
-                                        example.params if example else {}, wait=True))
-                action = step.poller.action
-            key = (inst.provider, region, action)
-            rates[key] = float(overrides.get(action, overrides.get(
-                "*", provider.default_rate_limits.get(action, DEFAULT_RATE))))
-            counts = per_wave.setdefault(inst.wave, {})
-            counts[key] = counts.get(key, 0) + 1
-        listing[inst.id] = calls
-    bound = 0.0
-    busiest: dict[str, Any] = {}
-    for wave, counts in per_wave.items():
-        key, count = max(counts.items(), key=lambda kv: kv[1] / rates[kv[0]])
-        seconds = count / rates[key]
-        bound += seconds
-        busiest[wave] = {"action": "/".join(key), "calls": count, "rate": rates[key], "seconds": round(seconds, 2)}
-    return listing, {"rate_bound_seconds": round(bound, 2), "waves": busiest}
+# --------------------------------------------------------------------- check
 
 
 async def check_plan_live(plan: Plan, registry: Registry, sandbox_config: SandboxConfig | None) -> dict[str, list[str]]:

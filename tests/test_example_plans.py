@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batchmig.operations import dry_run
+from batchmig.dryrun import dry_run
 from batchmig.plan.loader import load_plan
 from batchmig.registry import Registry
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from batchmig.operations import dry_run
+from batchmig.dryrun import dry_run
 from batchmig.plan.loader import load_plan
 from batchmig.plan.schema import plan_schema
 from batchmig.plugin import CallStep

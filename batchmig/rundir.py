@@ -1,0 +1,70 @@
+"""Run directories: naming, finding and locking them.
+
+A run lives in ``./.batchmig/runs/<run-id>/`` (or ``--run-dir``); see
+``batchmig.operations`` for what it holds. The lock (``run.lock``, flock) keeps two
+runners off one run and tells ``batchmig cutover`` whether a runner is working on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from batchmig.errors import JournalError, UsageError
+from batchmig.plan.model import Plan
+
+
+def make_run_id(plan: Plan) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", plan.name).strip("-")[:40] or "run"
+    return f"{slug}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def find_run_dir(reference: str, runs_root: Path) -> Path:
+    """A run directory from a path or a run id (a unique prefix is enough)."""
+    path = Path(reference)
+    if (path / "journal.sqlite").exists():
+        return path
+    candidates = sorted(p for p in runs_root.glob(f"{reference}*") if (p / "journal.sqlite").exists())
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise UsageError(f"no run {reference!r} (looked in {runs_root})", "`ls` the runs directory or pass a path")
+    names = ", ".join(p.name for p in candidates[:5])
+    raise UsageError(f"{reference!r} matches several runs: {names}")
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock; a second runner on the same run is refused."""
+    try:
+        fd = os.open(run_dir / "run.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:  # not writable: like a journal that cannot be written, resumable once fixed
+        raise JournalError(f"cannot lock the run {run_dir}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another batchmig process is working on {run_dir}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_is_active(run_dir: Path) -> bool:
+    try:
+        fd = os.open(run_dir / "run.lock", os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
