@@ -5,20 +5,22 @@ burst equals the rate admits up to twice the rate within one second (a full buck
 plus a refill) and gets the fleet throttled; this limiter never admits more than
 ``floor(rate)`` calls in any sliding window of ``window`` seconds.
 
-Algorithm: a sliding log of *reservations*. A caller reserves the earliest instant
-``t >= now`` at which the window ending at ``t`` holds fewer than ``N`` earlier
-reservations; because reservations are handed out in arrival order and never move,
-callers are served first come, first served, and the check is O(1): the N-th most
-recent reservation must be at least ``window`` before ``t``. Then the caller sleeps
-until ``t``. (This is the sliding-log limiter; for N = 1 it reduces to GCRA with no
-burst, i.e. even spacing.)
+Algorithm: a sliding log of *reservations* with even spacing. A caller reserves the
+earliest instant ``t >= now`` that is at least ``span / N`` after the previous
+reservation and at least ``span`` after the N-th previous one (``span`` = one second
+plus a margin). Reservations are handed out in arrival order and never move, so
+callers are served first come, first served, and both checks are O(1). Then the
+caller sleeps until ``t``. This is GCRA with no burst (as in aiometer) plus the
+sliding-log bound, which still holds if the rate changes between reservations.
 
-The window is one second plus a ``margin`` (0.1 s) so that jitter between the
-client's release of a call and its arrival on the server's clock cannot put N + 1
-calls into the server's one-second window. Measured here: a single-threaded runner
-and sandbox stall up to ~60 ms now and then, so 0.05 s still drew a few throttles
-per thousand instances and 0.1 s drew none; a cap-bound action then runs at 1/1.1 =
-91% of its cap.
+Why even spacing rather than bursts of N: what counts is the server's clock. A call
+released on time can arrive late (a loop stall, a new TCP connection); with bursts,
+one late call of a burst lands in the next burst's second and the server sees N + 1.
+Evenly spaced at ``1.05 s / N``, a late call usually still fits, and a call delayed
+less than the margin (0.05 s) always does. Measured on the mixed 1,000-instance
+benchmark: bursts drew 1 to 86 throttles per run with a 0.05 s margin and 0 to 5
+with 0.1 s; even spacing with 0.05 s drew none in repeated runs. A cap-bound action
+runs at 1/1.05 = 95% of its cap.
 
 When the cloud still answers "throttled" (another client shares the account, or the
 documented cap is wrong), ``penalize`` cuts the key's rate in half for every caller
@@ -118,7 +120,7 @@ class RateLimiter:
         *,
         clock: Clock | None = None,
         window: float = 1.0,
-        margin: float = 0.1,
+        margin: float = 0.05,
         recovery: float = 1.0,
         min_rate: float = 1.0,
     ) -> None:
@@ -153,10 +155,10 @@ class RateLimiter:
         allowed = max(1, math.floor(self.current_rate(key, now) + 1e-9))
         slot = max(now, state.paused_until)
         log = state.reservations
+        if log:
+            slot = max(slot, log[-1] + self._span / allowed)  # even spacing; also keeps FIFO order
         if len(log) >= allowed:
             slot = max(slot, log[-allowed] + self._span)
-        if log and slot < log[-1]:
-            slot = log[-1]  # keep reservations monotonic: FIFO
         log.append(slot)
         stats = state.stats
         stats.admitted += 1
@@ -187,6 +189,9 @@ class RateLimiter:
             now = self._clock.now()
             allowed = max(1, math.floor(self.current_rate(key, now) + 1e-9))
             released = state.released
+            if released and released[-1] + self._span / allowed > now + 1e-9:
+                slot = released[-1] + self._span / allowed
+                continue
             if len(released) >= allowed and released[-allowed] > now - self._span:
                 slot = released[-allowed] + self._span
                 continue

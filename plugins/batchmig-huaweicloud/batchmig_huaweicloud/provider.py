@@ -27,6 +27,7 @@ from batchmig.plugin import (
     Step,
     WaitStep,
 )
+from pydantic import BaseModel
 
 from batchmig_huaweicloud import api
 from batchmig_huaweicloud.checks import settings_problems
@@ -69,9 +70,13 @@ class DrsProvider(Provider):
         "security_token": "HUAWEICLOUD_SDK_SECURITY_TOKEN",
         "iam_password": "HUAWEICLOUD_IAM_PASSWORD",
     }
-    # Which credentials are needed depends on options.auth; the connection says
-    # what is missing on the first call.
-    required_credentials = ()
+    required_credentials = ("ak", "sk")
+
+    def required_credential_fields(self, options: BaseModel | None) -> Sequence[str]:
+        """AK/SK signing needs the key pair; token auth needs the IAM password."""
+        if isinstance(options, DrsOptions) and options.auth == "token":
+            return ("iam_password",)
+        return self.required_credentials
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
