@@ -43,6 +43,9 @@ from typing import NamedTuple, Protocol
 
 import anyio
 
+SPACED_UP_TO = 200
+"""Rates (per second) up to which releases are evenly spaced."""
+
 
 class Clock(Protocol):
     def now(self) -> float: ...
@@ -139,6 +142,11 @@ class RateLimiter:
             state = self._keys[key] = _KeyState(cap=cap, rate=cap)
         return state
 
+    def _gap(self, allowed: int) -> float:
+        """The even spacing between releases; above SPACED_UP_TO per second a timer per
+        call costs more than spacing buys, and the sliding-log bound alone applies."""
+        return self._span / allowed if allowed <= SPACED_UP_TO else 0.0
+
     def current_rate(self, key: LimitKey, now: float | None = None) -> float:
         state = self._state(key)
         now = self._clock.now() if now is None else now
@@ -156,7 +164,7 @@ class RateLimiter:
         slot = max(now, state.paused_until)
         log = state.reservations
         if log:
-            slot = max(slot, log[-1] + self._span / allowed)  # even spacing; also keeps FIFO order
+            slot = max(slot, log[-1] + self._gap(allowed))  # even spacing; also keeps FIFO order
         if len(log) >= allowed:
             slot = max(slot, log[-allowed] + self._span)
         log.append(slot)
@@ -189,8 +197,9 @@ class RateLimiter:
             now = self._clock.now()
             allowed = max(1, math.floor(self.current_rate(key, now) + 1e-9))
             released = state.released
-            if released and released[-1] + self._span / allowed > now + 1e-9:
-                slot = released[-1] + self._span / allowed
+            gap = self._gap(allowed)
+            if gap and released and released[-1] + gap > now + 1e-9:
+                slot = released[-1] + gap
                 continue
             if len(released) >= allowed and released[-allowed] > now - self._span:
                 slot = released[-allowed] + self._span

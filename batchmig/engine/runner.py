@@ -120,6 +120,7 @@ class Engine:
                 self._failed[wave] = self._failed.get(wave, 0) + 1
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._settle: dict[str, Callable[[], None]] = {}
+        self._at_cutover: set[str] = set()  # instance tasks waiting for a cutover release
         self._released: set[str] = journal.released_cutovers()
         self._release_events: dict[str, anyio.Event] = {}
         self._active = 0
@@ -166,7 +167,7 @@ class Engine:
     async def _wait_until_idle(self) -> None:
         """Return when no instance task is left; let go of cutover waiters unless told to wait."""
         while self._active:
-            if not self.stopping and not self.wait_for_cutover and self._active == len(self._awaiting()):
+            if not self.stopping and not self.wait_for_cutover and self._active == len(self._at_cutover):
                 for scope in list(self._scopes.values()):
                     scope.cancel()
             self._idle = anyio.Event()
@@ -281,9 +282,6 @@ class Engine:
         hub = getattr(self, "_hub", None)
         return dict(hub.polls_by_poller) if hub else {}
 
-    def _awaiting(self) -> list[str]:
-        return [iid for iid in self._scopes if self.status.get(iid) == AWAITING_CUTOVER]
-
     # ------------------------------------------------------------ instance
 
     async def _run_instance(self, pinst: PlannedInstance, settle: Callable[[], None]) -> None:
@@ -391,8 +389,12 @@ class Engine:
         log.info("cutover.awaiting", step=step_name)
         event = self._release_events.setdefault(iid, anyio.Event())
         self._settle[iid]()  # the wave may go on while this instance waits for its operator
+        self._at_cutover.add(iid)
         self._idle.set()
-        await event.wait()
+        try:
+            await event.wait()
+        finally:
+            self._at_cutover.discard(iid)
         log.info("cutover.released", step=step_name)
         self._set(iid, RUNNING)
 
