@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import os
 import signal
@@ -366,8 +367,6 @@ def run_status(reference: str, runs_root: Path) -> tuple[Path, dict[str, Any], b
 
 def release_cutover(reference: str, runs_root: Path, selectors: list[str], select_all: bool) -> tuple[Path, list[str]]:
     """Release manual cutovers of the instances matching ``selectors`` (ids or globs)."""
-    import fnmatch
-
     run_dir = find_run_dir(reference, runs_root)
     journal = Journal.open(run_dir / "journal.sqlite")
     try:

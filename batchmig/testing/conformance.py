@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import pytest
 
 from batchmig.dryrun import dry_run
+from batchmig.engine.runner import instance_view
 from batchmig.plan.loader import load_plan
 from batchmig.plan.schema import plan_schema
 from batchmig.plugin import CallStep
@@ -81,8 +82,6 @@ class ProviderConformance:
         listing, _ = dry_run(plan, registry)
         provider = registry.provider(self.provider)
         for inst in plan.instances:
-            from batchmig.engine.runner import instance_view
-
             for step in provider.steps(instance_view(inst, "conformance")):
                 if isinstance(step, CallStep) and any(c.step == step.name and c.mutating for c in listing[inst.id]):
                     assert step.reconcile is not None, f"mutating step {step.name} has no reconcile"
