@@ -45,7 +45,7 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
-    PlainSerializer(float),
+    PlainSerializer(float, return_type=float),
     Field(json_schema_extra={"type": ["number", "string"], "examples": ["90s", "5m", "1h30m"]}),
 ]
 

@@ -151,9 +151,28 @@ def _too_deep(text: str) -> Any:
     Checked before composing: libyaml's composer recurses in C, and a few ten
     thousand ``[`` crash the interpreter (SIGSEGV) before ``_Builder`` could count
     levels. The event parser keeps its own stack and costs a fraction of composing.
+
+    Some libyaml builds refuse deep nesting themselves, and their scanner reads ahead,
+    so their refusal can come before the event at our limit and name another column.
+    When the fast parser refuses the text, the pure-Python parser (no nesting limit of
+    its own, an explicit stack, no recursion) looks again, so the operator always gets
+    batchmig's message at the first level too deep. A syntax error is then left for
+    ``yaml.compose`` to report.
     """
+    try:
+        return _first_too_deep(text, _Loader)
+    except yaml.YAMLError:
+        if _Loader is yaml.SafeLoader:
+            return None
+        try:
+            return _first_too_deep(text, yaml.SafeLoader)
+        except yaml.YAMLError:
+            return None
+
+
+def _first_too_deep(text: str, loader: type[yaml.SafeLoader]) -> Any:
     depth = -1  # levels below the document's root collection, as ``_Builder`` counts them
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:

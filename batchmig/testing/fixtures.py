@@ -11,10 +11,22 @@ from batchmig.registry import Registry, load_registry
 from batchmig.testing.helpers import FakeClock, write_plan
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """batchmig runs on asyncio; pin anyio's pytest plugin to it."""
-    return "asyncio"
+class _AsyncioBackend:
+    """batchmig runs on asyncio; pin anyio's pytest plugin to it.
+
+    anyio's own plugin defines ``anyio_backend`` with every backend as a parameter,
+    and between two entry-point plugins the one registered later wins, which depends
+    on install order. Registered from ``pytest_configure``, after every entry-point
+    plugin, this definition always wins.
+    """
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_AsyncioBackend(), "batchmig-asyncio-backend")
 
 
 @pytest.fixture
