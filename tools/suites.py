@@ -1,15 +1,18 @@
-"""Say which test suites ran, with their counts, and what moved when one failed.
+"""Run the test suites side by side and say which ran, with their counts.
 
-tox runs each suite with ``--junitxml`` into one folder and carries on after a
-failure; this script reads those files at the end, so one failing suite never hides
-another and the output always ends with the whole picture::
+Most suites wait on loopback sockets and sandbox clocks rather than on the CPU, so
+running a few at once shortens the whole run without starving any. Each suite's
+output is kept and printed in one piece when it finishes (never interleaved), and
+the run always ends with the whole picture, so one failing suite never hides another::
 
-    python tools/suites.py DIR --expect core,campaigns --lock requirements/constraints.txt
+    python tools/suites.py run DIR --jobs 3 core="pytest tests" tencent="pytest plugins/..."
+    python tools/suites.py summary DIR --expect core,tencent --lock requirements/constraints.txt
 
-Exit status 1 when a suite failed, had errors, skipped a test or did not run at all.
-When ``--lock`` is given and something failed, the installed versions that differ
-from the lock are listed: in the ``latest`` environment that is the dependency that
-moved; in ``oldest`` the lower bounds that no longer work.
+``run`` adds ``--junitxml=DIR/NAME.xml`` to each command and exits 1 when any failed.
+``summary`` exits 1 when a suite failed, had errors, skipped a test or did not run at
+all. With ``--lock``, the installed versions that differ from the lock are listed: in
+the ``latest`` environment that is the dependency that moved; in ``oldest`` the lower
+bounds in use.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import re
+import shlex
+import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,19 +83,36 @@ def drift(lock: Path) -> list[str]:
     return sorted(set(moved))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directory", type=Path)
-    parser.add_argument("--expect", required=True, help="comma-separated suite names that must have run")
-    parser.add_argument("--lock", type=Path, help="a constraints file to compare installed versions with")
-    parser.add_argument("--label", default="", help="the environment's name, for the heading")
-    args = parser.parse_args(argv)
+def run_suite(name: str, command: str, directory: Path) -> tuple[str, int, float, str]:
+    """Run one suite with its output captured: (name, exit status, seconds, output)."""
+    started = time.monotonic()
+    argv = [*shlex.split(command), f"--junitxml={directory / (name + '.xml')}"]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    return name, proc.returncode, time.monotonic() - started, proc.stdout
 
-    expected = [name for name in args.expect.split(",") if name]
-    print(f"\n=== test suites{' (' + args.label + ')' if args.label else ''} ===")
+
+def run_suites(directory: Path, jobs: int, suites: list[str]) -> int:
+    directory.mkdir(parents=True, exist_ok=True)
+    named = [entry.split("=", 1) for entry in suites]
+    failed = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(run_suite, name, command, directory) for name, command in named]
+        for future in as_completed(futures):
+            name, status, seconds, output = future.result()
+            print(f"\n----- suite {name}: exit {status} after {seconds:.0f}s -----", flush=True)
+            print(output, end="" if output.endswith("\n") else "\n", flush=True)
+            if status != 0:
+                failed.append(name)
+    if failed:
+        print(f"suites that failed: {', '.join(sorted(failed))}", flush=True)
+    return 1 if failed else 0
+
+
+def summary(directory: Path, expected: list[str], lock: Path | None, label: str) -> int:
+    print(f"\n=== test suites{' (' + label + ')' if label else ''} ===")
     ok = True
     for name in expected:
-        path = args.directory / f"{name}.xml"
+        path = directory / f"{name}.xml"
         if not path.exists():
             print(f"  {name:12} DID NOT RUN (no {path.name})")
             ok = False
@@ -98,18 +122,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:12} {verdict:7} {counts.passed} passed, {counts.failures} failed, {counts.errors} errors, "
               f"{counts.skipped} skipped, {counts.seconds:.0f}s")
         ok = ok and counts.clean
-    if args.lock is not None:
-        moved = drift(args.lock)
+    if lock is not None:
+        moved = drift(lock)
         if moved and not ok:
-            print(f"  dependencies that differ from {args.lock} (one of these broke the failing suite):")
+            print(f"  dependencies that differ from {lock} (one of these broke the failing suite):")
         elif moved:
-            print(f"  dependencies that differ from {args.lock}, all suites passing:")
+            print(f"  dependencies that differ from {lock}, all suites passing:")
         for line in moved:
             print(f"    {line}")
         if not moved:
-            print(f"  every dependency is at the version {args.lock} pins")
+            print(f"  every dependency is at the version {lock} pins")
     print("=== all suites passed ===" if ok else "=== SOME SUITES FAILED OR DID NOT RUN ===")
     return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run suites side by side")
+    run.add_argument("directory", type=Path)
+    run.add_argument("--jobs", type=int, default=3)
+    run.add_argument("suites", nargs="+", metavar="NAME=COMMAND")
+    report = commands.add_parser("summary", help="the table of every suite's counts")
+    report.add_argument("directory", type=Path)
+    report.add_argument("--expect", required=True, help="comma-separated suite names that must have run")
+    report.add_argument("--lock", type=Path, help="a constraints file to compare installed versions with")
+    report.add_argument("--label", default="", help="the environment's name, for the heading")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run_suites(args.directory, args.jobs, args.suites)
+    return summary(args.directory, [n for n in args.expect.split(",") if n], args.lock, args.label)
 
 
 if __name__ == "__main__":
