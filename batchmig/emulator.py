@@ -16,7 +16,10 @@ emulator only has to do what is specific to its cloud:
 The host does the rest for every emulator alike, in this order: authenticate →
 audit log (JSONL, one line per request) → sliding-window throttle per (credential,
 region, action) → fault injection (error codes, latency, dropped connections after
-the server acted) → ``handle``.
+the server acted, truncated answers) → ``handle``. One fault needs the emulator's
+help: when lists are made to lag (eventual consistency), ``RequestInfo.list_lag`` is
+set and an emulator's list actions leave out what ``RequestInfo.listed`` says is
+not listed yet.
 
 Timed transitions are computed lazily: store wall-clock times and compare them with
 ``ctx.cloud_seconds_since`` when asked, so state needs no background task and a
@@ -48,7 +51,8 @@ class RequestInfo:
     """Who asks for what: the result of a successful ``authenticate``.
 
     ``credential`` is the access key id (never the secret); ``mutating`` says whether
-    the action changes state when it succeeds.
+    the action changes state when it succeeds. ``list_lag`` is set by the host, not
+    by ``authenticate``: an injected eventual-consistency fault (see ``listed``).
     """
 
     action: str
@@ -56,6 +60,14 @@ class RequestInfo:
     region: str
     mutating: bool
     params: Mapping[str, Any] = field(default_factory=dict)
+    list_lag: float = 0.0
+    """Seconds during which a new resource stays out of list answers (0: none)."""
+
+    def listed(self, created_at: float, now: float) -> bool:
+        """Whether a list answer shows a resource created at ``created_at`` (both by
+        ``ctx.now()``): list and search actions leave the others out, totals included,
+        as a cloud whose lists lag behind its writes does. Per-id describes do not lag."""
+        return now - created_at >= self.list_lag
 
 
 @dataclass(frozen=True)

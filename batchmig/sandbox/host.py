@@ -15,12 +15,13 @@ run time, e.g. to lower a cap mid-run in a reliability campaign.
 from __future__ import annotations
 
 import json
+import math
 import random
 import ssl
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,13 @@ from aiohttp import web
 
 from batchmig.emulator import Emulator, EmulatorReject, EmulatorSpec, RequestInfo
 from batchmig.errors import UsageError
-from batchmig.sandbox.machinery import AuditLog, FaultPlan, SlidingWindowThrottle, credential_fingerprint
+from batchmig.sandbox.machinery import (
+    AuditLog,
+    FaultPlan,
+    FaultRule,
+    SlidingWindowThrottle,
+    credential_fingerprint,
+)
 from batchmig.sandbox.store import StateFile
 
 log = structlog.get_logger("batchmig.sandbox")
@@ -56,11 +63,28 @@ class SandboxConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SandboxConfig:
+        """A checked configuration; ``ValueError`` says what is wrong and where."""
+        if not isinstance(data, Mapping):
+            raise ValueError("expected a mapping of sandbox settings")
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown sandbox settings: {', '.join(sorted(unknown))}")
-        return cls(**dict(data))
+        config = cls(**dict(data))
+        FaultPlan.from_config(config.faults)
+        _check_rate_limits(config.rate_limits)
+        return config
+
+
+def _check_rate_limits(rate_limits: Any) -> None:
+    if not isinstance(rate_limits, Mapping):
+        raise ValueError("rate_limits: expected {emulator: {action: requests per second}}")
+    for emulator, caps in rate_limits.items():
+        if not isinstance(caps, Mapping):
+            raise ValueError(f"rate_limits.{emulator}: expected {{action: requests per second}}")
+        for action, cap in caps.items():
+            if isinstance(cap, bool) or not isinstance(cap, int | float) or not 1 <= cap < math.inf:
+                raise ValueError(f"rate_limits.{emulator}.{action}: expected a number of at least 1, not {cap!r}")
 
 
 class _Context:
@@ -186,8 +210,12 @@ class Sandbox:
                 action=info.action, credential=credential_fingerprint(info.credential), region=info.region,
                 mutating=info.mutating,
             )
-            if not self.throttle.admit((name, info.credential, info.region, info.action), self.rate(name, info.action),
-                                       arrived):
+            # Stamp and decide with nothing awaited in between, so the stamp the throttle
+            # counts is the moment of admission and stamps reach it in order.
+            decided = time.monotonic()
+            entry["decided"] = decided
+            key = (name, info.credential, info.region, info.action)
+            if not self.throttle.admit(key, self.rate(name, info.action), decided):
                 entry.update(outcome="throttled", changed=False)
                 self.audit.write(entry)
                 return emulator.error(info, "throttle")
@@ -213,6 +241,7 @@ class Sandbox:
                 entry.update(outcome=f"fault:{fault.code or fault.kind}", changed=False)
                 self.audit.write(entry)
                 return emulator.error(info, "throttle" if fault.kind == "throttle" else "internal", fault.code)
+        info = _lagging_lists(info, faults, entry)
         try:
             reply = await emulator.handle(request, info, body)
             response = reply.response
@@ -229,6 +258,7 @@ class Sandbox:
             log.exception("sandbox.emulator_error", emulator=name, action=info.action)
             entry.update(outcome="crashed", changed=False, error=type(exc).__name__)
             response = emulator.error(info, "internal")
+        response = _truncated(response, faults, entry)
         if drop:
             entry["outcome"] = "dropped"
         if hold:
@@ -241,15 +271,40 @@ class Sandbox:
         return response
 
     async def _admin(self, request: web.Request) -> web.Response:
-        """GET: the current faults and caps. POST: replace faults and/or rate_limits."""
+        """GET: the current faults and caps. POST: replace faults and/or rate_limits
+        (a bad setting answers 400 with the reason and changes nothing)."""
         if request.method == "POST":
-            data = await request.json()
+            try:
+                data = await request.json()
+                if not isinstance(data, dict) or not set(data) <= {"faults", "rate_limits"}:
+                    raise ValueError("expected a JSON object with faults and/or rate_limits")
+                changed = SandboxConfig.from_mapping({**asdict(self.config), **data})
+            except ValueError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
             if "faults" in data:
-                self.faults = FaultPlan.from_config(data["faults"], self.config.seed)
-                self.config.faults = data["faults"]
-            if "rate_limits" in data:
-                self.config.rate_limits = data["rate_limits"]
+                self.faults = FaultPlan.from_config(changed.faults, self.config.seed)
+            self.config.faults, self.config.rate_limits = changed.faults, changed.rate_limits
         return web.json_response(
             {"faults": self.config.faults, "rate_limits": self.config.rate_limits, "requests": self.requests,
              "request_id": str(uuid.uuid4())}
         )
+
+
+def _lagging_lists(info: RequestInfo, faults: list[FaultRule], entry: dict[str, Any]) -> RequestInfo:
+    """``info`` with the ``list_lag`` of the faults that hit it (the longest), if any."""
+    lag = max((fault.seconds for fault in faults if fault.kind == "list_lag"), default=0.0)
+    if not lag:
+        return info
+    entry["list_lag"] = lag
+    return replace(info, list_lag=lag)
+
+
+def _truncated(response: web.Response, faults: list[FaultRule], entry: dict[str, Any]) -> web.Response:
+    """``response`` with its body cut short by a ``truncate`` fault, status and headers kept."""
+    cut = next((fault for fault in faults if fault.kind == "truncate"), None)
+    if cut is None or not isinstance(response.body, bytes):
+        return response
+    body = response.body[: cut.keep_bytes]
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    entry["truncated_to"] = len(body)
+    return web.Response(status=response.status, body=body, headers=headers)

@@ -1,8 +1,8 @@
 """The parts every emulator shares: throttle, faults and the audit log.
 
-* ``SlidingWindowThrottle`` counts admitted requests per (credential, region,
-  action) in the last second, like a cloud gateway; over the cap the emulator
-  answers in its own throttle dialect.
+* ``SlidingWindowThrottle`` admits at most the cap per (credential, region, action)
+  in any sliding second, like a cloud gateway; over the cap the emulator answers in
+  its own throttle dialect.
 * ``FaultPlan`` injects failures by configuration: an error code with a probability
   or for the next N calls, added latency, a connection dropped *after* the server
   acted (the unknown outcome that idempotency has to survive), or a hang — before
@@ -13,38 +13,65 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import math
 import random
 import threading
 import time
-from collections import deque
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-FaultKind = Literal["error", "throttle", "drop", "latency", "hang"]
+FaultKind = Literal["error", "throttle", "drop", "latency", "hang", "list_lag", "truncate"]
+FAULT_KINDS: tuple[str, ...] = typing.get_args(FaultKind)
 
 
 class SlidingWindowThrottle:
-    """At most ``rate`` admitted requests per key in any window of ``window`` seconds."""
+    """At most ``rate`` admissions per key in any window of ``window`` seconds.
+
+    Exact for any order of stamps, not only increasing ones: admitting a request at
+    ``now`` must keep *every* window that would contain it at or under the cap, both
+    the one ending at ``now`` and those ending at later stamps already admitted (a
+    check of ``(now - window, now]`` alone lets a late, older stamp overfill a window
+    ending after it). Stamps are kept sorted; only those within two windows of the
+    newest can matter, so older ones are dropped, and a stamp more than one window
+    older than the newest (whose neighbours are gone) is refused rather than guessed.
+    The host stamps with its own monotonic clock at the moment of the decision, so in
+    the sandbox stamps arrive in order; the general case is what the property test
+    exercises.
+    """
 
     def __init__(self, window: float = 1.0) -> None:
         self.window = window
-        self._log: dict[tuple[str, ...], deque[float]] = {}
+        self._stamps: dict[tuple[str, ...], list[float]] = {}
         self.rejected = 0
 
-    def admit(self, key: tuple[str, ...], rate: float, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        log = self._log.setdefault(key, deque())
-        while log and log[0] <= now - self.window:
-            log.popleft()
-        if len(log) >= int(rate):
-            self.rejected += 1
+    def admit(self, key: tuple[str, ...], rate: float, now: float) -> bool:
+        stamps = self._stamps.setdefault(key, [])
+        if self._fits(stamps, int(rate), now):
+            bisect.insort_right(stamps, now)
+            del stamps[: bisect.bisect_right(stamps, stamps[-1] - 2 * self.window)]
+            return True
+        self.rejected += 1
+        return False
+
+    def _fits(self, stamps: list[float], cap: int, now: float) -> bool:
+        if cap < 1 or (stamps and now <= stamps[-1] - self.window):
             return False
-        log.append(now)
-        return True
+        window = self.window
+        position = bisect.bisect_right(stamps, now)
+        # The window ending at ``now``, then each window ending at a later stamp within reach.
+        if position - bisect.bisect_right(stamps, now - window) + 1 > cap:
+            return False
+        reach = bisect.bisect_left(stamps, now + window)
+        return all(
+            later - bisect.bisect_right(stamps, stamps[later] - window) + 2 <= cap
+            for later in range(position, reach)
+        )
 
 
 @dataclass
@@ -54,6 +81,11 @@ class FaultRule:
     ``action`` and ``emulator`` are names or ``*``; ``mutating_only`` restricts it to
     calls that change state. ``probability`` applies to each matching call;
     ``count`` (if set) limits how many calls it hits in all.
+
+    Eventual consistency: ``list_lag`` makes a list answer leave out the resources
+    created in the last ``seconds`` (the emulator's list actions honour
+    ``RequestInfo.list_lag``; ``.inf`` hides them all: an empty page); ``truncate``
+    answers with the body cut to its first ``keep_bytes`` bytes (0: an empty body).
     """
 
     kind: FaultKind
@@ -66,6 +98,8 @@ class FaultRule:
     mutating_only: bool = False
     after_acting: bool = False
     """For latency/hang: act first, then hold the answer (an outcome the client cannot know yet)."""
+    keep_bytes: int = 0
+    """For truncate: how much of the answer's body survives."""
     hits: int = 0
 
     def matches(self, emulator: str, action: str, mutating: bool) -> bool:
@@ -87,7 +121,10 @@ class FaultPlan:
 
     @classmethod
     def from_config(cls, items: Sequence[Mapping[str, Any]], seed: int = 0) -> FaultPlan:
-        return cls([FaultRule(**dict(item)) for item in items], seed)
+        """The plan of a ``faults:`` list; ``ValueError`` names the first bad entry."""
+        if not isinstance(items, Sequence) or isinstance(items, str):
+            raise ValueError("faults: expected a list of faults")
+        return cls([_fault_rule(index, item) for index, item in enumerate(items)], seed)
 
     def pick(self, emulator: str, action: str, mutating: bool) -> list[FaultRule]:
         chosen = []
@@ -96,6 +133,38 @@ class FaultPlan:
                 rule.hits += 1
                 chosen.append(rule)
         return chosen
+
+
+_RULE_FIELDS = {name: spec for name, spec in FaultRule.__dataclass_fields__.items() if name != "hits"}
+_NUMBERS = {"probability": (0.0, 1.0), "seconds": (0.0, math.inf), "count": (0, math.inf),
+            "keep_bytes": (0, math.inf)}
+
+
+def _fault_rule(index: int, item: Any) -> FaultRule:
+    where = f"faults[{index}]"
+    if not isinstance(item, Mapping):
+        raise ValueError(f"{where}: expected a mapping such as {{kind: drop, probability: 0.1}}")
+    unknown = sorted(set(item) - set(_RULE_FIELDS))
+    if unknown:
+        raise ValueError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(_RULE_FIELDS)})")
+    if item.get("kind") not in FAULT_KINDS:
+        raise ValueError(f"{where}: kind must be one of {', '.join(FAULT_KINDS)}, not {item.get('kind')!r}")
+    for name, value in item.items():
+        if name in _NUMBERS and not (name == "count" and value is None):
+            low, high = _NUMBERS[name]
+            integral = name in ("count", "keep_bytes")
+            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)) or not (
+                low <= value <= high
+            ):
+                kind = "a whole number" if integral else "a number"
+                raise ValueError(f"{where}: {name} must be {kind} from {low:g} to {high:g}, not {value!r}")
+        elif name in ("mutating_only", "after_acting") and not isinstance(value, bool):
+            raise ValueError(f"{where}: {name} must be true or false, not {value!r}")
+        elif name in ("action", "emulator", "code") and not isinstance(value, str) and value is not None:
+            raise ValueError(f"{where}: {name} must be a name, not {value!r}")
+    if item["kind"] == "list_lag" and not item.get("seconds"):
+        raise ValueError(f"{where}: list_lag needs seconds (how long new resources stay out of lists)")
+    return FaultRule(**dict(item))
 
 
 def credential_fingerprint(credential: str) -> str:
@@ -145,20 +214,39 @@ def duplicate_effects(entries: Iterator[dict[str, Any]] | list[dict[str, Any]]) 
 
 
 def max_per_window(entries: list[dict[str, Any]], window: float = 1.0) -> dict[tuple[str, str, str], int]:
-    """The most requests one (emulator, credential, action) had in any sliding window."""
+    """The most requests one (emulator, credential, action) *sent* in any sliding window.
+
+    Counted by arrival, throttled requests included: the client's own pace, which a
+    client-side limiter keeps at the cap."""
     times: dict[tuple[str, str, str], list[float]] = {}
     for entry in entries:
         if entry.get("outcome") == "rejected":
             continue
         key = (entry["emulator"], entry.get("credential", ""), entry["action"])
         times.setdefault(key, []).append(entry["arrived"])
-    result = {}
-    for key, stamps in times.items():
-        stamps.sort()
-        best = start = 0
-        for end, stamp in enumerate(stamps):
-            while stamps[start] <= stamp - window:
-                start += 1
-            best = max(best, end - start + 1)
-        result[key] = best
-    return result
+    return {key: _most_in_window(stamps, window) for key, stamps in times.items()}
+
+
+def max_admitted_per_window(
+    entries: list[dict[str, Any]], window: float = 1.0
+) -> dict[tuple[str, str, str, str], int]:
+    """The most requests the sandbox *admitted* per throttle key (emulator, credential,
+    region, action) in any sliding window, by the stamp its throttle decided on
+    (``decided``). The sandbox's promise is that this never exceeds the key's cap."""
+    times: dict[tuple[str, str, str, str], list[float]] = {}
+    for entry in entries:
+        if "decided" in entry and entry.get("outcome") != "throttled":
+            key = (entry["emulator"], entry.get("credential", ""), entry.get("region", ""), entry["action"])
+            times.setdefault(key, []).append(entry["decided"])
+    return {key: _most_in_window(stamps, window) for key, stamps in times.items()}
+
+
+def _most_in_window(stamps: list[float], window: float) -> int:
+    """The largest number of stamps in any window ``(t - window, t]``."""
+    stamps = sorted(stamps)
+    best = start = 0
+    for end, stamp in enumerate(stamps):
+        while stamps[start] <= stamp - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
