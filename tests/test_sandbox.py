@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -87,7 +88,7 @@ def test_late_older_stamps_cannot_overfill_any_window() -> None:
 
 def test_keys_are_counted_apart_and_caps_below_one_admit_nothing() -> None:
     throttle = SlidingWindowThrottle()
-    assert throttle.admit(KEY, 1, 0.0) and throttle.admit(KEY[:3] + ("CreateJob",), 1, 0.0)
+    assert throttle.admit(KEY, 1, 0.0) and throttle.admit((*KEY[:3], "CreateJob"), 1, 0.0)
     assert not throttle.admit(KEY, 1, 0.5) and not throttle.admit(KEY, 0.5, 5.0)
 
 
@@ -155,13 +156,13 @@ async def test_hammering_clients_get_at_most_the_cap_in_any_second(tmp_path: Pat
     ],
 )
 def test_a_bad_fault_is_refused_with_its_place(faults: Any, message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         SandboxConfig.from_mapping({"faults": faults})
 
 
 @pytest.mark.parametrize("caps", [{"testcloud": {"*": 0}}, {"testcloud": {"*": True}}, {"testcloud": 5}])
 def test_a_bad_cap_is_refused(caps: Any) -> None:
-    with pytest.raises(ValueError, match="rate_limits.testcloud"):
+    with pytest.raises(ValueError, match=r"rate_limits\.testcloud"):
         SandboxConfig.from_mapping({"rate_limits": caps})
 
 
