@@ -28,7 +28,7 @@ from batchmig import logs
 from batchmig.operations import RunOptions, start_run
 from batchmig.plan.loader import load_plan
 from batchmig.registry import load_registry
-from batchmig.sandbox.machinery import max_per_window
+from batchmig.sandbox.machinery import max_admitted_per_window, max_per_window
 from batchmig.testing.sandbox_process import SandboxProcess
 from batchmig.testing.testcloud import TestcloudPlugin
 
@@ -181,6 +181,7 @@ def fleet_figures(outcome: Any, audit: list[dict[str, Any]], wall: float, critic
                     and e.get("outcome") != "rejected")
     admitted_rate = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
     windows = max_per_window(audit)
+    admitted = max_admitted_per_window(audit)
     return {
         "instances": len(outcome.report["instances"]),
         "counts": outcome.report["counts"],
@@ -193,6 +194,7 @@ def fleet_figures(outcome: Any, audit: list[dict[str, Any]], wall: float, critic
         "busiest_cap": cap_of.get(busiest.split("/")[1], 20.0),
         "sandbox_throttles": throttled,
         "max_requests_in_any_second": {"/".join(k): v for k, v in sorted(windows.items(), key=lambda kv: -kv[1])[:5]},
+        "max_admitted_in_any_second": {"/".join(k): v for k, v in sorted(admitted.items(), key=lambda kv: -kv[1])[:5]},
     }
 
 
