@@ -60,6 +60,10 @@ class RequestInfo:
     region: str
     mutating: bool
     params: Mapping[str, Any] = field(default_factory=dict)
+    language: str = ""
+    """The language the caller asked error messages in, as the cloud spells it
+    (``en-US``, ``zh-cn``...; empty: the cloud's default). ``authenticate`` reads it
+    from the request so that ``handle`` and ``error`` can honour it."""
     list_lag: float = 0.0
     """Seconds during which a new resource stays out of list answers (0: none)."""
 

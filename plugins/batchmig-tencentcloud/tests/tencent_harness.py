@@ -3,7 +3,8 @@
 - ``MemoryStore`` / ``FakeSandbox``: the ``StateStore`` and ``SandboxContext`` an
   emulator is built with, with a clock the test moves by hand.
 - ``serve``: a loopback aiohttp server doing what the host does around an emulator
-  (authenticate → audit → handle), minus throttling and fault injection.
+  (authenticate → audit → handle), minus throttling and fault injection except
+  lagging lists (``Server.list_lag``).
 - ``Driver``: what the engine does with a provider's steps (build → prepare → send →
   parse → read; poll until done), and the read-only ``Caller`` for reconcile/polls.
 """
@@ -17,7 +18,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -96,6 +97,8 @@ class AuditEntry:
 class Server:
     url: str
     audit: list[AuditEntry] = field(default_factory=list)
+    list_lag: float = 0.0
+    """Seconds during which new resources stay out of lists (the host's list_lag fault)."""
 
     def calls(self, action: str) -> list[AuditEntry]:
         return [entry for entry in self.audit if entry.action == action]
@@ -123,7 +126,7 @@ async def serve(emulator: Emulator) -> AsyncIterator[Server]:
                 AuditEntry(request.headers.get("X-TC-Action", ""), None, False, reject.code)
             )
             return reject.response
-        reply = await emulator.handle(request, info, body)
+        reply = await emulator.handle(request, replace(info, list_lag=server_info.list_lag), body)
         server_info.audit.append(
             AuditEntry(info.action, reply.resource, reply.changed, _code(reply.response))
         )

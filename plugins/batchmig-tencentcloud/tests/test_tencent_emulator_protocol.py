@@ -249,9 +249,61 @@ def test_error_rendering_and_rate_limits(sandbox):
         assert isinstance(response.body, bytes)
         body = json.loads(response.body)["Response"]
         assert body["Error"]["Code"] == code and body["RequestId"]
+    polls = RequestInfo("DescribeMigrateJobs", "k", "ap-guangzhou", False)
+    dts_throttle = DtsEmulator(sandbox).error(polls, "throttle")
+    assert isinstance(dts_throttle.body, bytes)  # DTS documents its own code
+    code = json.loads(dts_throttle.body)["Response"]["Error"]["Code"]
+    assert code == "RequestLimitExceeded.RequestLimitExceededError"
     named = emulator.error(info, "throttle", "RequestLimitExceeded.UinLimitExceeded")
     assert isinstance(named.body, bytes)
     assert json.loads(named.body)["Response"]["Error"]["Code"] == "RequestLimitExceeded.UinLimitExceeded"
     assert emulator.rate_limits["DescribeDBInstances"] == 70.0
     assert emulator.rate_limits["CreateBackup"] == emulator.rate_limits["StartBackupMigration"] == 20.0
     assert set(DtsEmulator(sandbox).rate_limits.values()) == {20.0}
+
+
+async def message_of(env, *args, **kwargs):
+    _, _, response = await raw(env, *args, **kwargs)
+    return response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"), [(None, "不存在"), ("zh-CN", "不存在"), ("en-US", "does not exist"), ("fr-FR", "不存在")]
+)
+async def test_error_messages_follow_x_tc_language(sqlserver, dts, language, expected):
+    headers = {"X-TC-Language": language} if language else {}
+    missing = {"InstanceId": "mssql-abcd1234", "BackupMigrationId": "mssql-backup-migration-nothere"}
+    assert expected in await message_of(sqlserver, "StartBackupMigration", missing, extra_headers=headers)
+    unknown_key = await message_of(sqlserver, "DescribeDBInstances", {}, secret_id="AKIDnone", extra_headers=headers)
+    assert expected in unknown_key
+    assert expected in await message_of(dts, "StartMigrateJob", {"JobId": "dts-nothere"}, version="2018-03-30",
+                                        service="dts", extra_headers=headers)  # fmt: skip
+
+
+async def test_lagging_lists_leave_new_resources_out_and_per_id_reads_do_not(sqlserver, dts):
+    sqlserver.server.list_lag = dts.server.list_lag = 30
+    send = sqlserver.driver.send
+    created = await send(Call("CreateBackupMigration", {
+        "InstanceId": "mssql-abcd1234", "RecoveryType": "FULL", "UploadType": "COS_URL", "MigrationName": "lag",
+        "BackupFiles": ["https://b.cos.ap-guangzhou.myqcloud.com/a.bak"]}))  # fmt: skip
+    backup = await send(Call("CreateBackup", {"InstanceId": "mssql-abcd1234", "BackupName": "lagging"}))
+    job = await dts.driver.send(Call("CreateMigrateJob", JOB))
+    lists = [
+        (send, Call("DescribeBackupMigration", {"InstanceId": "mssql-abcd1234", "MigrationName": "lag"}),
+         "BackupMigrationSet"),
+        (send, Call("DescribeBackups", {"InstanceId": "mssql-abcd1234", "StartTime": "2000-01-01 00:00:00",
+                                        "EndTime": "2100-01-01 00:00:00"}), "Backups"),
+        (dts.driver.send, Call("DescribeMigrateJobs", {"JobId": job["JobId"]}), "JobList"),
+    ]  # fmt: skip
+    for ask, call, items in lists:
+        answer = await ask(call)
+        assert (answer["TotalCount"], answer[items]) == (0, [])
+    by_flow = {"InstanceId": "mssql-abcd1234", "FlowId": str(backup["FlowId"])}
+    assert (await send(Call("DescribeBackupByFlowId", by_flow)))["BackupName"] == "lagging"
+    check = await dts.driver.send(Call("DescribeMigrateCheckJob", {"JobId": job["JobId"]}))
+    assert check["CheckFlag"] == 3
+    sqlserver.sandbox.advance(30)  # (both emulators share the fake clock)
+    for ask, call, _ in lists:
+        assert (await ask(call))["TotalCount"] == 1
+    ids = {"InstanceId": "mssql-abcd1234", "BackupMigrationId": created["BackupMigrationId"]}
+    assert (await send(Call("DescribeIncrementalMigration", ids)))["TotalCount"] == 0

@@ -81,7 +81,7 @@ async def test_sqlserver_sdk_sees_errors_with_code_and_request_id(sqlserver):
             BackupMigrationId="mssql-backup-migration-nothere",
         ))  # fmt: skip
     assert raised.value.get_code() == "ResourceNotFound.FullBackupMigrationNotExist"
-    assert raised.value.get_request_id()
+    assert raised.value.get_request_id() and "不存在" in raised.value.get_message()  # the SDK's zh-CN
     wrong = sqlserver_client.SqlserverClient(
         credential.Credential(DEMO_SECRET_ID, "wrong-key"), "ap-guangzhou", profile(sqlserver.server.url)
     )
@@ -112,6 +112,7 @@ async def test_dts_sdk_creates_and_lists_jobs(dts):
             lambda: call(client, "StartMigrateJob", dts_models.StartMigrateJobRequest, JobId=created.JobId)
         )
     assert raised.value.get_code() == "FailedOperation.StatusInConflict"
+    assert "cannot be started" in raised.value.get_message()  # en-US, as the profile asked
     listing = await anyio.to_thread.run_sync(
         lambda: call(client, "DescribeMigrateJobs", dts_models.DescribeMigrateJobsRequest, JobName="sdk-job")
     )

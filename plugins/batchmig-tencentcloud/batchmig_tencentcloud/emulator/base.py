@@ -74,7 +74,9 @@ def parse_cloud_time(text: str) -> float:
         return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=_BEIJING).timestamp()
     except ValueError:
         raise ApiError(
-            "InvalidParameterValue", f"{text!r} is not a time such as 2024-01-31 08:00:00"
+            "InvalidParameterValue",
+            f"{text!r} is not a time such as 2024-01-31 08:00:00",
+            f"{text!r} 不是形如 2024-01-31 08:00:00 的时间",
         ) from None
 
 
@@ -97,11 +99,17 @@ class Action:
 
 
 class TencentEmulator(Emulator):
-    """Common API 3.0 behaviour; subclasses set ``service``, ``version``, ``actions``."""
+    """Common API 3.0 behaviour; subclasses set ``service``, ``version``, ``actions``.
+
+    Error messages come in the language of ``X-TC-Language`` (``en-US``; otherwise
+    ``zh-CN``, the API's default and the official SDK's).
+    """
 
     service: ClassVar[str]
     version: ClassVar[str]
     actions: ClassVar[Mapping[str, Action]]
+    throttle_code: ClassVar[str] = "RequestLimitExceeded"
+    """The code a throttled request gets: the common one, unless the product documents its own."""
     default_rate = 20.0
 
     def __init__(self, ctx: SandboxContext) -> None:
@@ -120,11 +128,11 @@ class TencentEmulator(Emulator):
         )
 
     @classmethod
-    def error_response(cls, code: str, message: str) -> web.Response:
-        return cls.respond({"Error": {"Code": code, "Message": message}})
+    def error_response(cls, failure: ApiError, language: str) -> web.Response:
+        return cls.respond({"Error": {"Code": failure.code, "Message": failure.message_in(language)}})
 
-    def reject(self, code: str, message: str) -> EmulatorReject:
-        return EmulatorReject(self.error_response(code, message), code)
+    def reject(self, language: str, code: str, message: str, message_zh: str) -> EmulatorReject:
+        return EmulatorReject(self.error_response(ApiError(code, message, message_zh), language), code)
 
     def error(
         self,
@@ -132,57 +140,91 @@ class TencentEmulator(Emulator):
         kind: Literal["throttle", "internal", "unavailable"],
         code: str | None = None,
     ) -> web.Response:
-        default, message = {
-            "throttle": ("RequestLimitExceeded", "Your current request rate exceeds the limit; retry later."),
-            "internal": ("InternalError", "An internal error occurred."),
-            "unavailable": ("ServiceUnavailable", "The service is temporarily unavailable."),
+        default, message, message_zh = {
+            "throttle": (
+                self.throttle_code,
+                "Your current request rate exceeds the per-second limit of this API; retry later.",
+                "您当前的请求频率超过了该接口的每秒频率上限，请稍后重试。",
+            ),
+            "internal": ("InternalError", "An internal error occurred.", "内部错误。"),
+            "unavailable": ("ServiceUnavailable", "The service is temporarily unavailable.", "当前服务暂时不可用。"),
         }[kind]
-        return self.error_response(code or default, message)
+        return self.error_response(ApiError(code or default, message, message_zh), info.language)
 
     # ---------------------------------------------------------- authentication
 
     async def authenticate(self, request: web.Request, body: bytes) -> RequestInfo:
-        if request.method not in ("POST", "GET"):
-            raise self.reject("UnsupportedProtocol", "Only GET and POST requests are supported.")
         headers = request.headers
+        language = headers.get("X-TC-Language", "")
+        if request.method not in ("POST", "GET"):
+            raise self.reject(
+                language,
+                "UnsupportedProtocol",
+                "Only GET and POST requests are supported.",
+                "仅支持 GET 和 POST 请求。",
+            )
         action_name = headers.get("X-TC-Action", "")
         if not action_name:
-            raise self.reject("MissingParameter", "The request is missing a required parameter `Action`.")
-        credential = self._verify(request, body)
+            raise _missing(self, language, "Action")
+        credential = self._verify(request, body, language)
         version = headers.get("X-TC-Version", "")
         if not version:
-            raise self.reject("MissingParameter", "The request is missing a required parameter `Version`.")
+            raise _missing(self, language, "Version")
         if version != self.version:
-            raise self.reject("NoSuchVersion", f"The API version `{version}` does not exist.")
+            raise self.reject(
+                language,
+                "NoSuchVersion",
+                f"The API version `{version}` does not exist.",
+                f"接口版本 `{version}` 不存在。",
+            )
         action = self.actions.get(action_name)
         if action is None:
-            raise self.reject("InvalidAction", f"The API `{action_name}` does not exist.")
+            raise self.reject(
+                language, "InvalidAction", f"The API `{action_name}` does not exist.", f"接口 `{action_name}` 不存在。"
+            )
         region = headers.get("X-TC-Region", "")
         if not region:
-            raise self.reject("MissingParameter", "The request is missing a required parameter `Region`.")
+            raise _missing(self, language, "Region")
         if region not in REGIONS:
-            raise self.reject("UnsupportedRegion", f"The API `{action_name}` is not supported in `{region}`.")
-        params = self._params(request, body)
-        return RequestInfo(action_name, credential, region, action.mutating, params)
+            raise self.reject(
+                language,
+                "UnsupportedRegion",
+                f"The API `{action_name}` is not supported in `{region}`.",
+                f"接口 `{action_name}` 不支持地域 `{region}`。",
+            )
+        params = self._params(request, body, language)
+        return RequestInfo(action_name, credential, region, action.mutating, params, language=language)
 
-    def _verify(self, request: web.Request, body: bytes) -> str:
+    def _verify(self, request: web.Request, body: bytes, language: str) -> str:
         headers = request.headers
         match = _AUTHORIZATION.match(headers.get("Authorization", ""))
         if match is None:
-            raise self.reject("AuthFailure.InvalidAuthorization", "The Authorization header is malformed.")
+            raise self.reject(
+                language,
+                "AuthFailure.InvalidAuthorization",
+                "The Authorization header is malformed.",
+                "请求头部 Authorization 不符合腾讯云标准。",
+            )
         raw_timestamp = headers.get("X-TC-Timestamp", "")
         if not raw_timestamp.isdigit():
-            raise self.reject("MissingParameter", "The request is missing a required parameter `Timestamp`.")
+            raise _missing(self, language, "Timestamp")
         timestamp = int(raw_timestamp)
         if abs(self.ctx.now() - timestamp) > MAX_SKEW:
             raise self.reject(
+                language,
                 "AuthFailure.SignatureExpire",
                 "The signature expired: the timestamp differs from server time by more than five minutes.",
+                "签名过期：Timestamp 与服务器时间相差超过五分钟。",
             )
         secret_id = match["id"]
         secret_key = self.credentials.get(secret_id)
         if secret_key is None:
-            raise self.reject("AuthFailure.SecretIdNotFound", "The SecretId does not exist or is disabled.")
+            raise self.reject(
+                language,
+                "AuthFailure.SecretIdNotFound",
+                "The SecretId does not exist or is disabled.",
+                "密钥不存在或已被禁用。",
+            )
         signed = tuple(match["signed"].split(";"))
         if (
             "content-type" not in signed
@@ -190,11 +232,17 @@ class TencentEmulator(Emulator):
             or any(name not in headers for name in signed)
         ):
             raise self.reject(
-                "AuthFailure.InvalidAuthorization", "SignedHeaders must cover content-type and host."
+                language,
+                "AuthFailure.InvalidAuthorization",
+                "SignedHeaders must cover content-type and host.",
+                "SignedHeaders 必须包含 content-type 和 host。",
             )
         if match["service"] != self.service or match["date"] != credential_date(timestamp):
             raise self.reject(
-                "AuthFailure.SignatureFailure", "The credential scope does not match the request."
+                language,
+                "AuthFailure.SignatureFailure",
+                "The credential scope does not match the request.",
+                "凭证范围与请求不符。",
             )
         expected = sign(
             secret_id=secret_id,
@@ -208,27 +256,46 @@ class TencentEmulator(Emulator):
             signed_headers=signed,
         )
         if not hmac.compare_digest(expected.signature, match["signature"]):
-            raise self.reject("AuthFailure.SignatureFailure", "The request signature does not match.")
+            raise self.reject(
+                language,
+                "AuthFailure.SignatureFailure",
+                "The request signature does not match.",
+                "请求签名验证失败，请检查您的签名计算是否正确。",
+            )
         token = headers.get("X-TC-Token")
         if token is not None and self.session_tokens.get(secret_id) != token:
-            raise self.reject("AuthFailure.TokenFailure", "The token is invalid or expired.")
+            raise self.reject(
+                language,
+                "AuthFailure.TokenFailure",
+                "The token is invalid or expired.",
+                "临时证书 Token 无效或已过期。",
+            )
         return secret_id
 
-    def _params(self, request: web.Request, body: bytes) -> Mapping[str, Any]:
+    def _params(self, request: web.Request, body: bytes, language: str) -> Mapping[str, Any]:
         content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if request.method == "GET":
-            return unflatten(parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True))
+        try:
+            if request.method == "GET":
+                return unflatten(parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True))
+        except ApiError as failure:
+            raise EmulatorReject(self.error_response(failure, language), failure.code) from None
         if content_type != "application/json":
             raise self.reject(
+                language,
                 "InvalidParameter",
                 "With TC3-HMAC-SHA256, POST requests must use Content-Type application/json.",
+                "使用 TC3-HMAC-SHA256 签名时，POST 请求的 Content-Type 必须是 application/json。",
             )
         try:
             params = json.loads(body or b"{}")
         except ValueError:
-            raise self.reject("InvalidParameter", "The request body is not valid JSON.") from None
+            raise self.reject(
+                language, "InvalidParameter", "The request body is not valid JSON.", "请求体不是合法的 JSON。"
+            ) from None
         if not isinstance(params, dict):
-            raise self.reject("InvalidParameter", "The request body must be a JSON object.")
+            raise self.reject(
+                language, "InvalidParameter", "The request body must be a JSON object.", "请求体必须是 JSON 对象。"
+            )
         return params
 
     # ------------------------------------------------------------------ actions
@@ -240,7 +307,7 @@ class TencentEmulator(Emulator):
             handler: Callable[[dict[str, Any], RequestInfo], Outcome] = getattr(self, action.handler)
             outcome = handler(params, info)
         except ApiError as failure:
-            return EmulatorReply(self.error_response(failure.code, failure.message))
+            return EmulatorReply(self.error_response(failure, info.language))
         return EmulatorReply(self.respond(outcome.payload), outcome.resource, outcome.changed)
 
     # ------------------------------------------------------------------ helpers
@@ -269,6 +336,15 @@ class TencentEmulator(Emulator):
             candidate = f"{prefix}-{suffix}"
             if self.ctx.store.get(kind, key(region, candidate)) is None:
                 return candidate
+
+
+def _missing(emulator: TencentEmulator, language: str, name: str) -> EmulatorReject:
+    return emulator.reject(
+        language,
+        "MissingParameter",
+        f"The request is missing a required parameter `{name}`.",
+        f"缺少必填参数 `{name}`。",
+    )
 
 
 def key(region: str, resource_id: str) -> str:

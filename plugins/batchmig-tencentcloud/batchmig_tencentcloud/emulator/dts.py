@@ -13,19 +13,34 @@ cloud seconds):
 The check fails when the job's name or DatabaseInfo contains ``sandbox-fail-check``;
 the migration fails when they contain ``sandbox-fail-migration``. Wrong-state calls
 answer ``FailedOperation.StatusInConflict``; modifying a job voids its check.
+
+A started job goes through the steps of its MigrateType (structure; + full data;
++ incremental sync), the structure taking the first tenth of ``migrate_seconds``;
+``Detail`` shows them all (``StepAll``) with their states and start times. A throttled
+request gets DTS's own documented code, ``RequestLimitExceeded.RequestLimitExceededError``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from batchmig.emulator import RequestInfo
 
 from batchmig_tencentcloud.emulator.base import Outcome, TencentEmulator, cloud_time, key, parse_cloud_time
-from batchmig_tencentcloud.emulator.dts_schema import ACCESS_TYPES, ACTIONS, DATABASE_TYPES, RATE_LIMITS
-from batchmig_tencentcloud.emulator.params import ApiError
+from batchmig_tencentcloud.emulator.dts_schema import (
+    ACCESS_TYPES,
+    ACTIONS,
+    DATABASE_TYPES,
+    DST_INFO,
+    MIGRATE_OPTION,
+    RATE_LIMITS,
+    SRC_INFO,
+    TAG,
+)
+from batchmig_tencentcloud.emulator.params import ApiError, complete, is_english
 
 __all__ = ["DtsEmulator"]
 
@@ -34,6 +49,22 @@ FAIL_MIGRATION = "sandbox-fail-migration"
 CHECKABLE = frozenset({1, 2, 4, 5, 10})
 NOT_DELETABLE = frozenset({3, 7, 8, 11, 12})
 ORDER = {"JobId": "JobId", "Status": "Status", "JobName": "JobName", "CreateTime": "CreateTime"}
+STEPS = (  # (StepId, name in en-US, name in zh-CN); MigrateType n runs the first n
+    ("structure", "Structure migration", "结构迁移"),
+    ("full", "Full data migration", "全量数据迁移"),
+    ("incremental", "Incremental sync", "增量同步"),
+)
+STRUCTURE_SHARE = 0.1
+"""The part of a migration spent on the structure, when data follows."""
+FAILED_MIGRATION = (
+    "Full data migration failed: the source database went offline.",
+    "全量数据迁移失败：源数据库已离线。",
+)
+STOPPED = ("The task was stopped.", "任务已被撤销。")
+FAILED_CHECK = (
+    "The selected databases or tables do not exist on the source; select them again.",
+    "选择的库表在源实例上不存在，请重新选择。",
+)
 
 
 class DtsEmulator(TencentEmulator):
@@ -43,68 +74,115 @@ class DtsEmulator(TencentEmulator):
     version = "2018-03-30"
     actions = ACTIONS
     rate_limits = RATE_LIMITS
+    throttle_code = "RequestLimitExceeded.RequestLimitExceededError"
 
     # ------------------------------------------------------------------- state
 
     def _job(self, region: str, job_id: str) -> dict[str, Any]:
         job = self.ctx.store.get("job", key(region, job_id))
         if job is None:
-            raise ApiError("ResourceNotFound.JobNotExist", f"The migration job {job_id} does not exist.")
+            raise ApiError(
+                "ResourceNotFound.JobNotExist",
+                f"The migration job {job_id} does not exist.",
+                f"迁移任务 {job_id} 不存在。",
+            )
         return job
 
     def _save(self, job: Mapping[str, Any]) -> None:
         self.ctx.store.put("job", key(job["Region"], job["JobId"]), dict(job))
 
-    def _status(self, job: Mapping[str, Any]) -> tuple[int, str, float | None]:
-        """(Status, error log, end time) computed from the job's times."""
+    def _begin(self, job: Mapping[str, Any]) -> float | None:
+        """When the migration itself begins: at the start call, or at ExpectTime (RunMode 2)."""
+        started = job.get("started_at")
+        return None if started is None else max(started, job.get("expect_at") or 0.0)
+
+    def _status(self, job: Mapping[str, Any]) -> tuple[int, tuple[str, str] | None, float | None]:
+        """(Status, error log in en/zh, end time) computed from the job's times."""
         if job.get("stopped_at") is not None:
             if not self.elapsed(job["stopped_at"], "stop_seconds", 30):
-                return 11, "", None
-            return 10, "The task was stopped.", self.finished_at(job["stopped_at"], "stop_seconds", 30)
+                return 11, None, None
+            return 10, STOPPED, self.finished_at(job["stopped_at"], "stop_seconds", 30)
         if job.get("completed_at") is not None:
             if not self.elapsed(job["completed_at"], "complete_seconds", 60):
-                return 12, "", None
-            return 9, "", self.finished_at(job["completed_at"], "complete_seconds", 60)
-        if job.get("started_at") is not None:
-            begin = max(job["started_at"], job.get("expect_at") or 0.0)
+                return 12, None, None
+            return 9, None, self.finished_at(job["completed_at"], "complete_seconds", 60)
+        begin = self._begin(job)
+        if begin is not None:
             if self.ctx.now() < begin:
-                return 6, "", None
+                return 6, None, None
             if not self.elapsed(begin, "migrate_seconds", 900):
-                return 7, "", None
+                return 7, None, None
             end = self.finished_at(begin, "migrate_seconds", 900)
             if _mentions(job, FAIL_MIGRATION):
-                return 10, "Full data migration failed: the source database went offline.", end
-            return (8, "", None) if job["MigrateOption"].get("MigrateType") == 3 else (9, "", end)
+                return 10, FAILED_MIGRATION, end
+            return (8, None, None) if job["MigrateOption"].get("MigrateType") == 3 else (9, None, end)
         if job.get("checked_at") is not None:
             if not self.elapsed(job["checked_at"], "check_seconds", 60):
-                return 3, "", None
-            return (5 if _mentions(job, FAIL_CHECK) else 4), "", None
-        return 1, "", None
+                return 3, None, None
+            return (5 if _mentions(job, FAIL_CHECK) else 4), None, None
+        return 1, None, None
 
-    def _view(self, job: Mapping[str, Any]) -> dict[str, Any]:
+    def _view(self, job: Mapping[str, Any], language: str) -> dict[str, Any]:
         status, error_log, end = self._status(job)
-        progress = {7: "50", 8: "100", 9: "100", 12: "100"}.get(status, "0")
-        step_status = {7: 3, 8: 3, 9: 1, 10: 2, 11: 3, 12: 3}
+        begin = self._begin(job)
+        started = begin is not None and status != 6
+        source = {**complete(job["SrcInfo"], SRC_INFO), "Password": ""}
+        source["Supplier"] = source["Supplier"] or "others"  # the API's value for non-RDS sources
         return {
-            "JobId": job["JobId"], "JobName": job["JobName"], "MigrateOption": job["MigrateOption"],
-            "SrcDatabaseType": job["SrcDatabaseType"], "SrcAccessType": job["SrcAccessType"],
-            "SrcInfo": {**job["SrcInfo"], "Password": ""}, "DstDatabaseType": job["DstDatabaseType"],
-            "DstAccessType": job["DstAccessType"], "DstInfo": {**job["DstInfo"], "Password": ""},
+            "JobId": job["JobId"], "JobName": job["JobName"],
+            "MigrateOption": complete(job["MigrateOption"], MIGRATE_OPTION),
+            "SrcDatabaseType": job["SrcDatabaseType"], "SrcAccessType": job["SrcAccessType"], "SrcInfo": source,
+            "DstDatabaseType": job["DstDatabaseType"], "DstAccessType": job["DstAccessType"],
+            "DstInfo": {**complete(job["DstInfo"], DST_INFO), "Password": ""},
             "DatabaseInfo": job.get("DatabaseInfo") or "[]", "CreateTime": cloud_time(job["created_at"]),
-            "StartTime": cloud_time(job.get("started_at")), "EndTime": cloud_time(end), "Status": status,
-            "Detail": {
-                "StepAll": 3, "StepNow": 0 if status < 6 else 2, "Progress": progress,
-                "CurrentStepProgress": progress, "MasterSlaveDistance": 0, "SecondsBehindMaster": 0,
-                "StepInfo": [] if status < 6 else [
-                    {"StepNo": 1, "StepName": "Structure migration", "StepId": "structure", "Status": 1,
-                     "StartTime": cloud_time(job.get("started_at"))},
-                    {"StepNo": 2, "StepName": "Data migration", "StepId": "data",
-                     "Status": step_status.get(status, 0), "StartTime": cloud_time(job.get("started_at"))},
-                ],
-            },
-            "ErrorInfo": [{"ErrorLog": error_log, "HelpDoc": ""}] if status == 10 and error_log else [],
-            "Tags": job.get("Tags") or [], "SrcInfoMulti": [],
+            "StartTime": cloud_time(begin if started else None), "EndTime": cloud_time(end), "Status": status,
+            "Detail": self._detail(job, status, begin if started else None, language),
+            "ErrorInfo": [{"ErrorLog": _text(error_log, language), "HelpDoc": ""}] if error_log else [],
+            "Tags": [complete(tag, TAG) for tag in job.get("Tags") or []],
+            "SrcInfoMulti": [{**complete(item, SRC_INFO), "Password": ""} for item in job.get("SrcInfoMulti") or []],
         }  # fmt: skip
+
+    def _detail(self, job: Mapping[str, Any], status: int, begin: float | None, language: str) -> dict[str, Any]:
+        """Every step of the job's MigrateType with its state, and where the job stands."""
+        duration = self.option("migrate_seconds", 900)
+        steps = STEPS[: job["MigrateOption"].get("MigrateType", 2)]
+        # Where the steps start and end, in cloud seconds after ``begin``: the structure
+        # takes a tenth when data follows; the incremental sync runs on after the full data.
+        bounds = {1: [0.0, duration], 2: [0.0, duration * STRUCTURE_SHARE, duration],
+                  3: [0.0, duration * STRUCTURE_SHARE, duration, math.inf]}[len(steps)]  # fmt: skip
+        reached = self._reached(job, status, begin, duration)
+        if status == 9:
+            current = len(steps) + 1  # past the last step
+        else:
+            current = 0 if reached is None else sum(1 for start in bounds[:-1] if start <= reached)
+        info = []
+        for number, ((step_id, name_en, name_zh), start) in enumerate(zip(steps, bounds, strict=False), 1):
+            state = 1 if number < current else 4 if number > current else 2 if status == 10 else 3
+            started_at = None if state == 4 or begin is None else begin + start / self.ctx.time_scale
+            info.append({"StepNo": number, "StepName": name_en if is_english(language) else name_zh,
+                         "StepId": step_id, "Status": state, "StartTime": cloud_time(started_at)})  # fmt: skip
+        step_done = 100.0
+        if reached is not None and current <= len(steps) and bounds[current] != math.inf:
+            start, end = bounds[current - 1], bounds[current]
+            step_done = 100.0 * (reached - start) / (end - start)
+        return {
+            "StepAll": len(steps), "StepNow": min(current, len(steps)),
+            "Progress": str(int(100.0 * min(reached or 0.0, duration) / duration)),
+            "CurrentStepProgress": str(int(step_done)) if current else "0",
+            "MasterSlaveDistance": 0, "SecondsBehindMaster": 0, "StepInfo": info,
+        }  # fmt: skip
+
+    def _reached(self, job: Mapping[str, Any], status: int, begin: float | None, duration: float) -> float | None:
+        """How far into the migration, in cloud seconds, the job got (None: not begun)."""
+        if begin is None:
+            return None
+        if job.get("stopped_at") is not None:
+            return max(0.0, (float(job["stopped_at"]) - begin) * self.ctx.time_scale)
+        if status == 7:
+            return self.ctx.cloud_seconds_since(begin)
+        if status == 10:
+            return math.nextafter(duration, 0.0)  # failed in the last instant of the full data
+        return duration  # the full data is in: syncing (8, 12) or done (9)
 
     # ---------------------------------------------------------------- creation
 
@@ -132,9 +210,7 @@ class DtsEmulator(TencentEmulator):
         job = self._job(info.region, params["JobId"])
         status = self._status(job)[0]
         if status not in {1, 2, 4, 5, 10}:
-            raise ApiError(
-                "FailedOperation.StatusInConflict", f"A job in status {status} cannot be modified."
-            )
+            raise _conflict(status, "modified", "修改")
         changes = {name: value for name, value in params.items() if name != "JobId"}
         if "SrcAccessType" in changes:
             _one_of(changes["SrcAccessType"], ACCESS_TYPES, "SrcAccessType")
@@ -156,7 +232,7 @@ class DtsEmulator(TencentEmulator):
         job = self._job(info.region, params["JobId"])
         status = self._status(job)[0]
         if status not in CHECKABLE:
-            raise ApiError("FailedOperation.StatusInConflict", f"A job in status {status} cannot be checked.")
+            raise _conflict(status, "checked", "校验")
         reset = {"checked_at": self.ctx.now(), "started_at": None, "completed_at": None, "stopped_at": None}
         self._save({**job, **reset})
         return Outcome({}, resource=f"check:{job['JobId']}", changed=True)
@@ -164,71 +240,51 @@ class DtsEmulator(TencentEmulator):
     def describe_migrate_check_job(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         job = self._job(info.region, params["JobId"])
         if job.get("checked_at") is None:
-            payload = {
-                "Status": "unavailable",
-                "ErrorCode": 0,
-                "ErrorMessage": "",
-                "Progress": "0",
-                "CheckFlag": 3,
-            }
+            status, code, message, progress, flag = "unavailable", 0, "", "0", 3
         elif not self.elapsed(job["checked_at"], "check_seconds", 60):
-            payload = {
-                "Status": "running",
-                "ErrorCode": 0,
-                "ErrorMessage": "",
-                "Progress": "50",
-                "CheckFlag": 3,
-            }
+            status, code, message, progress, flag = "running", 0, "", "50", 3
         elif _mentions(job, FAIL_CHECK):
-            message = "The selected databases or tables do not exist on the source; select them again."
-            payload = {
-                "Status": "finished",
-                "ErrorCode": -1,
-                "ErrorMessage": message,
-                "Progress": "100",
-                "CheckFlag": 0,
-            }
+            status, code, message, progress, flag = "finished", -1, _text(FAILED_CHECK, info.language), "100", 0
         else:
-            payload = {
-                "Status": "finished",
-                "ErrorCode": 0,
-                "ErrorMessage": "ok",
-                "Progress": "100",
-                "CheckFlag": 1,
-            }
-        return Outcome(payload)
+            status, code, message, progress, flag = "finished", 0, "ok", "100", 1
+        return Outcome(
+            {"Status": status, "ErrorCode": code, "ErrorMessage": message, "Progress": progress, "CheckFlag": flag}
+        )
 
     # --------------------------------------------------------------- lifecycle
 
     def _transition(
-        self, info: RequestInfo, job_id: str, allowed: frozenset[int], field: str, verb: str
+        self, info: RequestInfo, job_id: str, allowed: frozenset[int], field: str, verb: tuple[str, str]
     ) -> Outcome:
         job = self._job(info.region, job_id)
         status = self._status(job)[0]
         if status not in allowed:
-            raise ApiError("FailedOperation.StatusInConflict", f"A job in status {status} cannot be {verb}.")
+            raise _conflict(status, *verb)
         self._save({**job, field: self.ctx.now()})
         return Outcome({}, resource=f"job:{job_id}", changed=True)
 
     def start_migrate_job(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         # Only after a passed check (status 4), as the API documentation demands.
-        return self._transition(
-            info, params["JobId"], frozenset({4}), "started_at", "started before a passed check"
-        )
+        verb = ("started before a passed check", "在校验通过前启动")
+        return self._transition(info, params["JobId"], frozenset({4}), "started_at", verb)
 
     def complete_migrate_job(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         if params.get("CompleteMode", "waitForSync") not in ("waitForSync", "immediately"):
-            raise ApiError("InvalidParameter", "`CompleteMode` must be waitForSync or immediately.")
-        return self._transition(info, params["JobId"], frozenset({8}), "completed_at", "completed")
+            raise ApiError(
+                "InvalidParameter",
+                "`CompleteMode` must be waitForSync or immediately.",
+                "`CompleteMode` 必须为 waitForSync 或 immediately。",
+            )
+        return self._transition(info, params["JobId"], frozenset({8}), "completed_at", ("completed", "完成"))
 
     def stop_migrate_job(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
-        return self._transition(info, params["JobId"], frozenset({7, 8}), "stopped_at", "stopped")
+        return self._transition(info, params["JobId"], frozenset({7, 8}), "stopped_at", ("stopped", "撤销"))
 
     def delete_migrate_job(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         job = self._job(info.region, params["JobId"])
         status = self._status(job)[0]
         if status in NOT_DELETABLE:
-            raise ApiError("FailedOperation.StatusInConflict", f"A job in status {status} cannot be deleted.")
+            raise _conflict(status, "deleted", "删除")
         self.ctx.store.delete("job", key(info.region, job["JobId"]))
         return Outcome({}, resource=f"job:{job['JobId']}", changed=True)
 
@@ -238,20 +294,29 @@ class DtsEmulator(TencentEmulator):
         limit, offset = params.get("Limit", 20), params.get("Offset", 0)
         if not 1 <= limit <= 100:
             raise ApiError(
-                "InvalidParameterValue.InvalidParameterValueError", "`Limit` must be between 1 and 100."
+                "InvalidParameterValue.InvalidParameterValueError",
+                "`Limit` must be between 1 and 100.",
+                "`Limit` 必须在 1 到 100 之间。",
             )
-        jobs = [job for job in self.ctx.store.values("job") if job["Region"] == info.region]
+        now = self.ctx.now()
+        jobs = [
+            job
+            for job in self.ctx.store.values("job")
+            if job["Region"] == info.region and info.listed(job["created_at"], now)
+        ]
         if "JobId" in params:
             jobs = [job for job in jobs if job["JobId"] == params["JobId"]]
         if "JobName" in params:  # matched as a substring, as the console's search does
             jobs = [job for job in jobs if params["JobName"] in job["JobName"]]
         for tag in params.get("TagFilters", []):
             jobs = [job for job in jobs if _has_tag(job, tag)]
-        views = [self._view(job) for job in jobs]
+        views = [self._view(job, info.language) for job in jobs]
         order = ORDER.get(params.get("Order", "CreateTime"))
         if order is None:
             raise ApiError(
-                "InvalidParameterValue.InvalidParameterValueError", "`Order` is not a sortable field."
+                "InvalidParameterValue.InvalidParameterValueError",
+                "`Order` is not a sortable field.",
+                "`Order` 不是可排序的字段。",
             )
         views.sort(
             key=lambda view: (view[order], view["JobId"]), reverse=params.get("OrderSeq", "DESC") == "DESC"
@@ -260,6 +325,18 @@ class DtsEmulator(TencentEmulator):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _text(text: tuple[str, str], language: str) -> str:
+    return text[0] if is_english(language) else text[1]
+
+
+def _conflict(status: int, verb: str, verb_zh: str) -> ApiError:
+    return ApiError(
+        "FailedOperation.StatusInConflict",
+        f"A job in status {status} cannot be {verb}.",
+        f"状态为 {status} 的任务不能{verb_zh}。",
+    )
 
 
 def _mentions(job: Mapping[str, Any], marker: str) -> bool:
@@ -271,6 +348,7 @@ def _one_of(value: str, allowed: tuple[str, ...], name: str) -> None:
         raise ApiError(
             "InvalidParameterValue.InvalidParameterValueError",
             f"`{name}` must be one of {', '.join(allowed)}.",
+            f"`{name}` 必须是 {'、'.join(allowed)} 之一。",
         )
 
 
@@ -284,13 +362,21 @@ def _option(option: dict[str, Any]) -> dict[str, Any]:
     for name, allowed in checks.items():
         if name in option and option[name] not in allowed:
             raise ApiError(
-                "InvalidParameterValue.InvalidParameterValueError", f"`MigrateOption.{name}` is invalid."
+                "InvalidParameterValue.InvalidParameterValueError",
+                f"`MigrateOption.{name}` is invalid.",
+                f"`MigrateOption.{name}` 的取值无效。",
             )
     if option["RunMode"] == 2 and not option.get("ExpectTime"):
-        raise ApiError("InvalidParameter", "`MigrateOption.ExpectTime` is required when RunMode is 2.")
+        raise ApiError(
+            "InvalidParameter",
+            "`MigrateOption.ExpectTime` is required when RunMode is 2.",
+            "RunMode 为 2 时必须填写 `MigrateOption.ExpectTime`。",
+        )
     if option.get("ConsistencyType") == 3 and "ConsistencyParams" not in option:
         raise ApiError(
-            "InvalidParameter", "`MigrateOption.ConsistencyParams` is required for sampling checks."
+            "InvalidParameter",
+            "`MigrateOption.ConsistencyParams` is required for sampling checks.",
+            "抽样检测时必须填写 `MigrateOption.ConsistencyParams`。",
         )
     return {"MigrateType": 2, "MigrateObject": 1, "ConsistencyType": 1, "IsOverrideRoot": 0, **option}
 
@@ -303,16 +389,24 @@ def _database_info(text: str | None, option: Mapping[str, Any]) -> None:
     if option.get("MigrateObject") != 2:
         return
     if not text:
-        raise ApiError("InvalidParameter", "`DatabaseInfo` is required when MigrateObject is 2.")
+        raise ApiError(
+            "InvalidParameter",
+            "`DatabaseInfo` is required when MigrateObject is 2.",
+            "MigrateObject 为 2 时必须填写 `DatabaseInfo`。",
+        )
     try:
         entries = json.loads(text)
     except ValueError:
         raise ApiError(
-            "InvalidParameterValue.DataConvertError", "`DatabaseInfo` is not valid JSON."
+            "InvalidParameterValue.DataConvertError",
+            "`DatabaseInfo` is not valid JSON.",
+            "`DatabaseInfo` 不是合法的 JSON。",
         ) from None
     if not isinstance(entries, list) or not all(isinstance(e, dict) and e.get("Database") for e in entries):
         raise ApiError(
-            "InvalidParameterValue.DataConvertError", "`DatabaseInfo` must list objects with Database."
+            "InvalidParameterValue.DataConvertError",
+            "`DatabaseInfo` must list objects with Database.",
+            "`DatabaseInfo` 必须是含 Database 字段的对象列表。",
         )
 
 

@@ -1,7 +1,9 @@
 """The DTS API (2018-03-30) actions the sandbox answers, and their parameters.
 
 Transcribed from the reference's CreateMigrateJob / DescribeMigrateJobs / check and
-lifecycle sections. Every DTS action is documented at 20 requests per second.
+lifecycle sections. Every DTS action is documented at 20 requests per second. The
+structures a job is created with are also the ones DescribeMigrateJobs answers
+(``SrcInfo``, ``DstInfo``, ``MigrateOption``, tags).
 """
 
 from __future__ import annotations
@@ -9,17 +11,17 @@ from __future__ import annotations
 from batchmig_tencentcloud.emulator.base import Action
 from batchmig_tencentcloud.emulator.params import INT, STRING, UINT, ListOf, struct
 
-__all__ = ["ACTIONS", "DATABASE_TYPES", "RATE_LIMITS"]
+__all__ = ["ACTIONS", "DATABASE_TYPES", "DST_INFO", "MIGRATE_OPTION", "RATE_LIMITS", "SRC_INFO", "TAG"]
 
 DATABASE_TYPES = ("mysql", "redis", "mongodb", "postgresql", "mariadb", "percona", "sqlserver")
 ACCESS_TYPES = ("extranet", "cvm", "dcg", "vpncloud", "cdb", "ccn")
 
-_SRC_INFO = struct(
+SRC_INFO = struct(
     AccessKey=STRING, Ip=STRING, Port=INT, User=STRING, Password=STRING, RdsInstanceId=STRING,
     CvmInstanceId=STRING, UniqDcgId=STRING, VpcId=STRING, SubnetId=STRING, UniqVpnGwId=STRING,
     InstanceId=STRING, Region=STRING, Supplier=STRING, CcnId=STRING, EngineVersion=STRING,
 )  # fmt: skip
-_DST_INFO = struct(
+DST_INFO = struct(
     ["Region"],
     Region=STRING,
     InstanceId=STRING,
@@ -29,7 +31,7 @@ _DST_INFO = struct(
     User=STRING,
     Password=STRING,
 )
-_OPTION = struct(
+MIGRATE_OPTION = struct(
     ["RunMode"], RunMode=INT, ExpectTime=STRING, MigrateType=INT, MigrateObject=INT, ConsistencyType=INT,
     IsOverrideRoot=INT, ExternParams=STRING,
     ConsistencyParams=struct(
@@ -38,25 +40,26 @@ _OPTION = struct(
     ),
 )  # fmt: skip
 _JOB_ID = struct(["JobId"], JobId=STRING)
+TAG = struct(["TagKey"], TagKey=STRING, TagValue=STRING)
 
 ACTIONS = {
     "CreateMigrateJob": Action(
         struct(
             ["JobName", "MigrateOption", "SrcDatabaseType", "SrcAccessType", "SrcInfo", "DstDatabaseType",
              "DstAccessType", "DstInfo"],
-            JobName=STRING, MigrateOption=_OPTION, SrcDatabaseType=STRING, SrcAccessType=STRING,
-            SrcInfo=_SRC_INFO, DstDatabaseType=STRING, DstAccessType=STRING, DstInfo=_DST_INFO,
-            DatabaseInfo=STRING, Tags=ListOf(struct(["TagKey"], TagKey=STRING, TagValue=STRING)),
-            SrcNodeType=STRING, SrcInfoMulti=ListOf(_SRC_INFO),
+            JobName=STRING, MigrateOption=MIGRATE_OPTION, SrcDatabaseType=STRING, SrcAccessType=STRING,
+            SrcInfo=SRC_INFO, DstDatabaseType=STRING, DstAccessType=STRING, DstInfo=DST_INFO,
+            DatabaseInfo=STRING, Tags=ListOf(TAG),
+            SrcNodeType=STRING, SrcInfoMulti=ListOf(SRC_INFO),
         ),
         "create_migrate_job",
         mutating=True,
     ),
     "ModifyMigrateJob": Action(
         struct(
-            ["JobId"], JobId=STRING, JobName=STRING, MigrateOption=_OPTION, SrcAccessType=STRING,
-            SrcInfo=_SRC_INFO, DstAccessType=STRING, DstInfo=_DST_INFO, DatabaseInfo=STRING,
-            SrcNodeType=STRING, SrcInfoMulti=ListOf(_SRC_INFO),
+            ["JobId"], JobId=STRING, JobName=STRING, MigrateOption=MIGRATE_OPTION, SrcAccessType=STRING,
+            SrcInfo=SRC_INFO, DstAccessType=STRING, DstInfo=DST_INFO, DatabaseInfo=STRING,
+            SrcNodeType=STRING, SrcInfoMulti=ListOf(SRC_INFO),
         ),
         "modify_migrate_job",
         mutating=True,

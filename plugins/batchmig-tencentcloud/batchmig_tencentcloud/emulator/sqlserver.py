@@ -36,7 +36,8 @@ from batchmig_tencentcloud.emulator.base import (
     key,
     parse_cloud_time,
 )
-from batchmig_tencentcloud.emulator.params import ApiError
+from batchmig_tencentcloud.emulator.instances import instance_view, matches
+from batchmig_tencentcloud.emulator.params import ApiError, is_english
 from batchmig_tencentcloud.emulator.sqlserver_schema import ACTIONS, RATE_LIMITS
 
 __all__ = ["SqlServerEmulator"]
@@ -55,6 +56,21 @@ ALLOWED = {
 }
 FAIL_BACKUP = "sandbox-fail"
 CORRUPT_FILE = "sandbox-corrupt"
+MESSAGES_ZH = {
+    "": "",
+    "The full backup is being restored.": "全量备份恢复中。",
+    "The backup file is damaged or is not a SQL Server backup.": "备份文件已损坏或不是 SQL Server 备份文件。",
+    "The backup was imported.": "备份导入成功。",
+    "An incremental backup is being restored.": "增量备份恢复中。",
+    "The backup was imported and the databases are online.": "备份导入成功，数据库已上线。",
+    "The full backup was restored; waiting for incremental backups.": "全量备份已恢复，等待导入增量备份。",
+    "The incremental backup is being restored.": "增量备份恢复中。",
+    "The incremental backup file is damaged or does not follow the previous one.": (
+        "增量备份文件已损坏或与上一个备份不连续。"
+    ),
+    "The incremental backup was restored.": "增量备份恢复成功。",
+}
+"""A task's ``Message`` in zh-CN, the default language (``X-TC-Language``)."""
 
 
 class SqlServerEmulator(TencentEmulator):
@@ -82,7 +98,11 @@ class SqlServerEmulator(TencentEmulator):
             record = {"InstanceId": instance_id, "Region": region, "created_at": self.ctx.now()}
             store.put("instance", key(region, instance_id), record)
             return record
-        raise ApiError("ResourceNotFound.InstanceNotFound", f"The instance {instance_id} does not exist.")
+        raise ApiError(
+            "ResourceNotFound.InstanceNotFound",
+            f"The instance {instance_id} does not exist.",
+            f"实例 {instance_id} 不存在。",
+        )
 
     def _instance_status(self, region: str, instance_id: str) -> int:
         def mine(record: Mapping[str, Any]) -> bool:
@@ -96,34 +116,22 @@ class SqlServerEmulator(TencentEmulator):
         return 2
 
     def describe_db_instances(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
-        wanted = params.get("InstanceIdSet")
-        if wanted:
-            for instance_id in wanted:
-                with contextlib.suppress(ApiError):  # a filter that matches nothing is no error
-                    self._instance(info.region, instance_id)
-        found = [
-            self._instance_view(record)
+        # Instances are not created through this API, so this list never lags.
+        for instance_id in params.get("InstanceIdSet") or []:
+            with contextlib.suppress(ApiError):  # a filter that matches nothing is no error
+                self._instance(info.region, instance_id)
+        views = (
+            instance_view(
+                record, self._instance_status(info.region, record["InstanceId"]), cloud_time(record["created_at"])
+            )
             for record in self.ctx.store.values("instance")
-            if record["Region"] == info.region and (not wanted or record["InstanceId"] in wanted)
-        ]
-        if "Status" in params:
-            found = [item for item in found if item["Status"] == params["Status"]]
+            if record["Region"] == info.region
+        )
+        found = [view for view in views if matches(view, params)]
         limit = _limit(params, default=100)
         offset = params.get("Offset", 0)
         start = offset if params.get("PaginationType") == "offset" else offset * limit
         return Outcome({"TotalCount": len(found), "DBInstances": found[start : start + limit]})
-
-    def _instance_view(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        instance_id, region = record["InstanceId"], record["Region"]
-        return {
-            "InstanceId": instance_id, "Name": instance_id, "Region": region, "Zone": f"{region}-3",
-            "Status": self._instance_status(region, instance_id), "Vip": "10.0.0.10", "Vport": 1433,
-            "Version": "2019", "VersionName": "SQL Server 2019 Enterprise", "Memory": 8, "Storage": 200,
-            "UsedStorage": 10, "Cpu": 4, "Type": "CLOUD_SSD", "InstanceType": "HA", "Model": 2,
-            "HAFlag": "MIRROR", "CreateTime": cloud_time(record["created_at"]),
-            "UpdateTime": cloud_time(record["created_at"]), "Collation": "Chinese_PRC_CI_AS",
-            "TimeZone": "China Standard Time", "ResourceTags": [],
-        }  # fmt: skip
 
     # ------------------------------------------------------------------ backups
 
@@ -133,13 +141,23 @@ class SqlServerEmulator(TencentEmulator):
         strategy = params.get("Strategy", 0)
         databases = params.get("DBNames") or []
         if strategy not in (0, 1):
-            raise ApiError("InvalidParameter.InputIllegal", "Strategy must be 0 (instance) or 1 (databases).")
+            raise ApiError(
+                "InvalidParameter.InputIllegal",
+                "Strategy must be 0 (instance) or 1 (databases).",
+                "Strategy 必须为 0（实例备份）或 1（多库备份）。",
+            )
         if strategy == 1 and not databases:
             raise ApiError(
-                "InvalidParameter.InputIllegal", "DBNames is required for a multi-database backup."
+                "InvalidParameter.InputIllegal",
+                "DBNames is required for a multi-database backup.",
+                "多库备份必须指定 DBNames。",
             )
         if params.get("StorageStrategy", 0) not in (0, 1):
-            raise ApiError("InvalidParameter.InputIllegal", "StorageStrategy must be 0 or 1.")
+            raise ApiError(
+                "InvalidParameter.InputIllegal",
+                "StorageStrategy must be 0 or 1.",
+                "StorageStrategy 必须为 0 或 1。",
+            )
         now = self.ctx.now()
         name = params.get("BackupName") or f"{instance_id}_{int(now)}"
         _check_name(name, "InvalidParameterValue.BackupNameIsIllegal", "backup")
@@ -184,10 +202,9 @@ class SqlServerEmulator(TencentEmulator):
             else None
         )
         if backup is None or backup["InstanceId"] != params["InstanceId"]:
-            raise ApiError("ResourceNotFound.BackupNotFound", "The backup does not exist.")
+            raise ApiError("ResourceNotFound.BackupNotFound", "The backup does not exist.", "备份不存在。")
         view = self._backup_view(backup)
         for field in (
-            "GroupId",
             "StorageStrategy",
             "BackupFormat",
             "Region",
@@ -206,6 +223,7 @@ class SqlServerEmulator(TencentEmulator):
             if record["Region"] == info.region
             and record["InstanceId"] == params["InstanceId"]
             and start <= record["created_at"] <= end
+            and info.listed(record["created_at"], self.ctx.now())
             and params.get("BackupName", record["BackupName"]) == record["BackupName"]
             and params.get("BackupId", record["Id"]) == record["Id"]
             and params.get("Strategy", record["Strategy"]) == record["Strategy"]
@@ -229,7 +247,11 @@ class SqlServerEmulator(TencentEmulator):
     def describe_flow_status(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         flow = self.ctx.store.get("flow", str(params["FlowId"]))
         if flow is None or flow["Region"] != info.region:
-            raise ApiError("ResourceNotFound", f"The flow {params['FlowId']} does not exist.")
+            raise ApiError(
+                "ResourceNotFound",
+                f"The flow {params['FlowId']} does not exist.",
+                f"任务流 {params['FlowId']} 不存在。",
+            )
         where = key(info.region, flow["ref"])
         if flow["kind"] == "backup":
             backup = self.ctx.store.get("backup", where)
@@ -252,8 +274,7 @@ class SqlServerEmulator(TencentEmulator):
         if record is None or record["InstanceId"] != instance_id:
             raise ApiError(
                 "ResourceNotFound.FullBackupMigrationNotExist",
-                f"The backup import task {migration_id} does not exist.",
-            )
+                f"The backup import task {migration_id} does not exist.", f"备份导入任务 {migration_id} 不存在。")
         return record
 
     def _incrementals(self, migration: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -295,8 +316,9 @@ class SqlServerEmulator(TencentEmulator):
             return 10, "The incremental backup file is damaged or does not follow the previous one.", end
         return 9, "The incremental backup was restored.", end
 
-    def _task_view(self, record: Mapping[str, Any], incremental: bool) -> dict[str, Any]:
+    def _task_view(self, record: Mapping[str, Any], incremental: bool, language: str) -> dict[str, Any]:
         status, message, end = (self._incremental_status if incremental else self._migration_status)(record)
+        message = message if is_english(language) else MESSAGES_ZH[message]
         running = status in (7, 12)
         steps = [("Download the backup file", 1), ("Restore the backup", 2), ("Finish", 3)]
         progress = 0 if status == 2 else 50 if running else 100
@@ -343,7 +365,9 @@ class SqlServerEmulator(TencentEmulator):
         record = self._migration(info.region, params["InstanceId"], params["BackupMigrationId"])
         if self._migration_status(record)[0] != 2:
             raise ApiError(
-                "ResourceUnavailable.CosStatusErr", "The task can only be modified before it starts."
+                "ResourceUnavailable.CosStatusErr",
+                "The task can only be modified before it starts.",
+                "任务开始后不能再修改。",
             )
         changes: dict[str, Any] = {}
         if "MigrationName" in params:
@@ -369,10 +393,12 @@ class SqlServerEmulator(TencentEmulator):
         record = self._migration(info.region, params["InstanceId"], params["BackupMigrationId"])
         if self._migration_status(record)[0] != 2:
             raise ApiError(
-                "ResourceUnavailable.CosStatusErr", "The backup import task has already been started."
+                "ResourceUnavailable.CosStatusErr",
+                "The backup import task has already been started.",
+                "备份导入任务已经开始。",
             )
         if not record["BackupFiles"]:
-            raise ApiError("ResourceNotFound.BackupNotFound", "The task has no backup file.")
+            raise ApiError("ResourceNotFound.BackupNotFound", "The task has no backup file.", "任务没有备份文件。")
         flow_id = self._new_flow(info.region, "migration", record["MigrationId"])
         self.ctx.store.put(
             "migration", key(info.region, record["MigrationId"]), {**record, "started_at": self.ctx.now()}
@@ -382,13 +408,16 @@ class SqlServerEmulator(TencentEmulator):
     def describe_backup_migration(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         instance_id = params["InstanceId"]
         self._instance(info.region, instance_id)
+        now = self.ctx.now()
         records = [
             record
             for record in self.ctx.store.values("migration")
-            if record["Region"] == info.region and record["InstanceId"] == instance_id
+            if record["Region"] == info.region
+            and record["InstanceId"] == instance_id
+            and info.listed(record["created_at"], now)
         ]
         views = _filter_tasks(
-            [self._task_view(record, False) for record in records], params, "BackupMigrationId"
+            [self._task_view(record, False, info.language) for record in records], params, "BackupMigrationId"
         )
         if "MigrationName" in params:
             views = [view for view in views if view["MigrationName"] == params["MigrationName"]]
@@ -397,7 +426,11 @@ class SqlServerEmulator(TencentEmulator):
     def delete_backup_migration(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         record = self._migration(info.region, params["InstanceId"], params["BackupMigrationId"])
         if self._migration_status(record)[0] in (7, 12):
-            raise ApiError("ResourceUnavailable.CosStatusErr", "A running task cannot be deleted.")
+            raise ApiError(
+                "ResourceUnavailable.CosStatusErr",
+                "A running task cannot be deleted.",
+                "运行中的任务不能删除。",
+            )
         for increment in record["incrementals"]:
             self.ctx.store.delete("incremental", key(info.region, increment))
         self.ctx.store.delete("migration", key(info.region, record["MigrationId"]))
@@ -406,7 +439,11 @@ class SqlServerEmulator(TencentEmulator):
     def describe_upload_backup_info(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         record = self._migration(info.region, params["InstanceId"], params["BackupMigrationId"])
         if record["UploadType"] != "COS_UPLOAD":
-            raise ApiError("UnsupportedOperation.UploadTypeError", "The task does not use COS_UPLOAD.")
+            raise ApiError(
+                "UnsupportedOperation.UploadTypeError",
+                "The task does not use COS_UPLOAD.",
+                "任务的上传类型不是 COS_UPLOAD。",
+            )
         now = int(self.ctx.now())
         return Outcome({
             "BucketName": f"sandbox-migration-{APP_ID}", "Region": info.region,
@@ -426,8 +463,7 @@ class SqlServerEmulator(TencentEmulator):
         if increment_id not in parent["incrementals"]:
             raise ApiError(
                 "ResourceNotFound.IncreBackupMigrationNotExist",
-                f"The incremental import task {increment_id} does not exist.",
-            )
+                f"The incremental import task {increment_id} does not exist.", f"增量导入任务 {increment_id} 不存在。")
         return parent, self.ctx.store.get("incremental", key(info.region, increment_id)) or {}
 
     def create_incremental_migration(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
@@ -435,15 +471,17 @@ class SqlServerEmulator(TencentEmulator):
         if parent["RecoveryType"] == "FULL":
             raise ApiError(
                 "ResourceUnavailable.BackupMigrationRecoveryTypeErr",
-                "A FULL import task takes no incremental backup.",
-            )
+                "A FULL import task takes no incremental backup.", "恢复类型为 FULL 的导入任务不能导入增量备份。")
         if self._migration_status(parent)[0] in (9, 10):
-            raise ApiError("ResourceUnavailable.CosStatusErr", "The backup import task has ended.")
+            raise ApiError(
+                "ResourceUnavailable.CosStatusErr",
+                "The backup import task has ended.",
+                "备份导入任务已经结束。",
+            )
         if any(self._incremental_status(item)[0] in (2, 12) for item in self._incrementals(parent)):
             raise ApiError(
                 "ResourceInUse.IncrementalMigrationExist",
-                "An incremental import task is already waiting or running.",
-            )
+                "An incremental import task is already waiting or running.", "已有增量导入任务在等待或运行中。")
         recovery = _one_of(params.get("IsRecovery", "NO"), ("YES", "NO"), "IsRecovery")
         files = _one_file(params.get("BackupFiles") or [], parent["UploadType"])
         increment_id = self.new_id("mssql-incremental-migration", "incremental", info.region)
@@ -465,15 +503,18 @@ class SqlServerEmulator(TencentEmulator):
         parent, record = self._incremental(params, info)
         if self._incremental_status(record)[0] != 2:
             raise ApiError(
-                "ResourceUnavailable.CosStatusErr", "The incremental import task has already been started."
+                "ResourceUnavailable.CosStatusErr",
+                "The incremental import task has already been started.",
+                "增量导入任务已经开始。",
             )
         if self._migration_status(parent)[0] != 8:
             raise ApiError(
                 "ResourceUnavailable.CosStatusErr",
                 "The backup import task is not waiting for an incremental backup.",
+                "备份导入任务不在等待增量备份的状态。",
             )
         if not record["BackupFiles"]:
-            raise ApiError("ResourceNotFound.BackupNotFound", "The task has no backup file.")
+            raise ApiError("ResourceNotFound.BackupNotFound", "The task has no backup file.", "任务没有备份文件。")
         flow_id = self._new_flow(info.region, "incremental", record["MigrationId"])
         self.ctx.store.put(
             "incremental", key(info.region, record["MigrationId"]), {**record, "started_at": self.ctx.now()}
@@ -482,14 +523,23 @@ class SqlServerEmulator(TencentEmulator):
 
     def describe_incremental_migration(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         parent = self._migration(info.region, params["InstanceId"], params["BackupMigrationId"])
-        views = [self._task_view(record, True) for record in self._incrementals(parent)]
+        now = self.ctx.now()
+        views = [
+            self._task_view(record, True, info.language)
+            for record in self._incrementals(parent)
+            if info.listed(record["created_at"], now)
+        ]
         views = _filter_tasks(views, params, "IncrementalMigrationId")
         return Outcome({"TotalCount": len(views), "IncrementalMigrationSet": _page(views, params)})
 
     def delete_incremental_migration(self, params: dict[str, Any], info: RequestInfo) -> Outcome:
         parent, record = self._incremental(params, info)
         if self._incremental_status(record)[0] == 12:
-            raise ApiError("ResourceUnavailable.CosStatusErr", "A running task cannot be deleted.")
+            raise ApiError(
+                "ResourceUnavailable.CosStatusErr",
+                "A running task cannot be deleted.",
+                "运行中的任务不能删除。",
+            )
         increment_id = params["IncrementalMigrationId"]
         self.ctx.store.delete("incremental", key(info.region, increment_id))
         remaining = [item for item in parent["incrementals"] if item != increment_id]
@@ -503,29 +553,41 @@ class SqlServerEmulator(TencentEmulator):
 
 
 def _check_name(name: str, code: str, what: str) -> None:
+    what_zh = {"backup": "备份", "migration": "迁移任务"}[what]
     if not NAME.match(name):
         raise ApiError(
             code,
             f"The {what} name may hold only letters, digits, '-' and '_' "
             "(at most 60, the first a letter or digit).",
+            f"{what_zh}名称只能包含字母、数字、'-' 和 '_'（最多 60 个字符，首字符为字母或数字）。",
         )
 
 
 def _one_of(value: str, allowed: Iterable[str], name: str) -> str:
     if value not in allowed:
-        raise ApiError("InvalidParameterValue", f"`{name}` must be one of {', '.join(allowed)}.")
+        raise ApiError(
+            "InvalidParameterValue",
+            f"`{name}` must be one of {', '.join(allowed)}.",
+            f"`{name}` 必须是 {'、'.join(allowed)} 之一。",
+        )
     return value
 
 
 def _one_file(files: list[str], upload_type: str) -> list[str]:
     if len(files) > 1:
-        raise ApiError("InvalidParameter.InputIllegal", "Only one backup file is supported.")
+        raise ApiError("InvalidParameter.InputIllegal", "Only one backup file is supported.", "仅支持一个备份文件。")
     for name in files:
         if upload_type == "COS_URL" and not name.startswith(("http://", "https://")):
-            raise ApiError("InvalidParameter.InputIllegal", "With COS_URL, BackupFiles must be COS URLs.")
+            raise ApiError(
+                "InvalidParameter.InputIllegal",
+                "With COS_URL, BackupFiles must be COS URLs.",
+                "上传类型为 COS_URL 时，BackupFiles 必须是 COS 地址。",
+            )
         if upload_type == "COS_UPLOAD" and "/" in name:
             raise ApiError(
-                "InvalidParameter.InputIllegal", "With COS_UPLOAD, BackupFiles must be file names."
+                "InvalidParameter.InputIllegal",
+                "With COS_UPLOAD, BackupFiles must be file names.",
+                "上传类型为 COS_UPLOAD 时，BackupFiles 必须是文件名。",
             )
     return files
 
@@ -533,7 +595,11 @@ def _one_file(files: list[str], upload_type: str) -> list[str]:
 def _rename(item: Mapping[str, str]) -> dict[str, str]:
     old, new = item.get("OldName", ""), item.get("NewName", "")
     if not old and not new:
-        raise ApiError("InvalidParameter.InputIllegal", "DBRename needs OldName or NewName.")
+        raise ApiError(
+            "InvalidParameter.InputIllegal",
+            "DBRename needs OldName or NewName.",
+            "DBRename 需要 OldName 或 NewName。",
+        )
     return {"OldName": old, "NewName": new or old}
 
 
@@ -549,7 +615,7 @@ def _step_status(status: int, number: int) -> int:
 def _limit(params: Mapping[str, Any], default: int) -> int:
     limit = params.get("Limit", default)
     if not 1 <= limit <= 100:
-        raise ApiError("InvalidParameterValue", "`Limit` must be between 1 and 100.")
+        raise ApiError("InvalidParameterValue", "`Limit` must be between 1 and 100.", "`Limit` 必须在 1 到 100 之间。")
     return int(limit)
 
 
@@ -580,6 +646,6 @@ def _page(views: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[s
     # Offset is documented as "页数"; the sandbox reads it as a row offset (unverified).
     limit = params.get("Limit", 100)
     if not 1 <= limit <= 100:
-        raise ApiError("InvalidParameterValue", "`Limit` must be between 1 and 100.")
+        raise ApiError("InvalidParameterValue", "`Limit` must be between 1 and 100.", "`Limit` 必须在 1 到 100 之间。")
     offset = params.get("Offset", 0)
     return views[offset : offset + limit]
