@@ -374,8 +374,14 @@ def plugins(fmt: str) -> None:
 
 
 @main.command()
-def schema() -> None:
+@click.option("--report", "of_report", is_flag=True, help="The JSON Schema of report.json instead.")
+def schema(of_report: bool) -> None:
     """Print the plan's JSON Schema (with the installed providers' settings)."""
+    if of_report:
+        from batchmig.report import report_schema
+
+        click.echo(json.dumps(report_schema(), indent=2))
+        return
     from batchmig.plan.schema import plan_schema
 
     click.echo(json.dumps(plan_schema(STATE.load()), indent=2))

@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -54,6 +56,10 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_open ON calls (instance, step, state);
 CREATE TABLE IF NOT EXISTS cutovers (instance TEXT PRIMARY KEY, released REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, at REAL NOT NULL, user TEXT NOT NULL, host TEXT NOT NULL,
+    selection TEXT NOT NULL, instances TEXT NOT NULL
+);
 """
 
 # Instance statuses. Terminal ones end an instance; resume restarts the others.
@@ -90,6 +96,39 @@ class OpenIntent:
     step: int
     action: str
     resource: str | None
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks for a cutover or a retry: the audit trail of operator actions."""
+
+    user: str
+    host: str
+
+    @classmethod
+    def current(cls) -> Requester:
+        """The operating-system user of this process, on this machine."""
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+            user = f"uid {os.getuid()}"
+        return cls(user, socket.gethostname())
+
+
+@dataclass(frozen=True)
+class OperatorRequestRow:
+    """One journaled operator request (``batchmig cutover`` or ``batchmig retry``).
+
+    ``instances`` maps each instance it applied to onto its status at that moment.
+    """
+
+    id: int
+    kind: Literal["cutover", "retry"]
+    at: float
+    user: str
+    host: str
+    selection: str
+    instances: dict[str, str]
 
 
 def _error_json(error: Mapping[str, Any] | None) -> str | None:
@@ -288,13 +327,51 @@ class Journal:
     def released_cutovers(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT instance FROM cutovers")}
 
-    def release_cutovers(self, instance_ids: list[str]) -> None:
-        """Synchronous, from another process (``batchmig cutover``)."""
+    def released_cutover_times(self) -> dict[str, float]:
+        """Instance id -> when its cutover was released."""
+        return dict(self._optional("SELECT instance, released FROM cutovers"))
+
+    def release_cutovers(
+        self, instances: Mapping[str, str], requester: Requester | None = None, selection: str = ""
+    ) -> int:
+        """Synchronous, from another process (``batchmig cutover``): release the cutover
+        of ``instances`` (id -> status now) and journal who asked, in one transaction.
+        Returns the request's id."""
+        return self._request("cutover", instances, requester, selection,
+                             "INSERT OR IGNORE INTO cutovers VALUES (?, ?)", lambda iid, now: (iid, now))
+
+    def requests(self) -> list[OperatorRequestRow]:
+        """Every operator request of the run, oldest first."""
+        rows = self._optional("SELECT id, kind, at, user, host, selection, instances FROM requests ORDER BY id")
+        return [OperatorRequestRow(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6])) for row in rows]
+
+    def _request(
+        self,
+        kind: Literal["cutover", "retry"],
+        instances: Mapping[str, str],
+        requester: Requester | None,
+        selection: str,
+        sql: str,
+        row: Callable[[str, float], tuple[Any, ...]],
+    ) -> int:
+        who = requester or Requester.current()
         now = time.time()
         with self._db:
-            self._db.executemany(
-                "INSERT OR IGNORE INTO cutovers VALUES (?, ?)", [(i, now) for i in instance_ids]
+            cursor = self._db.execute(
+                "INSERT INTO requests (kind, at, user, host, selection, instances) VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, now, who.user, who.host, selection, json.dumps(dict(instances))),
             )
+            self._db.executemany(sql, [row(iid, now) for iid in instances])
+        return int(cursor.lastrowid or 0)
+
+    def _optional(self, sql: str) -> list[Any]:
+        """A read of a table that journals of older batchmig versions may lack."""
+        try:
+            return self._db.execute(sql).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
 
     # ------------------------------------------------------ engine writes
 

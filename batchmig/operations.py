@@ -18,6 +18,7 @@ import fnmatch
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 import anyio
 import structlog
 
-from batchmig import eventloop, logs
+from batchmig import __version__, eventloop, logs
 from batchmig.credentials import ResolvedCredentials, resolve_credentials
 from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller, RetryPolicy
 from batchmig.engine.runner import Engine, instance_view
@@ -39,7 +40,15 @@ from batchmig.plan.model import Plan
 from batchmig.plugin import DEFAULT_RATE, Connection, ProviderConfig
 from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.registry import Registry
-from batchmig.report import build_report, write_report
+from batchmig.report import (
+    CallSummary,
+    InvocationRecord,
+    LimiterKeyRecord,
+    ProcessFigures,
+    build_run_report,
+    write_report,
+)
+from batchmig.report.model import moment
 from batchmig.rundir import find_run_dir, make_run_id, run_is_active, run_lock
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 
@@ -184,11 +193,12 @@ def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOut
         "sandbox_config": json.dumps(dataclasses.asdict(options.sandbox_config)),
     })
     journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
-    return _run_with_lock(plan, registry, journal, run_id, run_dir, options)
+    return _run_with_lock(plan, registry, journal, run_id, run_dir, options, "run")
 
 
 def resume_run(
-    reference: str, registry: Registry, options: RunOptions, *, accept_changed_plan: bool = False
+    reference: str, registry: Registry, options: RunOptions, *, accept_changed_plan: bool = False,
+    command: str = "resume",
 ) -> RunOutcome:
     run_dir = find_run_dir(reference, options.runs_root)
     journal = Journal.open(run_dir / "journal.sqlite", durable=options.durable)
@@ -211,27 +221,27 @@ def resume_run(
     if options.sandbox and meta.get("sandbox_config"):
         options.sandbox_config = SandboxConfig.from_mapping(json.loads(meta["sandbox_config"]))
     options.sandbox_at = Path(meta["sandbox_at"]) if meta.get("sandbox_at") else None
-    return _run_with_lock(plan, registry, journal, meta["run_id"], run_dir, options)
+    return _run_with_lock(plan, registry, journal, meta["run_id"], run_dir, options, command)
 
 
 def _run_with_lock(
-    plan: Plan, registry: Registry, journal: Journal, run_id: str, run_dir: Path, options: RunOptions
+    plan: Plan, registry: Registry, journal: Journal, run_id: str, run_dir: Path, options: RunOptions, command: str
 ) -> RunOutcome:
     try:
         with run_lock(run_dir):
-            return eventloop.run(_execute, plan, registry, journal, run_id, run_dir, options)
+            return eventloop.run(_execute, plan, registry, journal, run_id, run_dir, options, command)
     finally:
         journal.close()
         logs.close_event_file()
 
 
 async def _execute(
-    plan: Plan, registry: Registry, journal: Journal, run_id: str, run_dir: Path, options: RunOptions
+    plan: Plan, registry: Registry, journal: Journal, run_id: str, run_dir: Path, options: RunOptions, command: str
 ) -> RunOutcome:
     logs.open_event_file(run_dir / "events.jsonl")
     structlog.contextvars.bind_contextvars(run=run_id)
     journal.start_writer()
-    started = time.monotonic()
+    started = time.time()
     async with contextlib.AsyncExitStack() as stack:
         endpoints, poll_scale = None, 1.0
         if options.sandbox_at:
@@ -275,23 +285,26 @@ async def _execute(
             stopped = JournalError(f"run {run_id} stopped: {_first_leaf(matched)}")
             stopped.hint = f"free space or fix the permissions of {run_dir}, then `batchmig resume {run_id}`"
             raise stopped from None
-    extra = {
-        "duration_seconds": round(time.monotonic() - started, 3),
-        "calls": pipeline.stats.as_dict(),
-        "rate_limits": {key: stats.as_dict() for key, stats in limiter.stats().items()},
-        "polls": engine.polls_by_poller,
-    }
-    if engine.stopping:
-        extra["interrupted"] = engine.stop_reason
-    report = build_report(journal, extra)
+    code = exit_code(list(engine.status.values()), interrupted=engine.stopping)
+    ended = time.time()
+    invocation = InvocationRecord(
+        command, moment(started), moment(ended), round(ended - started, 3), socket.gethostname(), os.getpid(),
+        __version__, CallSummary(**pipeline.stats.as_dict()), code, engine.stop_reason or None,
+    )
+    figures = ProcessFigures(
+        rate_limits={
+            key: LimiterKeyRecord(s.cap, s.admitted, s.waited, round(s.wait_seconds, 3), s.throttled, s.max_in_window)
+            for key, s in limiter.stats().items()
+        },
+        polls=engine.polls_by_poller, invocation=invocation,
+    )
+    report = build_run_report(journal, plan=plan, figures=figures).to_json_dict()
     try:
         write_report(run_dir / "report.json", report)
     except OSError as exc:  # the run directory filled up or lost its write permission at the very end
         stopped = JournalError(f"run {run_id}: cannot write {run_dir / 'report.json'}: {exc.strerror or exc}")
         stopped.hint = f"free space or fix the permissions of {run_dir}, then `batchmig resume {run_id}`"
         raise stopped from None
-    statuses = [entry["status"] for entry in report["instances"]]
-    code = exit_code(statuses, interrupted=engine.stopping)
     return RunOutcome(run_id, run_dir, code, report)
 
 
@@ -360,7 +373,8 @@ def run_status(reference: str, runs_root: Path) -> tuple[Path, dict[str, Any], b
     run_dir = find_run_dir(reference, runs_root)
     journal = Journal.open(run_dir / "journal.sqlite")
     try:
-        return run_dir, build_report(journal), run_is_active(run_dir)
+        active = run_is_active(run_dir)
+        return run_dir, build_run_report(journal, active=active).to_json_dict(), active
     finally:
         journal.close()
 
@@ -378,7 +392,7 @@ def release_cutover(reference: str, runs_root: Path, selectors: list[str], selec
             unknown = [p for p in selectors if not any(fnmatch.fnmatchcase(i, p) for i in records)]
             if unknown:
                 raise UsageError(f"no instance matches {', '.join(unknown)}")
-        journal.release_cutovers(chosen)
+        journal.release_cutovers({iid: records[iid].status for iid in chosen}, selection=" ".join(selectors) or "--all")
         return run_dir, chosen
     finally:
         journal.close()

@@ -1,0 +1,209 @@
+"""Build the ``RunReport`` of a run from its journal.
+
+From the journal, not from a runner's memory, so ``batchmig status`` of a run that was
+killed shows the same picture a finished run reports, and the report covers every
+start, resume and retry of the run. Only what is never journaled — the limiter's
+per-key counters and poll counts of the process writing the report — comes from
+``ProcessFigures``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from batchmig.journal import (
+    AWAITING_CUTOVER,
+    FAILED,
+    INTERRUPTED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    InstanceRecord,
+    Journal,
+)
+from batchmig.plan.model import Plan
+from batchmig.report.model import (
+    SCHEMA_VERSION,
+    CallSummary,
+    CutoverRecord,
+    ErrorRecord,
+    InstanceReport,
+    InvocationRecord,
+    LimiterKeyRecord,
+    OperatorRequest,
+    RunReport,
+    RunState,
+    StepRecord,
+    WaveSummary,
+    moment,
+    span,
+    timestamp,
+)
+
+NEEDS_ATTENTION = "needs_attention"
+_ERROR_FIELDS = ("kind", "code", "message", "request_id", "step")
+
+
+@dataclass(frozen=True)
+class ProcessFigures:
+    """What only the process writing the report knows: it is not journaled."""
+
+    rate_limits: Mapping[str, LimiterKeyRecord] = field(default_factory=dict)
+    polls: Mapping[str, int] = field(default_factory=dict)
+    invocation: InvocationRecord | None = None
+    """This process's own invocation, for journals that do not keep invocations."""
+
+
+def build_run_report(
+    journal: Journal,
+    *,
+    plan: Plan | None = None,
+    active: bool = False,
+    figures: ProcessFigures | None = None,
+) -> RunReport:
+    """The report of the run ``journal`` records.
+
+    ``plan`` adds each instance's tags and cutover policy; ``active`` says a runner is
+    working on the run now (its state is then ``running``).
+    """
+    figures = figures or ProcessFigures()
+    meta = journal.meta()
+    steps: dict[str, list[StepRecord]] = {}
+    for instance, index, name, started, ended, status in journal.steps():
+        steps.setdefault(instance, []).append(
+            StepRecord(index, name, status, timestamp(started), timestamp(ended), span(started, ended))
+        )
+    instances = [_instance(record, steps.get(record.id, ()), plan) for record in journal.instances().values()]
+    invocations = [figures.invocation] if figures.invocation else []
+    requests = [
+        OperatorRequest(row.id, row.kind, moment(row.at), row.user, row.host, row.selection,
+                        len(row.instances))
+        for row in journal.requests()
+    ]
+    start_error = meta.get("start_error") or None
+    first = _epoch(meta.get("created"))
+    last = max((i.ended.timestamp() for i in invocations if i.ended), default=None)
+    return RunReport(
+        schema_version=SCHEMA_VERSION,
+        run=meta.get("run_id", ""),
+        plan=meta.get("plan_path", ""),
+        plan_sha256=meta.get("plan_sha256", ""),
+        sandbox=meta.get("sandbox") == "1" or bool(meta.get("sandbox_at")),
+        state=run_state([i.status for i in instances], active=active, start_error=start_error),
+        started=timestamp(first),
+        ended=None if active else timestamp(last),
+        duration_seconds=round(sum(i.duration_seconds or 0.0 for i in invocations), 3),
+        elapsed_seconds=span(first, last),
+        counts=dict(sorted(Counter(i.status for i in instances).items())),
+        calls=sum_calls(i.calls for i in invocations),
+        invocations=tuple(invocations),
+        waves=_waves(instances, plan),
+        requests=tuple(requests),
+        cutovers=tuple(_cutovers(journal)),
+        rate_limits=dict(figures.rate_limits),
+        polls=dict(figures.polls),
+        start_error=start_error,
+        instances=tuple(instances),
+    )
+
+
+def run_state(statuses: Sequence[str], *, active: bool, start_error: str | None = None) -> RunState:
+    """What a run's instance statuses add up to (the first that applies)."""
+    if active:
+        return "running"
+    if start_error and all(s == PENDING for s in statuses):
+        return "not_started"
+    if any(s in (INTERRUPTED, PENDING, RUNNING) for s in statuses):
+        return "interrupted"
+    if NEEDS_ATTENTION in statuses:
+        return "needs_attention"
+    if any(s in (FAILED, SKIPPED) for s in statuses):
+        return "failed"
+    if AWAITING_CUTOVER in statuses:
+        return "awaiting_cutover"
+    return "succeeded"
+
+
+def sum_calls(summaries: Iterable[CallSummary]) -> CallSummary:
+    """Several invocations' calls as one."""
+    by_action: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    totals = Counter[str]()
+    for summary in summaries:
+        by_action.update(summary.calls_by_action)
+        errors.update(summary.errors_by_code)
+        totals.update(calls=summary.calls, retries=summary.retries, throttled=summary.throttled,
+                      unknown_outcomes=summary.unknown_outcomes, reconciled=summary.reconciled)
+    return CallSummary(
+        calls=totals["calls"], calls_by_action=dict(sorted(by_action.items())), retries=totals["retries"],
+        throttled=totals["throttled"], unknown_outcomes=totals["unknown_outcomes"],
+        reconciled=totals["reconciled"], errors_by_code=dict(sorted(errors.items())),
+    )
+
+
+def _instance(record: InstanceRecord, steps: Sequence[StepRecord], plan: Plan | None) -> InstanceReport:
+    planned = plan.instance(record.id) if plan is not None and plan.has_instance(record.id) else None
+    return InstanceReport(
+        id=record.id,
+        provider=record.provider,
+        wave=record.wave,
+        status=record.status,
+        step=record.step_name if record.status != SUCCEEDED else None,
+        step_index=record.step,
+        updated=timestamp(record.updated),
+        remote_ids=dict(record.outputs),
+        steps=tuple(steps),
+        error=error_record(record.error) if record.error else None,
+        tags=dict(planned.tags) if planned else {},
+        cutover=planned.cutover if planned else None,
+    )
+
+
+def error_record(error: Mapping[str, Any]) -> ErrorRecord:
+    """A journaled error (a free mapping) as a record; unknown keys go to ``details``."""
+    request_id, step = error.get("request_id"), error.get("step")
+    return ErrorRecord(
+        kind=str(error.get("kind", "failed")),
+        code=str(error.get("code", "")),
+        message=str(error.get("message", "")),
+        request_id=None if request_id is None else str(request_id),
+        step=None if step is None else str(step),
+        details={key: value for key, value in error.items() if key not in _ERROR_FIELDS and value is not None},
+    )
+
+
+def _waves(instances: Sequence[InstanceReport], plan: Plan | None) -> tuple[WaveSummary, ...]:
+    counts: dict[str, Counter[str]] = {wave.name: Counter() for wave in plan.waves} if plan else {}
+    for instance in instances:
+        counts.setdefault(instance.wave, Counter())[instance.status] += 1
+    return tuple(
+        WaveSummary(name, sum(by_status.values()), dict(sorted(by_status.items())))
+        for name, by_status in counts.items()
+        if by_status
+    )
+
+
+def _cutovers(journal: Journal) -> Iterable[CutoverRecord]:
+    released = journal.released_cutover_times()
+    for request in journal.requests():
+        if request.kind != "cutover":
+            continue
+        for instance, status in request.instances.items():
+            at = released.get(instance)
+            if at is not None:
+                yield CutoverRecord(instance, moment(at), request.user, request.host, request.id,
+                                    before_gate=status != AWAITING_CUTOVER)
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,109 @@
+"""The run report: the typed model built from the journal, report.json and its JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from batchmig.journal import Journal, Requester
+from batchmig.registry import Registry
+from batchmig.report import SCHEMA_VERSION, RunReport, build_run_report, read_report, report_schema, run_state
+from batchmig.testing import run_plan
+
+DOCS = Path(__file__).parent.parent / "docs"
+PLAN = """\
+version: 1
+providers:
+  tc: {type: testcloud, region: eu-1}
+defaults: {provider: tc, cutover: manual, settings: {testcloud: {duration: 20}}}
+waves: [{name: first}, {name: second}]
+instances:
+  - {id: a, wave: first, tags: {team: crm}, settings: {incremental: true}}
+  - {id: b, wave: first}
+  - {id: c, wave: second, settings: {fail: true}}
+"""
+
+
+def validate(document: dict) -> None:
+    jsonschema.Draft202012Validator(report_schema(), format_checker=jsonschema.FormatChecker()).validate(document)
+
+
+def test_the_published_schema_is_the_generated_one() -> None:
+    published = json.loads((DOCS / "report-schema.json").read_text(encoding="utf-8"))
+    assert published == report_schema(), "regenerate: batchmig schema --report > docs/report-schema.json"
+    jsonschema.Draft202012Validator.check_schema(published)
+
+
+def test_a_real_report_validates_and_reads_back(plan_file, registry: Registry, tmp_path: Path) -> None:
+    result = run_plan(plan_file(PLAN), registry, tmp_path)
+    document = json.loads((result.outcome.run_dir / "report.json").read_text(encoding="utf-8"))
+    validate(document)
+    assert document["schema_version"] == SCHEMA_VERSION and document["sandbox"] is True
+    assert document["state"] == "failed" and document["counts"] == {"awaiting_cutover": 1, "failed": 1,
+                                                                    "succeeded": 1}
+    report = read_report(result.outcome.run_dir / "report.json")
+    assert report == RunReport.load(document) and report.to_json_dict() == document
+    by_id = {i.id: i for i in report.instances}
+    assert by_id["a"].tags == {"team": "crm"} and by_id["a"].cutover == "manual" and by_id["a"].step == "complete-job"
+    assert by_id["c"].error is not None and by_id["c"].error.code == "JobFailed"
+    steps = by_id["b"].steps
+    assert [s.name for s in steps] == ["create-job", "start-job", "wait-job"]
+    for step in steps:  # ISO-8601 in the file, with the duration beside the times
+        assert step.started and step.ended and step.duration_seconds is not None
+        assert step.duration_seconds == pytest.approx((step.ended - step.started).total_seconds(), abs=0.002)
+    assert datetime.fromisoformat(document["instances"][1]["steps"][0]["started"]).tzinfo is not None
+    (invocation,) = report.invocations
+    assert invocation.command == "run" and invocation.exit_code == 1 and invocation.calls.calls > 0
+    assert report.calls == invocation.calls and report.duration_seconds == invocation.duration_seconds
+    assert [(w.name, w.instances) for w in report.waves] == [("first", 2), ("second", 1)]
+    assert any(key.endswith("/CreateJob") for key in report.rate_limits)
+
+
+def test_cutover_requests_are_audited(plan_file, registry: Registry, tmp_path: Path) -> None:
+    result = run_plan(plan_file(PLAN), registry, tmp_path)
+    journal = Journal.open(result.outcome.run_dir / "journal.sqlite")
+    try:
+        journal.release_cutovers({"a": "awaiting_cutover"}, Requester("dba", "jump-1"), "--select a")
+        journal.release_cutovers({"b": "running"}, Requester("dba", "jump-2"), "--tag team=crm")
+        report = build_run_report(journal)
+    finally:
+        journal.close()
+    validate(report.to_json_dict())
+    assert [(r.kind, r.user, r.host, r.selection, r.instances) for r in report.requests] == [
+        ("cutover", "dba", "jump-1", "--select a", 1), ("cutover", "dba", "jump-2", "--tag team=crm", 1)]
+    assert [(c.instance, c.host, c.before_gate) for c in report.cutovers] == [("a", "jump-1", False),
+                                                                             ("b", "jump-2", True)]
+    assert report.state == "failed"
+
+
+def test_the_current_user_is_named() -> None:
+    who = Requester.current()
+    assert who.user and who.host
+
+
+@pytest.mark.parametrize(
+    ("statuses", "active", "start_error", "state"),
+    [
+        (["succeeded"], True, None, "running"),
+        (["pending", "pending"], False, "credentials not set", "not_started"),
+        (["succeeded", "running"], False, None, "interrupted"),
+        (["succeeded", "failed", "awaiting_cutover"], False, None, "failed"),
+        (["succeeded", "awaiting_cutover"], False, None, "awaiting_cutover"),
+        (["succeeded", "needs_attention", "failed"], False, None, "needs_attention"),
+        (["succeeded"], False, None, "succeeded"),
+    ],
+)
+def test_run_state(statuses: list[str], active: bool, start_error: str | None, state: str) -> None:
+    assert run_state(statuses, active=active, start_error=start_error) == state
+
+
+def test_schema_command_prints_the_report_schema() -> None:
+    from batchmig.cli import main
+
+    result = CliRunner().invoke(main, ["schema", "--report"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == report_schema()
