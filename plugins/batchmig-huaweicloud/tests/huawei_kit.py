@@ -15,7 +15,7 @@ import json
 import random
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -107,6 +107,8 @@ class Sandbox:
     audit: list[AuditEntry] = field(default_factory=list)
     faults: list[tuple[str, str]] = field(default_factory=list)
     """(action, kind) consumed once each: throttle, internal, unavailable, drop_after."""
+    list_lag: float = 0.0
+    """Seconds during which new jobs stay out of lists (the host's list_lag fault)."""
 
     def created(self) -> list[str]:
         return [e.resource or "" for e in self.audit if e.action == "CreateReplicationJob" and e.changed]
@@ -132,7 +134,7 @@ def _host(box_ref: list[Sandbox]) -> web.Application:
                 box.audit.append(AuditEntry(info.action, info.credential, response.status, None, False))
                 return response
         try:
-            reply = await box.emulator.handle(request, info, body)
+            reply = await box.emulator.handle(request, replace(info, list_lag=box.list_lag), body)
         except EmulatorReject as reject:
             box.audit.append(AuditEntry(info.action, info.credential, reject.response.status, None, False))
             return reject.response

@@ -11,12 +11,13 @@ import anyio
 import pytest
 from batchmig.errors import NotFoundError, PermanentError, ThrottleError, TransientError
 from batchmig.plugin import Call, HttpRequest
-from huawei_kit import Client, Sandbox, http_send
+from huawei_kit import Client, Sandbox, http_send, make_client
 
 from batchmig_huaweicloud import api, signer
 from batchmig_huaweicloud.demo import DEMO_CREDENTIALS
 from batchmig_huaweicloud.emulator.routes import route
 from batchmig_huaweicloud.emulator.validation import Invalid, validate_create
+from batchmig_huaweicloud.settings import DrsOptions
 
 PROJECT = DEMO_CREDENTIALS["project_id"]
 TARGET = "0a3182607bc549bcb46cc9a8755761a6in04"
@@ -263,7 +264,7 @@ async def test_create_show_list_update_delete_shapes(client: Client, sandbox: Sa
     assert set(listed["jobs"][0]) >= {"id", "name", "status", "engine_type", "create_time", "error_log"}
     with pytest.raises(PermanentError) as running:
         await client.send(Call(api.DELETE, {"job_id": job_id}, mutating=True))
-    assert running.value.code == "DRS.M00304"
+    assert running.value.code == "DRS.10000001"  # the delete page's documented 400
     await client.send(
         Call(api.UPDATE, {"job_id": job_id, "body": {"name": "renamed-1", "description": "x"}}, mutating=True)
     )
@@ -334,31 +335,31 @@ def broken(path: str, value: Any) -> dict[str, Any]:
         ("base_info.name", "abc", "DRS.M00202", "base_info.name"),
         ("base_info.name", "1abcd", "DRS.M00202", "start with a letter"),
         ("base_info.name", "a" * 51, "DRS.M00202", "base_info.name"),
-        ("base_info.name", KeyError, "DRS.M00201", "base_info.name is empty"),
+        ("base_info.name", KeyError, "DRS.10000001", "base_info.name is empty"),
         ("base_info.engine_type", "mysql", "DRS.M00202", "engine_type"),
-        ("base_info.tags", [{"key": "k" * 37, "value": "v"}], "DRS.M00270", "too long"),
+        ("base_info.tags", [{"key": "k" * 37, "value": "v"}], "DRS.M00202", "at most 36"),
         ("base_info.tags", [{"key": "a b", "value": "v"}], "DRS.M00202", "tags.key"),
         ("base_info.tags", [{"key": "k", "value": "a#b"}], "DRS.M00202", "tags.value"),
         (
             "base_info.tags",
             [{"key": "k", "value": "1"}, {"key": "k", "value": "2"}],
-            "DRS.M00269",
+            "DRS.M00202",
             "Duplicate",
         ),
         ("backup_info.file_source", "obs", "DRS.M00202", "file_source"),
-        ("backup_info.bucket_name", KeyError, "DRS.M00201", "bucket_name is empty"),
+        ("backup_info.bucket_name", KeyError, "DRS.10000001", "bucket_name is empty"),
         ("backup_info.bucket_name", "Bad_Bucket", "DRS.M00202", "bucket_name"),
         ("backup_info.bucket_name", "10.0.0.1", "DRS.M00202", "IP address"),
         ("backup_info.bucket_name", "-abc", "DRS.M00202", "start and end"),
-        ("backup_info.files", [], "DRS.M00201", "files is empty"),
-        ("backup_info.files.0.name", "", "DRS.M00201", "files[0].name"),
-        ("target_db_info.target_instance_id", "", "DRS.M00201", "target_instance_id"),
+        ("backup_info.files", [], "DRS.10000001", "files is empty"),
+        ("backup_info.files.0.name", "", "DRS.10000001", "files[0].name"),
+        ("target_db_info.target_instance_id", "", "DRS.10000001", "target_instance_id"),
         ("options.recovery_mode", "FULL", "DRS.M00202", "recovery_mode"),
-        ("options.recovery_mode", KeyError, "DRS.M00201", "recovery_mode"),
-        ("options.is_last_backup", KeyError, "DRS.M00201", "is_last_backup"),
+        ("options.recovery_mode", KeyError, "DRS.10000001", "recovery_mode"),
+        ("options.is_last_backup", KeyError, "DRS.10000001", "is_last_backup"),
         ("options.is_precheck", "yes", "DRS.M00202", "is_precheck"),
         ("options.reset_db_name_map", {"old": "new"}, "DRS.M00202", "empty string"),
-        ("options.is_default_restore", False, "DRS.M00201", "db_names"),
+        ("options.is_default_restore", False, "DRS.10000001", "db_names"),
     ],
 )
 @pytest.mark.anyio
@@ -402,7 +403,7 @@ def test_rds_required_fields_answer_empty(field: str) -> None:
     node[leaf] = ""
     with pytest.raises(Invalid) as refused:
         validate_create(payload)
-    assert refused.value.code == "DRS.M00201"
+    assert refused.value.code == "DRS.10000001"
 
 
 # -------------------------------------------------------------------- state machine
@@ -495,6 +496,37 @@ async def test_throttle_and_faults_in_huawei_dialect(client: Client, sandbox: Sa
         await show(client, "whatever")
     assert internal.value.http_status == 500 and internal.value.code == "DRS.M00004"
     assert sandbox.emulator.error(info, "unavailable").status == 503
+
+
+@pytest.mark.anyio
+async def test_drs_errors_follow_x_language_and_the_gateway_speaks_english(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    chinese = make_client(sandbox.url, http, options=DrsOptions(language="zh-cn"))
+    english = make_client(sandbox.url, http, options=DrsOptions(language="en-us"))
+    default = make_client(sandbox.url, http)
+    for client, expected in ((chinese, "任务不存在"), (english, "Job does not exist"), (default, "Job does not exist")):
+        with pytest.raises(NotFoundError) as missing:
+            await show(client, "no-such-jb000")
+        assert expected in missing.value.message
+    with pytest.raises(PermanentError) as refused:
+        await create(chinese, broken("base_info.name", KeyError))
+    assert refused.value.code == "DRS.10000001" and "参数 base_info.name 为空" in refused.value.message
+    sandbox.faults += [(api.LIST, "throttle")]
+    with pytest.raises(ThrottleError) as throttled:
+        await chinese.send(Call(api.LIST, {"query": {}}))
+    assert "throttling threshold" in throttled.value.message  # APIGW ignores X-Language
+
+
+@pytest.mark.anyio
+async def test_a_lagging_list_leaves_new_jobs_out_and_show_does_not(client: Client, sandbox: Sandbox) -> None:
+    sandbox.list_lag = 30
+    job_id = await create(client, body("lagging-job"))
+    listed = await client.send(Call(api.LIST, {"query": {"name": "lagging"}}))
+    assert (listed["count"], listed["jobs"]) == (0, [])
+    assert (await show(client, job_id))["id"] == job_id
+    sandbox.ctx.offset += 30
+    assert (await client.send(Call(api.LIST, {"query": {"name": "lagging"}})))["count"] == 1
 
 
 def test_routes() -> None:

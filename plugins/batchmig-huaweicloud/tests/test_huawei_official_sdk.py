@@ -103,7 +103,7 @@ async def test_official_sdk_round_trip(sandbox: Sandbox) -> None:
     assert shown.base_info.name == "sdk-job-01"
     assert shown.backup_info.file_info[0].file_name == "db.bak"
     assert result["listed"].count == 1 and result["listed"].jobs[0].id == result["job_id"]
-    assert result["delete_error"] == (400, "DRS.M00304")  # still running
+    assert result["delete_error"] == (400, "DRS.10000001")  # still running
     status, code, request_id = result["missing"]
     assert (status, code) == (400, "DRS.10000010") and request_id
     assert result["resolved_count"] == 0  # another region's project: the SDK resolved it via IAM

@@ -38,6 +38,37 @@ def iam_time(wall: float) -> str:
     return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _links(self_url: str) -> dict[str, str | None]:
+    # Keystone's links: no previous or next page here.
+    return {"self": self_url, "previous": None, "next": None}
+
+
+def _catalog(base_url: str, region: str) -> list[dict[str, Any]]:
+    """The services a token may call: DRS and IAM, both served by the sandbox's one port."""
+    services = (("drs", "drs"), ("identity", "iam"))
+    return [
+        {
+            "type": kind,
+            "id": hashlib.sha256(f"service:{name}".encode()).hexdigest()[:32],
+            "name": name,
+            "endpoints": [
+                {
+                    "url": base_url,
+                    "region": region,
+                    "region_id": region,
+                    "interface": "public",
+                    "id": hashlib.sha256(f"endpoint:{name}:{region}".encode()).hexdigest()[:32],
+                }
+            ],
+        }
+        for kind, name in services
+    ]
+
+
 def _keystone_error(status: int, message: str, title: str) -> EmulatorReject:
     # IAM speaks OpenStack Keystone's error shape, not the gateway's.
     payload = {"error": {"code": status, "message": message, "title": title}}
@@ -76,17 +107,22 @@ class Iam:
     def list_projects(self, request: web.Request) -> web.Response:
         query = dict(parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True))
         region = query.get("name")
+        here = _base_url(request)
         if not region:
-            return json_reply(200, {"projects": [], "links": {"self": str(request.rel_url)}})
+            return json_reply(200, {"projects": [], "links": _links(f"{here}{request.rel_url}")})
+        project_id = self.project_for_region(region)
+        domain_id = hashlib.sha256(b"sandbox-domain").hexdigest()[:32]
         project = {
-            "id": self.project_for_region(region),
+            "id": project_id,
             "name": region,
-            "domain_id": hashlib.sha256(b"sandbox-domain").hexdigest()[:32],
+            "domain_id": domain_id,
+            "parent_id": domain_id,  # a region's project hangs off the account (domain)
             "enabled": True,
             "is_domain": False,
             "description": "",
+            "links": _links(f"{here}/v3/projects/{project_id}"),
         }
-        return json_reply(200, {"projects": [project], "links": {"self": str(request.rel_url)}})
+        return json_reply(200, {"projects": [project], "links": _links(f"{here}{request.rel_url}")})
 
     # ---------------------------------------------------------------- tokens
 
@@ -100,7 +136,7 @@ class Iam:
         except (ValueError, KeyError, TypeError):
             return "anonymous", ""
 
-    def issue_token(self, body: bytes) -> web.Response:
+    def issue_token(self, request: web.Request, body: bytes) -> web.Response:
         try:
             auth: Any = json.loads(body)["auth"]
             user = auth["identity"]["password"]["user"]
@@ -135,19 +171,20 @@ class Iam:
             },
         )
         domain_ref = {"id": hashlib.sha256(domain.encode()).hexdigest()[:32], "name": domain}
-        payload = {
-            "token": {
-                "expires_at": expires_at,
-                "issued_at": iam_time(now),
-                "methods": ["password"],
-                "project": {"id": project_id, "name": region, "domain": domain_ref},
-                "roles": [{"id": "0", "name": "op_service"}],
-                "user": {
-                    "id": hashlib.sha256(name.encode()).hexdigest()[:32],
-                    "name": name,
-                    "password_expires_at": "",
-                    "domain": domain_ref,
-                },
-            }
+        token_body: dict[str, Any] = {
+            "expires_at": expires_at,
+            "issued_at": iam_time(now),
+            "methods": ["password"],
+            "project": {"id": project_id, "name": region, "domain": domain_ref},
+            "roles": [{"id": "0", "name": "op_service"}],
+            "user": {
+                "id": hashlib.sha256(name.encode()).hexdigest()[:32],
+                "name": name,
+                "password_expires_at": "",
+                "domain": domain_ref,
+            },
         }
-        return json_reply(201, payload, headers={"X-Subject-Token": token})
+        # A project-scoped token has no "domain"; the catalog is left out on ?nocatalog=<anything>.
+        if not dict(parse_qsl(request.rel_url.raw_query_string)).get("nocatalog"):
+            token_body["catalog"] = _catalog(_base_url(request), region)
+        return json_reply(201, {"token": token_body}, headers={"X-Subject-Token": token})

@@ -243,7 +243,7 @@ class JobBook:
     def detail(self, job: Mapping[str, Any]) -> dict[str, Any]:
         """A job as Show describes it (note ``file_info``, not ``files``)."""
         summary = self.summary(job)
-        options = dict(job["options"])
+        options = {"consistency_check_mode": "", **job["options"]}  # "": no DBCC check asked for
         if job["numeric_mode"]:
             options["recovery_mode"] = "1" if options["recovery_mode"] == "full" else "2"
         backup = job["backup_info"]
@@ -259,7 +259,11 @@ class JobBook:
                 "file_info": [self._file_info(job, f) for f in backup["files"]],
             },
             "base_info": job["base_info"],
-            "target_db_info": {k: v for k, v in job["target_db_info"].items() if v},
+            "target_db_info": {
+                **job["target_db_info"],
+                # FILESTREAM is off on a target unless the create said otherwise.
+                "ms_file_stream_status": job["target_db_info"].get("ms_file_stream_status") or "off",
+            },
             "options": options,
             "new_db_names": json.dumps(renamed),
             "instance_name": "",

@@ -5,6 +5,10 @@ audits, throttles and injects faults, then calls ``handle`` (DRS: the operation 
 the job book). ``error`` renders the host's throttles and injected faults the way
 Huawei answers them: 429 ``APIGW.0308`` from the gateway, ``DRS.M01503`` (HTTP 400)
 when DRS itself refuses for rate, 500 ``DRS.M00004`` for an internal error.
+
+DRS's own errors use the codes the v5 pages show (``DRS.10000001``, ``DRS.M00202``,
+``DRS.10000010``; see ``validation``) and honour ``X-Language`` (``en-us``, the
+default, or ``zh-cn``); the gateway's (``APIGW.*``) are English only.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from batchmig_huaweicloud.emulator.iam import Iam
 from batchmig_huaweicloud.emulator.replies import drs_error, gateway_error, json_reply
 from batchmig_huaweicloud.emulator.restores import JobBook
 from batchmig_huaweicloud.emulator.routes import IAM_PROJECTS, IAM_TOKENS, MUTATING, route
-from batchmig_huaweicloud.emulator.validation import Invalid, validate_create, validate_update
+from batchmig_huaweicloud.emulator.validation import (
+    FAILED,
+    Invalid,
+    invalid_value,
+    validate_create,
+    validate_update,
+)
 from batchmig_huaweicloud.provider import RATE_LIMITS
 
 __all__ = ["DEMO_CREDENTIALS", "HuaweiDrsEmulator"]
@@ -32,7 +42,15 @@ __all__ = ["DEMO_CREDENTIALS", "HuaweiDrsEmulator"]
 MAX_BODY = 12 * 1024 * 1024
 _PROJECT_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")  # real ones are 32 hex digits
 LIST_MAX = 2000
-NOT_FOUND = ("DRS.10000010", "Job does not exist, please check job ID.")
+NOT_FOUND = Invalid("DRS.10000010", "Job does not exist, please check job ID.", "任务不存在，请检查任务ID。")
+STILL_RUNNING = Invalid(
+    FAILED,
+    "Failed. Only a finished job can be deleted.",
+    "失败。只能删除已结束的任务。",
+)
+INVALID_PROJECT = Invalid("DRS.M00261", "Invalid project ID.", "无效的项目ID。", status=403)
+TOO_FREQUENT = Invalid("DRS.M01503", "Operation too frequent. Try again later.", "操作过于频繁，请稍后再试。")
+ABNORMAL = Invalid("DRS.M00004", "Service is abnormal. Check logs.", "服务异常，请检查日志。", status=500)
 
 
 class HuaweiDrsEmulator(Emulator):
@@ -68,6 +86,7 @@ class HuaweiDrsEmulator(Emulator):
             user, region = self._iam.requester(body)
             return RequestInfo(found.action, user, region or "global", mutating=False)
         caller = self._gateway.authenticate(request, body)
+        language = request.headers.get("X-Language", "")
         params: dict[str, Any] = dict(found.params)
         project_id = params.get("project_id")
         if project_id is not None:
@@ -77,14 +96,16 @@ class HuaweiDrsEmulator(Emulator):
                 or (caller.token_project and caller.token_project != project_id)
                 or (header_project and header_project != project_id)
             ):
-                raise EmulatorReject(drs_error(403, "DRS.M00261", "Invalid project ID."), "DRS.M00261")
+                raise EmulatorReject(_answer(INVALID_PROJECT, language), INVALID_PROJECT.code)
             region = self._region(request, project_id)
             self._iam.remember(project_id, region)
         else:
             region = "global"
         if found.action == "CreateReplicationJob":
             params["name"] = _peek_name(body)
-        return RequestInfo(found.action, caller.credential, region, found.action in MUTATING, params)
+        return RequestInfo(
+            found.action, caller.credential, region, found.action in MUTATING, params, language=language
+        )
 
     def _region(self, request: web.Request, project_id: str) -> str:
         host = request.headers.get("Host", "")
@@ -99,12 +120,12 @@ class HuaweiDrsEmulator(Emulator):
         try:
             return self._dispatch(request, info, body)
         except Invalid as invalid:
-            return EmulatorReply(drs_error(invalid.status, invalid.code, invalid.message))
+            return EmulatorReply(_answer(invalid, info.language))
 
     def _dispatch(self, request: web.Request, info: RequestInfo, body: bytes) -> EmulatorReply:
         action, params = info.action, info.params
         if action == IAM_TOKENS:
-            return EmulatorReply(self._iam.issue_token(body))
+            return EmulatorReply(self._iam.issue_token(request, body))
         if action == IAM_PROJECTS:
             return EmulatorReply(self._iam.list_projects(request))
         project_id = str(params["project_id"])
@@ -115,10 +136,10 @@ class HuaweiDrsEmulator(Emulator):
                 json_reply(200, {"job_id": created["id"]}), resource=req.base_info["name"], changed=True
             )
         if action == "ListReplicationJobs":
-            return EmulatorReply(self._list(project_id, request))
+            return EmulatorReply(self._list(project_id, request, info))
         found = self._jobs.get(project_id, str(params["job_id"]))
         if found is None:
-            return EmulatorReply(drs_error(400, *NOT_FOUND))
+            return EmulatorReply(_answer(NOT_FOUND, info.language))
         job = found
         if action == "ShowReplicationJob":
             return EmulatorReply(json_reply(200, self._jobs.detail(job)), resource=job["id"])
@@ -127,30 +148,30 @@ class HuaweiDrsEmulator(Emulator):
             job["base_info"] = {**job["base_info"], **change}
             self._jobs.save(job)
             return EmulatorReply(json_reply(200, {}), resource=job["id"], changed=True)
-        # DeleteReplicationJob: only finished jobs can go.
+        # DeleteReplicationJob: only finished jobs can go (the delete page's 400 is DRS.10000001).
         if not self._jobs.is_terminal(job):
-            return EmulatorReply(
-                drs_error(400, "DRS.M00304", "This API cannot be called in the current task status."),
-                resource=job["id"],
-            )
+            return EmulatorReply(_answer(STILL_RUNNING, info.language), resource=job["id"])
         job["deleted"] = True
         self._jobs.save(job)
         return EmulatorReply(json_reply(200, {}), resource=job["id"], changed=True)
 
-    def _list(self, project_id: str, request: web.Request) -> web.Response:
+    def _list(self, project_id: str, request: web.Request, info: RequestInfo) -> web.Response:
         pairs = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
         query: dict[str, str] = {k: v for k, v in pairs if k != "dbs_instance_ids"}
         targets = [v for k, v in pairs if k == "dbs_instance_ids" and v]
         if len(targets) > 10:
-            raise Invalid("DRS.M00202", "The value of dbs_instance_ids is invalid.")
+            raise invalid_value("dbs_instance_ids", "At most 10 instance ids.")
         limit = _int(query.get("limit"), 10, "limit", 1, LIST_MAX)
         offset = _int(query.get("offset"), 0, "offset", 0, 10**9)
         sort_key = query.get("sort_key") or "created_at"
         sort_dir = (query.get("sort_dir") or "desc").lower()
         if sort_dir not in ("asc", "desc"):
-            raise Invalid("DRS.M00202", "The value of sort_dir is invalid.")
+            raise invalid_value("sort_dir")
+        now = self._ctx.now()
         jobs = [
-            job for job in self._jobs.live(project_id) if _matches(job, query, targets, self._jobs.status)
+            job
+            for job in self._jobs.live(project_id)
+            if info.listed(job["created_wall"], now) and _matches(job, query, targets, self._jobs.status)
         ]
         field = {
             "name": lambda j: j["base_info"]["name"].lower(),
@@ -169,8 +190,8 @@ class HuaweiDrsEmulator(Emulator):
         code: str | None = None,
     ) -> web.Response:
         if kind == "throttle":
-            if code == "DRS.M01503":
-                return drs_error(400, code, "Operation too frequent. Try again later.")
+            if code == TOO_FREQUENT.code:
+                return _answer(TOO_FREQUENT, info.language)
             limit = self.rate_limits.get(info.action, self.default_rate)
             return gateway_error(
                 429,
@@ -178,17 +199,20 @@ class HuaweiDrsEmulator(Emulator):
                 "The throttling threshold has been reached: "
                 f"policy user over ratelimit,limit:{limit:g},time:1 second",
             )
-        if kind == "unavailable":
-            # No gateway code for 503 is documented; DRS's "service abnormal" is the closest.
-            return drs_error(503, code or "DRS.M00004", "Service is abnormal. Check logs.")
-        return drs_error(500, code or "DRS.M00004", "Service is abnormal. Check logs.")
+        # No gateway code for 503 is documented; DRS's "service abnormal" is the closest.
+        status = 503 if kind == "unavailable" else 500
+        return drs_error(status, code or ABNORMAL.code, ABNORMAL.message_in(info.language))
+
+
+def _answer(invalid: Invalid, language: str) -> web.Response:
+    return drs_error(invalid.status, invalid.code, invalid.message_in(language))
 
 
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body) if body.strip() else None
     except ValueError:
-        raise Invalid("DRS.M00202", "The value of body is invalid.") from None
+        raise invalid_value("body", "It is not JSON.") from None
 
 
 def _peek_name(body: bytes) -> str:
@@ -204,9 +228,9 @@ def _int(value: str | None, default: int, name: str, low: int, high: int) -> int
     try:
         number = int(value)
     except ValueError:
-        raise Invalid("DRS.M00202", f"The value of {name} is invalid.") from None
+        raise invalid_value(name) from None
     if not low <= number <= high:
-        raise Invalid("DRS.M00202", f"The value of {name} is invalid.")
+        raise invalid_value(name, f"It must be between {low} and {high}.")
     return number
 
 

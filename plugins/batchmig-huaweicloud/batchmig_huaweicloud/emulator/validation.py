@@ -1,10 +1,12 @@
-"""DRS's checks of a create (and update) body, answered as HTTP 400 with DRS codes.
+"""DRS's checks of a create (and update) body, answered as HTTP 400 with DRS v5 codes.
 
 The rules are the seed's, from ``batchmig_huaweicloud.rules`` (the very functions the
-provider checks plans with). The codes are DRS's published ones: ``DRS.M00201`` for
-a missing parameter, ``DRS.M00202`` for an invalid value, ``DRS.M00269``/``M00270``/
-``M00271`` for tags; which of them the v5 API really uses for each rule is not
-documented, so the message names the field, as DRS's ``%s`` templates do.
+provider checks plans with). The codes are those the v5 pages show: a missing
+parameter is ``DRS.10000001`` ("Failed.", the create page's 400 example), an invalid
+value ``DRS.M00202`` ("The value of %s is invalid.", in the v5 examples). The v3
+catalogue's finer codes (``DRS.M00201`` empty parameter, ``M00269``-``M00271`` for
+tags) appear on no v5 page, so they are not used. Messages name the field and come
+in English or Chinese (``X-Language``).
 
 Like DRS, the emulator ignores unknown keys and takes the documentation's empty
 placeholders (``""``, ``[]``, ``{}``, ``[""]``) as "not set"; the RDS example even
@@ -19,25 +21,41 @@ from typing import Any
 
 from batchmig_huaweicloud import rules
 
-__all__ = ["CreateRequest", "Invalid", "validate_create", "validate_update"]
+__all__ = ["CreateRequest", "Invalid", "invalid_value", "validate_create", "validate_update"]
 
 MAX_TAGS = 20
 
 
+FAILED = "DRS.10000001"
+INVALID_VALUE = "DRS.M00202"
+
+
 class Invalid(Exception):  # noqa: N818 - it is DRS's answer, raised to stop checking
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    """A DRS error answer: its code, its message in en-us and zh-cn, its HTTP status."""
+
+    def __init__(self, code: str, message: str, message_zh: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.message_zh = message_zh
+
+    def message_in(self, language: str) -> str:
+        """``X-Language`` is ``en-us`` (the default) or ``zh-cn``, in any case."""
+        return self.message_zh if language.lower() == "zh-cn" else self.message
 
 
 def _empty(field: str) -> Invalid:
-    return Invalid("DRS.M00201", f"The parameter {field} is empty.")
+    return Invalid(FAILED, f"Failed. The parameter {field} is empty.", f"失败。参数 {field} 为空。")
 
 
-def _bad(field: str, why: str | None = None) -> Invalid:
-    return Invalid("DRS.M00202", f"The value of {field} is invalid." + (f" {why}" if why else ""))
+def invalid_value(field: str, why: str | None = None) -> Invalid:
+    """DRS.M00202 for ``field`` (a body field, a path or query parameter)."""
+    return Invalid(
+        INVALID_VALUE, f"The value of {field} is invalid." + (f" {why}" if why else ""), f"参数 {field} 的值无效。"
+    )
+
+
 
 
 @dataclass(frozen=True)
@@ -64,7 +82,7 @@ def _text(obj: Mapping[str, Any], key: str, field: str, *, required: bool = Fals
             raise _empty(field)
         return ""
     if not isinstance(value, str):
-        raise _bad(field)
+        raise invalid_value(field)
     return value
 
 
@@ -79,13 +97,13 @@ def _flag(
             raise _empty(f"options.{key}")
         return None
     if not isinstance(value, bool):
-        raise _bad(f"options.{key}")
+        raise invalid_value(f"options.{key}")
     return value
 
 
 def _check(problem: str | None, field: str) -> None:
     if problem:
-        raise _bad(field, problem)
+        raise invalid_value(field, problem)
 
 
 def _base_info(base: dict[str, Any]) -> dict[str, Any]:
@@ -97,19 +115,19 @@ def _base_info(base: dict[str, Any]) -> dict[str, Any]:
     _check(rules.description_problem(description), "base_info.description")
     tags = base.get("tags") or []
     if not isinstance(tags, list):
-        raise _bad("base_info.tags")
+        raise invalid_value("base_info.tags")
     if len(tags) > MAX_TAGS:
-        raise Invalid("DRS.M00271", f"The number of tags exceeds the limit of {MAX_TAGS}.")
+        raise invalid_value("base_info.tags", f"At most {MAX_TAGS} tags are allowed.")
     seen: set[str] = set()
     for tag in tags:
         key = str(tag.get("key", "")) if isinstance(tag, dict) else ""
         value = str(tag.get("value", "")) if isinstance(tag, dict) else ""
         if len(key) > 36:
-            raise Invalid("DRS.M00270", "The tag key or value is too long.")
+            raise invalid_value("base_info.tags.key", "A tag key has at most 36 characters.")
         _check(rules.tag_key_problem(key), "base_info.tags.key")
         _check(rules.tag_value_problem(value), "base_info.tags.value")
         if key in seen:
-            raise Invalid("DRS.M00269", f"Duplicate tag key: {key}.")
+            raise invalid_value("base_info.tags.key", f"Duplicate tag key: {key}.")
         seen.add(key)
     return {
         "name": name,
@@ -153,7 +171,7 @@ def _options(options: dict[str, Any], source: str) -> dict[str, Any]:
     if mode in (None, ""):
         raise _empty("options.recovery_mode")
     if not isinstance(mode, str):
-        raise _bad("options.recovery_mode")
+        raise invalid_value("options.recovery_mode")
     _check(rules.recovery_mode_problem(mode), "options.recovery_mode")
     last = _flag(options, "is_last_backup", required=True, placeholder=True if rds else None)
     out: dict[str, Any] = {
@@ -166,20 +184,20 @@ def _options(options: dict[str, Any], source: str) -> dict[str, Any]:
     }
     db_names = options.get("db_names") or []
     if not isinstance(db_names, list) or not all(isinstance(n, str) for n in db_names):
-        raise _bad("options.db_names")
+        raise invalid_value("options.db_names")
     named = [n for n in db_names if n]
     if not out["is_default_restore"] and not named:
         raise _empty("options.db_names")
     reset = options.get("reset_db_name_map") or {}
     if not isinstance(reset, dict):
-        raise _bad("options.reset_db_name_map")
+        raise invalid_value("options.reset_db_name_map")
     # Entries without a new name (the RDS example's {"db": ""}) rename nothing.
     renames = {k: v for k, v in reset.items() if v}
     if renames:
         if list(renames) != [""]:
-            raise _bad("options.reset_db_name_map", "The key must be an empty string.")
+            raise invalid_value("options.reset_db_name_map", "The key must be an empty string.")
         if mode != "full" or last is not True or len(named) > 1:
-            raise _bad(
+            raise invalid_value(
                 "options.reset_db_name_map",
                 "Only one database, a full backup and the last backup can be renamed.",
             )
@@ -187,7 +205,7 @@ def _options(options: dict[str, Any], source: str) -> dict[str, Any]:
     out["reset_db_name_map"] = renames
     consistency = options.get("consistency_check_mode")
     if consistency not in (None, "", "sync", "async"):
-        raise _bad("options.consistency_check_mode")
+        raise invalid_value("options.consistency_check_mode")
     if consistency:
         out["consistency_check_mode"] = consistency
     return out
@@ -195,7 +213,7 @@ def _options(options: dict[str, Any], source: str) -> dict[str, Any]:
 
 def validate_create(body: Any) -> CreateRequest:
     if not isinstance(body, dict):
-        raise _bad("body")
+        raise invalid_value("body")
     base = _base_info(_object(body, "base_info"))
     target = _object(body, "target_db_info")
     _text(target, "target_instance_id", "target_db_info.target_instance_id", required=True)
@@ -213,7 +231,7 @@ def validate_create(body: Any) -> CreateRequest:
 
 def validate_update(body: Any) -> dict[str, str]:
     if not isinstance(body, dict):
-        raise _bad("body")
+        raise invalid_value("body")
     name = _text(body, "name", "name", required=True)
     _check(rules.task_name_problem(name), "name")
     description = _text(body, "description", "description")
