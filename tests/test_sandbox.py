@@ -237,3 +237,13 @@ async def test_a_bad_runtime_change_answers_400_and_changes_nothing(tmp_path: Pa
                                                      "rate_limits": {"testcloud": {"*": 3}}})  # fmt: skip
         assert status == 200 and answer["rate_limits"] == {"testcloud": {"*": 3}}
         assert sandbox.rate("testcloud", "CreateJob") == 3
+
+
+def test_the_documented_sandbox_configuration_is_accepted() -> None:
+    import yaml
+
+    operations = (Path(__file__).parent.parent / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = operations.split("## The sandbox", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = SandboxConfig.from_mapping(yaml.safe_load(example))
+    assert {fault["kind"] for fault in config.faults} >= {"list_lag", "truncate"}

@@ -6,9 +6,12 @@
 * ``FaultPlan`` injects failures by configuration: an error code with a probability
   or for the next N calls, added latency, a connection dropped *after* the server
   acted (the unknown outcome that idempotency has to survive), or a hang — before
-  the server acts, or after it (``after_acting``: the answer is held back).
+  the server acts, or after it (``after_acting``: the answer is held back); and the
+  eventual consistency of real clouds: lists that lag behind creates (``list_lag``),
+  answers cut short (``truncate``). A misspelt setting is refused, with its place.
 * ``AuditLog`` appends one JSON line per request, flushed at once, so tests can prove
-  that no create or start call took effect twice, and read back what the cloud saw.
+  that no create or start call took effect twice, that no key was admitted more than
+  its cap in any sliding second, and read back what the cloud saw.
 """
 
 from __future__ import annotations
@@ -135,12 +138,15 @@ class FaultPlan:
         return chosen
 
 
-_RULE_FIELDS = {name: spec for name, spec in FaultRule.__dataclass_fields__.items() if name != "hits"}
-_NUMBERS = {"probability": (0.0, 1.0), "seconds": (0.0, math.inf), "count": (0, math.inf),
-            "keep_bytes": (0, math.inf)}
+_RULE_FIELDS = [name for name in FaultRule.__dataclass_fields__ if name != "hits"]
+_RANGES = {"probability": (0.0, 1.0), "seconds": (0.0, math.inf), "count": (0, math.inf), "keep_bytes": (0, math.inf)}
+_WHOLE = {"count", "keep_bytes"}
+_FLAGS = {"mutating_only", "after_acting"}
+_NAMES = {"action", "emulator", "code"}
 
 
 def _fault_rule(index: int, item: Any) -> FaultRule:
+    """One checked fault of a configuration (``faults[index]`` in messages)."""
     where = f"faults[{index}]"
     if not isinstance(item, Mapping):
         raise ValueError(f"{where}: expected a mapping such as {{kind: drop, probability: 0.1}}")
@@ -150,17 +156,15 @@ def _fault_rule(index: int, item: Any) -> FaultRule:
     if item.get("kind") not in FAULT_KINDS:
         raise ValueError(f"{where}: kind must be one of {', '.join(FAULT_KINDS)}, not {item.get('kind')!r}")
     for name, value in item.items():
-        if name in _NUMBERS and not (name == "count" and value is None):
-            low, high = _NUMBERS[name]
-            integral = name in ("count", "keep_bytes")
-            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)) or not (
-                low <= value <= high
-            ):
-                kind = "a whole number" if integral else "a number"
-                raise ValueError(f"{where}: {name} must be {kind} from {low:g} to {high:g}, not {value!r}")
-        elif name in ("mutating_only", "after_acting") and not isinstance(value, bool):
+        if name in _RANGES and not (name == "count" and value is None):
+            low, high = _RANGES[name]
+            number_type = int if name in _WHOLE else (int, float)
+            if isinstance(value, bool) or not isinstance(value, number_type) or not low <= value <= high:
+                expected = "a whole number" if name in _WHOLE else "a number"
+                raise ValueError(f"{where}: {name} must be {expected} from {low:g} to {high:g}, not {value!r}")
+        elif name in _FLAGS and not isinstance(value, bool):
             raise ValueError(f"{where}: {name} must be true or false, not {value!r}")
-        elif name in ("action", "emulator", "code") and not isinstance(value, str) and value is not None:
+        elif name in _NAMES and value is not None and not isinstance(value, str):
             raise ValueError(f"{where}: {name} must be a name, not {value!r}")
     if item["kind"] == "list_lag" and not item.get("seconds"):
         raise ValueError(f"{where}: list_lag needs seconds (how long new resources stay out of lists)")
