@@ -29,6 +29,7 @@ Plugins may import from ``batchmig``, ``batchmig.plugin``, ``batchmig.emulator``
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -222,6 +223,8 @@ class Connection(ABC):
 
 # -------------------------------------------------------------------- instances
 
+_NOT_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9]")
+
 
 @dataclass(frozen=True)
 class Instance:
@@ -246,7 +249,7 @@ class Instance:
         Only letters, digits and ``separator`` are kept from the instance id, and
         the name starts with a letter, so it passes most clouds' naming rules.
         """
-        safe_id = "".join(ch if ch.isascii() and ch.isalnum() else separator for ch in self.id)
+        safe_id = _NOT_NAME_CHARACTERS.sub(separator.replace("\\", "\\\\"), self.id)
         token = self.token or hashlib.sha256(self.id.encode()).hexdigest()[:8]
         tail = f"{separator}{token}{separator}{label}"
         room = max(0, max_length - len("bm") - len(separator) - len(tail))
@@ -357,6 +360,11 @@ class Provider(ABC):
         ``batchmig schema``; its validation errors become located plan errors).
     ``options_model``
         pydantic model of extra keys in the provider's plan configuration, or None.
+    ``actions``
+        every API action the provider may call — its steps, pollers, reconciles and
+        ``preflight`` — so that a plan's ``rate_limits`` for an action it never calls
+        (a misspelt one would silently cap nothing) is refused with a did-you-mean.
+        Left empty, a plan may only cap ``'*'`` for this provider.
     ``default_rate_limits``
         requests per second per action, where it differs from ``DEFAULT_RATE``.
     ``credential_env``
@@ -367,6 +375,7 @@ class Provider(ABC):
 
     settings_model: ClassVar[type[BaseModel]]
     options_model: ClassVar[type[BaseModel] | None] = None
+    actions: ClassVar[frozenset[str]] = frozenset()
     default_rate_limits: ClassVar[Mapping[str, float]] = {}
     credential_env: ClassVar[Mapping[str, str]] = {}
     required_credentials: ClassVar[Sequence[str]] = ()

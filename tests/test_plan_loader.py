@@ -66,7 +66,7 @@ def test_a_dozen_mistakes_are_all_reported_with_lines(registry: Registry) -> Non
         ":26:48 instances.0.settings.colour: unknown key",
         ":27:5 instances.1.id: duplicate instance id 'db-1'",
         ":29:5 instances.2.id: an id starts with a letter or digit",
-        ":31:5 instances.3.wave: unknown wave 'mian'",
+        ":30:5 instances.2.provider: unknown provider configuration 'nowhere'",
         ":33:5 instances.3.provider: duplicate key (first defined on line 32)",
         ":34:5 instances.3.cutover:",
     ]
@@ -88,7 +88,7 @@ def test_a_literal_secret_is_never_echoed(registry: Registry) -> None:
         ("- just\n- a list\n", "a plan is a mapping"),
         ("version: 1\nproviders: {\n", "not valid YAML"),
         ("version: 2\nproviders: {tc: {type: testcloud, region: r}}\ninstances: [{id: a, provider: tc}]\n",
-         "version: Input should be 1"),
+         "version: the format version is the number 1"),
         ("version: 1\nproviders: {tc: {type: testcloud, region: r}}\ninstances: []\n", "instances:"),
         ("version: 1\nprovider: {}\n", "provider: unknown key; did you mean 'providers'?"),
         ("version: 1\nproviders: {tc: {type: testcloud, region: r}}\ninstances: [{id: a}]\n", "no provider"),

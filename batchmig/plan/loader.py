@@ -12,7 +12,7 @@ import difflib
 import fnmatch
 import re
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -31,6 +31,7 @@ from batchmig.plan.model import (
     Wave,
     WaveDoc,
     is_glob,
+    is_name,
 )
 from batchmig.plan.source import Locator, read_plan_source
 from batchmig.plugin import Instance, Provider
@@ -40,19 +41,36 @@ SECRET_REFERENCE = re.compile(r"^\$\{(env|file):([^}]+)\}$")
 
 
 class _Problems:
+    """Problems found so far; each reported once, located in one pass at the end."""
+
     def __init__(self, file: str, locator: Locator) -> None:
         self.file = file
         self.locator = locator
-        self.items: list[PlanProblem] = []
+        self.located: list[PlanProblem] = []
+        self.pending: dict[tuple[str, str], None] = {}  # (path, message), in the order found
+
+    def __bool__(self) -> bool:
+        return bool(self.located or self.pending)
 
     def add(self, path: str, message: str) -> None:
-        line, column = self.locator.position(path)
-        self.items.append(PlanProblem(self.file, line, column, path, message))
+        self.pending.setdefault((path, message), None)
 
-    def extend_from_validation(self, error: ValidationError, prefix: str, model: type[BaseModel]) -> None:
-        for item in error.errors(include_url=False, include_input=False):
+    def extend_from_validation(
+        self, error: ValidationError, prefix: str, model: type[BaseModel],
+        origin: Callable[[list[str]], str] | None = None, skip_missing: bool = False,
+    ) -> None:
+        """Report pydantic's errors at their key paths under ``prefix``.
+
+        ``origin`` maps the path of an error inside merged settings to where the
+        offending value was written (the instance, or a ``defaults.settings`` entry),
+        so a mistake inherited by a thousand instances is reported once, where it is.
+        """
+        for item in error.errors(include_url=False):
             loc = [str(part) for part in item["loc"] if not _is_union_tag(part)]
-            path = ".".join(filter(None, [prefix, *loc]))
+            if skip_missing and item["type"] == "missing":
+                continue
+            where = origin(loc) if origin is not None and item["type"] != "missing" else prefix
+            path = ".".join(filter(None, [where, *loc]))
             message = _message(item)
             if item["type"] == "extra_forbidden" and loc:
                 allowed = _allowed_keys(model, loc[:-1])
@@ -60,16 +78,31 @@ class _Problems:
                 message = f"unknown key{hint}" if hint else f"unknown key; allowed here: {', '.join(sorted(allowed))}"
             self.add(path, message)
 
+    def all(self) -> list[PlanProblem]:
+        positions = self.locator.positions({path for path, _ in self.pending})
+        return self.located + [
+            PlanProblem(self.file, *positions[path], path, message) for path, message in self.pending
+        ]
+
 
 def _is_union_tag(part: object) -> bool:
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
 
 
 def _message(item: Mapping[str, Any]) -> str:
-    if item["type"] == "missing":
+    """pydantic's message in the plan's words; never the offending value (it may be a secret)."""
+    kind, value = item["type"], item.get("input")
+    if kind == "missing":
         return "required key is missing"
-    message = str(item["msg"])
-    return message.removeprefix("Value error, ")
+    if kind in ("int_type", "float_type") and isinstance(value, bool):
+        return "a number is expected here, not yes/no/true/false"
+    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        return "text is expected here; put the value in quotes"
+    if kind == "int_type" and isinstance(value, str | float):
+        return "a whole number is expected here" + ("; write it without quotes" if isinstance(value, str) else "")
+    if kind == "float_type" and isinstance(value, str):
+        return "a number is expected here; write it without quotes"
+    return str(item["msg"]).removeprefix("Value error, ")
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -77,13 +110,22 @@ def _did_you_mean(word: str, options: Iterable[str]) -> str:
     return f"; did you mean {matches[0]!r}?" if matches else ""
 
 
+def _plan_keys(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's fields by the key a plan writes: the alias where there is one (``import``, not ``import_``)."""
+    keys = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+        keys[alias or name] = field
+    return keys
+
+
 def _allowed_keys(model: type[BaseModel], loc: list[str]) -> set[str]:
-    """The keys a model accepts at ``loc`` (a path of field names, keys and indexes)."""
+    """The keys a model accepts at ``loc`` (a path of plan keys and indexes)."""
     annotation: Any = model
     for part in loc:
         annotation = _unwrap(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(part)
+            field = _plan_keys(annotation).get(part)
             if field is None:
                 return set()
             annotation = field.annotation
@@ -98,7 +140,7 @@ def _allowed_keys(model: type[BaseModel], loc: list[str]) -> set[str]:
             return set()
     annotation = _unwrap(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return set(annotation.model_fields)
+        return set(_plan_keys(annotation))
     return set()
 
 
@@ -119,57 +161,68 @@ def _unwrap(annotation: Any) -> Any:
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+        if type(value) is dict and type(merged.get(key)) is dict:  # plan data: plain dicts (and fast to test)
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
 
 
+def _has_path(data: Any, loc: Sequence[str]) -> bool:
+    for part in loc:
+        if isinstance(data, Mapping) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return False
+    return True
+
+
 def load_plan(path: str, registry: Registry) -> Plan:
     """Read, parse and validate the plan at ``path``; raise ``PlanError`` with every problem."""
     raw, data, locator, source_problems = read_plan_source(path)
     problems = _Problems(path, locator)
-    problems.items.extend(source_problems)
+    problems.located.extend(source_problems)
     if data is None:
-        if not problems.items:  # a document that is only `~` or `null`: valid YAML, no plan
+        if not problems:  # a document that is only `~` or `null`: valid YAML, no plan
             problems.add("", "the plan file has no content (the YAML document is null)")
-        raise PlanError(problems.items)
+        raise PlanError(problems.all())
     if not isinstance(data, dict):
         problems.add("", "a plan is a mapping with version, providers and instances")
-        raise PlanError(problems.items)
+        raise PlanError(problems.all())
     document, instance_positions, wave_positions = _validate_document(data, problems)
-    plan = _resolve(path, raw, document, registry, problems, locator, instance_positions, wave_positions)
-    if problems.items:
-        raise PlanError(problems.items)
-    problems.items.extend(registry.check_plan(plan))
-    if problems.items:
-        raise PlanError(problems.items)
+    plan = _Resolver(path, raw, document, registry, problems, locator).resolve(instance_positions, wave_positions)
+    if problems:
+        raise PlanError(problems.all())
+    plugin_problems = registry.check_plan(plan)
+    if plugin_problems:
+        raise PlanError(plugin_problems)
     return plan
 
 
 def _validate_document(data: dict[str, Any], problems: _Problems) -> tuple[PlanDocument, list[int], list[int]]:
-    """Validate the document; on errors, report them all and keep the valid entries.
+    """Validate the document; on errors, report them all and keep what is valid.
 
     A mistake in one instance must not hide the checks that need the others
-    (references, duplicate ids, provider settings), so after reporting, each entry is
-    validated on its own and the valid ones go on, with their positions in the file.
+    (references, duplicate ids, provider settings), nor the other mistakes of the
+    same instance, so after reporting, each entry is validated again without its
+    wrong keys and goes on, with its position in the file.
     """
-    instances = data.get("instances")
-    waves = data.get("waves")
     try:
-        document = PlanDocument.model_validate(data)
+        document = PlanDocument.model_validate(data, strict=True)
         return document, list(range(len(document.instances))), list(range(len(document.waves)))
     except ValidationError as exc:
         problems.extend_from_validation(exc, "", PlanDocument)
     providers = data.get("providers")
-    if not isinstance(providers, dict):
-        providers = {}
-    kept_instances = _valid_entries(InstanceDoc, instances)
-    kept_waves = _valid_entries(WaveDoc, waves)
+    kept_instances = _valid_entries(InstanceDoc, data.get("instances"), stand_ins={"id": "x"})
+    kept_waves = _valid_entries(WaveDoc, data.get("waves"))
     document = PlanDocument.model_construct(
         version=1,
-        providers={name: v for name, entry in providers.items() if (v := _valid(ProviderConfigDoc, entry))},
+        name=None,
+        providers={name: config for name, entry in providers.items()
+                   if is_name(name) and (config := _valid(ProviderConfigDoc, entry)) is not None}
+        if isinstance(providers, dict) else {},
         defaults=_valid(DefaultsDoc, data.get("defaults", {})) or DefaultsDoc(),
         run=_valid(RunDoc, data.get("run", {})) or RunDoc(),
         waves=[wave for _, wave in kept_waves],
@@ -178,149 +231,240 @@ def _validate_document(data: dict[str, Any], problems: _Problems) -> tuple[PlanD
     return document, [i for i, _ in kept_instances], [i for i, _ in kept_waves]
 
 
-def _valid(model: type[BaseModel], value: Any) -> Any:
-    """``value`` validated, without the keys that have errors (already reported), or None."""
-    for _ in range(2):
+def _valid(model: type[BaseModel], value: Any, stand_ins: Mapping[str, Any] | None = None) -> Any:
+    """``value`` validated without its wrong keys (already reported), or None.
+
+    A required key named in ``stand_ins`` that is wrong or missing is validated as
+    its stand-in and then set to ``""``, so that the rest of the entry is checked too.
+    """
+    if not isinstance(value, dict):
         try:
-            return model.model_validate(value)
+            return model.model_validate(value, strict=True)
+        except ValidationError:
+            return None
+    standing: dict[str, Any] = {}
+    for _ in range(3):
+        try:
+            valid = model.model_validate({**value, **standing}, strict=True)
         except ValidationError as exc:
-            if not isinstance(value, dict):
+            bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+            if not bad:
                 return None
-            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
-            value = {k: v for k, v in value.items() if k not in bad}
+            value = {key: item for key, item in value.items() if key not in bad}
+            standing = {key: item for key, item in (stand_ins or {}).items() if key not in value}
+            continue
+        return valid.model_copy(update=dict.fromkeys(standing, "")) if standing else valid
     return None
 
 
-def _valid_entries(model: type[BaseModel], entries: Any) -> list[tuple[int, Any]]:
+def _valid_entries(
+    model: type[BaseModel], entries: Any, stand_ins: Mapping[str, Any] | None = None
+) -> list[tuple[int, Any]]:
     if not isinstance(entries, list):
         return []
-    return [(i, v) for i, entry in enumerate(entries) if (v := _valid(model, entry)) is not None]
+    return [(i, v) for i, entry in enumerate(entries) if (v := _valid(model, entry, stand_ins)) is not None]
 
 
-def _resolve(
-    path: str,
-    raw: bytes,
-    doc: PlanDocument,
-    registry: Registry,
-    problems: _Problems,
-    locator: Locator,
-    instance_positions: list[int],
-    wave_positions: list[int],
-) -> Plan:
-    provider_types: dict[str, str] = {}
-    options: dict[str, Any] = {}
-    for name, config in doc.providers.items():
-        where = f"providers.{name}"
-        kind = config.type or name
-        if kind not in registry.providers:
-            hint = _did_you_mean(kind, registry.providers)
-            installed = ", ".join(sorted(registry.providers)) or "none"
-            problems.add(
-                f"{where}.type" if config.type else where,
-                f"unknown provider {kind!r}{hint}" + ("" if hint else f" (installed: {installed})"),
+class _Resolver:
+    """References between sections, provider settings and checks: from documents to a ``Plan``."""
+
+    def __init__(self, path: str, raw: bytes, doc: PlanDocument, registry: Registry, problems: _Problems,
+                 locator: Locator) -> None:
+        self.path, self.raw, self.doc, self.registry = path, raw, doc, registry
+        self.problems, self.locator = problems, locator
+        self.kinds: dict[str, str] = {}  # provider configuration -> provider name
+        self.options: dict[str, Any] = {}
+        self.wave_names = [wave.name for wave in doc.waves]
+        self.used_defaults: set[str] = set()
+        self.step_names = _StepNames(registry, keep=bool(doc.defaults.timeouts))
+
+    def resolve(self, instance_positions: list[int], wave_positions: list[int]) -> Plan:
+        doc = self.doc
+        self._providers()
+        self._waves_and_defaults(wave_positions)
+        wave_by_name = {wave.name: wave for wave in doc.waves}
+        members: dict[str, list[str]] = {name: [] for name in self.wave_names} or {DEFAULT_WAVE: []}
+        first_seen: dict[str, int] = {}
+        instances: list[PlannedInstance] = []
+        for position, inst in zip(instance_positions, doc.instances, strict=True):
+            planned = self._instance(f"instances.{position}", inst, wave_by_name, first_seen, position, len(instances))
+            if planned is not None:
+                members[planned.wave].append(planned.id)
+                instances.append(planned)
+        self._default_timeouts()
+        self._unused_default_settings()
+        waves = tuple(
+            Wave(
+                name=name,
+                instances=tuple(members[name]),
+                max_concurrency=wave_by_name[name].max_concurrency if name in wave_by_name else None,
+                canary=wave_by_name[name].canary if name in wave_by_name else 0,
+                failure_budget=(wave_by_name[name].failure_budget if name in wave_by_name else None)
+                or FailureBudget(),
             )
-            continue
-        provider_types[name] = kind
-        provider = registry.provider(kind)
-        _check_credentials(config.credentials, f"{where}.credentials", problems)
-        options[name] = _validate_options(provider, config.options, f"{where}.options", problems)
+            for name in members
+        )
+        return Plan(self.path, self.raw, doc, tuple(instances), waves, self.options, self.locator)
 
-    wave_names = [wave.name for wave in doc.waves]
-    for index, name in enumerate(wave_names):
-        if name in wave_names[:index]:
-            problems.add(f"waves.{wave_positions[index]}.name", f"duplicate wave name {name!r}")
-    if doc.defaults.provider is not None and doc.defaults.provider not in doc.providers:
-        problems.add("defaults.provider", _unknown("provider configuration", doc.defaults.provider, doc.providers))
-    if doc.defaults.wave is not None and doc.defaults.wave not in wave_names:
-        problems.add("defaults.wave", _unknown("wave", doc.defaults.wave, wave_names))
-    for key in doc.defaults.settings:
-        if key not in doc.providers and key not in registry.providers:
-            problems.add(f"defaults.settings.{key}", _unknown("provider or provider configuration", key,
-                                                              [*doc.providers, *registry.providers]))
+    def _providers(self) -> None:
+        for name, config in self.doc.providers.items():
+            where = f"providers.{name}"
+            kind = config.type or name
+            if kind not in self.registry.providers:
+                hint = _did_you_mean(kind, self.registry.providers)
+                installed = ", ".join(sorted(self.registry.providers)) or "none"
+                self.problems.add(
+                    f"{where}.type" if config.type else where,
+                    f"unknown provider {kind!r}{hint}" + ("" if hint else f" (installed: {installed})"),
+                )
+                continue
+            self.kinds[name] = kind
+            provider = self.registry.provider(kind)
+            _check_credentials(config.credentials, f"{where}.credentials", self.problems)
+            _check_rate_limits(provider, kind, config.rate_limits, f"{where}.rate_limits", self.problems)
+            self.options[name] = _validate_options(provider, config.options, f"{where}.options", self.problems)
 
-    wave_by_name = {wave.name: wave for wave in doc.waves}
-    members: dict[str, list[str]] = {name: [] for name in wave_names} or {DEFAULT_WAVE: []}
-    first_seen: dict[str, int] = {}
-    instances: list[PlannedInstance] = []
-    step_names: dict[str, set[str]] = {}
-    for position, inst in zip(instance_positions, doc.instances, strict=True):
-        where = f"instances.{position}"
-        if inst.id in first_seen:
+    def _waves_and_defaults(self, wave_positions: list[int]) -> None:
+        doc, names = self.doc, self.wave_names
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                self.problems.add(f"waves.{wave_positions[index]}.name", f"duplicate wave name {name!r}")
+        if doc.defaults.provider is not None and doc.defaults.provider not in doc.providers:
+            self.problems.add("defaults.provider",
+                              _unknown("provider configuration", doc.defaults.provider, doc.providers))
+        if doc.defaults.wave is not None and doc.defaults.wave not in names:
+            self.problems.add("defaults.wave", _unknown("wave", doc.defaults.wave, names))
+        for key in doc.defaults.settings:
+            if key not in doc.providers and key not in self.registry.providers:
+                self.problems.add(f"defaults.settings.{key}", _unknown(
+                    "provider or provider configuration", key, [*doc.providers, *self.registry.providers]))
+
+    def _instance(self, where: str, inst: InstanceDoc, wave_by_name: Mapping[str, WaveDoc],
+                  first_seen: dict[str, int], position: int, index: int) -> PlannedInstance | None:
+        """Check one instance, reporting every problem it has; its resolved form if it has none."""
+        doc, problems = self.doc, self.problems
+        ok = bool(inst.id)  # an invalid id is already reported
+        if ok and inst.id in first_seen:
             problems.add(f"{where}.id", f"duplicate instance id {inst.id!r} (first at instances.{first_seen[inst.id]})")
-            continue
-        first_seen[inst.id] = position
+            ok = False
+        elif ok:
+            first_seen[inst.id] = position
         config_name = inst.provider or doc.defaults.provider
+        kind = None
         if config_name is None:
             problems.add(where, "no provider: set provider: here or defaults.provider")
-            continue
-        if config_name not in doc.providers:
-            problems.add(f"{where}.provider", _unknown("provider configuration", config_name, doc.providers))
-            continue
-        if config_name not in provider_types:
-            continue  # its provider is unknown; reported above
-        kind = provider_types[config_name]
-        wave_name: str | None = inst.wave or doc.defaults.wave
-        if doc.waves:
-            if wave_name is None:
-                problems.add(where, "no wave: set wave: here or defaults.wave")
-                continue
-            if wave_name not in wave_by_name:
-                problems.add(f"{where}.wave", _unknown("wave", wave_name, wave_names))
-                continue
-        elif wave_name is not None:
-            problems.add(f"{where}.wave", "the plan has no waves: section")
-            continue
-        wave_name = wave_name or DEFAULT_WAVE
-        wave_doc = wave_by_name.get(wave_name)
-        cutover = inst.cutover or (wave_doc.cutover if wave_doc else None) or doc.defaults.cutover or "auto"
-        provider = registry.provider(kind)
-        merged = _deep_merge(
-            _deep_merge(doc.defaults.settings.get(kind, {}), doc.defaults.settings.get(config_name, {})),
-            inst.settings,
-        )
-        settings = _validate_settings(provider, merged, f"{where}.settings", problems)
-        if settings is None:
-            continue
-        planned = PlannedInstance(
-            index=len(instances),
-            id=inst.id,
-            provider=kind,
-            connection=config_name,
-            wave=wave_name,
-            cutover=cutover,
-            timeouts={**doc.defaults.timeouts, **inst.timeouts},
-            tags=inst.tags,
-            settings=settings,
-        )
+        elif config_name not in doc.providers:
+            if inst.provider is not None:  # an unknown defaults.provider is reported once, at the defaults
+                problems.add(f"{where}.provider", _unknown("provider configuration", config_name, doc.providers))
+        else:
+            kind = self.kinds.get(config_name)  # None: its provider is unknown, reported at providers:
+        wave_name = self._wave_of(where, inst)
+        if kind is None or config_name is None:
+            return None
+        provider = self.registry.provider(kind)
+        self.used_defaults.update((kind, config_name))
+        sources = (inst.settings, doc.defaults.settings.get(config_name, {}), doc.defaults.settings.get(kind, {}))
+        origins = (f"{where}.settings", f"defaults.settings.{config_name}", f"defaults.settings.{kind}")
+
+        def origin(loc: Sequence[str]) -> str:
+            return next((at for at, source in zip(origins, sources, strict=True) if _has_path(source, loc)),
+                        origins[0])
+
+        merged = sources[0]
+        if sources[1] or sources[2]:
+            merged = _deep_merge(_deep_merge(sources[2], sources[1]), sources[0])
+        settings = _validate_settings(provider, merged, origins[0], problems, origin)
+        if settings is None or wave_name is None:
+            return None
+        cutover = (inst.cutover or (wave_by_name[wave_name].cutover if wave_name in wave_by_name else None)
+                   or doc.defaults.cutover or "auto")
         view = Instance(inst.id, kind, config_name, settings, cutover)
         for rel_path, message in provider.check(view):
-            problems.add(f"{where}.settings.{rel_path}".rstrip("."), message)
-        if inst.timeouts or doc.defaults.timeouts:
-            names = {step.name for step in provider.steps(view)}
-            step_names.setdefault(kind, set()).update(names)
+            loc = rel_path.split(".") if rel_path else []
+            problems.add(".".join([origin(loc), *loc]) if loc else origins[0], message)
+        if inst.timeouts:
+            names = self.step_names.of(view)
             for step in inst.timeouts:
                 if not _names_steps(step, names):
                     problems.add(f"{where}.timeouts.{step}", _unknown(f"step of {kind}", step, names))
-        members[wave_name].append(inst.id)
-        instances.append(planned)
-    if doc.defaults.timeouts:
-        known = set().union(*step_names.values()) if step_names else set()
-        for step in doc.defaults.timeouts:
-            if not _names_steps(step, known):
-                problems.add(f"defaults.timeouts.{step}", _unknown("step name", step, known))
-
-    waves = tuple(
-        Wave(
-            name=name,
-            instances=tuple(members[name]),
-            max_concurrency=wave_by_name[name].max_concurrency if name in wave_by_name else None,
-            canary=wave_by_name[name].canary if name in wave_by_name else 0,
-            failure_budget=(wave_by_name[name].failure_budget if name in wave_by_name else None)
-            or FailureBudget(),
+        self.step_names.offer(view)
+        if not ok:
+            return None
+        return PlannedInstance(
+            index=index, id=inst.id, provider=kind, connection=config_name, wave=wave_name, cutover=cutover,
+            timeouts={**doc.defaults.timeouts, **inst.timeouts} if inst.timeouts else doc.defaults.timeouts,
+            tags=inst.tags, settings=settings,
         )
-        for name in members
-    )
-    return Plan(path, raw, doc, tuple(instances), waves, options, locator)
+
+    def _wave_of(self, where: str, inst: InstanceDoc) -> str | None:
+        wave_name = inst.wave or self.doc.defaults.wave
+        if self.doc.waves:
+            if wave_name is None:
+                self.problems.add(where, "no wave: set wave: here or defaults.wave")
+                return None
+            if wave_name not in self.wave_names:
+                if inst.wave is not None:  # an unknown defaults.wave is reported once, at the defaults
+                    self.problems.add(f"{where}.wave", _unknown("wave", wave_name, self.wave_names))
+                return None
+            return wave_name
+        if wave_name is not None:
+            if inst.wave is not None:
+                self.problems.add(f"{where}.wave", "the plan has no waves: section")
+            else:
+                self.problems.add("defaults.wave", "the plan has no waves: section")
+            return None
+        return DEFAULT_WAVE
+
+    def _default_timeouts(self) -> None:
+        for step in self.doc.defaults.timeouts:
+            if not self.step_names.any_matches(step):
+                self.problems.add(f"defaults.timeouts.{step}", _unknown("step name", step, self.step_names.known))
+
+    def _unused_default_settings(self) -> None:
+        """Defaults no instance inherits are still checked for unknown keys and wrong values."""
+        for key, entry in self.doc.defaults.settings.items():
+            kind = self.kinds.get(key, key)
+            if key in self.used_defaults or kind not in self.registry.providers:
+                continue
+            model = self.registry.provider(kind).settings_model
+            try:
+                model.model_validate(entry, strict=True)
+            except ValidationError as exc:
+                self.problems.extend_from_validation(exc, f"defaults.settings.{key}", model, skip_missing=True)
+
+
+class _StepNames:
+    """The step names instances have, for checking the keys of ``timeouts:``.
+
+    Asking a provider for an instance's steps costs time (deterministic names are
+    hashed), and 100,000 instances must validate in seconds, so the steps of an
+    instance are only listed when its own ``timeouts`` need them, or while a key of
+    ``defaults.timeouts`` has matched no step yet.
+    """
+
+    def __init__(self, registry: Registry, keep: bool) -> None:
+        self.registry = registry
+        self.keep = keep  # whether defaults.timeouts has keys to match later
+        self.known: set[str] = set()
+        self.views: list[Instance] = []  # instances whose steps were not listed yet
+
+    def of(self, view: Instance) -> set[str]:
+        names = {step.name for step in self.registry.provider(view.provider).steps(view)}
+        self.known |= names
+        return names
+
+    def offer(self, view: Instance) -> None:
+        if self.keep:
+            self.views.append(view)
+
+    def any_matches(self, key: str) -> bool:
+        if _names_steps(key, self.known):
+            return True
+        while self.views:
+            self.of(self.views.pop())
+            if _names_steps(key, self.known):
+                return True
+        return False
 
 
 def _names_steps(key: str, names: set[str]) -> bool:
@@ -354,6 +498,16 @@ def _check_credentials(credentials: Mapping[str, str] | None, where: str, proble
             )
 
 
+def _check_rate_limits(provider: Provider, kind: str, limits: Mapping[str, float], where: str,
+                       problems: _Problems) -> None:
+    """A cap for an action the provider never calls would silently cap nothing: refuse it."""
+    actions = provider.actions
+    for action in limits:
+        if action != "*" and action not in actions:
+            problems.add(f"{where}.{action}", _unknown(f"action of {kind}", action, actions)
+                         if actions else f"{kind} does not declare its actions, so only '*' can be capped")
+
+
 def _validate_options(provider: Provider, raw: Mapping[str, Any], where: str, problems: _Problems) -> Any:
     model = provider.options_model
     if model is None:
@@ -361,16 +515,17 @@ def _validate_options(provider: Provider, raw: Mapping[str, Any], where: str, pr
             problems.add(where, "this provider takes no options")
         return None
     try:
-        return model.model_validate(dict(raw))
+        return model.model_validate(dict(raw), strict=True)
     except ValidationError as exc:
         problems.extend_from_validation(exc, where, model)
         return None
 
 
-def _validate_settings(provider: Provider, raw: Mapping[str, Any], where: str, problems: _Problems) -> Any:
+def _validate_settings(provider: Provider, raw: Mapping[str, Any], where: str, problems: _Problems,
+                       origin: Callable[[Sequence[str]], str]) -> Any:
     model = provider.settings_model
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, strict=True)
     except ValidationError as exc:
-        problems.extend_from_validation(exc, where, model)
+        problems.extend_from_validation(exc, where, model, origin)
         return None

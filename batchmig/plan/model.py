@@ -15,13 +15,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from batchmig.errors import PlanProblem
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?"
-                       r"\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+_NUMBER = r"([0-9]+(?:\.[0-9]+)?)"  # ASCII digits only: float() also reads Arabic-Indic or full-width digits
+_DURATION = re.compile(rf"^ *(?:{_NUMBER} *d)? *(?:{_NUMBER} *h)? *(?:{_NUMBER} *m)? *(?:{_NUMBER} *s)? *$")
 
 
 def parse_duration(value: object) -> float:
@@ -46,10 +47,17 @@ Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(float, return_type=float),
-    Field(json_schema_extra={"type": ["number", "string"], "examples": ["90s", "5m", "1h30m"]}),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0, "maximum": 30 * 86400},
+            {"type": "string", "pattern": "^(?=.*[0-9])" + _DURATION.pattern.removeprefix("^")},
+        ],
+        "description": "Seconds, or a string such as '90s', '5m', '1h30m', '2d' (at most 30 days).",
+        "examples": ["90s", "5m", "1h30m"],
+    }),
 ]
 
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_PERCENT = re.compile(rf"^ *{_NUMBER} *% *$")
 
 
 def _parse_budget(value: object) -> object:
@@ -79,6 +87,15 @@ class FailureBudget(BaseModel):
 Budget = Annotated[
     FailureBudget,
     BeforeValidator(lambda v: {"count": v} if isinstance(v, int) and not isinstance(v, bool) else _parse_budget(v)),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "integer", "minimum": 0},
+            {"type": "string", "pattern": _PERCENT.pattern},
+            {"type": "object", "additionalProperties": False,
+             "properties": {"count": {"type": "integer", "minimum": 0},
+                            "percent": {"type": "number", "minimum": 0, "maximum": 100}}},
+        ],
+    }),
 ]
 
 Cutover = Literal["auto", "manual"]
@@ -100,12 +117,52 @@ def _name(value: str) -> str:
     return value
 
 
+def _version(value: object) -> object:
+    if isinstance(value, bool) or value != 1:
+        raise ValueError("the format version is the number 1")
+    return value
+
+
+_ENDPOINT_PATTERN = r"^(sandbox|https?://[^\s/@?#]+(/[^\s?#]*)?)$"
+
+
+def _endpoint(value: str) -> str:
+    """A base URL (or 'sandbox'); never one with a user or password in it."""
+    if value == "sandbox":
+        return value
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        raise ValueError("not a URL such as https://host:port or 'sandbox'") from None
+    if "@" in parts.netloc:
+        raise ValueError("an endpoint URL must not hold a user or password; reference them under credentials:")
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(ch.isspace() for ch in value):
+        raise ValueError("not a URL such as https://host:port or 'sandbox'")
+    if parts.query or parts.fragment:
+        raise ValueError("an endpoint is a base URL, without ?query or #fragment")
+    return value
+
+
+def _text(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("only printable characters are allowed here (no control or formatting characters)")
+    return value
+
+
 InstanceId = Annotated[
     str,
     AfterValidator(_id),
     Field(description="Unique id: letters, digits, '.', '_', ':' and '-', at most 100 characters."),
 ]
+def is_name(value: object) -> bool:
+    """Whether ``value`` is a valid wave or provider configuration name."""
+    return isinstance(value, str) and _NAME.match(value) is not None
+
+
 Name = Annotated[str, AfterValidator(_name)]
+ConfigName = Annotated[str, AfterValidator(_name)]
+"""A provider configuration's name (a key of ``providers:``), with the rules of a wave name."""
 
 
 class Strict(BaseModel):
@@ -119,9 +176,9 @@ class ProviderConfigDoc(Strict):
         default=None, description="Provider name (e.g. tencent-sqlserver); defaults to this entry's key."
     )
     region: str = Field(min_length=1, max_length=64, description="Cloud region, e.g. ap-guangzhou.")
-    endpoint: str | None = Field(
+    endpoint: Annotated[str, AfterValidator(_endpoint)] | None = Field(
         default=None,
-        pattern=r"^(sandbox|https?://[^\s]+)$",
+        json_schema_extra={"pattern": _ENDPOINT_PATTERN},
         description="Override of the API endpoint: a base URL, or 'sandbox' (only with run --sandbox).",
     )
     account: str | None = Field(
@@ -202,9 +259,9 @@ class InstanceDoc(Strict):
 class PlanDocument(Strict):
     """A batchmig migration plan (format version 1)."""
 
-    version: Literal[1]
-    name: str | None = Field(default=None, max_length=100)
-    providers: dict[str, ProviderConfigDoc] = Field(min_length=1)
+    version: Annotated[Literal[1], BeforeValidator(_version)]
+    name: Annotated[str, AfterValidator(_text)] | None = Field(default=None, max_length=100)
+    providers: dict[ConfigName, ProviderConfigDoc] = Field(min_length=1)
     defaults: DefaultsDoc = Field(default_factory=DefaultsDoc)
     run: RunDoc = Field(default_factory=RunDoc)
     waves: list[WaveDoc] = Field(default_factory=list)

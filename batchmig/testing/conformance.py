@@ -92,6 +92,9 @@ class ProviderConformance:
         rejected = [e for e in result.audit if e.get("outcome") == "rejected"]
         assert not rejected, f"the emulator rejected batchmig's signature: {rejected[:2]}"
         assert result.duplicates() == {}
+        called = {e["action"] for e in result.audit if e.get("emulator") == self._emulator() and e.get("action")}
+        undeclared = called - self.registry().provider(self.provider).actions
+        assert not undeclared, f"called but not declared in Provider.actions: {sorted(undeclared)}"
 
     def test_throttle_is_answered_in_dialect_and_survived(self, tmp_path: Path) -> None:
         plan = self.write_plan(tmp_path, copies=4, rate_limits={"*": 1000.0})
@@ -120,6 +123,8 @@ class ProviderConformance:
             calls = listing[inst.id]
             assert calls and any(call.mutating for call in calls)
             assert all(call.action for call in calls)
+            undeclared = {call.action for call in calls} - registry.provider(self.provider).actions
+            assert not undeclared, f"not declared in Provider.actions: {sorted(undeclared)}"
         assert not (tmp_path / "runs").exists()
 
     def test_settings_schema_renders(self) -> None:

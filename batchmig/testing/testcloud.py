@@ -160,6 +160,7 @@ JOBS_POLLER = Poller(
 
 class TestcloudProvider(Provider):
     settings_model = TestcloudSettings
+    actions = ACTIONS
     default_rate_limits = {"DescribeJobs": 20.0}
     credential_env = {"key_id": "TESTCLOUD_KEY_ID", "secret": "TESTCLOUD_SECRET"}
     required_credentials = ("key_id", "secret")

@@ -62,6 +62,7 @@ def _job_outputs(job: JobPlan, job_id: str) -> dict[str, Any]:
 class DrsProvider(Provider):
     settings_model = DrsSettings
     options_model = DrsOptions
+    actions = frozenset({api.CREATE, api.LIST, api.SHOW})
     default_rate_limits = RATE_LIMITS
     credential_env = {
         "ak": "HUAWEICLOUD_SDK_AK",

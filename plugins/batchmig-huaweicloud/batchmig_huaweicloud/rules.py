@@ -77,6 +77,8 @@ def recovery_mode_problem(mode: str) -> str | None:
 
 
 def _looks_like_ip(name: str) -> bool:
+    if not name.replace(".", "").isdigit():  # bucket names cannot hold ':', so only IPv4 is possible
+        return False
     try:
         ipaddress.ip_address(name)
     except ValueError:

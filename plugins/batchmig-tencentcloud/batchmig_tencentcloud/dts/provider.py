@@ -51,6 +51,7 @@ class DtsProvider(Provider):
 
     settings_model = DtsSettings
     options_model = TencentOptions
+    actions = frozenset(DTS_API.outputs)
     # Every DTS action is documented at 20 requests/second.
     default_rate_limits: ClassVar = {action: DEFAULT_RATE for action in DTS_API.outputs}
     credential_env = CREDENTIAL_ENV

@@ -71,7 +71,7 @@ class TargetSpec(_Secret):
 class DatabaseSpec(_Strict):
     """One entry of DatabaseInfo."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, description="Database to migrate.")
     schema_name: str | None = Field(default=None, alias="schema", description="Schema, for table lists.")

@@ -62,6 +62,7 @@ class SqlServerProvider(Provider):
 
     settings_model = SqlServerSettings
     options_model = TencentOptions
+    actions = frozenset(SQLSERVER_API.outputs)
     # Every action is documented at 20 requests/second except DescribeDBInstances (70/s).
     default_rate_limits: ClassVar = {action: DEFAULT_RATE for action in SQLSERVER_API.outputs} | {
         "DescribeDBInstances": 70.0

@@ -30,7 +30,7 @@ DatabaseName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class BackupSettings(_Strict):
