@@ -24,7 +24,7 @@ import yaml
 
 from batchmig import __version__, eventloop, logs
 from batchmig.credentials import REDACTOR
-from batchmig.errors import BatchmigError, JournalError, PlanError, PluginError, UsageError
+from batchmig.errors import BatchmigError, JournalError, PlanError, PluginError, UsageError, printable
 from batchmig.operations import (
     DEFAULT_RUNS_ROOT,
     EXIT_FAILED,
@@ -86,7 +86,7 @@ def _fail(error: BaseException) -> NoReturn:
         click.echo(f"internal error: {type(error).__name__}: {REDACTOR(str(error))}", err=True)
         click.echo("hint: run again with -v for the traceback, and please report it", err=True)
         sys.exit(code)
-    click.echo(f"error: {REDACTOR(str(error))}", err=True)
+    click.echo(f"error: {printable(REDACTOR(str(error)))}", err=True)
     if getattr(error, "hint", ""):
         click.echo(f"hint: {error.hint}", err=True)
     sys.exit(code)
@@ -141,7 +141,7 @@ def validate(plan: str, fmt: str) -> None:
         click.echo(json.dumps({"valid": True, "problems": [], "instances": len(loaded.instances)}, indent=2))
     else:
         waves = ", ".join(f"{w.name} ({len(w.instances)})" for w in loaded.waves)
-        click.echo(f"{plan}: valid — {len(loaded.instances)} instances; waves: {waves}")
+        click.echo(f"{printable(plan)}: valid — {len(loaded.instances)} instances; waves: {waves}")
 
 
 # ----------------------------------------------------------------------- run
@@ -395,6 +395,18 @@ def sandbox() -> None:
     """The built-in cloud emulators."""
 
 
+def tls_hint(ca: Path) -> str:
+    """How clients trust the sandbox's throw-away CA (tccli ignores REQUESTS_CA_BUNDLE:
+    Tencent's SDK passes certifi's bundle to requests explicitly)."""
+    return (
+        f"https with a throw-away CA in {ca}; make the client trust it:\n"
+        "  tccli, Tencent's Python SDK: they trust only certifi's bundle of their own Python environment:\n"
+        f'    cat {ca} >> "$(PYTHON -m certifi)"   (PYTHON: e.g. tccli-venv/bin/python)\n'
+        f'  in code: Tencent HttpProfile(certification="{ca}"), Huawei HttpConfig(ssl_ca_cert="{ca}")\n'
+        f"  curl --cacert {ca}; other requests-based tools: export REQUESTS_CA_BUNDLE={ca}"
+    )
+
+
 @sandbox.command("serve")
 @click.option("--port", type=int, default=8600, show_default=True,
               help="Port of the first emulator; the others follow (0: any free ports).")
@@ -415,7 +427,7 @@ def sandbox_serve(port: int, directory: Path, config_path: str | None, time_scal
                 shown = ", ".join(f"{k}={v}" for k, v in credentials.items())
                 click.echo(f"{name:20} {url}   demo credentials: {shown}")
             if tls:
-                click.echo(f"https with a throw-away CA: export REQUESTS_CA_BUNDLE={directory / 'ca.pem'}")
+                click.echo(tls_hint((directory / "ca.pem").resolve()))
             click.echo(f"audit log: {box.audit_path}   (Ctrl-C to stop)")
             await anyio.sleep_forever()
 

@@ -20,7 +20,24 @@ core maps transport failures (refused, reset, timeout) itself, at one boundary.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
+
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control, formatting (bidi) and line-separator
+    characters become escapes such as ``\\x1b`` or ``\\u202e``.
+
+    For text that comes from a plan or a cloud and goes into a message: an escape
+    sequence in a key must not recolour, hide or rewrite the operator's terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch == " " or unicodedata.category(ch) not in _UNSAFE else ascii(ch)[1:-1] for ch in text
+    )
 
 
 class BatchmigError(Exception):
@@ -46,6 +63,11 @@ class PlanProblem:
     column: int
     path: str
     message: str
+
+    def __post_init__(self) -> None:
+        # Keys, values and file names come from the plan: keep them terminal-safe everywhere.
+        for name in ("file", "path", "message"):
+            object.__setattr__(self, name, printable(getattr(self, name)))
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"

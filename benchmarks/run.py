@@ -1,7 +1,7 @@
 """Run every benchmark scenario, each in a fresh process, and compare with the targets.
 
-    python benchmarks/run.py            # the full suite (about 5 minutes on 2 cores)
-    python benchmarks/run.py --quick    # smaller fleets, for a smoke check
+    .venv/bin/python benchmarks/run.py            # the full suite (about 5 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # smaller fleets, for a smoke check
     tox -e bench                        # the same, in its own environment
 
 Figures are printed and written to ``bench-results/latest.json``. These are
@@ -12,6 +12,7 @@ one run and the targets are judged on the figures, not asserted.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import subprocess
@@ -39,7 +40,18 @@ def check(label: str, ok: bool, detail: str) -> dict[str, Any]:
     return {"target": label, "met": ok, "detail": detail}
 
 
+def require_batchmig() -> None:
+    """The scenarios import batchmig and both plugins: say which Python has them, not a traceback."""
+    missing = [name for name in ("batchmig", "batchmig_tencentcloud", "batchmig_huaweicloud")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)} not installed for {sys.executable}: run the benchmarks with the "
+                         "Python of the environment batchmig is installed in (e.g. .venv/bin/python "
+                         "benchmarks/run.py after the README's set-up), or with `tox -e bench`")
+
+
 def main() -> None:
+    require_batchmig()
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller fleets (not comparable with the targets)")
     args = parser.parse_args()

@@ -117,3 +117,47 @@ async def test_dts_sdk_creates_and_lists_jobs(dts):
         lambda: call(client, "DescribeMigrateJobs", dts_models.DescribeMigrateJobsRequest, JobName="sdk-job")
     )
     assert listing.TotalCount == 1 and listing.JobList[0].Status == 1
+
+
+def test_the_tls_hint_of_sandbox_serve_works_for_the_sdk(tmp_path, monkeypatch):
+    """`sandbox serve --tls` says how tccli and the SDK trust its CA; REQUESTS_CA_BUNDLE alone does not."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    import certifi
+
+    box = tmp_path / "box"
+    serve = subprocess.Popen([sys.executable, "-m", "batchmig", "sandbox", "serve", "--tls", "--port", "0", "--dir",
+                              str(box)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (box / "endpoints.json").exists():
+            assert time.monotonic() < deadline and serve.poll() is None, "the sandbox did not start"
+            time.sleep(0.05)
+        ca = (box / "ca.pem").resolve()
+        url = json.loads((box / "endpoints.json").read_text())["tencent-sqlserver"]
+        hint = "".join(serve.stdout.readline() for _ in range(8))
+        assert f'cat {ca} >> "$(PYTHON -m certifi)"' in hint and f'HttpProfile(certification="{ca}")' in hint
+
+        def describe(certification=None):
+            http = HttpProfile(endpoint=urlsplit(url).netloc, protocol="https", certification=certification)
+            client = sqlserver_client.SqlserverClient(credential.Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
+                                                      "ap-guangzhou", ClientProfile(httpProfile=http))
+            return call(client, "DescribeDBInstances", models.DescribeDBInstancesRequest,
+                        InstanceIdSet=["mssql-abcdefgh"])
+
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))  # what the hint used to say: ignored by the SDK
+        with pytest.raises(TencentCloudSDKException):
+            describe()
+        assert describe(str(ca)).TotalCount == 1  # the in-code way
+        bundle = tmp_path / "cacert.pem"  # tccli's way, on a copy: certifi's bundle with the CA appended
+        shutil.copyfile(certifi.where(), bundle)
+        with open(bundle, "a") as handle:
+            handle.write(ca.read_text())
+        monkeypatch.setattr(certifi, "where", lambda: str(bundle))
+        assert describe().TotalCount == 1
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
