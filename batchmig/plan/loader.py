@@ -85,8 +85,12 @@ class _Problems:
         ]
 
 
+_PYDANTIC_TAG = re.compile(r"^(\[key\]|[a-z][a-z-]*\[.*\])$")
+
+
 def _is_union_tag(part: object) -> bool:
-    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+    """pydantic's own parts of an error location (``[key]``, ``function-after[...]``), not plan keys."""
+    return isinstance(part, str) and _PYDANTIC_TAG.match(part) is not None
 
 
 def _message(item: Mapping[str, Any]) -> str:
@@ -276,7 +280,9 @@ class _Resolver:
         self.options: dict[str, Any] = {}
         self.wave_names = [wave.name for wave in doc.waves]
         self.used_defaults: set[str] = set()
-        self.step_names = _StepNames(registry, keep=bool(doc.defaults.timeouts))
+        self.step_names = _StepNames(
+            registry, keep=bool(doc.defaults.timeouts) or any(inst.timeouts for inst in doc.instances))
+        self.unchecked_timeouts: list[tuple[str, str, str]] = []
 
     def resolve(self, instance_positions: list[int], wave_positions: list[int]) -> Plan:
         doc = self.doc
@@ -374,10 +380,12 @@ class _Resolver:
         if sources[1] or sources[2]:
             merged = _deep_merge(_deep_merge(sources[2], sources[1]), sources[0])
         settings = _validate_settings(provider, merged, origins[0], problems, origin)
-        if settings is None or wave_name is None:
+        if settings is None:
+            # Its steps are unknown; its timeouts are checked against its provider's other instances.
+            self.unchecked_timeouts += [(f"{where}.timeouts.{step}", kind, step) for step in inst.timeouts]
             return None
-        cutover = (inst.cutover or (wave_by_name[wave_name].cutover if wave_name in wave_by_name else None)
-                   or doc.defaults.cutover or "auto")
+        wave_cutover = wave_by_name[wave_name].cutover if wave_name in wave_by_name else None
+        cutover = inst.cutover or wave_cutover or doc.defaults.cutover or "auto"
         view = Instance(inst.id, kind, config_name, settings, cutover)
         for rel_path, message in provider.check(view):
             loc = rel_path.split(".") if rel_path else []
@@ -388,7 +396,7 @@ class _Resolver:
                 if not _names_steps(step, names):
                     problems.add(f"{where}.timeouts.{step}", _unknown(f"step of {kind}", step, names))
         self.step_names.offer(view)
-        if not ok:
+        if not ok or wave_name is None:
             return None
         return PlannedInstance(
             index=index, id=inst.id, provider=kind, connection=config_name, wave=wave_name, cutover=cutover,
@@ -418,7 +426,10 @@ class _Resolver:
     def _default_timeouts(self) -> None:
         for step in self.doc.defaults.timeouts:
             if not self.step_names.any_matches(step):
-                self.problems.add(f"defaults.timeouts.{step}", _unknown("step name", step, self.step_names.known))
+                self.problems.add(f"defaults.timeouts.{step}", _unknown("step name", step, self.step_names.all_known()))
+        for path, kind, step in self.unchecked_timeouts:
+            if not self.step_names.any_matches(step, kind) and self.step_names.all_known(kind):
+                self.problems.add(path, _unknown(f"step of {kind}", step, self.step_names.all_known(kind)))
 
     def _unused_default_settings(self) -> None:
         """Defaults no instance inherits are still checked for unknown keys and wrong values."""
@@ -439,31 +450,44 @@ class _StepNames:
     Asking a provider for an instance's steps costs time (deterministic names are
     hashed), and 100,000 instances must validate in seconds, so the steps of an
     instance are only listed when its own ``timeouts`` need them, or while a key of
-    ``defaults.timeouts`` has matched no step yet.
+    ``defaults.timeouts`` (or of an instance whose settings are wrong, checked against
+    what its provider's other instances have) has matched no step yet.
     """
 
     def __init__(self, registry: Registry, keep: bool) -> None:
         self.registry = registry
-        self.keep = keep  # whether defaults.timeouts has keys to match later
-        self.known: set[str] = set()
+        self.keep = keep  # whether some timeouts are checked against other instances' steps
+        self.known: dict[str, set[str]] = {}  # provider -> step names listed so far
         self.views: list[Instance] = []  # instances whose steps were not listed yet
 
     def of(self, view: Instance) -> set[str]:
         names = {step.name for step in self.registry.provider(view.provider).steps(view)}
-        self.known |= names
+        self.known.setdefault(view.provider, set()).update(names)
         return names
 
     def offer(self, view: Instance) -> None:
         if self.keep:
             self.views.append(view)
 
-    def any_matches(self, key: str) -> bool:
-        if _names_steps(key, self.known):
+    def all_known(self, provider: str | None = None) -> set[str]:
+        if provider is not None:
+            return self.known.get(provider, set())
+        return set().union(*self.known.values()) if self.known else set()
+
+    def any_matches(self, key: str, provider: str | None = None) -> bool:
+        """Whether an instance (of ``provider``) has a step ``key`` names, listing steps until one does."""
+        if _names_steps(key, self.all_known(provider)):
             return True
+        kept = []
         while self.views:
-            self.of(self.views.pop())
-            if _names_steps(key, self.known):
+            view = self.views.pop()
+            if provider is not None and view.provider != provider:
+                kept.append(view)
+                continue
+            if _names_steps(key, self.of(view)):
+                self.views += kept
                 return True
+        self.views += kept
         return False
 
 

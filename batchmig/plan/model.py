@@ -251,7 +251,8 @@ class InstanceDoc(Strict):
     provider: str | None = Field(default=None, description="Provider configuration name (from providers:).")
     wave: str | None = None
     cutover: Cutover | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[Annotated[str, AfterValidator(_text)], Annotated[str, AfterValidator(_text)]] = Field(
+        default_factory=dict, description="Labels for reports (printable text).")
     timeouts: dict[str, Duration] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict, description="Provider-specific settings.")
 

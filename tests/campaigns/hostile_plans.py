@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -161,3 +163,158 @@ def hostile_file(draw: st.DrawFn) -> tuple[bytes, list[str]]:
             data = b"\xef\xbb\xbf" + data
         done.append(raw)
     return data, done
+
+
+# ------------------------------------------------------------ targeted mistakes
+#
+# Each case is the base fleet with plan-level mistakes and, on one instance, two or
+# three mistakes at once; every mistake names the key path its problem must be
+# reported at, so the campaign can check that *each* is reported, located at the
+# line where that key is written. Values the YAML dumper cannot express (tags) are
+# put in as raw text in place of a placeholder string.
+
+LITERAL_SECRET = "hunter2-Lit3ral-S3cret"
+UNSAFE_CHARACTERS = ("\x1b", "\x07", "\x9b", "\u202e", "\x00", "\u2028")
+
+
+@dataclass(frozen=True)
+class Mistake:
+    category: str
+    path: tuple[Any, ...]  # where the value goes (instance paths start after "instances", i)
+    value: Any
+    reported_at: str  # the key path (under the instance, for instance mistakes) the problem must name
+    raw: str | None = None  # YAML text that replaces ``value`` (a tag)
+
+
+def _raw(text: str) -> Any:
+    return ("__raw__", text)
+
+
+PLAN_MISTAKES: list[Mistake] = [
+    Mistake("boolean-version", ("version",), True, "version"),
+    Mistake("quoted-version", ("version",), "1", "version"),
+    Mistake("boolean-number", ("run", "max_concurrency"), True, "run.max_concurrency"),
+    Mistake("quoted-number", ("run", "max_concurrency"), "5", "run.max_concurrency"),
+    Mistake("boolean-number", ("waves", 0, "max_concurrency"), False, "waves.0.max_concurrency"),
+    Mistake("non-ascii-digits", ("run", "call_timeout"), "\u0665m", "run.call_timeout"),
+    Mistake("non-ascii-digits", ("run", "retry", "max_delay"), "\uff13\uff10s", "run.retry.max_delay"),
+    Mistake("non-ascii-digits", ("waves", 0, "failure_budget"), "\u0661\u0660%", "waves.0.failure_budget"),
+    Mistake("endpoint-userinfo", ("providers", "tencent-dts", "endpoint"),
+            f"https://admin:{LITERAL_SECRET}@dts.example.com", "providers.tencent-dts.endpoint"),
+    Mistake("endpoint-userinfo", ("providers", "huawei-drs", "endpoint"),
+            f"http://{LITERAL_SECRET}@127.0.0.1:8600", "providers.huawei-drs.endpoint"),
+    Mistake("literal-secret", ("providers", "tencent-sqlserver", "credentials", "secret_key"), LITERAL_SECRET,
+            "providers.tencent-sqlserver.credentials.secret_key"),
+    Mistake("misspelt-rate-limit", ("providers", "tencent-sqlserver", "rate_limits", "CreateBackupMigratoin"), 5,
+            "providers.tencent-sqlserver.rate_limits.CreateBackupMigratoin"),
+    Mistake("misspelt-rate-limit", ("providers", "huawei-drs", "rate_limits", "CreateReplicationJobs"), 2,
+            "providers.huawei-drs.rate_limits.CreateReplicationJobs"),
+    Mistake("misspelt-rate-limit", ("providers", "tencent-dts", "rate_limits", "StartMigrationJob"), 2,
+            "providers.tencent-dts.rate_limits.StartMigrationJob"),
+    Mistake("terminal-escape", ("name",), "fleet\x1b[2J\x1b]0;pwned\x07", "name"),
+    Mistake("terminal-escape", ("providers", "tencent-dts", "x-\x1b[31mred"), 1, "providers.tencent-dts.x-\x1b[31mred"),
+    Mistake("binary-tag", ("run", "call_timeout"), _raw("!!binary NjBz"), "run.call_timeout"),
+    Mistake("set-tag", ("defaults", "timeouts"), _raw("!!set {default: null}"), "defaults.timeouts"),
+    Mistake("application-tag", ("run", "poll_interval"), _raw("!duration 5m"), "run.poll_interval"),
+    Mistake("python-tag", ("name",), _raw("!!python/object:os.system echo"), "name"),
+    Mistake("defaults-typo", ("defaults", "settings", "huawei-drs", "is_prechek"), True,
+            "defaults.settings.huawei-drs.is_prechek"),
+    Mistake("defaults-typo", ("defaults", "settings", "tencent-sqlserver", "scenaro"), "import",
+            "defaults.settings.tencent-sqlserver.scenaro"),
+]
+
+INSTANCE_SLOTS: dict[str, list[Mistake]] = {
+    "id": [
+        Mistake("invalid-id", ("id",), "bad id!", "id"),
+        Mistake("invalid-id", ("id",), "x\x1b[8m", "id"),
+        Mistake("duplicate-id", ("id",), "tc-full-0000", "id"),
+    ],
+    "provider": [Mistake("unknown-provider", ("provider",), "tencent-sqlsrever", "provider")],
+    "wave": [Mistake("unknown-wave", ("wave",), "mian", "wave")],
+    "cutover": [Mistake("bad-enum", ("cutover",), "sometimes", "cutover"),
+                Mistake("boolean-enum", ("cutover",), True, "cutover")],
+    "tags": [Mistake("binary-tag", ("tags", "owner"), _raw("!!binary aGk="), "tags.owner"),
+             Mistake("terminal-escape", ("tags", "\x1b[41mowner"), "x", "tags.\x1b[41mowner")],
+    "settings": [
+        Mistake("unknown-setting", ("settings", "colour"), "red", "settings.colour"),
+        Mistake("terminal-escape", ("settings", "x\x9b31m\u202e"), 1, "settings.x\x9b31m\u202e"),
+        Mistake("binary-tag", ("settings", "blob"), _raw("!!binary AAECAw=="), "settings.blob"),
+    ],
+    "timeouts": [Mistake("unknown-step", ("timeouts", "wiat-full"), "1h", "timeouts.wiat-full"),
+                 Mistake("non-ascii-digits", ("timeouts", "default"), "\u0663h", "timeouts.default")],
+}
+# Settings that only one kind of instance has: (kind prefix, mistake)
+KIND_SETTINGS: list[tuple[str, Mistake]] = [
+    ("tc-full-", Mistake("internal-name", ("settings", "import_"), {"backup_file": "x"}, "settings.import_")),
+    ("drs-obs", Mistake("wrong-type", ("settings", "is_precheck"), "yes", "settings.is_precheck")),
+    ("dts-full", Mistake("boolean-number", ("settings", "job", "source", "port"), True, "settings.job.source.port")),
+]
+# A provider mistake leaves nothing to check the settings and step names against; the
+# step names of an instance whose settings are wrong are those of its provider's
+# other instances, so its provider's defaults stay valid when it has timeouts.
+NEEDS_PROVIDER = {"settings", "timeouts"}
+
+
+@dataclass(frozen=True)
+class HostileCase:
+    text: str
+    expected: tuple[str, ...]  # key paths that must each be reported, located
+    instance: int  # the instance that has two or more mistakes
+    categories: tuple[str, ...]
+
+
+def _place(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
+    target: Any = doc
+    for part in path[:-1]:
+        if isinstance(target, dict):
+            target = target.setdefault(part, {})
+        else:
+            target = target[part]
+    target[path[-1]] = value
+
+
+def targeted_case(rng: random.Random) -> HostileCase:
+    doc = copy.deepcopy(BASE)
+    raws: dict[str, str] = {}
+    expected: list[str] = []
+    categories: list[str] = []
+
+    def apply(mistake: Mistake, prefix: tuple[Any, ...] = ()) -> None:
+        value = mistake.value
+        if isinstance(value, tuple) and value[:1] == ("__raw__",):
+            placeholder = f"RAW-{len(raws)}-VALUE"
+            raws[placeholder] = value[1]
+            value = placeholder
+        _place(doc, prefix + mistake.path, value)
+        expected.append(".".join(map(str, prefix[:2])) + "." + mistake.reported_at if prefix else mistake.reported_at)
+        categories.append(mistake.category)
+
+    index = rng.randrange(1, len(doc["instances"]))
+    kind = doc["instances"][index]["id"]
+    slots = rng.sample(sorted(INSTANCE_SLOTS), rng.randint(2, 3))
+    if "provider" in slots:
+        slots = [s for s in slots if s not in NEEDS_PROVIDER] or ["provider", "id"]
+        if len(slots) < 2:
+            slots.append(rng.choice(["id", "wave", "cutover", "tags"]))
+    chosen = [rng.choice(INSTANCE_SLOTS[slot]) for slot in slots]
+    if "settings" not in slots and "provider" not in slots and rng.random() < 0.5:
+        fitting = [m for prefix, m in KIND_SETTINGS if kind.startswith(prefix)]
+        chosen += fitting[:1]
+    if any(m.reported_at == "timeouts.default" for m in chosen) and any(m.category == "unknown-step" for m in chosen):
+        chosen = [m for m in chosen if m.category != "unknown-step"]
+    plan_mistakes = PLAN_MISTAKES
+    if "timeouts" in slots:  # step names come from valid settings: keep the provider's defaults valid
+        plan_mistakes = [m for m in PLAN_MISTAKES if m.category != "defaults-typo"]
+    for mistake in rng.sample(plan_mistakes, rng.randint(0, 2)):
+        apply(mistake)
+    for mistake in chosen:
+        apply(mistake, ("instances", index))
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=rng.random() < 0.5, width=120)
+    for placeholder, raw in raws.items():
+        text = text.replace(placeholder, raw)
+    return HostileCase(text, tuple(expected), index, tuple(categories))
+
+
+def targeted_cases(count: int, seed: int) -> list[HostileCase]:
+    rng = random.Random(seed)
+    return [targeted_case(rng) for _ in range(count)]

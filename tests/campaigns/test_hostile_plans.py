@@ -15,6 +15,14 @@ Two sources of input:
 
 The property: exit code 2, at least one ``file:line:column`` problem, no traceback,
 no "internal error", within the bounds.
+
+A third source, ``targeted_cases``: the fleet with mistakes of named categories
+(booleans for numbers and versions, non-ASCII digits, a password in an endpoint URL,
+``!!binary`` and other tags, terminal escapes in keys and values, rate limits for
+actions the provider does not have, typos in defaults) and two or three mistakes on
+one instance; each goes through ``validate`` *and* ``run --dry-run``, and every
+mistake must be reported, once, at the line where it is written, with nothing
+unsafe echoed (no literal secret, no control character).
 """
 
 from __future__ import annotations
@@ -27,13 +35,17 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 
 from batchmig.cli import main
 
+from batchmig.errors import printable
+
 from .conftest import SOAK
-from .hostile_plans import hostile_file
+from .fleet import fleet_plan
+from .hostile_plans import LITERAL_SECRET, UNSAFE_CHARACTERS, HostileCase, hostile_file, targeted_cases
 
 pytest.importorskip("batchmig_tencentcloud")
 pytest.importorskip("batchmig_huaweicloud")
@@ -62,7 +74,7 @@ def validate_in_process(path: Path) -> tuple[int, str, float]:
         time.monotonic() - began
 
 
-def validate_in_subprocess(path: Path) -> tuple[int, str, float, int]:
+def validate_in_subprocess(path: Path, timeout: float = 60) -> tuple[int, str, float, int]:
     """Exit code, output, seconds and peak RSS (KiB) of ``python -m batchmig validate PATH``."""
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
@@ -71,7 +83,7 @@ def validate_in_subprocess(path: Path) -> tuple[int, str, float, int]:
     proc = subprocess.Popen([sys.executable, "-m", "batchmig", "validate", str(path)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, preexec_fn=limit)
     try:
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -145,3 +157,97 @@ def test_odd_paths_through_the_real_cli(tmp_path: Path) -> None:
         path = tmp_path / name
         code, output, seconds, _ = validate_in_subprocess(path)
         assert_refused(path, code, output, seconds)
+
+
+TARGETED = 2000 if SOAK else 400
+
+
+def key_line(text: str, path: str) -> int | None:
+    """The line (1-based) where ``path`` is written, found with PyYAML's own composer."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    line = None
+    for part in path.split("."):
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part]
+            if not match:
+                return line
+            key, node = match[0]
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit():
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def check_targeted(case: HostileCase, path: Path, command: str, code: int, output: str) -> list[str]:
+    """Every misbehaviour of one run, as text (empty: it behaved)."""
+    wrong = []
+    if code != 2:
+        wrong.append(f"exit {code}")
+    if "Traceback" in output or "internal error" in output:
+        wrong.append("traceback or internal error")
+    if LITERAL_SECRET in output:
+        wrong.append("echoed a literal secret")
+    if any(ch in output for ch in UNSAFE_CHARACTERS):
+        wrong.append("echoed a control or formatting character raw")
+    located = [(int(m["line"]), line[m.end():]) for line in output.splitlines()
+               if (m := LOCATED.match(line)) and m["file"] == str(path)]
+    if len({text for _, text in located}) != len(located):
+        wrong.append("a problem reported twice")
+    for expected in case.expected:
+        shown = printable(expected)
+        hits = [number for number, text in located if text.lstrip().startswith(shown)]
+        if not hits:
+            wrong.append(f"{expected!r} not reported")
+        elif key_line(case.text, expected) not in hits:
+            wrong.append(f"{expected!r} reported at line {hits}, written at {key_line(case.text, expected)}")
+    return [f"{command}: {what}" for what in wrong]
+
+
+def test_targeted_hostile_plans_report_every_mistake_where_it_is(tmp_path: Path, figures) -> None:
+    cases = targeted_cases(TARGETED, seed=int(time.time()) if SOAK else 2026)
+    misbehaved: list[str] = []
+    exits: dict[str, int] = {}
+    categories: dict[str, int] = {}
+    began = time.monotonic()
+    for number, case in enumerate(cases):
+        path = tmp_path / f"targeted-{number:04d}.yaml"
+        path.write_text(case.text, encoding="utf-8")
+        for category in case.categories:
+            categories[category] = categories.get(category, 0) + 1
+        for command in (["validate", str(path)], ["run", str(path), "--dry-run"]):
+            result = CliRunner().invoke(main, command)
+            output = result.output  # stdout and stderr, interleaved
+            exits[str(result.exit_code)] = exits.get(str(result.exit_code), 0) + 1
+            misbehaved += [f"{path.name} {problem}" for problem in
+                           check_targeted(case, path, command[0], result.exit_code, output)]
+    figures.update({"targeted_plans": len(cases), "runs": 2 * len(cases), "exit_codes": exits,
+                    "mistakes": categories, "misbehaviours": len(misbehaved),
+                    "seconds": round(time.monotonic() - began, 1)})
+    assert not misbehaved, "\n".join(misbehaved[:40])
+
+
+LARGE = 100_000 if SOAK else 20_000
+
+
+def test_a_large_hostile_plan_is_refused_with_every_problem(tmp_path: Path, figures) -> None:
+    """A fleet of LARGE instances with a typo in defaults and two mistakes on its last instance."""
+    text = fleet_plan(LARGE, name="large-hostile")
+    text = text.replace("      is_precheck: true\n", "      is_precheck: true\n      is_prechek: true\n", 1)
+    last = text.rindex("- id: ")
+    first_line_end = text.index("\n", last) + 1
+    text = text[:first_line_end] + "  cutover: sometimes\n" + text[first_line_end:]
+    text = text[:last] + text[last:].replace("  settings:\n", "  settings:\n    colour: red\n", 1)
+    path = tmp_path / "large.yaml"
+    path.write_text(text, encoding="utf-8")
+    code, output, seconds, peak_kib = validate_in_subprocess(path, timeout=300)
+    figures.update({"instances": LARGE, "validate_seconds": round(seconds, 1), "peak_rss_mib": round(peak_kib / 1024),
+                    "problems": len(LOCATED.findall(output))})
+    assert code == 2 and "Traceback" not in output, output[-2000:]
+    index = LARGE - 1
+    for expected in ("defaults.settings.huawei-drs.is_prechek", f"instances.{index}.cutover",
+                     f"instances.{index}.settings.colour"):
+        assert f" {expected}:" in output, f"{expected} not reported:\n{output[-2000:]}"
+    assert output.count("is_prechek") == 1, "a typo in defaults must be reported once, at the defaults"
