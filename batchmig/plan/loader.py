@@ -384,7 +384,7 @@ class _Resolver:
             # Its steps are unknown; its timeouts are checked against its provider's other instances.
             self.unchecked_timeouts += [(f"{where}.timeouts.{step}", kind, step) for step in inst.timeouts]
             return None
-        wave_cutover = wave_by_name[wave_name].cutover if wave_name in wave_by_name else None
+        wave_cutover = wave_by_name[wave_name].cutover if wave_name is not None and wave_name in wave_by_name else None
         cutover = inst.cutover or wave_cutover or doc.defaults.cutover or "auto"
         view = Instance(inst.id, kind, config_name, settings, cutover)
         for rel_path, message in provider.check(view):

@@ -266,10 +266,7 @@ class HostileCase:
 def _place(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
     target: Any = doc
     for part in path[:-1]:
-        if isinstance(target, dict):
-            target = target.setdefault(part, {})
-        else:
-            target = target[part]
+        target = target.setdefault(part, {}) if isinstance(target, dict) else target[part]
     target[path[-1]] = value
 
 

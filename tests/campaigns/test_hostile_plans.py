@@ -40,7 +40,6 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 
 from batchmig.cli import main
-
 from batchmig.errors import printable
 
 from .conftest import SOAK
