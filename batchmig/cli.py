@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import click
@@ -43,6 +45,18 @@ from batchmig.plan.loader import load_plan
 from batchmig.registry import Registry, load_registry
 from batchmig.rundir import run_is_active
 from batchmig.sandbox.host import Sandbox, SandboxConfig
+from batchmig.scaleout import (
+    StoreOptions,
+    join_shared_run,
+    list_runners,
+    runner_rows_json,
+    shared_cutover,
+    shared_status,
+    start_shared_run,
+    store_migrate,
+)
+from batchmig.store import STORE_ENV, is_store_url
+from batchmig.store.postgres import redact_url
 
 EPILOG = """\b
 Exit codes:
@@ -210,8 +224,33 @@ def _run_options(runs_root: str, durable: bool, wait: bool, progress: bool | Non
     )
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 _runs_root = click.option("--runs-root", default=str(DEFAULT_RUNS_ROOT), show_default=True,
                           help="Where run directories are kept.")
+
+
+def _store_option(required: bool = False) -> Callable[[_F], _F]:
+    return click.option(
+        "--store", "store_url", envvar=STORE_ENV, required=required, metavar="URL",
+        help=f"Shared PostgreSQL store (postgresql://...; or ${STORE_ENV}): several runners, one budget.",
+    )
+
+
+def _runner_options(func: _F) -> _F:
+    func = click.option("--limiter", type=click.Choice(["shares", "exact"]), default="shares", show_default=True,
+                        help="With --store: capacity shares per runner, or one database reservation per call.")(func)
+    func = click.option("--lease-ttl", type=float, metavar="SECONDS",
+                        help="With --store: instance lease (default 3 x (call_timeout + 1s), at least 30s).")(func)
+    func = click.option("--store-patience", type=float, default=300.0, show_default=True, metavar="SECONDS",
+                        help="With --store: how long to wait for an unreachable store before stopping (exit 3).")(func)
+    return func
+
+
+def _store_options(url: str, limiter: str, lease_ttl: float | None, patience: float) -> StoreOptions:
+    if not is_store_url(url):
+        raise UsageError(f"--store {url.split('://')[0]}://...: not a PostgreSQL URL",
+                         "use postgresql://user@host:5432/database")
+    return StoreOptions(url, limiter, lease_ttl, patience)
 
 
 @main.command(epilog=EPILOG)
@@ -229,10 +268,13 @@ _runs_root = click.option("--runs-root", default=str(DEFAULT_RUNS_ROOT), show_de
 @click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
 @click.option("--progress/--no-progress", default=None, help="Live progress view (default: on a terminal).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="For --dry-run/--check.")
+@_store_option()
+@_runner_options
 def run(
     plan: str, sandbox: bool, sandbox_at: Path | None, sandbox_config: str | None, time_scale: float | None,
     dry_run: bool, check: bool, run_dir: Path | None, runs_root: str, durable: bool, wait_for_cutover: bool,
-    progress: bool | None, fmt: str,
+    progress: bool | None, fmt: str, store_url: str | None, limiter: str, lease_ttl: float | None,
+    store_patience: float,
 ) -> None:
     """Run PLAN: migrate every instance, journaled and resumable."""
     registry = STATE.load()
@@ -260,6 +302,9 @@ def run(
     options.sandbox = sandbox
     options.sandbox_at = sandbox_at
     options.sandbox_config = _sandbox_config(sandbox_config, time_scale)
+    if store_url:
+        store = _store_options(store_url, limiter, lease_ttl, store_patience)
+        _finish(start_shared_run(plan, registry, options, store))
     _finish(start_run(plan, registry, options))
 
 
@@ -300,23 +345,79 @@ def _print_dry_run(plan: Any, registry: Registry, fmt: str) -> None:
 @click.option("--durable", is_flag=True, help="fsync every journal commit (group-committed).")
 @click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
 @click.option("--progress/--no-progress", default=None, help="Live progress view (default: on a terminal).")
+@_store_option()
+@_runner_options
 def resume(run_ref: str, runs_root: str, accept_changed_plan: bool, durable: bool, wait_for_cutover: bool,
-           progress: bool | None) -> None:
+           progress: bool | None, store_url: str | None, limiter: str, lease_ttl: float | None,
+           store_patience: float) -> None:
     """Continue RUN (an id, id prefix or run directory) where it stopped.
 
     Calls whose outcome is journaled are never repeated; a call that was sent but
     whose answer was lost is reconciled by looking the resource up first.
     """
     options = _run_options(runs_root, durable, wait_for_cutover, progress)
+    if store_url:  # in the store, resuming is joining: the leases tell what is left to do
+        _finish(join_shared_run(run_ref, STATE.load(), options,
+                                _store_options(store_url, limiter, lease_ttl, store_patience)))
     _finish(resume_run(run_ref, STATE.load(), options, accept_changed_plan=accept_changed_plan))
+
+
+@main.command(epilog=EPILOG)
+@click.argument("run_ref", metavar="RUN")
+@_store_option(required=True)
+@_runner_options
+@_runs_root
+@click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
+@click.option("--progress/--no-progress", default=None, help="Live progress view (default: on a terminal).")
+def join(run_ref: str, store_url: str, limiter: str, lease_ttl: float | None, store_patience: float,
+         runs_root: str, wait_for_cutover: bool, progress: bool | None) -> None:
+    """Add a runner to RUN in the shared store (from any machine).
+
+    The runner claims instances wave by wave, takes over those of runners that
+    died (after their lease ran out), and shares the accounts' rate budgets.
+    """
+    options = _run_options(runs_root, False, wait_for_cutover, progress)
+    _finish(join_shared_run(run_ref, STATE.load(), options,
+                            _store_options(store_url, limiter, lease_ttl, store_patience)))
+
+
+@main.command(epilog=EPILOG)
+@click.argument("run_ref", metavar="RUN")
+@_store_option(required=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def runners(run_ref: str, store_url: str, fmt: str) -> None:
+    """List the runners of RUN in the store: host, pid, version, heartbeat, instances held."""
+    _store_options(store_url, "shares", None, 0)
+    run_id, rows = list_runners(run_ref, store_url)
+    if fmt == "json":
+        click.echo(json.dumps({"run": run_id, "runners": runner_rows_json(rows)}, indent=2))
+        return
+    if not rows:
+        click.echo(f"run {run_id}: no runner has worked on it yet")
+    now = time.time()
+    for row in rows:
+        state = "stopped" if row.stopped else f"heartbeat {now - row.heartbeat:.0f}s ago"
+        held = ", ".join(row.holds[:10]) + (" ..." if len(row.holds) > 10 else "")
+        click.echo(f"{row.id:32} {row.host:16} pid {row.pid:<7} {row.version:8} {row.limiter:6} {state:22} "
+                   f"holds {len(row.holds)}{': ' + held if held else ''}")
 
 
 @main.command(epilog=EPILOG)
 @click.argument("run_ref", metavar="RUN")
 @_runs_root
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def status(run_ref: str, runs_root: str, fmt: str) -> None:
+@_store_option()
+def status(run_ref: str, runs_root: str, fmt: str, store_url: str | None) -> None:
     """Show where every instance of RUN stands (works while it runs, and after a crash)."""
+    if store_url:
+        _store_options(store_url, "shares", None, 0)
+        report, live = shared_status(run_ref, store_url)
+        if fmt == "json":
+            click.echo(json.dumps({**report, "active": live > 0, "runners": live}, indent=2, default=str))
+            return
+        _print_summary(report)
+        click.echo(f"run {report['run']} in the store: {live} runner(s) working on it")
+        return
     run_dir, report, active = run_status(run_ref, Path(runs_root))
     if fmt == "json":
         click.echo(json.dumps({**report, "active": active}, indent=2, default=str))
@@ -332,10 +433,25 @@ def status(run_ref: str, runs_root: str, fmt: str) -> None:
 @click.option("--resume/--no-resume", "then_resume", default=True, show_default=True,
               help="Resume the run if no runner is working on it.")
 @_runs_root
-def cutover(run_ref: str, selectors: tuple[str, ...], select_all: bool, then_resume: bool, runs_root: str) -> None:
+@_store_option()
+def cutover(run_ref: str, selectors: tuple[str, ...], select_all: bool, then_resume: bool, runs_root: str,
+            store_url: str | None) -> None:
     """Release the manual cutover of selected instances of RUN."""
     if not selectors and not select_all:
         raise UsageError("say which instances: --select ID (repeatable, globs allowed) or --all")
+    if store_url:
+        _store_options(store_url, "shares", None, 0)
+        run_id, released, live = shared_cutover(run_ref, store_url, list(selectors), select_all)
+        click.echo(f"released cutover for {len(released)} instance(s): {', '.join(released[:20])}"
+                   + (" ..." if len(released) > 20 else ""))
+        if live:
+            click.echo(f"{live} runner(s) of the run pick the release up within a second or two")
+            return
+        if then_resume:
+            options = _run_options(runs_root, False, False, None)
+            _finish(join_shared_run(run_id, STATE.load(), options, StoreOptions(store_url)))
+        click.echo(f"continue with: batchmig join {run_id} --store ...")
+        return
     run_dir, chosen = release_cutover(run_ref, Path(runs_root), list(selectors), select_all)
     click.echo(f"released cutover for {len(chosen)} instance(s): {', '.join(chosen[:20])}"
                + (" ..." if len(chosen) > 20 else ""))
@@ -346,6 +462,40 @@ def cutover(run_ref: str, selectors: tuple[str, ...], select_all: bool, then_res
         options = _run_options(runs_root, False, False, None)
         _finish(resume_run(str(run_dir), STATE.load(), options))
     click.echo(f"continue with: batchmig resume {run_dir.name}")
+
+
+# --------------------------------------------------------------------- store
+
+
+@main.group()
+def store() -> None:
+    """The shared PostgreSQL store (several runners, one rate budget)."""
+
+
+@store.command("init")
+@_store_option(required=True)
+def store_init(store_url: str) -> None:
+    """Create batchmig's tables and functions in the store (once per database)."""
+    _store_options(store_url, "shares", None, 0)
+    before, after = store_migrate(store_url, create=True)
+    if before is None:
+        click.echo(f"store {redact_url(store_url)}: schema version {after} created")
+    elif before == after:
+        click.echo(f"store {redact_url(store_url)}: already at schema version {after}")
+    else:
+        click.echo(f"store {redact_url(store_url)}: upgraded from schema version {before} to {after}")
+
+
+@store.command("upgrade")
+@_store_option(required=True)
+def store_upgrade(store_url: str) -> None:
+    """Bring the store's schema to the version this batchmig needs."""
+    _store_options(store_url, "shares", None, 0)
+    before, after = store_migrate(store_url, create=False)
+    if before == after:
+        click.echo(f"store {redact_url(store_url)}: already at schema version {after}")
+    else:
+        click.echo(f"store {redact_url(store_url)}: upgraded from schema version {before} to {after}")
 
 
 # ------------------------------------------------------------- plugins, schema

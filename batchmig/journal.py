@@ -437,3 +437,8 @@ class Journal:
     async def read(self, query: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run a read in the writer thread (so it sees every queued write)."""
         return await self._submit_and_wait(query)
+
+    async def released_now(self) -> set[str]:
+        """The instances whose cutover is released, as committed now (``batchmig cutover`` writes them)."""
+        released: set[str] = await self.read(lambda db: {r[0] for r in db.execute("SELECT instance FROM cutovers")})
+        return released

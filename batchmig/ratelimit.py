@@ -188,24 +188,29 @@ class RateLimiter:
         slot, and a late batch followed by an on-time one would otherwise put more than
         the cap into one second on the server's clock.
         """
-        state = self._state(key)
         slot = self.reserve(key)
         while True:
             delay = slot - self._clock.now()
             if delay > 0:
                 await self._clock.sleep(delay)
-            now = self._clock.now()
-            allowed = max(1, math.floor(self.current_rate(key, now) + 1e-9))
-            released = state.released
-            gap = self._gap(allowed)
-            if gap and released and released[-1] + gap > now + 1e-9:
-                slot = released[-1] + gap
-                continue
-            if len(released) >= allowed and released[-allowed] > now - self._span:
-                slot = released[-allowed] + self._span
-                continue
-            released.append(now)
-            return
+            later = self._release(key)
+            if later is None:
+                return
+            slot = later
+
+    def _release(self, key: LimitKey) -> float | None:
+        """Release a call of ``key`` now if the window allows it (None), else say when to retry."""
+        state = self._state(key)
+        now = self._clock.now()
+        allowed = max(1, math.floor(self.current_rate(key, now) + 1e-9))
+        released = state.released
+        gap = self._gap(allowed)
+        if gap and released and released[-1] + gap > now + 1e-9:
+            return released[-1] + gap
+        if len(released) >= allowed and released[-allowed] > now - self._span:
+            return released[-allowed] + self._span
+        released.append(now)
+        return None
 
     def penalize(self, key: LimitKey, retry_after: float | None = None, now: float | None = None) -> None:
         """The cloud throttled a call of ``key``: slow every caller of the key down."""

@@ -34,9 +34,10 @@ from batchmig.errors import (
     TransientError,
     UnknownOutcomeError,
 )
-from batchmig.journal import Journal
 from batchmig.plugin import Call, CallStep, Connection, HttpRequest, HttpResponse, Outputs
 from batchmig.ratelimit import Clock, LimitKey, MonotonicClock, RateLimiter
+from batchmig.store.base import JournalStore
+from batchmig.store.fence import Fence, LeaseLost
 
 log = structlog.get_logger("batchmig.pipeline")
 
@@ -148,11 +149,12 @@ class Pipeline:
         limiter: RateLimiter,
         send: Send,
         *,
-        journal: Journal | None = None,
+        journal: JournalStore | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         seed: int | None = None,
         read_only: bool = False,
+        fence: Fence | None = None,
     ) -> None:
         self._connections = connections  # config name -> (provider name, connection)
         self.limiter = limiter
@@ -163,17 +165,31 @@ class Pipeline:
         self._rng = random.Random(seed)
         self._retries_left = self.retry.budget
         self.read_only = read_only
+        self.fence = fence  # with a shared store: no call while this runner's leases may have run out
         self.stats = CallStats()
 
     def key(self, connection: str, action: str) -> LimitKey:
         provider, conn = self._connections[connection]
         return LimitKey(provider, conn.account, conn.region, action)
 
-    async def _attempt(self, connection: str, call: Call) -> Mapping[str, Any]:
-        """One admitted request: limiter, sign, send, parse. Shielded once sent."""
+    async def _attempt(
+        self, connection: str, call: Call, wanted: Callable[[], bool] | None = None
+    ) -> Mapping[str, Any]:
+        """One admitted request: limiter, sign, send, parse. Shielded once sent.
+
+        ``wanted`` (polls of several instances) says whether anyone still waits for the
+        answer: after a closed fence reopens, a poll for lost instances is not sent.
+        """
         provider, conn = self._connections[connection]
         key = LimitKey(provider, conn.account, conn.region, call.action)
         await self.limiter.acquire(key)
+        if self.fence is not None:
+            while await self.fence.wait_open():
+                # The fence was closed: the capacity this call was admitted under may
+                # belong to another runner now, so it queues at the limiter again.
+                await self.limiter.acquire(key)
+            if wanted is not None and not wanted():
+                raise LeaseLost("nobody waits for this call any more")
         with anyio.CancelScope(shield=True):  # a call on the wire finishes and is accounted
             request = await conn.prepare(call)
             self.stats.sent[call.action] += 1
@@ -204,7 +220,9 @@ class Pipeline:
         log.debug("call.retry", code=error.code, attempt=attempt)
         await self._clock.sleep(self.retry.delay(attempt, self._rng))
 
-    async def read(self, connection: str, call: Call) -> Mapping[str, Any]:
+    async def read(
+        self, connection: str, call: Call, wanted: Callable[[], bool] | None = None
+    ) -> Mapping[str, Any]:
         """A read-only call with retries. Refuses mutating calls."""
         if call.mutating:
             raise PermanentError("MutatingCallRefused", f"{call.action} changes state; only steps may send it")
@@ -212,7 +230,7 @@ class Pipeline:
         while True:
             attempt += 1
             try:
-                return await self._attempt(connection, call)
+                return await self._attempt(connection, call, wanted)
             except (ThrottleError, TransientError, UnknownOutcomeError) as exc:
                 await self._backoff(attempt, exc)
 
@@ -296,9 +314,10 @@ def _request_id(answer: Mapping[str, Any]) -> str | None:
 class ReadCaller:
     """The ``Caller`` handed to providers: read-only calls on one connection."""
 
-    def __init__(self, pipeline: Pipeline, connection: str) -> None:
+    def __init__(self, pipeline: Pipeline, connection: str, wanted: Callable[[], bool] | None = None) -> None:
         self._pipeline = pipeline
         self._connection = connection
+        self._wanted = wanted
 
     async def read(self, call: Call) -> Mapping[str, Any]:
-        return await self._pipeline.read(self._connection, call)
+        return await self._pipeline.read(self._connection, call, self._wanted)

@@ -110,7 +110,8 @@ class _PollQueue:
 
     async def _poll(self, batch: list[_Waiter]) -> None:
         try:
-            caller = ReadCaller(self.hub.pipeline, self.connection)
+            caller = ReadCaller(self.hub.pipeline, self.connection,
+                                wanted=lambda: any(not waiter.cancelled for waiter in batch))
             try:
                 statuses: Sequence[WaitStatus] | None = await self.poller.poll(caller, [w.outputs for w in batch])
                 error: BaseException | None = None

@@ -34,12 +34,13 @@ from batchmig.journal import (
     RUNNING,
     SKIPPED,
     SUCCEEDED,
-    Journal,
 )
 from batchmig.plan.model import Plan, PlannedInstance, Wave
 from batchmig.plugin import CallStep, Instance, Step
 from batchmig.ratelimit import Clock, MonotonicClock
 from batchmig.registry import Registry
+from batchmig.store.base import JournalStore
+from batchmig.store.fence import LeaseLost
 
 log = structlog.get_logger("batchmig.engine")
 
@@ -86,7 +87,7 @@ class Engine:
         plan: Plan,
         registry: Registry,
         pipeline: Pipeline,
-        journal: Journal,
+        journal: JournalStore,
         run_id: str,
         *,
         clock: Clock | None = None,
@@ -317,6 +318,8 @@ class Engine:
             except StepFailed as exc:
                 self._set(iid, FAILED, error=exc.error)
                 log.error("instance.failed", **exc.error)
+            except LeaseLost:
+                log.warning("instance.lease_lost", step=index)  # another runner goes on with it
             except JournalError as exc:
                 self._fatal = exc
                 self.stop("the journal cannot be written")
@@ -403,7 +406,7 @@ class Engine:
             await anyio.sleep(CUTOVER_CHECK_SECONDS)
             if not self._release_events:
                 continue
-            released = await self.journal.read(lambda db: {r[0] for r in db.execute("SELECT instance FROM cutovers")})
+            released = await self.journal.released_now()
             for iid in released - self._released:
                 self._released.add(iid)
                 event = self._release_events.pop(iid, None)

