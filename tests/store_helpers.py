@@ -41,7 +41,7 @@ def fleet_plan(
     ]
     for wave in range(waves):
         extra = f", canary: {canary}" if canary and wave == 0 else ""
-        extra += f", failure_budget: {budget!r}" if budget else ""
+        extra += f", failure_budget: {budget}" if budget else ""
         lines.append(f"  - {{name: w{wave}{extra}}}")
     lines.append("instances:")
     per_wave = max(1, count // waves)

@@ -353,7 +353,10 @@ class SharedJournal:
         margin: float,
         patience: float = 300.0,
         pool_size: int = 6,
+        pool_reset: str | None = None,
     ) -> None:
+        """``pool_reset``: SQL run on every connection returned to the pool (tests use
+        ``DISCARD ALL`` to prove nothing depends on session state, as behind PgBouncer)."""
         self.store = store
         self.run = run
         self.runner = runner
@@ -366,6 +369,7 @@ class SharedJournal:
         self.round_trips = 0
         self.commits = 0
         self._pool_size = pool_size
+        self._pool_reset = pool_reset
         self._pool: Any = None
         self._queue: asyncio.Queue[_Write] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -377,10 +381,16 @@ class SharedJournal:
     async def open(self) -> None:
         from psycopg_pool import AsyncConnectionPool
 
+        reset_sql = self._pool_reset
+
+        async def reset(conn: Any) -> None:
+            if reset_sql:
+                await conn.execute(reset_sql)
+
         self._pool = AsyncConnectionPool(
             self.store.url, min_size=1, max_size=self._pool_size, kwargs=connection_kwargs(),
             open=False, timeout=CONNECT_TIMEOUT, reconnect_timeout=max(self.patience, 60.0),
-            name=f"batchmig-{self.runner}",
+            name=f"batchmig-{self.runner}", reset=reset if reset_sql else None,
         )
         await self._pool.open(wait=False)
         self._queue = asyncio.Queue()

@@ -1,0 +1,313 @@
+"""The shared PostgreSQL store: the throw-away server, schema versions, claims, leases,
+fencing, the shared limiter's SQL, and what PgBouncer in transaction mode needs."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import tempfile
+from pathlib import Path
+
+import anyio
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from batchmig.cli import STATE, main
+from batchmig.errors import UsageError
+from batchmig.plan.loader import load_plan
+from batchmig.ratelimit import LimitKey
+from batchmig.sharedlimit import ShareLimiter
+from batchmig.store.fence import Fence, LeaseLost
+from batchmig.store.postgres import PostgresStore, SharedJournal
+from batchmig.store.schema import SCHEMA_VERSION
+from batchmig.testing import make_registry
+from batchmig.testing.postgres import ServerAccount, ThrowawayPostgres
+from batchmig.testing.testcloud import TestcloudPlugin
+from store_helpers import fleet_plan
+
+# ------------------------------------------------------------ the throw-away server
+
+
+def _serve_once(directory: Path, account: ServerAccount | None = None) -> str:
+    with ThrowawayPostgres(directory, account=account) as server, psycopg.connect(server.dsn) as conn:
+        row = conn.execute("SELECT current_setting('server_version_num')::int, "
+                           "(SELECT usename FROM pg_user WHERE usesysid = (SELECT datdba FROM pg_database "
+                           "WHERE datname = 'postgres'))").fetchone()
+        assert row is not None and row[0] >= 120000
+        owner = Path(server.data).stat().st_uid
+        return f"{row[0]}:{owner}"
+
+
+def test_throwaway_server_runs_as_this_process_would(tmp_path: Path) -> None:
+    """As root the server runs as an unprivileged account; otherwise as this user."""
+    directory = Path(tempfile.mkdtemp(prefix="batchmig-pg-test-"))
+    version, owner = _serve_once(directory).split(":")
+    expected = pwd.getpwnam(os.environ.get("BATCHMIG_TEST_POSTGRES_USER", "nobody")).pw_uid \
+        if os.geteuid() == 0 else os.geteuid()
+    assert int(owner) == expected and int(version) >= 180000
+    assert not directory.exists()
+
+
+def _as_an_ordinary_user() -> None:
+    """The non-root path, from a root CI: a child becomes ``nobody`` and starts its own server.
+
+    (Run as an ordinary user, the test above already takes that path.)
+    """
+    account = pwd.getpwnam("nobody")
+    directory = Path(tempfile.mkdtemp(prefix="batchmig-pg-user-"))
+    os.chown(directory, account.pw_uid, account.pw_gid)
+    pid = os.fork()
+    if pid == 0:  # the child: an ordinary user from here on
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(account.pw_gid)
+            os.setuid(account.pw_uid)
+            os.environ["HOME"] = str(directory)
+            assert ServerAccount.for_this_process().uid is None  # runs the server itself
+            _serve_once(directory)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+if os.geteuid() == 0:
+    test_throwaway_server_as_an_ordinary_user = _as_an_ordinary_user
+
+
+# ------------------------------------------------------------------ schema
+
+
+@pytest.fixture
+def cli_registry():
+    STATE.registry = make_registry(TestcloudPlugin())
+    yield STATE.registry
+    STATE.registry = None
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_store_init_upgrade_and_unknown_schema(postgres_dsn: str, cli_registry, plan_file, tmp_path: Path) -> None:
+    plan = plan_file(fleet_plan(2))
+    code, out = _cli("status", "x", "--store", postgres_dsn)
+    assert code == 2 and "has no batchmig schema" in out and "batchmig store init" in out
+    code, out = _cli("store", "upgrade", "--store", postgres_dsn)
+    assert code == 2 and "store init" in out
+    code, out = _cli("store", "init", "--store", postgres_dsn)
+    assert code == 0 and f"schema version {SCHEMA_VERSION} created" in out
+    code, out = _cli("store", "init", "--store", postgres_dsn)
+    assert code == 0 and "already at schema version" in out
+    code, out = _cli("store", "upgrade", "--store", postgres_dsn)
+    assert code == 0 and "already at schema version" in out
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO batchmig_schema (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
+    code, out = _cli("run", str(plan), "--store", postgres_dsn, "--runs-root", str(tmp_path / "runs"))
+    assert code == 2 and f"this batchmig knows up to {SCHEMA_VERSION}" in out and "Traceback" not in out
+    code, out = _cli("run", str(plan), "--store", "mysql://x", "--runs-root", str(tmp_path / "runs"))
+    assert code == 2 and "not a PostgreSQL URL" in out
+    unreachable = "postgresql://nobody:s3cr3t-pw@127.0.0.1:1/none"
+    code, out = _cli("status", "x", "--store", unreachable)
+    assert code == 3 and "cannot reach the store" in out and "s3cr3t-pw" not in out
+
+
+# ------------------------------------------------------- claims, leases, fences
+
+
+def _new_run(dsn: str, plan_text: str, tmp_path: Path) -> tuple[PostgresStore, str]:
+    store = PostgresStore(dsn)
+    store.migrate(create=True)
+    path = tmp_path / "plan.yaml"
+    path.write_text(plan_text)
+    plan = load_plan(str(path), make_registry(TestcloudPlugin()))
+    store.create_run("run-1", plan, {"run_id": "run-1"})
+    return store, "run-1"
+
+
+@pytest.mark.anyio
+async def test_claims_are_exclusive_in_wave_order_and_fenced_after_takeover(postgres_dsn: str, tmp_path: Path):
+    store, run = _new_run(postgres_dsn, fleet_plan(6, waves=2), tmp_path)
+    a = SharedJournal(store, run, "runner-a", ttl=30, margin=5)
+    b = SharedJournal(store, run, "runner-b", ttl=30, margin=5)
+    lost: list[str] = []
+    a.on_lost = lost.append
+    await a.open()
+    await b.open()
+    try:
+        first = await a.claim(0, 2, 100, 100, 100)
+        second = await b.claim(0, 5, 100, 100, 100)
+        assert [c.record.id for c in first] == ["fleet-0000", "fleet-0001"]
+        assert [c.record.id for c in second] == ["fleet-0002"]  # wave 0 only, nothing twice
+        assert await b.claim(0, 5, 100, 100, 100) == []
+        call = await a.intent("fleet-0000", 0, "CreateJob", "job-x")
+        a.set_instance("fleet-0000", "running", step=0, step_name="create-job")
+        await a.flush()
+        # a's lease runs out on the database's clock; b takes over and gets the open intent
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE batchmig_instances SET lease_until = now() - interval '1 second' "
+                         "WHERE owner = 'runner-a'")
+        taken = {c.record.id: c for c in await b.claim(0, 5, 100, 100, 100)}
+        assert set(taken) == {"fleet-0000", "fleet-0001"}
+        assert taken["fleet-0000"].epoch == first[0].epoch + 1
+        assert [i.id for i in taken["fleet-0000"].intents] == [call]
+        assert taken["fleet-0000"].record.status == "running"
+        # every write of the zombie fails the epoch check
+        a.outcome(call, "done", outputs={"JobId": "zombie"})
+        a.set_instance("fleet-0000", "succeeded")
+        with pytest.raises(LeaseLost):
+            await a.intent("fleet-0001", 0, "CreateJob", "job-y")
+        await a.flush()
+        assert set(lost) == {"fleet-0000", "fleet-0001"}
+        assert await a.renew() == set()  # nothing left to renew: the epochs were dropped
+        records = store.instances(run)
+        assert records["fleet-0000"].status == "running" and records["fleet-0000"].outputs == {}
+        assert store.open_intents(run)["fleet-0000"][0].id == call
+        # the owner writes; a lease with less than the margin left takes no new intent
+        b.set_instance("fleet-0000", "succeeded")
+        await b.flush()
+        assert store.instances(run)["fleet-0000"].status == "succeeded"
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE batchmig_instances SET lease_until = now() + interval '2 seconds' "
+                         "WHERE id = 'fleet-0002'")
+        with pytest.raises(LeaseLost):
+            await b.intent("fleet-0002", 0, "CreateJob", "job-z")
+        # renewal by the same epoch works even after expiry, as long as nobody took over
+        assert await b.renew() == set()
+    finally:
+        await a.aclose()
+        await b.aclose()
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_canaries_budget_and_concurrency_hold_across_runners(postgres_dsn: str, tmp_path: Path):
+    plan = fleet_plan(6, waves=1, canary=2, budget="1", max_concurrency=3)
+    store, run = _new_run(postgres_dsn, plan, tmp_path)
+    a = SharedJournal(store, run, "a", ttl=30, margin=5)
+    b = SharedJournal(store, run, "b", ttl=30, margin=5)
+    await a.open()
+    await b.open()
+    try:
+        assert [c.record.id for c in await a.claim(0, 10, 3, 3, 1)] == ["fleet-0000", "fleet-0001"]  # canaries
+        assert await b.claim(0, 10, 3, 3, 1) == []
+        for iid in ("fleet-0000", "fleet-0001"):
+            a.set_instance(iid, "succeeded")
+            a.release(iid)
+        await a.flush()
+        assert len(await b.claim(0, 10, 3, 3, 1)) == 3  # the run's max_concurrency, across runners
+        assert await a.claim(0, 10, 3, 3, 1) == []
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE batchmig_instances SET status = 'failed', owner = NULL WHERE run = %s "
+                         "AND id IN ('fleet-0002', 'fleet-0003')", (run,))
+        assert await a.claim(0, 10, 3, 3, 1) == []  # 2 failed > budget 1: nothing new starts
+        state = await a.wave_state(0)
+        assert state.failed == 2 and state.canaries_ok
+    finally:
+        await a.aclose()
+        await b.aclose()
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_no_server_side_prepared_statements_and_no_session_state(postgres_dsn: str, tmp_path: Path):
+    """PgBouncer in transaction mode: any transaction may land on any server connection."""
+    store, run = _new_run(postgres_dsn, fleet_plan(4), tmp_path)
+    journal = SharedJournal(store, run, "a", ttl=30, margin=5, pool_reset="DISCARD ALL")
+    await journal.open()
+    try:
+        for _ in range(3):
+            claims = await journal.claim(0, 4, 100, 100, 100)
+            for claim in claims:
+                for step in range(4):
+                    call = await journal.intent(claim.record.id, step, "CreateJob", "r")
+                    journal.outcome(call, "done")
+                    journal.set_instance(claim.record.id, "running", step=step + 1)
+                    journal.step_finished(claim.record.id, step, "s", 0.0, "succeeded")
+            assert await journal.renew() == set()
+        await journal.flush()
+        for _ in range(journal._pool_size):
+            async with journal._pool.connection() as conn:
+                cursor = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
+                assert (await cursor.fetchone()) == (0,)
+        assert {r.status for r in store.instances(run).values()} == {"running"}
+    finally:
+        await journal.aclose()
+        store.close()
+
+
+# --------------------------------------------------------------- the fence
+
+
+@pytest.mark.anyio
+async def test_fence_closes_a_margin_before_the_lease_ends(fake_clock):
+    fence = Fence(ttl=30, margin=11, clock=fake_clock)
+    assert not fence.is_open()  # closed until the first renewal
+    fence.renewed(fake_clock.now())
+    assert fence.is_open() and not await fence.wait_open()
+    fake_clock.advance(18.9)
+    assert fence.is_open()
+    fake_clock.advance(0.2)  # 30 - 11 seconds after the renewal started
+    assert not fence.is_open()
+    fence.give_up("store gone")
+    with pytest.raises(LeaseLost):
+        await fence.wait_open()
+    with pytest.raises(ValueError):
+        Fence(ttl=10, margin=6)
+
+
+# --------------------------------------------------------- the limiter's SQL
+
+
+def test_exact_reservations_never_exceed_the_cap_in_a_window(postgres_dsn: str, tmp_path: Path) -> None:
+    store, _ = _new_run(postgres_dsn, fleet_plan(1), tmp_path)
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        delays = [conn.execute("SELECT batchmig_reserve('k', 20, 1.0, 0.05, 1.0)").fetchone()[0]
+                  for _ in range(45)]
+        slots = conn.execute("SELECT slots FROM batchmig_rate_keys WHERE key = 'k'").fetchone()[0]
+    stamps = sorted(s.timestamp() for s in slots)
+    assert len(stamps) == 20
+    assert all(b - a >= 1.05 / 20 - 1e-6 for a, b in zip(stamps, stamps[1:], strict=False))  # evenly spaced
+    assert delays[-1] > delays[0] + 2.0  # 45 calls at 20 per 1.05 s
+    store.close()
+
+
+@pytest.mark.anyio
+async def test_shares_shrink_before_grow_and_return_after_lease(postgres_dsn: str, tmp_path: Path):
+    store, run = _new_run(postgres_dsn, fleet_plan(1), tmp_path)
+    journals = [SharedJournal(store, run, name, ttl=3, margin=1) for name in ("a", "b")]
+    for journal in journals:
+        await journal.open()
+    a, b = (ShareLimiter(lambda key: 20.0, journal) for journal in journals)
+    key = LimitKey("testcloud", "acct", "r1", "CreateJob")
+    try:
+        assert await a.rebalance(key, 20) == 20
+        assert await b.rebalance(key, 20) == 0  # a still holds it all
+        assert await a.rebalance(key, 20) == 10  # a shrinks to its fair share at once...
+        assert await b.rebalance(key, 20) == 0  # ...but b grows only a window later
+        await anyio.sleep(1.4)
+        assert await b.rebalance(key, 20) == 10
+        assert a._shares[key].share + b._shares[key].share <= 20
+        # a dies: its share returns after its lease (3 s) plus one window, not at expiry
+        await anyio.sleep(2.0)
+        assert await b.rebalance(key, 20) == 10
+        await anyio.sleep(1.2)
+        assert await b.rebalance(key, 20) == 20
+        # a throttle lowers the key for everyone
+        await b._penalize_shared(key, 2.0)
+        assert await b.rebalance(key, 20) == 10
+    finally:
+        for journal in journals:
+            await journal.aclose()
+        store.close()
+
+
+def test_unknown_limiter_mode_is_a_usage_error() -> None:
+    from batchmig.scaleout import StoreOptions
+
+    with pytest.raises(UsageError):
+        StoreOptions("postgresql://x", limiter="fast")
