@@ -1,33 +1,106 @@
-"""Several runners on one run in the PostgreSQL store, against the sandbox in its own process."""
+"""Several runners and several runs in one PostgreSQL store, against the sandbox in its
+own process: real runner processes, real sockets, counted from the sandbox's audit log."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from batchmig.testing.postgres import ThrowawayPostgres, scratch_database
 from batchmig.testing.sandbox_process import SandboxProcess
 from store_helpers import audit_figures, fleet_plan, runner_command, start_runner
 
-import subprocess
+CAPPED = {"time_scale": 60, "rate_limits": {"testcloud": {"*": 20}}}
 
 
-def test_two_runners_share_one_run(postgres_dsn: str, tmp_path: Path) -> None:
-    subprocess.run(runner_command("store", "init", "--store", postgres_dsn), check=True, cwd=tmp_path)
-    (tmp_path / "plan.yaml").write_text(fleet_plan(40, waves=2, duration=20))
-    with SandboxProcess(tmp_path / "sandbox", {"time_scale": 60}) as sandbox:
-        first = start_runner(tmp_path, "r1", "run", "plan.yaml", "--store", postgres_dsn,
-                             "--sandbox-at", str(sandbox.directory), "--lease-ttl", "12", "--no-progress")
-        import time
-        time.sleep(3)
-        runs = subprocess.run(runner_command("status", "fleet", "--store", postgres_dsn, "--format", "json"),
-                              cwd=tmp_path, capture_output=True, text=True)
-        print(runs.stdout[:300], runs.stderr[-2000:])
-        second = start_runner(tmp_path, "r2", "join", "fleet", "--store", postgres_dsn, "--lease-ttl", "12",
-                              "--no-progress")
-        assert first.wait(120) == 0, (tmp_path / "r1.err").read_text()[-3000:]
-        assert second.wait(120) == 0, (tmp_path / "r2.err").read_text()[-3000:]
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(runner_command(*args), cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _wait(proc: subprocess.Popen[bytes], cwd: Path, stem: str, timeout: float = 150) -> int:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError((cwd / f"{stem}.err").read_text()[-3000:]) from None
+
+
+def _until_runners(cwd: Path, dsn: str, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listed = _cli(cwd, "runners", "fleet", "--store", dsn, "--format", "json")
+        if listed.returncode == 0 and len(json.loads(listed.stdout)["runners"]) >= count:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{count} runners did not register")
+
+
+def test_two_runners_one_run_with_manual_cutovers(postgres_dsn: str, tmp_path: Path) -> None:
+    assert _cli(tmp_path, "store", "init", "--store", postgres_dsn).returncode == 0
+    (tmp_path / "plan.yaml").write_text(fleet_plan(60, waves=2, duration=20, incremental_every=15,
+                                                   manual_every=15))
+    runner = ("--store", postgres_dsn, "--lease-ttl", "12", "--no-progress")
+    with SandboxProcess(tmp_path / "sandbox", CAPPED) as sandbox:
+        first = start_runner(tmp_path, "r1", "run", "plan.yaml", "--sandbox-at", str(sandbox.directory), *runner)
+        time.sleep(1.5)
+        second = start_runner(tmp_path, "r2", "join", "fleet", *runner)
+        assert _wait(first, tmp_path, "r1") == 4 and _wait(second, tmp_path, "r2") == 4  # awaiting cutover
+        listed = json.loads(_cli(tmp_path, "runners", "fleet", "--store", postgres_dsn, "--format", "json").stdout)
+        assert len(listed["runners"]) == 2 and all(r["stopped"] for r in listed["runners"])
+        status = json.loads(_cli(tmp_path, "status", "fleet", "--store", postgres_dsn, "--format", "json").stdout)
+        assert status["counts"] == {"awaiting_cutover": 4, "succeeded": 56} and status["runners"] == 0
+        released = _cli(tmp_path, "cutover", "fleet", "--select", "fleet-00[03]0", "--store", postgres_dsn)
+        assert released.returncode == 4, released.stderr  # no runner alive: it joins, two still wait
+        assert _cli(tmp_path, "cutover", "fleet", "--all", "--store", postgres_dsn).returncode == 0
         figures = audit_figures(sandbox.audit(), {})
-    print(json.dumps(figures, indent=1))
-    assert figures["repeated_effects"] == 0 and not figures["over_cap"]
+    reports = [json.loads(p.read_text()) for p in (tmp_path / ".batchmig" / "runs").glob("*/report.json")]
+    assert reports and reports[0]["counts"] == {"succeeded": 60}
+    status = json.loads(_cli(tmp_path, "status", "fleet", "--store", postgres_dsn, "--format", "json").stdout)
+    assert status["counts"] == {"succeeded": 60}
+    claimed = [(tmp_path / f"r{i}.err").read_text().count("instance.started") > 0 for i in (1, 2)]
+    assert all(claimed), "both runners worked on the run"
+    assert figures["repeated_effects"] == 0 and figures["throttled"] == 0 and not figures["over_cap"], figures
+
+
+@pytest.mark.parametrize("limiter", ["shares", "exact"])
+def test_two_plans_on_one_account_share_the_budget(postgres_dsn: str, tmp_path: Path, limiter: str) -> None:
+    """Two independent runs (different plans) on one account: 0 throttles, never over the cap."""
+    assert _cli(tmp_path, "store", "init", "--store", postgres_dsn).returncode == 0
+    for name in ("alpha", "beta"):
+        (tmp_path / f"{name}.yaml").write_text(fleet_plan(40, name=name, duration=10))
+    with SandboxProcess(tmp_path / "sandbox", CAPPED) as sandbox:
+        procs = [start_runner(tmp_path, name, "run", f"{name}.yaml", "--store", postgres_dsn, "--limiter", limiter,
+                              "--sandbox-at", str(sandbox.directory), "--no-progress")
+                 for name in ("alpha", "beta")]
+        assert [_wait(p, tmp_path, n) for p, n in zip(procs, ("alpha", "beta"), strict=True)] == [0, 0]
+        figures = audit_figures(sandbox.audit(), {})
+    assert figures["repeated_effects"] == 0 and figures["throttled"] == 0 and not figures["over_cap"], figures
+    assert max(figures["worst_second"].values()) <= 20
+
+
+def test_store_outage_runners_wait_and_go_on(tmp_path: Path) -> None:
+    """PostgreSQL stops for a few seconds mid-run: nothing is repeated and the run completes."""
+    with ThrowawayPostgres() as server, scratch_database(server.dsn) as dsn:
+        assert _cli(tmp_path, "store", "init", "--store", dsn).returncode == 0
+        (tmp_path / "plan.yaml").write_text(fleet_plan(60, duration=30, incremental_every=4))
+        runner = ("--store", dsn, "--lease-ttl", "15", "--no-progress")
+        with SandboxProcess(tmp_path / "sandbox", CAPPED) as sandbox:
+            first = start_runner(tmp_path, "r1", "run", "plan.yaml", "--sandbox-at", str(sandbox.directory),
+                                 *runner)
+            time.sleep(1.0)
+            second = start_runner(tmp_path, "r2", "join", "fleet", *runner)
+            _until_runners(tmp_path, dsn, 2)
+            time.sleep(1.0)
+            server.stop()
+            time.sleep(4.0)
+            server.start()
+            assert _wait(first, tmp_path, "r1") == 0 and _wait(second, tmp_path, "r2") == 0
+            figures = audit_figures(sandbox.audit(), {})
+        status = json.loads(_cli(tmp_path, "status", "fleet", "--store", dsn, "--format", "json").stdout)
+    assert status["counts"] == {"succeeded": 60}
+    assert figures["repeated_effects"] == 0 and not figures["over_cap"], figures
+    assert "store.unreachable" in (tmp_path / "r1.err").read_text() + (tmp_path / "r2.err").read_text()

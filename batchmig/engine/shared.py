@@ -136,6 +136,7 @@ class SharedEngine(Engine):
         limit = self.plan.document.run.max_concurrency
         wave_cap = min(wave.max_concurrency or limit, limit)
         max_failed = max_failures(wave)
+        members = set(wave.instances)
         log.info("wave.started", wave=wave.name, instances=len(wave.instances))
         while not self.stopping:
             state = await self._store(partial(self.shared.wave_state, index))
@@ -150,7 +151,10 @@ class SharedEngine(Engine):
                 log.error("wave.budget_exhausted", wave=wave.name, failed=state.failed)
             if reason and not state.blocked:
                 await self._store(partial(self.shared.block, reason, index, index))
-            free = limit - self._running_here
+            # Each runner takes its part of what is left, so a runner that dies strands
+            # little; the rest is taken over once its lease runs out.
+            mine = sum(1 for iid in self._scopes if iid in members and iid not in self._at_cutover)
+            free = min(limit - self._running_here, math.ceil(state.unsettled / state.runners) - mine)
             if free > 0:
                 claims = await self._store(partial(self.shared.claim, index, free, wave_cap, limit, max_failed)) or []
                 for claim in claims:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +52,8 @@ CONNECT_TIMEOUT = 5.0
 
 class StoreUnavailable(JournalError):
     """The store cannot be reached (now, or for longer than the runner waits)."""
+
+    hint = "once the store answers again, `batchmig join RUN --store URL` goes on where the run stopped"
 
 
 def _psycopg() -> Any:
@@ -132,6 +135,8 @@ class PostgresStore:
     def _transaction(self) -> Iterator[Any]:
         psycopg = _psycopg()
         try:
+            if self._db.closed:
+                self._db = psycopg.connect(self.url, **connection_kwargs())
             with self._db.transaction():
                 yield self._db
         except psycopg.OperationalError as exc:
@@ -139,11 +144,16 @@ class PostgresStore:
 
     def _query(self, sql: str, params: Any = ()) -> list[Any]:
         psycopg = _psycopg()
-        try:
-            cursor = self._db.execute(sql, params)
-            return list(cursor.fetchall()) if cursor.description else []
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"the store {redact_url(self.url)} failed: {_first_line(exc)}") from None
+        for attempt in (1, 2):
+            try:
+                if self._db.closed:
+                    self._db = psycopg.connect(self.url, **connection_kwargs())
+                cursor = self._db.execute(sql, params)
+                return list(cursor.fetchall()) if cursor.description else []
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or not self._db.closed:  # a connection lost earlier: one fresh try
+                    raise StoreUnavailable(f"the store {redact_url(self.url)} failed: {_first_line(exc)}") from None
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------- schema
 
@@ -381,6 +391,7 @@ class SharedJournal:
     async def open(self) -> None:
         from psycopg_pool import AsyncConnectionPool
 
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # store.unreachable says it once
         reset_sql = self._pool_reset
 
         async def reset(conn: Any) -> None:
@@ -695,13 +706,15 @@ class SharedJournal:
             "  coalesce(bool_and(status IN ('succeeded', 'failed', 'skipped')) FILTER (WHERE canary), true), "
             "  coalesce(bool_and(status = 'succeeded') FILTER (WHERE canary), true), "
             "  (array_agg(id ORDER BY position) FILTER (WHERE canary AND status IN ('failed', 'skipped')))[1], "
-            "  count(*) FILTER (WHERE status = 'awaiting_cutover') "
+            "  count(*) FILTER (WHERE status = 'awaiting_cutover'), "
+            "  (SELECT count(*) FROM batchmig_runners WHERE run = %s AND stopped IS NULL "
+            "     AND heartbeat > now() - make_interval(secs => %s)) "
             "FROM batchmig_instances WHERE run = %s AND wave_index = %s",
-            (self.run, self.run, wave),
+            (self.run, self.run, self.ttl, self.run, wave),
         )
-        blocked, unsettled, failed, total, canaries_done, canaries_ok, bad_canary, awaiting = rows[0]
+        blocked, unsettled, failed, total, canaries_done, canaries_ok, bad_canary, awaiting, live = rows[0]
         return WaveState(blocked, int(unsettled), int(failed), int(total), bool(canaries_done),
-                         bool(canaries_ok), bad_canary, int(awaiting))
+                         bool(canaries_ok), bad_canary, int(awaiting), max(1, int(live)))
 
     async def block(self, reason: str, from_wave: int, skip_wave: int | None) -> None:
         """Stop the run's later waves (first reason wins); skip what has not started."""
@@ -739,3 +752,5 @@ class WaveState:
     canaries_ok: bool
     bad_canary: str | None
     awaiting: int
+    runners: int
+    """Runners whose heartbeat is recent: only to share the work out, never to decide liveness."""
