@@ -308,7 +308,12 @@ class ShareLimiter(_SharedBase):
                 await anyio.sleep(1.0)
 
 
+EXACT_MARGIN = 0.1
+"""The exact mode's window margin: its slot is decided a database round trip before the
+call leaves, with no local check of actual release times, so it keeps twice the margin."""
+
+
 def make_shared_limiter(mode: str, rate_for: Callable[[LimitKey], float], journal: SharedJournal) -> _SharedBase:
     if mode == "exact":
-        return ExactLimiter(rate_for, journal)
+        return ExactLimiter(rate_for, journal, margin=EXACT_MARGIN)
     return ShareLimiter(rate_for, journal)

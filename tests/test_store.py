@@ -3,6 +3,7 @@ fencing, the shared limiter's SQL, and what PgBouncer in transaction mode needs.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import tempfile
@@ -12,6 +13,7 @@ import anyio
 import psycopg
 import pytest
 from click.testing import CliRunner
+from store_helpers import fleet_plan
 
 from batchmig.cli import STATE, main
 from batchmig.errors import UsageError
@@ -24,7 +26,6 @@ from batchmig.store.schema import SCHEMA_VERSION
 from batchmig.testing import make_registry
 from batchmig.testing.postgres import ServerAccount, ThrowawayPostgres
 from batchmig.testing.testcloud import TestcloudPlugin
-from store_helpers import fleet_plan
 
 # ------------------------------------------------------------ the throw-away server
 
@@ -271,7 +272,7 @@ def test_exact_reservations_never_exceed_the_cap_in_a_window(postgres_dsn: str, 
         slots = conn.execute("SELECT slots FROM batchmig_rate_keys WHERE key = 'k'").fetchone()[0]
     stamps = sorted(s.timestamp() for s in slots)
     assert len(stamps) == 20
-    assert all(b - a >= 1.05 / 20 - 1e-6 for a, b in zip(stamps, stamps[1:], strict=False))  # evenly spaced
+    assert all(b - a >= 1.05 / 20 - 1e-6 for a, b in itertools.pairwise(stamps))  # evenly spaced
     assert delays[-1] > delays[0] + 2.0  # 45 calls at 20 per 1.05 s
     store.close()
 

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from store_helpers import audit_figures, fleet_plan, runner_command, start_runner
 
 from batchmig.testing.postgres import ThrowawayPostgres, scratch_database
 from batchmig.testing.sandbox_process import SandboxProcess
-from store_helpers import audit_figures, fleet_plan, runner_command, start_runner
 
 CAPPED = {"time_scale": 60, "rate_limits": {"testcloud": {"*": 20}}}
 

@@ -358,6 +358,8 @@ class Engine:
                 "kind": "timeout", "code": "StepTimeout", "step": step.name,
                 "message": f"step {step.name} did not finish within {_human(timeout)}",
             }) from None
+        except LeaseLost:
+            raise  # not a failure of the instance: another runner goes on with it
         except ProviderError as exc:
             self.journal.step_finished(iid, index, step.name, started, FAILED)
             raise StepFailed({**exc.as_dict(), "step": step.name}) from exc

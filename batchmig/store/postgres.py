@@ -232,7 +232,7 @@ class PostgresStore:
             return str(ids[0])
         if not ids:
             raise UsageError(f"no run {reference!r} in the store {redact_url(self.url)}",
-                             "`batchmig runs --store ...` lists them")
+                             "give the run id that `batchmig run --store` printed (a unique prefix is enough)")
         raise UsageError(f"{reference!r} matches several runs: {', '.join(ids[:5])}")
 
     def run_ids(self) -> list[tuple[str, str, float]]:

@@ -179,7 +179,8 @@ BEGIN
     WITH chosen AS (
         SELECT i.run, i.id FROM batchmig_instances i
          WHERE i.run = p_run
-           AND (i.owner IS NULL OR i.lease_until < now())
+           -- another runner's expired lease (a runner never claims what it still works on)
+           AND (i.owner IS NULL OR (i.lease_until < now() AND i.owner <> p_runner))
            AND (
                  -- released cutovers, from any wave
                  (i.status = 'awaiting_cutover'
