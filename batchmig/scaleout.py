@@ -31,7 +31,15 @@ from batchmig.errors import JournalError, UsageError
 from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
 from batchmig.registry import Registry
-from batchmig.report import build_report, write_report
+from batchmig.report import (
+    CallSummary,
+    InvocationRecord,
+    LimiterKeyRecord,
+    ProcessFigures,
+    build_run_report,
+    write_report,
+)
+from batchmig.report.model import moment
 from batchmig.rundir import make_run_id
 from batchmig.sharedlimit import LIMITER_MODES, make_shared_limiter
 from batchmig.store.fence import Fence
@@ -91,7 +99,7 @@ def start_shared_run(plan_path: str, registry: Registry, options: Any, store_opt
             "sandbox_at": str(options.sandbox_at.resolve()) if options.sandbox_at else "",
         })
         log.info("run.created", run=run_id, store=redact_url(store_options.url))
-        return _run_shared(store, plan, registry, run_id, options, store_options)
+        return _run_shared(store, plan, registry, run_id, options, store_options, "run")
     finally:
         store.close()
 
@@ -110,20 +118,22 @@ def join_shared_run(reference: str, registry: Registry, options: Any, store_opti
             raise UsageError(f"the plan stored for run {run_id} does not load to the same plan here")
         meta = store.meta(run_id)
         options.sandbox_at = Path(meta["sandbox_at"]) if meta.get("sandbox_at") else None
-        return _run_shared(store, plan, registry, run_id, options, store_options)
+        return _run_shared(store, plan, registry, run_id, options, store_options, "join")
     finally:
         store.close()
 
 
 def _run_shared(
-    store: PostgresStore, plan: Plan, registry: Registry, run_id: str, options: Any, store_options: StoreOptions
+    store: PostgresStore, plan: Plan, registry: Registry, run_id: str, options: Any, store_options: StoreOptions,
+    command: str,
 ) -> Any:
     run_dir = options.run_dir or options.runs_root / run_id
     _private_dir(run_dir)
     if not (run_dir / "plan.yaml").exists():
         _write_private(run_dir / "plan.yaml", plan.text)
     try:
-        return eventloop.run(_execute_shared, store, plan, registry, run_id, run_dir, options, store_options)
+        return eventloop.run(_execute_shared, store, plan, registry, run_id, run_dir, options, store_options,
+                             command)
     finally:
         logs.close_event_file()
 
@@ -134,7 +144,7 @@ def runner_id() -> str:
 
 async def _execute_shared(
     store: PostgresStore, plan: Plan, registry: Registry, run_id: str, run_dir: Path, options: Any,
-    store_options: StoreOptions,
+    store_options: StoreOptions, command: str,
 ) -> Any:
     from batchmig.operations import (
         RunOutcome,
@@ -161,6 +171,7 @@ async def _execute_shared(
     journal = SharedJournal(store, run_id, runner, ttl=ttl, margin=margin, patience=store_options.patience)
     await journal.open()
     started = time.monotonic()
+    wall_started = time.time()
     limiter: Any = None
     try:
         await journal.register(socket.gethostname(), os.getpid(), __version__, store_options.limiter)
@@ -205,21 +216,24 @@ async def _execute_shared(
         if limiter is not None:
             await limiter.aclose()
         await journal.aclose()
-    extra: dict[str, Any] = {
-        "duration_seconds": round(time.monotonic() - started, 3),
-        "runner": runner,
-        "store": redact_url(store.url),
-        "limiter": store_options.limiter,
-        "calls": pipeline.stats.as_dict(),
-        "rate_limits": {key: stats.as_dict() for key, stats in limiter.stats().items()},
-        "polls": engine.polls_by_poller,
-        "claimed": engine.claimed,
-        "taken_over": engine.taken_over,
-        "store_round_trips": journal.round_trips,
-    }
-    if engine.stopping:
-        extra["interrupted"] = engine.stop_reason
-    report = build_report(store.view(run_id), extra)
+    code_now = 3 if engine.stopping else 0
+    ended = time.time()
+    invocation = InvocationRecord(
+        command, moment(wall_started), moment(ended), round(ended - wall_started, 3),
+        socket.gethostname(), os.getpid(), __version__, CallSummary(**pipeline.stats.as_dict()), code_now,
+        engine.stop_reason or None,
+    )
+    figures = ProcessFigures(
+        rate_limits={
+            key: LimiterKeyRecord(s.cap, s.admitted, s.waited, round(s.wait_seconds, 3), s.throttled, s.max_in_window)
+            for key, s in limiter.stats().items()
+        },
+        polls=engine.polls_by_poller, invocation=invocation,
+    )
+    log.info("runner.finished", claimed=engine.claimed, taken_over=engine.taken_over,
+             store_round_trips=journal.round_trips, limiter=store_options.limiter,
+             seconds=round(time.monotonic() - started, 3))
+    report = build_run_report(store.view(run_id), plan=plan, figures=figures).to_json_dict()
     try:
         write_report(run_dir / "report.json", report)
     except OSError as exc:
@@ -235,8 +249,9 @@ def shared_status(reference: str, url: str, active_within: float = 60.0) -> tupl
     """The whole run's report from the store, and how many runners are alive."""
     with open_store(url) as store:
         run_id = store.find_run(reference)
-        report = build_report(store.view(run_id))
-        return report, store.active_runners(run_id, active_within)
+        live = store.active_runners(run_id, active_within)
+        report = build_run_report(store.view(run_id), active=live > 0).to_json_dict()
+        return report, live
 
 
 def shared_cutover(reference: str, url: str, selectors: list[str], select_all: bool) -> tuple[str, list[str], int]:

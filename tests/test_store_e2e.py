@@ -86,7 +86,7 @@ def test_store_outage_runners_wait_and_go_on(tmp_path: Path) -> None:
     """PostgreSQL stops for a few seconds mid-run: nothing is repeated and the run completes."""
     with ThrowawayPostgres() as server, scratch_database(server.dsn) as dsn:
         assert _cli(tmp_path, "store", "init", "--store", dsn).returncode == 0
-        (tmp_path / "plan.yaml").write_text(fleet_plan(60, duration=30, incremental_every=4))
+        (tmp_path / "plan.yaml").write_text(fleet_plan(60, duration=300, incremental_every=4))
         runner = ("--store", dsn, "--lease-ttl", "15", "--no-progress")
         with SandboxProcess(tmp_path / "sandbox", CAPPED) as sandbox:
             first = start_runner(tmp_path, "r1", "run", "plan.yaml", "--sandbox-at", str(sandbox.directory),
@@ -94,7 +94,6 @@ def test_store_outage_runners_wait_and_go_on(tmp_path: Path) -> None:
             time.sleep(1.0)
             second = start_runner(tmp_path, "r2", "join", "fleet", *runner)
             _until_runners(tmp_path, dsn, 2)
-            time.sleep(1.0)
             server.stop()
             time.sleep(4.0)
             server.start()

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from batchmig.journal import (
     AWAITING_CUTOVER,
@@ -24,7 +24,7 @@ from batchmig.journal import (
     SKIPPED,
     SUCCEEDED,
     InstanceRecord,
-    Journal,
+    OperatorRequestRow,
 )
 from batchmig.plan.model import Plan
 from batchmig.report.model import (
@@ -59,8 +59,22 @@ class ProcessFigures:
     """This process's own invocation, for journals that do not keep invocations."""
 
 
+class ReportSource(Protocol):
+    """What a report is built from: a run's SQLite journal, or its rows in the shared store."""
+
+    def meta(self) -> dict[str, str]: ...
+
+    def steps(self) -> list[tuple[str, int, str, float | None, float | None, str]]: ...
+
+    def instances(self) -> dict[str, InstanceRecord]: ...
+
+    def requests(self) -> list[OperatorRequestRow]: ...
+
+    def released_cutover_times(self) -> dict[str, float]: ...
+
+
 def build_run_report(
-    journal: Journal,
+    journal: ReportSource,
     *,
     plan: Plan | None = None,
     active: bool = False,
@@ -188,7 +202,7 @@ def _waves(instances: Sequence[InstanceReport], plan: Plan | None) -> tuple[Wave
     )
 
 
-def _cutovers(journal: Journal) -> Iterable[CutoverRecord]:
+def _cutovers(journal: ReportSource) -> Iterable[CutoverRecord]:
     released = journal.released_cutover_times()
     for request in journal.requests():
         if request.kind != "cutover":

@@ -41,7 +41,7 @@ from typing import Any
 import structlog
 
 from batchmig.errors import JournalError, UsageError
-from batchmig.journal import InstanceRecord, OpenIntent, _error_json
+from batchmig.journal import InstanceRecord, OpenIntent, OperatorRequestRow, _error_json
 from batchmig.store.fence import LeaseLost
 from batchmig.store.schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
 
@@ -282,6 +282,10 @@ class PostgresStore:
     def released_cutovers(self, run: str) -> set[str]:
         return {r[0] for r in self._query("SELECT instance FROM batchmig_cutovers WHERE run = %s", (run,))}
 
+    def released_cutover_times(self, run: str) -> dict[str, float]:
+        return {r[0]: r[1].timestamp()
+                for r in self._query("SELECT instance, released FROM batchmig_cutovers WHERE run = %s", (run,))}
+
     def release_cutovers(self, run: str, instance_ids: list[str]) -> None:
         with self._transaction() as db, db.cursor() as cursor:
             cursor.executemany("INSERT INTO batchmig_cutovers (run, instance) VALUES (%s, %s) "
@@ -331,6 +335,13 @@ class RunView:
 
     def released_cutovers(self) -> set[str]:
         return self.store.released_cutovers(self.run)
+
+    def released_cutover_times(self) -> dict[str, float]:
+        return self.store.released_cutover_times(self.run)
+
+    def requests(self) -> list[OperatorRequestRow]:
+        """Operator requests are not journaled in the store yet (issue 11 adds them)."""
+        return []
 
 
 def _first_line(exc: BaseException) -> str:
