@@ -291,14 +291,7 @@ async def _execute(
         command, moment(started), moment(ended), round(ended - started, 3), socket.gethostname(), os.getpid(),
         __version__, CallSummary(**pipeline.stats.as_dict()), code, engine.stop_reason or None,
     )
-    figures = ProcessFigures(
-        rate_limits={
-            key: LimiterKeyRecord(s.cap, s.admitted, s.waited, round(s.wait_seconds, 3), s.throttled, s.max_in_window)
-            for key, s in limiter.stats().items()
-        },
-        polls=engine.polls_by_poller, invocation=invocation,
-    )
-    report = build_run_report(journal, plan=plan, figures=figures).to_json_dict()
+    report = build_run_report(journal, plan=plan, figures=process_figures(limiter, engine, invocation)).to_json_dict()
     try:
         write_report(run_dir / "report.json", report)
     except OSError as exc:  # the run directory filled up or lost its write permission at the very end
@@ -306,6 +299,17 @@ async def _execute(
         stopped.hint = f"free space or fix the permissions of {run_dir}, then `batchmig resume {run_id}`"
         raise stopped from None
     return RunOutcome(run_id, run_dir, code, report)
+
+
+def process_figures(limiter: RateLimiter, engine: Engine, invocation: InvocationRecord) -> ProcessFigures:
+    """What only this process knows for the report: its limiter's counters and polls."""
+    return ProcessFigures(
+        rate_limits={
+            key: LimiterKeyRecord(s.cap, s.admitted, s.waited, round(s.wait_seconds, 3), s.throttled, s.max_in_window)
+            for key, s in limiter.stats().items()
+        },
+        polls=engine.polls_by_poller, invocation=invocation,
+    )
 
 
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]

@@ -34,8 +34,6 @@ from batchmig.registry import Registry
 from batchmig.report import (
     CallSummary,
     InvocationRecord,
-    LimiterKeyRecord,
-    ProcessFigures,
     build_run_report,
     write_report,
 )
@@ -152,6 +150,7 @@ async def _execute_shared(
         _stop_on_signals,
         build_connections,
         exit_code,
+        process_figures,
         rate_table,
         sandbox_endpoints,
         sandbox_time_scale,
@@ -223,17 +222,11 @@ async def _execute_shared(
         socket.gethostname(), os.getpid(), __version__, CallSummary(**pipeline.stats.as_dict()), code_now,
         engine.stop_reason or None,
     )
-    figures = ProcessFigures(
-        rate_limits={
-            key: LimiterKeyRecord(s.cap, s.admitted, s.waited, round(s.wait_seconds, 3), s.throttled, s.max_in_window)
-            for key, s in limiter.stats().items()
-        },
-        polls=engine.polls_by_poller, invocation=invocation,
-    )
     log.info("runner.finished", claimed=engine.claimed, taken_over=engine.taken_over,
              store_round_trips=journal.round_trips, limiter=store_options.limiter,
              seconds=round(time.monotonic() - started, 3))
-    report = build_run_report(store.view(run_id), plan=plan, figures=figures).to_json_dict()
+    report = build_run_report(store.view(run_id), plan=plan,
+                              figures=process_figures(limiter, engine, invocation)).to_json_dict()
     try:
         write_report(run_dir / "report.json", report)
     except OSError as exc:
