@@ -227,5 +227,10 @@ class RateLimiter:
     def stats(self) -> dict[str, KeyStats]:
         return {str(key): state.stats for key, state in self._keys.items()}
 
+    def rates(self) -> dict[str, float]:
+        """Each key's rate now (its cap, or less while it recovers from a throttle)."""
+        now = self._clock.now()
+        return {str(key): self.current_rate(key, now) for key in list(self._keys)}
+
     def cap(self, key: LimitKey) -> float:
         return self._state(key).cap

@@ -27,6 +27,7 @@ import aiohttp
 import anyio
 import structlog
 
+from batchmig.engine.traffic import CALL, RETRY, THROTTLE, Traffic
 from batchmig.errors import (
     PermanentError,
     ProviderError,
@@ -167,6 +168,7 @@ class Pipeline:
         self.read_only = read_only
         self.fence = fence  # with a shared store: no call while this runner's leases may have run out
         self.stats = CallStats()
+        self.traffic = Traffic(self._clock.now)
 
     def key(self, connection: str, action: str) -> LimitKey:
         provider, conn = self._connections[connection]
@@ -193,11 +195,13 @@ class Pipeline:
         with anyio.CancelScope(shield=True):  # a call on the wire finishes and is accounted
             request = await conn.prepare(call)
             self.stats.sent[call.action] += 1
+            self.traffic.add(key, CALL)
             try:
                 response = await self._send(request)
                 return conn.parse(call, response)
             except ThrottleError as exc:
                 self.stats.throttled += 1
+                self.traffic.add(key, THROTTLE)
                 self.limiter.penalize(key, exc.retry_after)
                 raise
             except ProviderError as exc:
@@ -207,7 +211,7 @@ class Pipeline:
                 raise
         raise AssertionError("unreachable: the shielded block returns or raises")
 
-    async def _backoff(self, attempt: int, error: ProviderError) -> None:
+    async def _backoff(self, attempt: int, error: ProviderError, key: LimitKey) -> None:
         if attempt >= self.retry.max_attempts:
             raise error
         if self._retries_left <= 0:
@@ -217,6 +221,7 @@ class Pipeline:
             ) from error
         self._retries_left -= 1
         self.stats.retries += 1
+        self.traffic.add(key, RETRY)
         log.debug("call.retry", code=error.code, attempt=attempt)
         await self._clock.sleep(self.retry.delay(attempt, self._rng))
 
@@ -232,7 +237,7 @@ class Pipeline:
             try:
                 return await self._attempt(connection, call, wanted)
             except (ThrottleError, TransientError, UnknownOutcomeError) as exc:
-                await self._backoff(attempt, exc)
+                await self._backoff(attempt, exc, self.key(connection, call.action))
 
     async def mutate(
         self,
@@ -265,7 +270,7 @@ class Pipeline:
                 result = read_answer(step, answer)
             except ThrottleError as exc:  # refused before acting: safe to send again
                 self._journal.outcome(call_id, "throttled", error=exc.as_dict(), request_id=exc.request_id)
-                await self._backoff(attempt, exc)
+                await self._backoff(attempt, exc, self.key(connection, call.action))
                 continue
             except (UnknownOutcomeError, TransientError) as exc:
                 # The server may have acted (an InternalError after a commit, a lost
@@ -274,7 +279,7 @@ class Pipeline:
                 found = await self._reconcile(connection, step, outputs)
                 if found is not None:
                     return found, exc.request_id
-                await self._backoff(attempt, exc)
+                await self._backoff(attempt, exc, self.key(connection, call.action))
                 continue
             except ProviderError as exc:
                 self._journal.outcome(call_id, "failed", error=exc.as_dict(), request_id=exc.request_id)

@@ -35,6 +35,7 @@ from batchmig.report.model import (
     InstanceReport,
     InvocationRecord,
     LimiterKeyRecord,
+    NotificationRecord,
     OperatorRequest,
     RunReport,
     RunState,
@@ -57,6 +58,7 @@ class ProcessFigures:
     polls: Mapping[str, int] = field(default_factory=dict)
     invocation: InvocationRecord | None = None
     """This process's own invocation, for journals that do not keep invocations."""
+    notifications: Sequence[NotificationRecord] = ()
 
 
 class ReportSource(Protocol):
@@ -121,6 +123,7 @@ def build_run_report(
         cutovers=tuple(_cutovers(journal)),
         rate_limits=dict(figures.rate_limits),
         polls=dict(figures.polls),
+        notifications=tuple(figures.notifications),
         start_error=start_error,
         instances=tuple(instances),
     )

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from batchmig.credentials import REDACTOR
 from batchmig.errors import UsageError
+from batchmig.report.build import ProcessFigures
 from batchmig.report.model import RunReport
 
 
@@ -28,11 +32,16 @@ def render_report(document: dict[str, Any]) -> str:
 
 def write_report(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` to ``path`` atomically (0600); raises OSError."""
-    text = REDACTOR(render_report(document))
-    tmp = path.with_suffix(".tmp")
+    write_private_text(path, render_report(document))
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write ``text``, known secrets redacted, to ``path`` atomically, readable by its owner only
+    (0600); raises OSError."""
+    tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+        handle.write(REDACTOR(text))
     os.replace(tmp, path)
 
 
@@ -45,3 +54,27 @@ def read_report(path: Path) -> RunReport:
     if not isinstance(data, dict) or data.get("schema_version") != 1:
         raise UsageError(f"{path} is not a batchmig run report of schema version 1")
     return RunReport.load(data)
+
+
+FIGURES_NAME = "figures.json"
+"""In the run directory: what only the runner process knows (limiter keys and their traffic,
+polls, webhook deliveries, its invocation), rewritten every few seconds while it runs, so
+``batchmig report``, ``batchmig serve`` and metrics show it from another process."""
+
+
+@cache
+def _figures_adapter() -> TypeAdapter[ProcessFigures]:
+    return TypeAdapter(ProcessFigures)
+
+
+def write_figures(path: Path, figures: ProcessFigures) -> None:
+    """Write the runner's figures (0600, atomic); raises OSError."""
+    write_private_text(path, _figures_adapter().dump_json(figures).decode())
+
+
+def read_figures(path: Path) -> ProcessFigures | None:
+    """The figures a runner wrote, or None if there are none (or they cannot be read)."""
+    try:
+        return _figures_adapter().validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None

@@ -136,6 +136,8 @@ class InvocationRecord:
     calls: CallSummary = field(default_factory=CallSummary)
     exit_code: int | None = None
     stop_reason: str | None = None
+    user: str | None = None
+    """The operating-system user who started it."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,20 @@ class WaveSummary:
 
 
 @dataclass(frozen=True)
+class TrafficSeries:
+    __pydantic_config__ = _CONFIG
+
+    start: datetime
+    """Start of the first bucket."""
+    bucket_seconds: float
+    """Width of each bucket: 1 s, doubled as often as needed to keep a long run to a few hundred buckets."""
+    calls: tuple[int, ...]
+    """Calls sent per bucket (divide by ``bucket_seconds`` for calls per second)."""
+    throttled: tuple[int, ...]
+    retries: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class LimiterKeyRecord:
     __pydantic_config__ = _CONFIG
 
@@ -191,6 +207,30 @@ class LimiterKeyRecord:
     throttled: int
     max_in_window: int
     """The most calls admitted within any one-second window (never above ``cap``)."""
+    rate: float | None = None
+    """The key's rate when the figures were taken: below ``cap`` while it recovers from a throttle."""
+    retries: int = 0
+    """Calls of this key sent again after a throttle, a transient error or a lost answer."""
+    series: TrafficSeries | None = None
+    """The key's calls, throttles and retries over time."""
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    __pydantic_config__ = _CONFIG
+
+    name: str
+    """The webhook's name in the plan's ``notify:`` section."""
+    events: int
+    """Events this webhook subscribed to that the run raised."""
+    delivered: int
+    failed: int
+    """Events given up after every attempt failed."""
+    dropped: int
+    """Events never sent: the queue was full, or the run ended while the endpoint was failing."""
+    attempts: int
+    """HTTP requests made, retries included."""
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +268,8 @@ class RunReport:
     """Per limiter key (provider/account/region/action), as the latest invocation saw it."""
     polls: dict[str, int] = field(default_factory=dict)
     """Polls per poller in the latest invocation (each poll may cover many instances)."""
+    notifications: tuple[NotificationRecord, ...] = ()
+    """Webhook deliveries of the latest invocation, per webhook (failures are counted, never fatal)."""
     start_error: str | None = None
     """Why the first start failed (state ``not_started``)."""
     instances: tuple[InstanceReport, ...] = ()

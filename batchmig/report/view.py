@@ -1,0 +1,136 @@
+"""The report as the compact document the HTML report and the dashboard draw from.
+
+Both pages run the same script (``static/report.js``) over this document: the HTML
+report carries it inline, the dashboard fetches it and fetches it again as the run
+moves. It is shaped for size and drawing speed at 10,000 instances rather than for
+reading: names that repeat (statuses, waves, providers, step names, error messages)
+are listed once and referred to by index, times are seconds from ``t0`` with 0.1 s
+precision, and an instance is one short array::
+
+    [id, provider, wave, status, step, error, steps, tags, cutover]
+    steps: [[step name, start, duration, status], ...]   (start/duration in seconds)
+    error: index into ``errors`` (groups by the cloud's code), -1 for none
+
+``VIEW_VERSION`` changes whenever this shape does (the script checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from batchmig.report.model import InstanceReport, RunReport
+
+VIEW_VERSION = 1
+STATUS_ORDER = ("succeeded", "failed", "skipped", "awaiting_cutover", "needs_attention", "interrupted", "running",
+                "pending")
+
+
+class _Names:
+    """A list of distinct values, each referred to by its index."""
+
+    def __init__(self, initial: Iterable[str] = ()) -> None:
+        self.values: list[str] = []
+        self._index: dict[str, int] = {}
+        for value in initial:
+            self.ref(value)
+
+    def ref(self, value: str) -> int:
+        index = self._index.get(value)
+        if index is None:
+            index = self._index[value] = len(self.values)
+            self.values.append(value)
+        return index
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _offset(value: datetime | None, t0: float) -> float | None:
+    return None if value is None else round(value.timestamp() - t0, 1)
+
+
+def view_data(report: RunReport, *, now: datetime | None = None) -> dict[str, Any]:
+    """The view document of ``report`` (``now``: when it was taken, for bars still running)."""
+    now = now or datetime.now(UTC)
+    starts = [s.started.timestamp() for i in report.instances for s in i.steps if s.started]
+    t0 = min([*starts, *[x for x in [_epoch(report.started)] if x is not None]], default=now.timestamp())
+    statuses = _Names(STATUS_ORDER)
+    waves = _Names(w.name for w in report.waves)
+    providers, steps, messages = _Names(), _Names(), _Names()
+    groups: dict[str, dict[str, Any]] = {}
+    rows = []
+    for position, instance in enumerate(report.instances):
+        error = -1
+        if instance.error is not None:
+            group = groups.setdefault(instance.error.code, {
+                "code": instance.error.code, "kind": instance.error.kind, "index": len(groups), "members": []})
+            group["members"].append([position, messages.ref(instance.error.message), instance.error.request_id,
+                                     instance.error.step])
+            error = group["index"]
+        rows.append([
+            instance.id, providers.ref(instance.provider), waves.ref(instance.wave), statuses.ref(instance.status),
+            instance.step or "", error, _steps(instance, steps, statuses, t0), instance.tags or 0,
+            1 if instance.cutover == "manual" else 0,
+        ])
+    ordered = sorted(groups.values(), key=lambda g: g["index"])
+    return {
+        "version": VIEW_VERSION,
+        "run": report.run, "plan": report.plan, "plan_sha256": report.plan_sha256, "sandbox": report.sandbox,
+        "state": report.state, "started": _iso(report.started), "ended": _iso(report.ended),
+        "generated": _iso(now), "t0": round(t0, 3), "now": round(now.timestamp() - t0, 1),
+        "elapsed_seconds": report.elapsed_seconds, "duration_seconds": report.duration_seconds,
+        "counts": report.counts, "waves": [[w.name, w.instances, w.counts] for w in report.waves],
+        "calls": _plain(report.calls),
+        "statuses": statuses.values, "wave_names": waves.values, "providers": providers.values,
+        "step_names": steps.values, "messages": messages.values,
+        "errors": [[g["code"], g["kind"], g["members"]] for g in ordered],
+        "instances": rows,
+        "keys": [_key(name, record, t0) for name, record in sorted(report.rate_limits.items())],
+        "requests": [[r.id, r.kind, _iso(r.at), r.user, r.host, r.selection, r.instances] for r in report.requests],
+        "cutovers": [[c.instance, _iso(c.released), c.user, c.host, c.request, c.before_gate]
+                     for c in report.cutovers],
+        "invocations": [[i.command, _iso(i.started), _iso(i.ended), i.duration_seconds, i.user, i.host,
+                         i.version, i.exit_code, i.stop_reason] for i in report.invocations],
+        "notifications": [_plain(n) for n in report.notifications],
+        "start_error": report.start_error,
+    }
+
+
+def _steps(instance: InstanceReport, names: _Names, statuses: _Names, t0: float) -> list[list[Any]]:
+    bars: list[list[Any]] = []
+    for step in instance.steps:
+        start = _offset(step.started, t0)
+        if start is not None:
+            bars.append([names.ref(step.name), start, round(step.duration_seconds or 0.0, 1),
+                         statuses.ref(step.status)])
+    if instance.step and instance.status in ("running", "awaiting_cutover"):
+        # The step it is at now: from the end of its last step (or its last change) until now.
+        last = instance.steps[-1].ended if instance.steps else instance.updated
+        start = _offset(last, t0)
+        if start is not None:
+            bars.append([names.ref(instance.step), start, None, statuses.ref(instance.status)])
+    return bars
+
+
+def _key(name: str, record: Any, t0: float) -> dict[str, Any]:
+    series = record.series
+    return {
+        "key": name, "cap": record.cap, "rate": record.rate, "admitted": record.admitted,
+        "throttled": record.throttled, "retries": record.retries, "max_in_window": record.max_in_window,
+        "wait_seconds": record.wait_seconds,
+        "series": None if series is None else {
+            "start": round(series.start.timestamp() - t0, 1), "bucket": series.bucket_seconds,
+            "calls": list(series.calls), "throttled": list(series.throttled), "retries": list(series.retries),
+        },
+    }
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    return {key: value for key, value in vars(record).items() if not key.startswith("_")}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")

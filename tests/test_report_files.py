@@ -1,0 +1,179 @@
+"""The report files a run hands on: HTML, JUnit XML, Markdown, CSV, metrics, and `batchmig report`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import stat
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import xmlschema
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from batchmig.engine.traffic import CALL, RETRY, THROTTLE, Traffic
+from batchmig.ratelimit import LimitKey
+from batchmig.registry import Registry
+from batchmig.report import RunReport, read_report
+from batchmig.report.csv import safe_cell
+from batchmig.report.files import FIGURES_NAME, read_figures
+from batchmig.report.html import script_json
+from batchmig.report.junit import render_junit
+from batchmig.report.markdown import cell
+from batchmig.testing import FakeClock, run_plan
+
+JUNIT_XSD = Path(__file__).parent / "junit" / "junit.xsd"
+PLAN = """\
+version: 1
+providers:
+  tc: {type: testcloud, region: eu-1}
+defaults: {provider: tc, settings: {testcloud: {duration: 20}}}
+waves: [{name: first}, {name: second}]
+instances:
+  - {id: ok-1, wave: first, tags: {team: crm}}
+  - {id: waits, wave: first, cutover: manual, settings: {incremental: true}}
+  - {id: broken-job, wave: first, settings: {fail: true}}
+  - {id: refused, wave: second, settings: {reject: true}}
+  - {id: ok-2, wave: second}
+"""
+FILES = ("report.json", "report.html", "report.junit.xml", "report.md", "report.csv", "figures.json", "metrics.prom")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run with a success per wave, a job failure, a refused create and a manual cutover."""
+    from batchmig.testing import make_registry, write_plan
+    from batchmig.testing.testcloud import TestcloudPlugin
+
+    work = tmp_path_factory.mktemp("reportfiles")
+    result = run_plan(write_plan(work, PLAN), make_registry(TestcloudPlugin()), work)
+    assert result.statuses == {"ok-1": "succeeded", "waits": "awaiting_cutover", "broken-job": "failed",
+                               "refused": "failed", "ok-2": "succeeded"}
+    return result.outcome.run_dir
+
+
+def test_every_file_is_written_private(finished: Path) -> None:
+    for name in FILES:
+        mode = stat.S_IMODE((finished / name).stat().st_mode)
+        assert mode == 0o600, f"{name} is {oct(mode)}"
+    assert not list(finished.glob("*.tmp"))
+
+
+def test_junit_validates_against_the_junit_schema(finished: Path) -> None:
+    schema = xmlschema.XMLSchema(str(JUNIT_XSD))
+    text = (finished / "report.junit.xml").read_text(encoding="utf-8")
+    schema.validate(text)
+    root = ET.fromstring(text)
+    suites = {suite.get("name"): suite for suite in root.iter("testsuite")}
+    assert list(suites) == ["first", "second"]
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("5", "2", "0", "1")
+    cases = {case.get("name"): case for case in root.iter("testcase")}
+    refused = cases["refused"].find("failure")
+    assert refused is not None and refused.get("type") == "InvalidParameterValue"
+    assert "request id: " in (refused.text or "") and cases["refused"].get("classname") == "batchmig.second"
+    assert cases["waits"].find("skipped") is not None
+    assert cases["ok-1"].find("failure") is None and "tag team=crm" in (cases["ok-1"].findtext("system-out") or "")
+
+
+def test_junit_of_an_unfinished_run_is_not_green(finished: Path) -> None:
+    report = read_report(finished / "report.json")
+    interrupted = RunReport.load({**report.to_json_dict(), "instances": [
+        {**i.__dict__, "status": "interrupted", "steps": [], "error": None, "step": "wait-job"}
+        for i in report.instances[:1]]})
+    root = ET.fromstring(render_junit(interrupted))
+    xmlschema.XMLSchema(str(JUNIT_XSD)).validate(render_junit(interrupted))
+    assert root.get("errors") == "1" and root.find(".//error").get("type") == "interrupted"
+
+
+def test_markdown_lists_what_needs_a_look(finished: Path) -> None:
+    text = (finished / "report.md").read_text(encoding="utf-8")
+    assert "**2 of 5 instances succeeded**" in text
+    assert "| refused | second | failed |" in text and "JobFailed" in text and "InvalidParameterValue" in text
+    assert "](" not in text and "<a " not in text  # link-free
+    assert cell("a|b\nc <x>") == "a\\|b c \\<x\\>"
+
+
+def test_csv_has_one_row_per_instance(finished: Path) -> None:
+    rows = list(csv.DictReader(io.StringIO((finished / "report.csv").read_text(encoding="utf-8"))))
+    assert [r["instance"] for r in rows] == ["ok-1", "waits", "broken-job", "refused", "ok-2"]
+    by_id = {r["instance"]: r for r in rows}
+    assert by_id["refused"]["error_code"] == "InvalidParameterValue" and by_id["refused"]["request_id"]
+    assert by_id["ok-1"]["tags"] == "team=crm" and json.loads(by_id["ok-1"]["remote_ids"])["JobId"]
+    assert safe_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and safe_cell("-1") == "'-1" and safe_cell("ok") == "ok"
+
+
+def test_html_is_one_self_contained_file(finished: Path) -> None:
+    page = (finished / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the report must load nothing"
+    assert "@import" not in page and "url(" not in page
+    assert "default-src 'none'" in page
+    data = json.loads(re.search(r'<script type="application/json" id="batchmig-data">(.*?)</script>', page,
+                                re.S).group(1))
+    assert [row[0] for row in data["instances"]] == ["ok-1", "waits", "broken-job", "refused", "ok-2"]
+    codes = {group[0]: len(group[2]) for group in data["errors"]}
+    assert codes == {"JobFailed": 1, "InvalidParameterValue": 1}
+    assert data["cutovers"] == [] and data["keys"] and data["keys"][0]["series"]["calls"]
+
+
+def test_script_json_cannot_close_its_script() -> None:
+    text = script_json({"message": "</script><script>alert(1)</script><!--"})
+    assert "</" not in text and "<!--" not in text and json.loads(text)["message"].startswith("</script>")
+
+
+def test_figures_and_metrics_of_the_finished_run(finished: Path) -> None:
+    figures = read_figures(finished / FIGURES_NAME)
+    assert figures is not None and figures.invocation is not None and figures.invocation.exit_code == 1
+    create = next(record for key, record in figures.rate_limits.items() if key.endswith("/CreateJob"))
+    assert create.series is not None and sum(create.series.calls) == create.admitted == 5
+    families = {f.name: f for f in text_string_to_metric_families((finished / "metrics.prom").read_text())}
+    instances = {(s.labels["wave"], s.labels["status"]): s.value for s in families["batchmig_instances"].samples}
+    assert instances == {("first", "succeeded"): 1, ("first", "awaiting_cutover"): 1, ("first", "failed"): 1,
+                         ("second", "failed"): 1, ("second", "succeeded"): 1}
+    calls = {s.labels["action"]: s.value for s in families["batchmig_calls"].samples if s.name.endswith("_total")}
+    assert calls["CreateJob"] == 5
+    count = [s for s in families["batchmig_step_duration_seconds"].samples if s.name.endswith("_count")]
+    assert sum(s.value for s in count) == sum(1 for _ in _steps(finished))
+    assert {s.labels["action"] for s in families["batchmig_limiter_cap"].samples} >= {"CreateJob", "DescribeJobs"}
+
+
+def _steps(run_dir: Path) -> list[object]:
+    return [step for instance in read_report(run_dir / "report.json").instances for step in instance.steps]
+
+
+def test_report_command_renders_every_format(finished: Path, registry: Registry, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from batchmig.cli import STATE, main
+
+    monkeypatch.setattr(STATE, "registry", registry)
+    out = tmp_path / "run.xml"
+    result = CliRunner().invoke(main, ["report", str(finished), "--format", "junit", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    xmlschema.XMLSchema(str(JUNIT_XSD)).validate(str(out))
+    for fmt in ("markdown", "csv", "json", "html"):
+        result = CliRunner().invoke(main, ["report", str(finished), "--format", fmt])
+        assert result.exit_code == 0 and result.stdout.strip(), (fmt, result.output)
+    document = json.loads(CliRunner().invoke(main, ["report", str(finished), "--format", "json"]).stdout)
+    assert document["instances"] == json.loads((finished / "report.json").read_text())["instances"]
+    missing = CliRunner().invoke(main, ["report", "no-such-run", "--runs-root", str(tmp_path)])
+    assert missing.exit_code == 2 and "no run 'no-such-run'" in missing.output
+
+
+def test_traffic_buckets_coarsen_and_keep_every_count() -> None:
+    clock = FakeClock(0.0)
+    traffic = Traffic(clock.now, wall=lambda: 1_700_000_000.0)
+    key = LimitKey("p", "a", "r", "Create")
+    for second in range(3000):
+        clock.time = float(second)
+        traffic.add(key, CALL)
+        if second % 100 == 0:
+            traffic.add(key, THROTTLE)
+            traffic.add(key, RETRY)
+    series = traffic.series()[str(key)]
+    assert series.bucket_seconds == 8 and len(series.calls) <= 720
+    assert sum(series.calls) == 3000 and sum(series.throttled) == sum(series.retries) == 30
+    assert traffic.totals[str(key)] == [3000, 30, 30]
