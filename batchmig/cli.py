@@ -217,16 +217,20 @@ def _print_summary(report: dict[str, Any]) -> None:
     console.print(line)
 
 
-def _run_options(runs_root: str, durable: bool, wait: bool, progress: bool | None) -> RunOptions:
+def _run_options(runs_root: str, durable: bool, wait: bool, progress: bool | None,
+                 metrics_textfiles: tuple[Path, ...] = ()) -> RunOptions:
     return RunOptions(
         runs_root=Path(runs_root), durable=durable, wait_for_cutover=wait,
-        progress=sys.stderr.isatty() if progress is None else progress,
+        progress=sys.stderr.isatty() if progress is None else progress, metrics_textfiles=list(metrics_textfiles),
     )
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _runs_root = click.option("--runs-root", default=str(DEFAULT_RUNS_ROOT), show_default=True,
                           help="Where run directories are kept.")
+_metrics_textfile = click.option(
+    "--metrics-textfile", "metrics_textfiles", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the run's Prometheus metrics to this .prom file (node_exporter's textfile collector).")
 
 
 def _store_option(required: bool = False) -> Callable[[_F], _F]:
@@ -270,11 +274,12 @@ def _store_options(url: str, limiter: str, lease_ttl: float | None, patience: fl
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="For --dry-run/--check.")
 @_store_option()
 @_runner_options
+@_metrics_textfile
 def run(
     plan: str, sandbox: bool, sandbox_at: Path | None, sandbox_config: str | None, time_scale: float | None,
     dry_run: bool, check: bool, run_dir: Path | None, runs_root: str, durable: bool, wait_for_cutover: bool,
     progress: bool | None, fmt: str, store_url: str | None, limiter: str, lease_ttl: float | None,
-    store_patience: float,
+    store_patience: float, metrics_textfiles: tuple[Path, ...],
 ) -> None:
     """Run PLAN: migrate every instance, journaled and resumable."""
     registry = STATE.load()
@@ -297,7 +302,7 @@ def run(
                     click.echo(f"{iid}: {problem}")
             click.echo(f"pre-flight: {len(loaded.instances) - len(problems)} ready, {len(problems)} with problems")
         sys.exit(EXIT_FAILED if problems else EXIT_OK)
-    options = _run_options(runs_root, durable, wait_for_cutover, progress)
+    options = _run_options(runs_root, durable, wait_for_cutover, progress, metrics_textfiles)
     options.run_dir = run_dir
     options.sandbox = sandbox
     options.sandbox_at = sandbox_at
@@ -347,15 +352,16 @@ def _print_dry_run(plan: Any, registry: Registry, fmt: str) -> None:
 @click.option("--progress/--no-progress", default=None, help="Live progress view (default: on a terminal).")
 @_store_option()
 @_runner_options
+@_metrics_textfile
 def resume(run_ref: str, runs_root: str, accept_changed_plan: bool, durable: bool, wait_for_cutover: bool,
            progress: bool | None, store_url: str | None, limiter: str, lease_ttl: float | None,
-           store_patience: float) -> None:
+           store_patience: float, metrics_textfiles: tuple[Path, ...]) -> None:
     """Continue RUN (an id, id prefix or run directory) where it stopped.
 
     Calls whose outcome is journaled are never repeated; a call that was sent but
     whose answer was lost is reconciled by looking the resource up first.
     """
-    options = _run_options(runs_root, durable, wait_for_cutover, progress)
+    options = _run_options(runs_root, durable, wait_for_cutover, progress, metrics_textfiles)
     if store_url:  # in the store, resuming is joining: the leases tell what is left to do
         _finish(join_shared_run(run_ref, STATE.load(), options,
                                 _store_options(store_url, limiter, lease_ttl, store_patience)))
@@ -496,6 +502,63 @@ def store_upgrade(store_url: str) -> None:
         click.echo(f"store {redact_url(store_url)}: already at schema version {after}")
     else:
         click.echo(f"store {redact_url(store_url)}: upgraded from schema version {before} to {after}")
+
+
+@main.command("report", epilog=EPILOG)
+@click.argument("run_ref", metavar="RUN")
+@click.option("--format", "fmt", type=click.Choice(["html", "junit", "markdown", "csv", "json"]), default="markdown",
+              show_default=True, help="html: one self-contained file; junit: for CI; markdown: a job summary.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to FILE (0600) instead of standard output.")
+@_runs_root
+def report_command(run_ref: str, fmt: str, output: Path | None, runs_root: str) -> None:
+    """Render the report of RUN (also while it runs, or after a crash).
+
+    A runner writes every format into the run directory whenever it finishes or
+    stops (report.html, report.junit.xml, report.md, report.csv, report.json).
+    """
+    from batchmig.report.files import write_private_text
+    from batchmig.report.formats import render
+    from batchmig.runsource import DirectorySource
+
+    text = render(DirectorySource(Path(runs_root), registry=STATE.load()).report(run_ref), fmt)
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    try:
+        write_private_text(output, text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command(epilog=EPILOG)
+@click.argument("runs", nargs=-1, metavar="[RUN]...")
+@click.option("--port", type=int, default=8700, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--bind", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback is reachable from the network: the token guards it.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where the access token is kept (0600). Default: serve-token beside the runs root.")
+@click.option("--new-token", is_flag=True, help="Replace the access token (the old one stops working).")
+@_runs_root
+def serve(runs: tuple[str, ...], port: int, bind: str, token_file: Path | None, new_token: bool,
+          runs_root: str) -> None:
+    """A live web dashboard of RUNs (default: every run under the runs root).
+
+    The same views as the HTML report, updating while runs work, an instance table
+    with filters, each instance's calls and errors, and cutover from the browser.
+    Every request needs the access token, printed once inside the URL to open.
+    """
+    from batchmig.runsource import DirectorySource
+    from batchmig.web.server import serve as serve_dashboard
+
+    root = Path(runs_root)
+    source = DirectorySource(root, runs, registry=STATE.load())
+    try:
+        eventloop.run(lambda: serve_dashboard(source, bind=bind, port=port, new_token=new_token,
+                                              token_file=token_file or root.parent / "serve-token", say=click.echo))
+    except KeyboardInterrupt:
+        click.echo("dashboard stopped")
 
 
 # ------------------------------------------------------------- plugins, schema

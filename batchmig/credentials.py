@@ -122,3 +122,17 @@ def resolve_credentials(
             if value:
                 values[field] = value
     return ResolvedCredentials(values)
+
+
+def resolve_secret(reference: str, where: str) -> str:
+    """The value of one ``${env:NAME}`` / ``${file:PATH}`` reference, registered with the
+    redactor; a reference that resolves to nothing is a precise error."""
+    value = _dereference(reference, where)
+    if not value:
+        raise UsageError(f"{where}: {reference} is not set", "export it (or fill the file) before the run starts")
+    REDACTOR.add(value)
+    return value
+
+
+def is_reference(value: str) -> bool:
+    return _REFERENCE.match(value.strip()) is not None

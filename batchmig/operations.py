@@ -18,7 +18,6 @@ import fnmatch
 import json
 import os
 import signal
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,30 +28,28 @@ from typing import Any
 import anyio
 import structlog
 
-from batchmig import __version__, eventloop, logs
+from batchmig import eventloop, logs
 from batchmig.credentials import ResolvedCredentials, resolve_credentials
 from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller, RetryPolicy
 from batchmig.engine.runner import Engine, instance_view
 from batchmig.errors import JournalError, UsageError
 from batchmig.journal import AWAITING_CUTOVER, FAILED, INTERRUPTED, PENDING, RUNNING, SKIPPED, Journal
+from batchmig.monitor import RunMonitor
+from batchmig.notify import webhooks
 from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
 from batchmig.plugin import DEFAULT_RATE, Connection, ProviderConfig
 from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.registry import Registry
-from batchmig.report import (
-    CallSummary,
-    InvocationRecord,
-    LimiterKeyRecord,
-    ProcessFigures,
-    build_run_report,
-    write_report,
-)
-from batchmig.report.model import moment
+from batchmig.report import build_run_report, write_report
+from batchmig.report.formats import write_report_files
 from batchmig.rundir import find_run_dir, make_run_id, run_is_active, run_lock
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 
 log = structlog.get_logger("batchmig.run")
+
+HANDED_ON = ("html", "junit", "markdown", "csv")
+"""The report files written beside report.json whenever a runner finishes or stops."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -75,6 +72,8 @@ class RunOptions:
     wait_for_cutover: bool = False
     handle_signals: bool = True
     progress: bool = False
+    metrics_textfiles: list[Path] = field(default_factory=list)
+    """Where to write the run's Prometheus metrics too (node_exporter's textfile collector)."""
 
 
 @dataclass
@@ -240,6 +239,7 @@ async def _execute(
 ) -> RunOutcome:
     logs.open_event_file(run_dir / "events.jsonl")
     structlog.contextvars.bind_contextvars(run=run_id)
+    hooks = webhooks(plan.document.notify)
     journal.start_writer()
     started = time.time()
     async with contextlib.AsyncExitStack() as stack:
@@ -263,10 +263,12 @@ async def _execute(
             connections, limiter, transport.send, journal=journal,
             retry=RetryPolicy(retry.max_attempts, retry.budget, retry.base_delay, retry.max_delay),
         )
+        monitor = RunMonitor(run_dir, run_id, command, started=started, webhooks=hooks, plan=plan.path,
+                             sandbox=bool(options.sandbox or options.sandbox_at), textfiles=options.metrics_textfiles)
         engine = Engine(plan, registry, pipeline, journal, run_id, wait_for_cutover=options.wait_for_cutover,
-                        poll_scale=poll_scale)
+                        poll_scale=poll_scale, observer=monitor.observer)
         try:
-            async with anyio.create_task_group() as tg:
+            async with monitor.watching(engine, pipeline), anyio.create_task_group() as tg:
                 if options.handle_signals:
                     tg.start_soon(_stop_on_signals, engine)
                 if options.progress:
@@ -286,30 +288,19 @@ async def _execute(
             stopped.hint = f"free space or fix the permissions of {run_dir}, then `batchmig resume {run_id}`"
             raise stopped from None
     code = exit_code(list(engine.status.values()), interrupted=engine.stopping)
-    ended = time.time()
-    invocation = InvocationRecord(
-        command, moment(started), moment(ended), round(ended - started, 3), socket.gethostname(), os.getpid(),
-        __version__, CallSummary(**pipeline.stats.as_dict()), code, engine.stop_reason or None,
-    )
-    report = build_run_report(journal, plan=plan, figures=process_figures(limiter, engine, invocation)).to_json_dict()
+    figures = monitor.figures(monitor.invocation(ended=time.time(), exit_code=code,
+                                                 stop_reason=engine.stop_reason or None))
+    monitor.write(figures, active=False)
+    run_report = build_run_report(journal, plan=plan, figures=figures)
+    report = run_report.to_json_dict()
     try:
         write_report(run_dir / "report.json", report)
+        write_report_files(run_dir, run_report, HANDED_ON)
     except OSError as exc:  # the run directory filled up or lost its write permission at the very end
         stopped = JournalError(f"run {run_id}: cannot write {run_dir / 'report.json'}: {exc.strerror or exc}")
         stopped.hint = f"free space or fix the permissions of {run_dir}, then `batchmig resume {run_id}`"
         raise stopped from None
     return RunOutcome(run_id, run_dir, code, report)
-
-
-def process_figures(limiter: RateLimiter, engine: Engine, invocation: InvocationRecord) -> ProcessFigures:
-    """What only this process knows for the report: its limiter's counters and polls."""
-    return ProcessFigures(
-        rate_limits={
-            key: LimiterKeyRecord(s.cap, s.admitted, s.waited, round(s.wait_seconds, 3), s.throttled, s.max_in_window)
-            for key, s in limiter.stats().items()
-        },
-        polls=engine.polls_by_poller, invocation=invocation,
-    )
 
 
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]

@@ -144,13 +144,13 @@ async def _execute_shared(
     store: PostgresStore, plan: Plan, registry: Registry, run_id: str, run_dir: Path, options: Any,
     store_options: StoreOptions, command: str,
 ) -> Any:
+    from batchmig.monitor import process_figures
     from batchmig.operations import (
         RunOutcome,
         _first_leaf,
         _stop_on_signals,
         build_connections,
         exit_code,
-        process_figures,
         rate_table,
         sandbox_endpoints,
         sandbox_time_scale,

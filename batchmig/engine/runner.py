@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import structlog
 
+from batchmig.engine.observer import RunObserver
 from batchmig.engine.pipeline import Pipeline, read_answer
 from batchmig.engine.polling import PollHub
 from batchmig.errors import JournalError, ProviderError, UnknownOutcomeError
@@ -93,6 +94,7 @@ class Engine:
         clock: Clock | None = None,
         wait_for_cutover: bool = False,
         poll_scale: float = 1.0,
+        observer: RunObserver | None = None,
     ) -> None:
         """``poll_scale`` divides the providers' poll intervals: a sandbox whose time
         runs 60 times faster is polled 60 times as often (a plan's ``run.poll_interval``
@@ -105,6 +107,7 @@ class Engine:
         self.clock = clock or MonotonicClock()
         self.wait_for_cutover = wait_for_cutover
         self.poll_scale = poll_scale
+        self.observer = observer or RunObserver()
         self.stopping = False
         self.stop_reason = ""
         records = journal.instances()
@@ -138,6 +141,8 @@ class Engine:
             self._failed[wave] = self._failed.get(wave, 0) + (1 if status == FAILED else -1)
         self.status[iid] = status
         self.journal.set_instance(iid, status, **fields)
+        if old != status:
+            self.observer.instance_changed(iid, self.plan.instance(iid).wave, old, status, fields.get("error"))
 
     def stop(self, reason: str = "interrupted") -> None:
         """Start no new call; let calls on the wire finish; end the run resumable."""
@@ -154,6 +159,7 @@ class Engine:
 
     async def run(self) -> None:
         log.info("run.started", run=self.run_id, instances=len(self.plan.instances))
+        self.observer.run_started(self.run_id, len(self.plan.instances))
         async with anyio.create_task_group() as tg:
             self._hub = PollHub(self.pipeline, self.clock, tg, self.plan.document.run.poll_interval, self.poll_scale)
             tg.start_soon(self._watch_cutovers)
@@ -163,7 +169,9 @@ class Engine:
         if self._fatal is not None:
             raise self._fatal
         await self.journal.flush()
-        log.info("run.finished", run=self.run_id, **{k: v for k, v in self.progress.by_status.items() if v})
+        counts = {k: v for k, v in self.progress.by_status.items() if v}
+        log.info("run.finished", run=self.run_id, **counts)
+        self.observer.run_finished(counts, self.stop_reason)
 
     async def _wait_until_idle(self) -> None:
         """Return when no instance task is left; let go of cutover waiters unless told to wait."""
@@ -184,6 +192,11 @@ class Engine:
                 self._skip_all(wave.instances, blocked)
                 continue
             blocked = await self._run_wave(tg, wave, global_slots)
+            if not self.stopping:
+                counts: dict[str, int] = {}
+                for iid in wave.instances:
+                    counts[self.status[iid]] = counts.get(self.status[iid], 0) + 1
+                self.observer.wave_finished(wave.name, counts)
 
     def _skip_all(self, ids: tuple[str, ...] | list[str], reason: str) -> None:
         for iid in ids:
@@ -211,6 +224,7 @@ class Engine:
             if bad:
                 reason = f"canary {bad[0]} of wave {wave.name} did not succeed ({self.status.get(bad[0])})"
                 log.error("wave.canary_failed", wave=wave.name, instance=bad[0])
+                self.observer.canary_failed(wave.name, bad[0], reason)
                 self._skip_all(list(wave.instances), reason)
                 return reason
         budget = wave.failure_budget
@@ -228,6 +242,7 @@ class Engine:
             started = await self._start(tg, iid, slots, global_slots, settled, None, exhausted)
             if not started and not self.stopping:
                 log.error("wave.budget_exhausted", wave=wave.name, failed=failed_count())
+                self.observer.budget_exhausted(wave.name, failed_count(), exhausted())
                 self._skip_all([i for i in wave.instances if self.status.get(i) in (PENDING, INTERRUPTED)],
                                exhausted())
                 break
@@ -353,7 +368,7 @@ class Engine:
                         })
                     new = dict(status.outputs)
         except TimeoutError:
-            self.journal.step_finished(iid, index, step.name, started, FAILED)
+            self._step_done(pinst, index, step.name, started, FAILED)
             raise StepFailed({
                 "kind": "timeout", "code": "StepTimeout", "step": step.name,
                 "message": f"step {step.name} did not finish within {_human(timeout)}",
@@ -361,13 +376,17 @@ class Engine:
         except LeaseLost:
             raise  # not a failure of the instance: another runner goes on with it
         except ProviderError as exc:
-            self.journal.step_finished(iid, index, step.name, started, FAILED)
+            self._step_done(pinst, index, step.name, started, FAILED)
             raise StepFailed({**exc.as_dict(), "step": step.name}) from exc
         except StepFailed:
-            self.journal.step_finished(iid, index, step.name, started, FAILED)
+            self._step_done(pinst, index, step.name, started, FAILED)
             raise
-        self.journal.step_finished(iid, index, step.name, started, SUCCEEDED)
+        self._step_done(pinst, index, step.name, started, SUCCEEDED)
         return {**outputs, **new}
+
+    def _step_done(self, pinst: PlannedInstance, index: int, name: str, started: float, status: str) -> None:
+        self.journal.step_finished(pinst.id, index, name, started, status)
+        self.observer.step_finished(pinst.id, pinst.provider, name, time.time() - started, status)
 
     async def _call(
         self, pinst: PlannedInstance, index: int, step: CallStep, outputs: dict[str, Any], reconcile_first: bool

@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
@@ -216,6 +216,46 @@ class RunDoc(Strict):
     call_timeout: Duration = Field(default=60.0, description="Timeout of one HTTP request.")
 
 
+NotifyEvent = Literal["run.started", "run.finished", "wave.finished", "wave.canary_failed", "wave.budget_exhausted",
+                      "instance.failed", "cutover.awaiting"]
+"""The events a webhook can subscribe to (docs/operations.md, Notifications)."""
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+_REFERENCE = re.compile(r"^\$\{(env|file):[^}]+\}$")
+
+
+def _secret_reference(value: str) -> str:
+    if not _REFERENCE.match(value.strip()):
+        raise ValueError("a secret is given by reference only: '${env:NAME}' or '${file:PATH}'")
+    return value
+
+
+def _url_or_reference(value: str) -> str:
+    if not (_REFERENCE.match(value.strip()) or re.match(r"^https?://[^\s]+$", value)):
+        raise ValueError("an http(s) URL, or a reference '${env:NAME}' / '${file:PATH}' when the URL is itself "
+                         "a secret (as Slack's are)")
+    return value
+
+
+class WebhookDoc(Strict):
+    """A webhook told of the run's events: signed JSON, or Slack-compatible text."""
+
+    name: Name = Field(description="Names the webhook in logs and reports (its URL never appears there).")
+    url: Annotated[str, AfterValidator(_url_or_reference)] = Field(
+        description="http(s) URL, or '${env:NAME}' / '${file:PATH}' when the URL carries a token."
+    )
+    secret: Annotated[str, AfterValidator(_secret_reference)] | None = Field(
+        default=None, description="HMAC-SHA256 key that signs each payload, by reference only ('${env:NAME}')."
+    )
+    format: Literal["json", "slack"] = Field(
+        default="json", description="json: batchmig's versioned payload; slack: {\"text\": ...} for Slack-style hooks."
+    )
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS), min_length=1, description="The events to send (default: all)."
+    )
+    timeout: Duration = Field(default=5.0, description="Timeout of one delivery attempt.")
+    attempts: int = Field(default=3, ge=1, le=10, description="Attempts per event, the first included.")
+
+
 class DefaultsDoc(Strict):
     """What instances inherit unless they say otherwise."""
 
@@ -267,6 +307,7 @@ class PlanDocument(Strict):
     run: RunDoc = Field(default_factory=RunDoc)
     waves: list[WaveDoc] = Field(default_factory=list)
     instances: list[InstanceDoc] = Field(min_length=1)
+    notify: list[WebhookDoc] = Field(default_factory=list, description="Webhooks told of the run's events.")
 
 
 # ----------------------------------------------------------------- resolved plan
