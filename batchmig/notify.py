@@ -157,10 +157,9 @@ class Notifier(RunObserver):
                 await task
         self._tasks = []
         for delivery in self._deliveries:
-            left = delivery.queue.qsize() + delivery.in_flight
-            if left:
-                delivery.dropped += left
-                log.warning("notify.dropped", webhook=delivery.hook.name, events=left,
+            delivery.dropped += delivery.queue.qsize()
+            if delivery.dropped:
+                log.warning("notify.dropped", webhook=delivery.hook.name, events=delivery.dropped,
                             reason="the run ended before the webhook took them")
         if self._session is not None:
             await self._session.close()
@@ -249,6 +248,9 @@ class Notifier(RunObserver):
             delivery.in_flight += 1
             try:
                 await self._deliver(delivery, delivery_id, event)
+            except asyncio.CancelledError:  # the run ended before this one got through
+                delivery.dropped += 1
+                raise
             finally:
                 delivery.in_flight -= 1
 

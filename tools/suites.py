@@ -9,18 +9,24 @@ the run always ends with the whole picture, so one failing suite never hides ano
     python tools/suites.py summary DIR --expect core,tencent --lock requirements/constraints.txt
 
 ``run`` adds ``--junitxml=DIR/NAME.xml`` to each command and exits 1 when any failed.
+``--requires NAME=PROGRAM`` runs suite NAME only when PROGRAM is an executable (the
+browser suite needs Chromium); otherwise it writes ``DIR/NAME.notrun`` saying why and
+how to run it, and ``summary`` prints that loudly instead of failing: a machine
+without the program still passes, and nobody mistakes that for the suite passing.
 ``summary`` exits 1 when a suite failed, had errors, skipped a test or did not run at
-all. With ``--lock``, the installed versions that differ from the lock are listed: in
-the ``latest`` environment that is the dependency that moved; in ``oldest`` the lower
-bounds in use.
+all (for a reason other than a missing required program). With ``--lock``, the
+installed versions that differ from the lock are listed: in the ``latest`` environment
+that is the dependency that moved; in ``oldest`` the lower bounds in use.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -91,9 +97,25 @@ def run_suite(name: str, command: str, directory: Path) -> tuple[str, int, float
     return name, proc.returncode, time.monotonic() - started, proc.stdout
 
 
-def run_suites(directory: Path, jobs: int, suites: list[str]) -> int:
+INSTALL_HINTS = {"chromium": "apt-get install chromium (as root)"}
+
+
+def missing_requirement(program: str) -> bool:
+    return not (os.access(program, os.X_OK) if os.sep in program else shutil.which(program))
+
+
+def run_suites(directory: Path, jobs: int, suites: list[str], requires: list[str] | None = None) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     named = [entry.split("=", 1) for entry in suites]
+    for requirement in requires or []:
+        name, program = requirement.split("=", 1)
+        note = directory / f"{name}.notrun"
+        note.unlink(missing_ok=True)
+        if missing_requirement(program):
+            hint = INSTALL_HINTS.get(Path(program).name, f"install {program}")
+            note.write_text(f"{program} is missing: {hint}, then run the tests again\n", encoding="utf-8")
+            print(f"\n!!!!! suite {name} NOT RUN: {program} is missing ({hint}) !!!!!", flush=True)
+            named = [entry for entry in named if entry[0] != name]
     failed = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(run_suite, name, command, directory) for name, command in named]
@@ -111,8 +133,14 @@ def run_suites(directory: Path, jobs: int, suites: list[str]) -> int:
 def summary(directory: Path, expected: list[str], lock: Path | None, label: str) -> int:
     print(f"\n=== test suites{' (' + label + ')' if label else ''} ===")
     ok = True
+    not_run: list[str] = []
     for name in expected:
         path = directory / f"{name}.xml"
+        note = directory / f"{name}.notrun"
+        if note.exists():
+            print(f"  {name:12} NOT RUN !!! the {name} tests did not run: {note.read_text(encoding='utf-8').strip()}")
+            not_run.append(name)
+            continue
         if not path.exists():
             print(f"  {name:12} DID NOT RUN (no {path.name})")
             ok = False
@@ -132,7 +160,10 @@ def summary(directory: Path, expected: list[str], lock: Path | None, label: str)
             print(f"    {line}")
         if not moved:
             print(f"  every dependency is at the version {lock} pins")
-    print("=== all suites passed ===" if ok else "=== SOME SUITES FAILED OR DID NOT RUN ===")
+    if ok and not_run:
+        print(f"=== all suites that ran passed; NOT RUN: {', '.join(not_run)} (see above) ===")
+    else:
+        print("=== all suites passed ===" if ok else "=== SOME SUITES FAILED OR DID NOT RUN ===")
     return 0 if ok else 1
 
 
@@ -143,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("directory", type=Path)
     run.add_argument("--jobs", type=int, default=3)
     run.add_argument("suites", nargs="+", metavar="NAME=COMMAND")
+    run.add_argument("--requires", action="append", default=[], metavar="NAME=PROGRAM",
+                     help="run suite NAME only if PROGRAM is installed (else say so loudly)")
     report = commands.add_parser("summary", help="the table of every suite's counts")
     report.add_argument("directory", type=Path)
     report.add_argument("--expect", required=True, help="comma-separated suite names that must have run")
@@ -150,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--label", default="", help="the environment's name, for the heading")
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run_suites(args.directory, args.jobs, args.suites)
+        return run_suites(args.directory, args.jobs, args.suites, args.requires)
     return summary(args.directory, [n for n in args.expect.split(",") if n], args.lock, args.label)
 
 

@@ -153,7 +153,8 @@ async def run_page(request: web.Request) -> web.Response:
     guard = request.app[GUARD]
     head = f'<meta name="csrf-token" content="{guard.csrf_token}">\n'
     page = render_page(json.loads(view), title=f"batchmig run {report.run} (live)", mode="live",
-                       scripts=("report.js", "dashboard.js"), head=head, csp=LIVE_CSP)
+                       scripts=("report.js", "dashboard.js"), head=head,
+                       csp=LIVE_CSP.replace("frame-ancestors 'none'; ", ""))  # a header-only directive
     return web.Response(text=page, content_type="text/html")
 
 
@@ -213,7 +214,9 @@ async def cutover_api(request: web.Request) -> web.Response:
     report, _ = await _report(request, run)
     if isinstance(body.get("wave"), str):
         wave = body["wave"]
-        chosen = [i.id for i in report.instances if i.wave == wave and i.status == AWAITING_CUTOVER]
+        released = {c.instance for c in report.cutovers}
+        chosen = [i.id for i in report.instances
+                  if i.wave == wave and i.status == AWAITING_CUTOVER and i.id not in released]
         selection = f"dashboard: wave {wave}"
     elif isinstance(body.get("instances"), list) and all(isinstance(i, str) for i in body["instances"]):
         chosen = list(dict.fromkeys(body["instances"]))[:MAX_SELECTION]

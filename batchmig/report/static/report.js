@@ -519,7 +519,7 @@
       if (position < 0) return el("div", { class: "detail", id: "instance-detail", text: "No instance " + this.openInstance });
       const inst = this.instance(d.instances[position]);
       const error = this.errorOf(position);
-      const kv = (pairs) => el("div", { class: "kv" }, pairs.filter((p) => p[1] !== null && p[1] !== "").map(([k, v]) => [el("div", { text: k }), el("div", {}, v)]));
+      const kv = (pairs) => el("div", { class: "kv" }, pairs.filter((p) => p[1] !== null && p[1] !== "").flatMap(([k, v]) => [el("div", { text: k }), el("div", {}, v)]));
       const steps = el("table", {}, el("tr", {}, ["step", "status", "started", "took"].map((h) => el("th", { text: h }))),
         inst.steps.map((s) => el("tr", {}, el("td", { text: d.step_names[s[0]] }), el("td", {}, badge(d.statuses[s[3]])),
           el("td", { text: "+" + duration(s[1]) }), el("td", { text: s[2] === null ? "still going" : duration(s[2]) }))));
