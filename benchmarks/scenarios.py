@@ -198,7 +198,160 @@ def fleet_figures(outcome: Any, audit: list[dict[str, Any]], wall: float, critic
     }
 
 
-SCENARIOS = {"overhead": overhead, "polling": polling, "validate": validate, "fleet": fleet}
+
+# ------------------------------------------------------------------ report surfaces
+
+
+def synthetic_report(instances: int) -> Any:
+    """A finished report of ``instances`` instances: 4 steps each, 5% failed over 4 cloud codes,
+    2% awaiting a cutover, traffic over an hour on 6 keys (rendering cost does not depend on how
+    the run went, only on how much there is)."""
+    from datetime import UTC, datetime, timedelta
+
+    from batchmig.report.model import (
+        CallSummary,
+        ErrorRecord,
+        InstanceReport,
+        LimiterKeyRecord,
+        RunReport,
+        StepRecord,
+        TrafficSeries,
+        WaveSummary,
+    )
+
+    rng = random.Random(7)
+    t0 = datetime(2026, 11, 1, 22, 0, tzinfo=UTC)
+    rows = []
+    for n in range(instances):
+        start = t0 + timedelta(seconds=n * 0.3)
+        steps, clock = [], start
+        status = "failed" if n % 20 == 7 else "awaiting_cutover" if n % 50 == 3 else "succeeded"
+        for index, name in enumerate(("create-job", "start-job", "wait-job", "complete-job")):
+            took = rng.uniform(0.05, 1.0) if index != 2 else rng.uniform(300, 1800)
+            ended = clock + timedelta(seconds=took)
+            last = status == "failed" and index == 2
+            steps.append(StepRecord(index, name, "failed" if last else "succeeded", clock, ended, round(took, 3)))
+            clock = ended
+            if last or (status == "awaiting_cutover" and index == 2):
+                break
+        error = ErrorRecord("failed", ("JobFailed", "InternalError", "InvalidParameterValue", "OperationDenied")[n % 4],
+                            f"the job of db-{n:05d} failed: restore of backup set {n} was refused", f"req-{n:08x}",
+                            "wait-job") if status == "failed" else None
+        rows.append(InstanceReport(f"db-{n:05d}", "testcloud", f"wave-{n * 4 // instances}", status,
+                                   "complete-job" if status == "awaiting_cutover" else None, len(steps), clock,
+                                   {"JobId": f"job-{n:06d}"}, tuple(steps), error, {"team": f"t{n % 7}"}, "auto"))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    series = TrafficSeries(t0, 8.0, tuple(rng.randint(100, 160) for _ in range(450)),
+                           tuple(rng.randint(0, 2) for _ in range(450)), tuple(rng.randint(0, 3) for _ in range(450)))
+    keys = {f"testcloud/acct/eu-1/{action}": LimiterKeyRecord(20.0, 9000, 8000, 100.0, 12, 20, rate=20.0, retries=30,
+                                                              series=series)
+            for action in ("CreateJob", "StartJob", "DescribeJobs", "CompleteJob", "DescribeRegions", "ListJobs")}
+    waves = tuple(WaveSummary(f"wave-{w}", sum(1 for r in rows if r.wave == f"wave-{w}"),
+                              {s: sum(1 for r in rows if r.wave == f"wave-{w}" and r.status == s) for s in counts})
+                  for w in range(4))
+    return RunReport(1, "bench-run", "/plans/fleet.yaml", "0" * 64, True, "failed", t0, t0 + timedelta(hours=1),
+                     3600.0, 3600.0, counts, CallSummary(calls=54000), waves=waves, rate_limits=keys,
+                     instances=tuple(rows))
+
+
+def report(instances: int, durable: bool) -> dict[str, Any]:
+    """Render every report format of a large run; load the HTML in Chromium when it is installed."""
+    from batchmig.report.formats import FORMATS
+
+    run = synthetic_report(instances)
+    figures: dict[str, Any] = {"scenario": "report", "instances": instances}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt, (name, renderer) in FORMATS.items():
+            started = time.perf_counter()
+            text = renderer(run)
+            figures[f"{fmt}_seconds"] = round(time.perf_counter() - started, 3)
+            figures[f"{fmt}_bytes"] = len(text.encode())
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+        figures["browser_seconds"] = _browser_load(Path(tmp) / "report.html")
+    return figures
+
+
+def _browser_load(page: Path) -> float | None:
+    """Seconds from navigation until the report has drawn itself (timeline included), in Chromium."""
+    chromium = os.environ.get("BATCHMIG_TEST_CHROMIUM", "/usr/bin/chromium")
+    if not os.access(chromium, os.X_OK):
+        return None
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=args)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        started = time.perf_counter()
+        tab.goto(page.as_uri())
+        tab.wait_for_selector("#app[data-rendered]", timeout=120_000)
+        seconds = time.perf_counter() - started
+        browser.close()
+    return round(seconds, 2)
+
+
+def webhooks(instances: int, durable: bool) -> dict[str, Any]:
+    """One rate-bound fleet run four times: no webhook, and webhooks to a receiver that answers
+    204, answers 500, or never answers. The runs' makespans must not differ by more than 1%."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    mode = {"value": "ok"}
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            if mode["value"] == "hang":
+                time.sleep(30)
+                return
+            self.send_response(204 if mode["value"] == "ok" else 500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    os.environ["BENCH_HOOK_SECRET"] = "bench-webhook-secret"
+    results: dict[str, Any] = {"scenario": "webhooks", "instances": instances}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        rng = random.Random(3)
+        with SandboxProcess(work / "sandbox", {"time_scale": 60}) as sandbox:
+            for case in ("none", "ok", "error", "hang"):
+                mode["value"] = case
+                plan = work / f"plan-{case}.yaml"
+                lines = ["version: 1", "name: bench-hooks", "providers:", "  tc: {type: testcloud, region: eu-1}",
+                         "defaults: {provider: tc}"]
+                if case != "none":
+                    lines += ["notify:", f"  - {{name: bench, url: '{url}', secret: '${{env:BENCH_HOOK_SECRET}}'}}"]
+                lines.append("instances:")
+                lines += [f"  - {{id: {case}-{i:05d}, settings: {{duration: {rng.randint(30, 90)}"
+                          + (", fail: true" if i % 10 == 3 else "") + "}}" for i in range(instances)]
+                plan.write_text("\n".join(lines) + "\n")
+                run = run_against(sandbox, plan, work)
+                outcome = run["outcome"]
+                invocation = outcome.report["invocations"][-1]
+                notes = outcome.report.get("notifications") or [{}]
+                results[case] = {"makespan_seconds": round(run["wall"], 2),
+                                 "engine_seconds": invocation["duration_seconds"],
+                                 "delivered": notes[0].get("delivered"), "failed": notes[0].get("failed"),
+                                 "dropped": notes[0].get("dropped"), "events": notes[0].get("events")}
+    server.shutdown()
+    base = results["none"]["makespan_seconds"]
+    for case in ("ok", "error", "hang"):
+        results[case]["vs_none"] = round(results[case]["makespan_seconds"] / base - 1, 4)
+    return results
+
+
+SCENARIOS = {"overhead": overhead, "polling": polling, "validate": validate, "fleet": fleet, "report": report,
+             "webhooks": webhooks}
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
