@@ -19,7 +19,7 @@ CLI = HERE.parent / "tests" / "testcloud_cli.py"
 SANDBOX = """\
 time_scale: 600
 faults:
-  - {kind: throttle, action: StartJob, count: 40}
+  - {kind: throttle, action: StartJob, probability: 0.1, count: 60}
   - {kind: error, action: DescribeJobs, code: InternalError, probability: 0.02}
 """
 
