@@ -14,6 +14,7 @@ Errors print one line and a hint; ``-v`` adds debug logs and tracebacks.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -25,17 +26,17 @@ import click
 import yaml
 
 from batchmig import __version__, eventloop, logs
+from batchmig import cli_options as opt
 from batchmig.credentials import REDACTOR
 from batchmig.errors import BatchmigError, JournalError, PlanError, PluginError, UsageError, printable
+from batchmig.listing import Format, emit, terminal_rows
 from batchmig.operations import (
-    DEFAULT_RUNS_ROOT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     RunOptions,
     RunOutcome,
-    check_plan_live,
     release_cutover,
     resume_run,
     run_status,
@@ -55,8 +56,10 @@ from batchmig.scaleout import (
     start_shared_run,
     store_migrate,
 )
+from batchmig.selection import Selection
 from batchmig.store import STORE_ENV, is_store_url
 from batchmig.store.postgres import redact_url
+from batchmig.views import print_status, print_summary
 
 EPILOG = """\b
 Exit codes:
@@ -115,6 +118,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # `batchmig status RUN | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_OK)
         except Exception as exc:
             if STATE.verbose and not isinstance(exc, BatchmigError):
                 raise
@@ -141,7 +147,11 @@ def main(verbose: bool) -> None:
 @click.argument("plan", type=click.Path(dir_okay=True, path_type=str))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: machine-readable problems for CI.")
-def validate(plan: str, fmt: str) -> None:
+@click.option("--env", "check_env", is_flag=True,
+              help="Also resolve every credential and secret the plan refers to, here (offline); exit 2 naming "
+                   "each missing environment variable, file or profile.")
+@click.option("--sandbox", is_flag=True, help="With --env: only what a sandbox rehearsal needs (no cloud keys).")
+def validate(plan: str, fmt: str, check_env: bool, sandbox: bool) -> None:
     """Check PLAN offline and report every problem as file:line:column key.path: message."""
     registry = STATE.load()
     try:
@@ -151,11 +161,25 @@ def validate(plan: str, fmt: str) -> None:
             click.echo(json.dumps({"valid": False, "problems": [p.as_dict() for p in exc.problems]}, indent=2))
             sys.exit(EXIT_USAGE)
         raise
+    environment = None
+    if check_env:
+        from batchmig.envcheck import check_environment
+
+        environment = check_environment(loaded, registry, sandbox=sandbox)
     if fmt == "json":
-        click.echo(json.dumps({"valid": True, "problems": [], "instances": len(loaded.instances)}, indent=2))
+        document: dict[str, Any] = {"valid": True, "problems": [], "instances": len(loaded.instances)}
+        if environment is not None:
+            document["missing"] = [m.row() for m in environment.missing]
+        click.echo(json.dumps(document, indent=2))
     else:
         waves = ", ".join(f"{w.name} ({len(w.instances)})" for w in loaded.waves)
         click.echo(f"{printable(plan)}: valid — {len(loaded.instances)} instances; waves: {waves}")
+        if environment is not None:
+            from batchmig.checks import print_environment
+
+            print_environment(environment, "text")
+    if environment is not None and environment.missing:
+        sys.exit(EXIT_USAGE)
 
 
 # ----------------------------------------------------------------------- run
@@ -175,46 +199,13 @@ def _sandbox_config(config_path: str | None, time_scale: float | None) -> Sandbo
 
 
 def _finish(outcome: RunOutcome) -> NoReturn:
-    report = outcome.report
-    _print_summary(report)
+    print_summary(outcome.run_report)
     click.echo(f"run {outcome.run_id}: report in {outcome.run_dir / 'report.json'}", err=True)
     if outcome.exit_code == EXIT_INTERRUPTED:
         click.echo(f"interrupted — continue with: batchmig resume {outcome.run_id}", err=True)
     elif outcome.exit_code == 4:
         click.echo(f"awaiting manual cutover — release with: batchmig cutover {outcome.run_id} --select ID", err=True)
     sys.exit(outcome.exit_code)
-
-
-def _print_summary(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(stderr=False, soft_wrap=True)
-    table = Table(title="batchmig summary", show_lines=False)
-    for column in ("instance", "provider", "wave", "status", "detail"):
-        table.add_column(column)
-    instances = report["instances"]
-    shown = instances if len(instances) <= 50 else [i for i in instances if i["status"] != "succeeded"][:50]
-    for entry in shown:
-        error = entry.get("error") or {}
-        detail = ""
-        if error:
-            detail = f"{error.get('code', '')}: {error.get('message', '')}"
-            if error.get("request_id"):
-                detail += f" (request {error['request_id']})"
-        elif entry["status"] == "awaiting_cutover":
-            detail = f"at {entry.get('step') or 'cutover'}"
-        table.add_row(entry["id"], entry["provider"], entry["wave"], entry["status"], REDACTOR(detail))
-    console.print(table)
-    counts = ", ".join(f"{count} {status}" for status, count in report["counts"].items())
-    calls = report.get("calls", {})
-    line = f"{len(instances)} instances: {counts}"
-    if calls:
-        line += (f" · {calls.get('calls', 0)} calls, {calls.get('retries', 0)} retries, "
-                 f"{calls.get('throttled', 0)} throttled")
-    if "duration_seconds" in report:
-        line += f" · {report['duration_seconds']:.1f}s"
-    console.print(line)
 
 
 def _run_options(runs_root: str, durable: bool, wait: bool, progress: bool | None,
@@ -226,8 +217,6 @@ def _run_options(runs_root: str, durable: bool, wait: bool, progress: bool | Non
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_runs_root = click.option("--runs-root", default=str(DEFAULT_RUNS_ROOT), show_default=True,
-                          help="Where run directories are kept.")
 _metrics_textfile = click.option(
     "--metrics-textfile", "metrics_textfiles", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
     help="Also write the run's Prometheus metrics to this .prom file (node_exporter's textfile collector).")
@@ -267,18 +256,18 @@ def _store_options(url: str, limiter: str, lease_ttl: float | None, patience: fl
 @click.option("--dry-run", is_flag=True, help="Print the calls each instance would make; send nothing.")
 @click.option("--check", is_flag=True, help="Read-only pre-flight of every instance against the account.")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (default: RUNS_ROOT/<run-id>).")
-@_runs_root
-@click.option("--durable", is_flag=True, help="fsync every journal commit (group-committed).")
+@opt.runs_root
+@opt.durable
 @click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
-@click.option("--progress/--no-progress", default=None, help="Live progress view (default: on a terminal).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="For --dry-run/--check.")
+@opt.progress
+@opt.listing_format("For --dry-run and --check.")
 @_store_option()
 @_runner_options
 @_metrics_textfile
 def run(
     plan: str, sandbox: bool, sandbox_at: Path | None, sandbox_config: str | None, time_scale: float | None,
     dry_run: bool, check: bool, run_dir: Path | None, runs_root: str, durable: bool, wait_for_cutover: bool,
-    progress: bool | None, fmt: str, store_url: str | None, limiter: str, lease_ttl: float | None,
+    progress: bool | None, fmt: Format, store_url: str | None, limiter: str, lease_ttl: float | None,
     store_patience: float, metrics_textfiles: tuple[Path, ...],
 ) -> None:
     """Run PLAN: migrate every instance, journaled and resumable."""
@@ -291,17 +280,10 @@ def run(
         _print_dry_run(load_plan(plan, registry), registry, fmt)
         sys.exit(EXIT_OK)
     if check:
-        loaded = load_plan(plan, registry)
+        from batchmig.checks import run_check
+
         config = _sandbox_config(sandbox_config, time_scale) if sandbox else None
-        problems = eventloop.run(check_plan_live, loaded, registry, config)
-        if fmt == "json":
-            click.echo(json.dumps({"problems": problems}, indent=2))
-        else:
-            for iid, found in problems.items():
-                for problem in found:
-                    click.echo(f"{iid}: {problem}")
-            click.echo(f"pre-flight: {len(loaded.instances) - len(problems)} ready, {len(problems)} with problems")
-        sys.exit(EXIT_FAILED if problems else EXIT_OK)
+        sys.exit(EXIT_OK if run_check(load_plan(plan, registry), registry, config, fmt) else EXIT_FAILED)
     options = _run_options(runs_root, durable, wait_for_cutover, progress, metrics_textfiles)
     options.run_dir = run_dir
     options.sandbox = sandbox
@@ -345,11 +327,11 @@ def _print_dry_run(plan: Any, registry: Registry, fmt: str) -> None:
 
 @main.command(epilog=EPILOG)
 @click.argument("run_ref", metavar="RUN")
-@_runs_root
+@opt.runs_root
 @click.option("--accept-changed-plan", is_flag=True, help="Continue even though the plan file changed.")
-@click.option("--durable", is_flag=True, help="fsync every journal commit (group-committed).")
+@opt.durable
 @click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
-@click.option("--progress/--no-progress", default=None, help="Live progress view (default: on a terminal).")
+@opt.progress
 @_store_option()
 @_runner_options
 @_metrics_textfile
@@ -372,9 +354,9 @@ def resume(run_ref: str, runs_root: str, accept_changed_plan: bool, durable: boo
 @click.argument("run_ref", metavar="RUN")
 @_store_option(required=True)
 @_runner_options
-@_runs_root
+@opt.runs_root
 @click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
-@click.option("--progress/--no-progress", default=None, help="Live progress view (default: on a terminal).")
+@opt.progress
 def join(run_ref: str, store_url: str, limiter: str, lease_ttl: float | None, store_patience: float,
          runs_root: str, wait_for_cutover: bool, progress: bool | None) -> None:
     """Add a runner to RUN in the shared store (from any machine).
@@ -410,26 +392,54 @@ def runners(run_ref: str, store_url: str, fmt: str) -> None:
 
 @main.command(epilog=EPILOG)
 @click.argument("run_ref", metavar="RUN")
-@_runs_root
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@opt.runs_root
+@opt.selection
+@opt.show_all
+@opt.listing_format()
 @_store_option()
-def status(run_ref: str, runs_root: str, fmt: str, store_url: str | None) -> None:
+def status(run_ref: str, runs_root: str, selectors: tuple[str, ...], statuses: tuple[str, ...],
+           waves: tuple[str, ...], tags: tuple[str, ...], show_all: bool, fmt: Format, store_url: str | None) -> None:
     """Show where every instance of RUN stands (works while it runs, and after a crash)."""
+    selection = Selection.parse(selectors, statuses, waves, tags)
     if store_url:
         _store_options(store_url, "shares", None, 0)
         report, live = shared_status(run_ref, store_url)
-        if fmt == "json":
-            click.echo(json.dumps({**report, "active": live > 0, "runners": live}, indent=2, default=str))
-            return
-        _print_summary(report)
-        click.echo(f"run {report['run']} in the store: {live} runner(s) working on it")
+        print_status(report, fmt, selection, show_all=show_all)
+        if fmt == "text":
+            click.echo(f"run {report.run} in the store: {live} runner(s) working on it")
         return
-    run_dir, report, active = run_status(run_ref, Path(runs_root))
-    if fmt == "json":
-        click.echo(json.dumps({**report, "active": active}, indent=2, default=str))
+    _, report = run_status(run_ref, Path(runs_root), STATE.load())
+    print_status(report, fmt, selection, show_all=show_all)
+
+
+@main.command()
+@opt.runs_root
+@opt.show_all
+@opt.listing_format()
+def runs(runs_root: str, show_all: bool, fmt: Format) -> None:
+    """List the runs under the runs root, newest first, with plan, state and counts."""
+    from batchmig.runs import RUN_COLUMNS, list_runs, run_rows
+
+    found = list_runs(Path(runs_root))
+    if not found and fmt == "text":
+        click.echo(f"no run in {runs_root} yet")
         return
-    _print_summary(report)
-    click.echo(f"run {report['run']} in {run_dir}: {'running now' if active else 'not running'}")
+    limit = None if show_all else terminal_rows()
+    emit(f"runs in {runs_root}", RUN_COLUMNS, run_rows(found), fmt, limit=limit,
+         describe_hidden=lambda rows: "older runs")
+
+
+@main.command("config")
+def show_config() -> None:
+    """Show the defaults in effect and where each comes from (batchmig.toml files)."""
+    from batchmig.config import DEFAULTS, project_config_path, user_config_path
+
+    config = opt.context_config(click.get_current_context())
+    for key in DEFAULTS:
+        setting = config.setting(key)
+        click.echo(f"{key:10} = {setting.value!r:30} {setting.source}")
+    click.echo(f"looked for: {user_config_path()} (user); {project_config_path() or './batchmig.toml'} "
+               "or the nearest parent's (project)")
 
 
 @main.command(epilog=EPILOG)
@@ -438,7 +448,7 @@ def status(run_ref: str, runs_root: str, fmt: str, store_url: str | None) -> Non
 @click.option("--all", "select_all", is_flag=True, help="Release every instance of the run.")
 @click.option("--resume/--no-resume", "then_resume", default=True, show_default=True,
               help="Resume the run if no runner is working on it.")
-@_runs_root
+@opt.runs_root
 @_store_option()
 def cutover(run_ref: str, selectors: tuple[str, ...], select_all: bool, then_resume: bool, runs_root: str,
             store_url: str | None) -> None:
@@ -510,7 +520,7 @@ def store_upgrade(store_url: str) -> None:
               show_default=True, help="html: one self-contained file; junit: for CI; markdown: a job summary.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to FILE (0600) instead of standard output.")
-@_runs_root
+@opt.runs_root
 def report_command(run_ref: str, fmt: str, output: Path | None, runs_root: str) -> None:
     """Render the report of RUN (also while it runs, or after a crash).
 
@@ -540,7 +550,7 @@ def report_command(run_ref: str, fmt: str, output: Path | None, runs_root: str) 
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Where the access token is kept (0600). Default: serve-token beside the runs root.")
 @click.option("--new-token", is_flag=True, help="Replace the access token (the old one stops working).")
-@_runs_root
+@opt.runs_root
 def serve(runs: tuple[str, ...], port: int, bind: str, token_file: Path | None, new_token: bool,
           runs_root: str) -> None:
     """A live web dashboard of RUNs (default: every run under the runs root).

@@ -306,6 +306,10 @@ class Journal:
             for row in rows
         }
 
+    def status_counts(self) -> dict[str, int]:
+        """Instances per status."""
+        return dict(self._db.execute("SELECT status, count(*) FROM instances GROUP BY status").fetchall())
+
     def open_intents(self) -> dict[str, list[OpenIntent]]:
         result: dict[str, list[OpenIntent]] = {}
         for row in self._db.execute(

@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import json
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +30,11 @@ import anyio
 import structlog
 
 from batchmig import eventloop, logs
-from batchmig.credentials import ResolvedCredentials, resolve_credentials
-from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller, RetryPolicy
-from batchmig.engine.runner import Engine, instance_view
-from batchmig.errors import JournalError, UsageError
+from batchmig.config import DEFAULT_RUNS_ROOT
+from batchmig.credentials import REDACTOR, ResolvedCredentials, resolve_credentials
+from batchmig.engine.pipeline import HttpTransport, Pipeline, RetryPolicy
+from batchmig.engine.runner import Engine
+from batchmig.errors import BatchmigError, JournalError, PluginError, UsageError
 from batchmig.journal import AWAITING_CUTOVER, FAILED, INTERRUPTED, PENDING, RUNNING, SKIPPED, Journal
 from batchmig.monitor import RunMonitor
 from batchmig.notify import webhooks
@@ -41,7 +43,7 @@ from batchmig.plan.model import Plan
 from batchmig.plugin import DEFAULT_RATE, Connection, ProviderConfig
 from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.registry import Registry
-from batchmig.report import build_run_report, write_report
+from batchmig.report import RunReport, build_run_report, write_report
 from batchmig.report.formats import write_report_files
 from batchmig.rundir import find_run_dir, make_run_id, run_is_active, run_lock
 from batchmig.sandbox.host import Sandbox, SandboxConfig
@@ -56,8 +58,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 3
 EXIT_AWAITING_CUTOVER = 4
-
-DEFAULT_RUNS_ROOT = Path(".batchmig/runs")
 
 
 @dataclass
@@ -81,11 +81,16 @@ class RunOutcome:
     run_id: str
     run_dir: Path
     exit_code: int
-    report: dict[str, Any]
+    run_report: RunReport
+
+    @functools.cached_property
+    def report(self) -> dict[str, Any]:
+        """The report as its JSON document (what ``report.json`` holds)."""
+        return self.run_report.to_json_dict()
 
     @property
     def statuses(self) -> dict[str, str]:
-        return {entry["id"]: entry["status"] for entry in self.report["instances"]}
+        return {instance.id: instance.status for instance in self.run_report.instances}
 
 
 # ------------------------------------------------------------- connections
@@ -112,13 +117,14 @@ def build_connections(
     registry: Registry,
     fetch: Any,
     sandbox: Mapping[str, str] | None,
+    only: Collection[str] | None = None,
 ) -> dict[str, tuple[str, Connection]]:
-    """Connections for the provider configurations the plan uses.
+    """Connections for the provider configurations the plan uses (or ``only`` those).
 
     ``sandbox`` maps emulator names to base URLs: then every provider talks to its
     emulator with the emulator's demo credentials instead of the plan's.
     """
-    used = {inst.connection for inst in plan.instances}
+    used = {inst.connection for inst in plan.instances if only is None or inst.connection in only}
     result: dict[str, tuple[str, Connection]] = {}
     for name in sorted(used):
         doc = plan.document.providers[name]
@@ -187,12 +193,16 @@ def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOut
         raise JournalError(f"cannot create the run directory {run_dir}: {exc.strerror}") from exc
     journal.write_meta({
         "run_id": run_id, "plan_path": os.path.abspath(plan_path), "plan_sha256": plan.sha256,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"), "sandbox": "1" if options.sandbox else "0",
+        "created": datetime.now(UTC).isoformat(timespec="milliseconds"), "sandbox": "1" if options.sandbox else "0",
         "sandbox_at": str(options.sandbox_at.resolve()) if options.sandbox_at else "",
         "sandbox_config": json.dumps(dataclasses.asdict(options.sandbox_config)),
     })
     journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
-    return _run_with_lock(plan, registry, journal, run_id, run_dir, options, "run")
+    try:
+        return _run_with_lock(plan, registry, journal, run_id, run_dir, options, "run")
+    except (UsageError, PluginError) as exc:
+        _note_failed_start(run_dir, run_id, exc)
+        raise
 
 
 def resume_run(
@@ -220,7 +230,28 @@ def resume_run(
     if options.sandbox and meta.get("sandbox_config"):
         options.sandbox_config = SandboxConfig.from_mapping(json.loads(meta["sandbox_config"]))
     options.sandbox_at = Path(meta["sandbox_at"]) if meta.get("sandbox_at") else None
-    return _run_with_lock(plan, registry, journal, meta["run_id"], run_dir, options, command)
+    try:
+        return _run_with_lock(plan, registry, journal, meta["run_id"], run_dir, options, command)
+    except (UsageError, PluginError) as exc:
+        _note_failed_start(run_dir, meta["run_id"], exc)
+        raise
+
+
+def _note_failed_start(run_dir: Path, run_id: str, error: BatchmigError) -> None:
+    """A run that stopped before any instance started keeps why (its state: not_started),
+    so it is listed as such rather than as a run that never finished."""
+    try:
+        journal = Journal.open(run_dir / "journal.sqlite")
+        try:
+            if set(journal.status_counts()) != {PENDING}:
+                return
+            journal.write_meta({"start_error": REDACTOR(str(error))})
+        finally:
+            journal.close()
+    except BatchmigError:
+        return
+    note = f"run {run_id} is kept as not started (nothing was sent): `batchmig resume {run_id}` once fixed"
+    error.hint = f"{error.hint}; {note}" if error.hint else note
 
 
 def _run_with_lock(
@@ -300,7 +331,7 @@ async def _execute(
         stopped = JournalError(f"run {run_id}: cannot write {run_dir / 'report.json'}: {exc.strerror or exc}")
         stopped.hint = f"free space or fix the permissions of {run_dir}, then `batchmig resume {run_id}`"
         raise stopped from None
-    return RunOutcome(run_id, run_dir, code, report)
+    return RunOutcome(run_id, run_dir, code, run_report)
 
 
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
@@ -328,50 +359,33 @@ async def _stop_on_signals(engine: Engine) -> None:
             engine.stop(f"stopped by {name}")
 
 
-# --------------------------------------------------------------------- check
-
-
-async def check_plan_live(plan: Plan, registry: Registry, sandbox_config: SandboxConfig | None) -> dict[str, list[str]]:
-    """``run --check``: the providers' read-only pre-flight for every instance."""
-    problems: dict[str, list[str]] = {}
-    async with contextlib.AsyncExitStack() as stack:
-        endpoints = None
-        if sandbox_config is not None:
-            endpoints = (await stack.enter_async_context(Sandbox(registry.emulators, None, sandbox_config))).endpoints
-        transport = await stack.enter_async_context(HttpTransport(plan.document.run.call_timeout))
-        connections = build_connections(plan, registry, transport.send, endpoints)
-        pipeline = Pipeline(connections, RateLimiter(rate_table(plan, registry, connections)), transport.send,
-                            read_only=True)
-        slots = anyio.Semaphore(50)
-
-        async def check_one(inst: Any) -> None:
-            async with slots:
-                provider = registry.provider(inst.provider)
-                try:
-                    found = await provider.preflight(ReadCaller(pipeline, inst.connection),
-                                                     instance_view(inst, "check"))
-                except Exception as exc:
-                    found = [f"pre-flight failed: {exc}"]
-                if found:
-                    problems[inst.id] = list(found)
-
-        async with anyio.create_task_group() as tg:
-            for inst in plan.instances:
-                tg.start_soon(check_one, inst)
-    return problems
-
-
 # ---------------------------------------------------------- status, cutover
 
 
-def run_status(reference: str, runs_root: Path) -> tuple[Path, dict[str, Any], bool]:
+def run_status(reference: str, runs_root: Path, registry: Registry | None = None) -> tuple[Path, RunReport]:
+    """The report of a run as it stands (with tags and cutover policies when its plan loads)."""
     run_dir = find_run_dir(reference, runs_root)
     journal = Journal.open(run_dir / "journal.sqlite")
     try:
-        active = run_is_active(run_dir)
-        return run_dir, build_run_report(journal, active=active).to_json_dict(), active
+        plan = run_plan(run_dir, journal.meta(), registry) if registry is not None else None
+        return run_dir, build_run_report(journal, plan=plan, active=run_is_active(run_dir))
     finally:
         journal.close()
+
+
+def run_plan(run_dir: Path, meta: Mapping[str, str], registry: Registry) -> Plan | None:
+    """The plan the run works on — its file if unchanged, else the copy in the run
+    directory if that is the one — or None when neither loads (e.g. a plugin is gone)."""
+    for path in (meta.get("plan_path", ""), str(run_dir / "plan.yaml")):
+        if not path or not os.path.exists(path):
+            continue
+        try:
+            plan = load_plan(path, registry)
+        except BatchmigError:
+            continue
+        if plan.sha256 == meta.get("plan_sha256"):
+            return plan
+    return None
 
 
 def release_cutover(reference: str, runs_root: Path, selectors: list[str], select_all: bool) -> tuple[Path, list[str]]:

@@ -400,6 +400,14 @@ class Provider(ABC):
         """
         return ()
 
+    def required_secrets(self, instance: Instance) -> Sequence[str]:
+        """Secrets ``instance`` needs besides the signing credentials, as references:
+        ``env:NAME`` (an environment variable) or ``credential:FIELD`` (a field of the
+        provider's ``credentials:``), e.g. a database password a job carries.
+        ``batchmig validate --env`` and ``run --check`` resolve them all before a run,
+        and name each one that is missing. Default: none."""
+        return ()
+
     async def preflight(self, caller: Caller, instance: Instance) -> Sequence[str]:
         """Read-only checks for ``batchmig run --check``; return problems found."""
         return ()

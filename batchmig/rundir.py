@@ -19,6 +19,10 @@ from pathlib import Path
 from batchmig.errors import JournalError, UsageError
 from batchmig.plan.model import Plan
 
+JOURNAL_NAME = "journal.sqlite"
+LATEST = ("latest", "@last")
+"""References to the newest run under the runs root."""
+
 
 def make_run_id(plan: Plan) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", plan.name).strip("-")[:40] or "run"
@@ -26,7 +30,10 @@ def make_run_id(plan: Plan) -> str:
 
 
 def find_run_dir(reference: str, runs_root: Path) -> Path:
-    """A run directory from a path or a run id (a unique prefix is enough)."""
+    """A run directory from a path, a run id (a unique prefix is enough), or
+    ``latest``/``@last`` for the newest run under ``runs_root``."""
+    if reference in LATEST:
+        return latest_run_dir(runs_root)
     path = Path(reference)
     if (path / "journal.sqlite").exists():
         return path
@@ -37,6 +44,37 @@ def find_run_dir(reference: str, runs_root: Path) -> Path:
         raise UsageError(f"no run {reference!r} (looked in {runs_root})", "`ls` the runs directory or pass a path")
     names = ", ".join(p.name for p in candidates[:5])
     raise UsageError(f"{reference!r} matches several runs: {names}")
+
+
+def run_directories(runs_root: Path) -> list[Path]:
+    """The run directories directly under ``runs_root`` (those holding a journal)."""
+    try:
+        return [entry for entry in runs_root.iterdir() if (entry / JOURNAL_NAME).exists()]
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise UsageError(f"cannot list the runs in {runs_root}: {exc.strerror or exc}") from None
+
+
+def latest_run_dir(runs_root: Path) -> Path:
+    """The run created last under ``runs_root`` (by the time in its journal)."""
+    from batchmig.journal import Journal  # journal imports nothing from here; keep the module light
+
+    newest: tuple[str, Path] | None = None
+    for path in run_directories(runs_root):
+        try:
+            journal = Journal.open(path / JOURNAL_NAME)
+        except JournalError:
+            continue
+        try:
+            created = journal.meta().get("created", "")
+        finally:
+            journal.close()
+        if newest is None or (created, path.name) > (newest[0], newest[1].name):
+            newest = (created, path)
+    if newest is None:
+        raise UsageError(f"no run in {runs_root} yet", "start one with `batchmig run PLAN`, or pass --runs-root")
+    return newest[1]
 
 
 @contextlib.contextmanager

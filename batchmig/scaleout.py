@@ -34,6 +34,7 @@ from batchmig.registry import Registry
 from batchmig.report import (
     CallSummary,
     InvocationRecord,
+    RunReport,
     build_run_report,
     write_report,
 )
@@ -225,26 +226,24 @@ async def _execute_shared(
     log.info("runner.finished", claimed=engine.claimed, taken_over=engine.taken_over,
              store_round_trips=journal.round_trips, limiter=store_options.limiter,
              seconds=round(time.monotonic() - started, 3))
-    report = build_run_report(store.view(run_id), plan=plan,
-                              figures=process_figures(limiter, engine, invocation)).to_json_dict()
+    report = build_run_report(store.view(run_id), plan=plan, figures=process_figures(limiter, engine, invocation))
     try:
-        write_report(run_dir / "report.json", report)
+        write_report(run_dir / "report.json", report.to_json_dict())
     except OSError as exc:
         raise JournalError(f"run {run_id}: cannot write {run_dir / 'report.json'}: {exc.strerror or exc}") from None
-    statuses = [entry["status"] for entry in report["instances"]]
+    statuses = [instance.status for instance in report.instances]
     return RunOutcome(run_id, run_dir, exit_code(statuses, interrupted=engine.stopping), report)
 
 
 # ---------------------------------------------------------------- operations
 
 
-def shared_status(reference: str, url: str, active_within: float = 60.0) -> tuple[dict[str, Any], int]:
+def shared_status(reference: str, url: str, active_within: float = 60.0) -> tuple[RunReport, int]:
     """The whole run's report from the store, and how many runners are alive."""
     with open_store(url) as store:
         run_id = store.find_run(reference)
         live = store.active_runners(run_id, active_within)
-        report = build_run_report(store.view(run_id), active=live > 0).to_json_dict()
-        return report, live
+        return build_run_report(store.view(run_id), active=live > 0), live
 
 
 def shared_cutover(reference: str, url: str, selectors: list[str], select_all: bool) -> tuple[str, list[str], int]:

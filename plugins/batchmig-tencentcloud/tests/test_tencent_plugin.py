@@ -91,6 +91,18 @@ def test_every_step_builds_from_placeholders():
                 assert isinstance(step.poller.example(Placeholders()), Call)
 
 
+def test_a_created_job_names_the_database_passwords_it_needs():
+    job = {"source": {"access_type": "extranet", "region": "ap-guangzhou", "ip": "203.0.113.9", "port": 1433,
+                      "password_env": "DTS_SOURCE_PASSWORD"},
+           "target": {"region": "ap-guangzhou", "instance_id": "mssql-4fb2l6tr", "password_credential": "target_pw"}}
+    provider = make_registry(plugin).provider("tencent-dts")
+    created = DtsSettings.model_validate({"migrate_type": "full", "job": job})
+    given = DtsSettings.model_validate({"job_id": "dts-1kl0iy0v", "migrate_type": "full"})
+    assert provider.required_secrets(Instance("a", "tencent-dts", "d", created)) == [
+        "env:DTS_SOURCE_PASSWORD", "credential:target_pw"]
+    assert provider.required_secrets(Instance("b", "tencent-dts", "d", given)) == ()
+
+
 def _imports(path: Path) -> Iterator[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module:

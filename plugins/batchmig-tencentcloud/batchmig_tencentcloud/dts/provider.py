@@ -66,6 +66,19 @@ class DtsProvider(Provider):
     def check(self, instance: Instance) -> Sequence[tuple[str, str]]:
         return list(check_settings(instance.settings))
 
+    def required_secrets(self, instance: Instance) -> Sequence[str]:
+        """The database passwords a job created by batchmig carries."""
+        job = instance.settings.job
+        if job is None:
+            return ()
+        needs = []
+        for spec in (job.source, job.target):
+            if spec.password_env:
+                needs.append(f"env:{spec.password_env}")
+            elif spec.password_credential:
+                needs.append(f"credential:{spec.password_credential}")
+        return needs
+
     async def preflight(self, caller: Caller, instance: Instance) -> Sequence[str]:
         settings: DtsSettings = instance.settings
         if settings.job_id is None:

@@ -1,0 +1,111 @@
+"""Checks before a change window: ``validate --env`` and ``run --check``.
+
+``validate PLAN --env`` is offline: it only asks whether every secret the plan needs
+resolves on this machine (``batchmig.envcheck``). ``run PLAN --check`` does that too,
+then runs each provider's read-only pre-flight (``Provider.preflight``: does the target
+exist, is the job in a state that can start...) for every instance whose provider
+configuration has its credentials — all in one pass, so one run of ``--check`` names
+every problem, not the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import IO, Any
+
+import anyio
+
+from batchmig import eventloop
+from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller
+from batchmig.engine.runner import instance_view
+from batchmig.envcheck import MISSING_COLUMNS, EnvironmentCheck, check_environment, describe
+from batchmig.listing import Column, Format, emit
+from batchmig.operations import build_connections, rate_table
+from batchmig.plan.model import Plan
+from batchmig.ratelimit import RateLimiter
+from batchmig.registry import Registry
+from batchmig.sandbox.host import Sandbox, SandboxConfig
+
+PROBLEM_COLUMNS = (Column("instance", "instance"), Column("problem", "problem"))
+
+
+def print_environment(check: EnvironmentCheck, fmt: Format, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    if fmt != "text":
+        emit("", MISSING_COLUMNS, (m.row() for m in check.missing), fmt, out=out)
+        return
+    for line in describe(check.missing):
+        print(line, file=out)
+    if check.missing:
+        print(f"environment: {len(check.missing)} missing — set them before the run (nothing was called)", file=out)
+    else:
+        print("environment: every credential and secret the plan refers to resolves", file=out)
+
+
+def run_check(plan: Plan, registry: Registry, sandbox: SandboxConfig | None, fmt: Format) -> bool:
+    """``run --check``: secrets, then the live pre-flight; print every problem; True if none."""
+    environment = check_environment(plan, registry, sandbox=sandbox is not None)
+    problems = eventloop.run(preflight, plan, registry, sandbox, environment.incomplete)
+    unchecked = sum(1 for inst in plan.instances if inst.connection in environment.incomplete)
+    if fmt == "json":
+        import json
+
+        print(json.dumps({"missing": [m.row() for m in environment.missing], "problems": problems,
+                          "unchecked": unchecked}, indent=2))
+    elif fmt == "csv":
+        rows = [{"instance": "", "problem": f"missing {m.source} ({m.row()['needed_by']})"}
+                for m in environment.missing]
+        rows += [{"instance": iid, "problem": p} for iid, found in problems.items() for p in found]
+        emit("", PROBLEM_COLUMNS, rows, "csv")
+    else:
+        for line in describe(environment.missing):
+            print(line)
+        for iid, found in problems.items():
+            for problem in found:
+                print(f"{iid}: {problem}")
+        checked = len(plan.instances) - unchecked
+        line = f"pre-flight: {checked - len(problems)} ready, {len(problems)} with problems"
+        if unchecked:
+            line += f", {unchecked} not checked (their provider's credentials are missing)"
+        if environment.missing:
+            line += f"; {len(environment.missing)} secrets missing"
+        print(line)
+    return not (environment.missing or problems)
+
+
+async def preflight(
+    plan: Plan, registry: Registry, sandbox_config: SandboxConfig | None, skip: frozenset[str] = frozenset()
+) -> dict[str, list[str]]:
+    """The providers' read-only pre-flight for every instance (but those of ``skip``'s
+    provider configurations): instance id -> problems found."""
+    problems: dict[str, list[str]] = {}
+    instances = [inst for inst in plan.instances if inst.connection not in skip]
+    if not instances:
+        return problems
+    async with contextlib.AsyncExitStack() as stack:
+        endpoints = None
+        if sandbox_config is not None:
+            endpoints = (await stack.enter_async_context(Sandbox(registry.emulators, None, sandbox_config))).endpoints
+        transport = await stack.enter_async_context(HttpTransport(plan.document.run.call_timeout))
+        used = {inst.connection for inst in instances}
+        connections = build_connections(plan, registry, transport.send, endpoints, only=used)
+        pipeline = Pipeline(connections, RateLimiter(rate_table(plan, registry, connections)), transport.send,
+                            read_only=True)
+        slots = anyio.Semaphore(50)
+
+        async def check_one(inst: Any) -> None:
+            async with slots:
+                provider = registry.provider(inst.provider)
+                try:
+                    found = await provider.preflight(ReadCaller(pipeline, inst.connection),
+                                                     instance_view(inst, "check"))
+                except Exception as exc:
+                    found = [f"pre-flight failed: {exc}"]
+                if found:
+                    problems[inst.id] = list(found)
+
+        async with anyio.create_task_group() as tg:
+            for inst in instances:
+                tg.start_soon(check_one, inst)
+    return problems

@@ -1,0 +1,62 @@
+"""What ``batchmig run``/``resume`` print at the end and what ``batchmig status`` prints.
+
+Both render the run's ``RunReport`` through ``batchmig.listing``: every instance is
+listed, or the table says how many rows it holds back and how to see them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO
+
+from batchmig.credentials import REDACTOR
+from batchmig.listing import Format, emit, terminal_rows
+from batchmig.report import RunReport, render_report
+from batchmig.report.tables import INSTANCE_COLUMNS, INSTANCE_CSV_COLUMNS, closing_line, instance_rows
+from batchmig.selection import Selection
+
+STATE_WORDS = {
+    "running": "running now", "succeeded": "finished: every instance succeeded",
+    "failed": "finished: some instances failed or were skipped", "interrupted": "stopped: resume continues it",
+    "awaiting_cutover": "waiting for a manual cutover", "needs_attention": "stopped: instances need attention",
+    "not_started": "never started",
+}
+
+
+def print_summary(report: RunReport, *, show_all: bool = False, out: IO[str] | None = None) -> None:
+    """The table at the end of a run: every instance, or what fits and a count of the rest."""
+    out = out or sys.stdout
+    limit = None if show_all else terminal_rows()
+    hidden_first = limit is not None and len(report.instances) > limit
+    emit("batchmig summary", INSTANCE_COLUMNS, instance_rows(report.instances, attention_first=hidden_first),
+         "text", limit=limit, more=f"see them with `batchmig status {report.run} --all` or --format json|csv",
+         out=out)
+    print(REDACTOR(closing_line(report)), file=out)
+
+
+def print_status(
+    report: RunReport, fmt: Format, selection: Selection, *, show_all: bool = False, out: IO[str] | None = None
+) -> None:
+    out = out or sys.stdout
+    chosen = selection.choose(report.instances) if selection else list(report.instances)
+    if fmt == "json":
+        document = report.to_json_dict()
+        if selection:
+            keep = {i.id for i in chosen}
+            document["instances"] = [i for i in document["instances"] if i["id"] in keep]
+            document["selection"] = selection.describe()
+        document["active"] = report.state == "running"
+        out.write(REDACTOR(render_report(document)))
+        return
+    if fmt == "csv":
+        emit("", INSTANCE_CSV_COLUMNS, instance_rows(chosen), "csv", out=out)
+        return
+    limit = None if show_all else terminal_rows()
+    hidden_first = limit is not None and len(chosen) > limit
+    emit(f"run {report.run}", INSTANCE_COLUMNS, instance_rows(chosen, attention_first=hidden_first), "text",
+         limit=limit, out=out)
+    line = closing_line(report)
+    if selection:
+        line = f"{len(chosen)} of {len(report.instances)} instances match {selection.describe()} · " + line
+    print(REDACTOR(line), file=out)
+    print(f"run {report.run}: {STATE_WORDS.get(report.state, report.state)}", file=out)
