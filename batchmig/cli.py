@@ -404,7 +404,7 @@ def status(run_ref: str, runs_root: str, selectors: tuple[str, ...], statuses: t
     if store_url:
         _store_options(store_url, "shares", None, 0)
         report, live = shared_status(run_ref, store_url)
-        print_status(report, fmt, selection, show_all=show_all)
+        print_status(report, fmt, selection, show_all=show_all, extra={"runners": live})
         if fmt == "text":
             click.echo(f"run {report.run} in the store: {live} runner(s) working on it")
         return

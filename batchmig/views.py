@@ -7,7 +7,8 @@ listed, or the table says how many rows it holds back and how to see them.
 from __future__ import annotations
 
 import sys
-from typing import IO
+from collections.abc import Mapping
+from typing import IO, Any
 
 from batchmig.credentials import REDACTOR
 from batchmig.listing import Format, emit, terminal_rows
@@ -35,8 +36,10 @@ def print_summary(report: RunReport, *, show_all: bool = False, out: IO[str] | N
 
 
 def print_status(
-    report: RunReport, fmt: Format, selection: Selection, *, show_all: bool = False, out: IO[str] | None = None
+    report: RunReport, fmt: Format, selection: Selection, *, show_all: bool = False,
+    extra: Mapping[str, Any] | None = None, out: IO[str] | None = None,
 ) -> None:
+    """``batchmig status``; ``extra`` adds keys to the JSON document (e.g. live runners)."""
     out = out or sys.stdout
     chosen = selection.choose(report.instances) if selection else list(report.instances)
     if fmt == "json":
@@ -46,6 +49,7 @@ def print_status(
             document["instances"] = [i for i in document["instances"] if i["id"] in keep]
             document["selection"] = selection.describe()
         document["active"] = report.state == "running"
+        document.update(extra or {})
         out.write(REDACTOR(render_report(document)))
         return
     if fmt == "csv":
