@@ -107,7 +107,7 @@ def check_plan(document: dict[str, Any], where: str, tmp_path: Path, registry: R
 
 def complete(excerpt: dict[str, Any], provider: str) -> dict[str, Any]:
     """A whole plan around ``excerpt``: the instance keys of one instance, or plan sections."""
-    if not {"providers", "defaults", "instances", "waves", "run"} & set(excerpt):
+    if not {"providers", "defaults", "instances", "waves", "run", "notify"} & set(excerpt):
         excerpt = {"instances": [{"id": "excerpt", **excerpt}]}
     plan = copy.deepcopy(excerpt)
     plan["version"] = 1

@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 import os
 import pwd
+import shutil
 import tempfile
+import traceback
 from pathlib import Path
 
 import anyio
@@ -24,14 +26,15 @@ from batchmig.store.fence import Fence, LeaseLost
 from batchmig.store.postgres import PostgresStore, SharedJournal
 from batchmig.store.schema import SCHEMA_VERSION
 from batchmig.testing import make_registry
-from batchmig.testing.postgres import ServerAccount, ThrowawayPostgres
+from batchmig.testing.postgres import ServerAccount, ThrowawayPostgres, stage_installation, wheel_installation
 from batchmig.testing.testcloud import TestcloudPlugin
 
 # ------------------------------------------------------------ the throw-away server
 
 
-def _serve_once(directory: Path, account: ServerAccount | None = None) -> str:
-    with ThrowawayPostgres(directory, account=account) as server, psycopg.connect(server.dsn) as conn:
+def _serve_once(directory: Path, account: ServerAccount | None = None, installation: Path | None = None) -> str:
+    with (ThrowawayPostgres(directory, account=account, installation=installation) as server,
+          psycopg.connect(server.dsn) as conn):
         row = conn.execute("SELECT current_setting('server_version_num')::int, "
                            "(SELECT usename FROM pg_user WHERE usesysid = (SELECT datdba FROM pg_database "
                            "WHERE datname = 'postgres'))").fetchone()
@@ -58,6 +61,11 @@ def _as_an_ordinary_user() -> None:
     account = pwd.getpwnam("nobody")
     directory = Path(tempfile.mkdtemp(prefix="batchmig-pg-user-"))
     os.chown(directory, account.pw_uid, account.pw_gid)
+    # An ordinary user's own virtual environment is theirs to read; root's (tox's .tox is
+    # 0700) is not, so hand the child the binaries where it can reach them.
+    binaries = Path(tempfile.mkdtemp(prefix="batchmig-pg-bin-"))
+    binaries.chmod(0o755)
+    installation = stage_installation(wheel_installation(), binaries)
     pid = os.fork()
     if pid == 0:  # the child: an ordinary user from here on
         code = 1
@@ -67,11 +75,14 @@ def _as_an_ordinary_user() -> None:
             os.setuid(account.pw_uid)
             os.environ["HOME"] = str(directory)
             assert ServerAccount.for_this_process().uid is None  # runs the server itself
-            _serve_once(directory)
+            _serve_once(directory, installation=installation)
             code = 0
+        except BaseException:
+            traceback.print_exc()
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
+    shutil.rmtree(binaries, ignore_errors=True)
     assert os.waitstatus_to_exitcode(status) == 0
 
 

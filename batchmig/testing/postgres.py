@@ -110,8 +110,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _stage(source: Path, target: Path) -> None:
-    """Hard-link (or copy) the installation into ``target``, readable by everyone."""
+def stage_installation(source: Path, target: Path) -> Path:
+    """Hard-link (or copy) the installation into ``target``, readable by everyone;
+    return the staged installation directory."""
 
     def link_or_copy(src: str, dst: str) -> None:
         try:
@@ -134,6 +135,7 @@ def _stage(source: Path, target: Path) -> None:
             path = Path(directory, name)
             if not path.is_symlink():
                 path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.stat().st_mode & 0o100 else 0))
+    return target / package.name / source.name
 
 
 class ThrowawayPostgres:
@@ -143,7 +145,12 @@ class ThrowawayPostgres:
     ``start()`` keep the port and the data; ``destroy()`` stops it and removes all.
     """
 
-    def __init__(self, directory: Path | None = None, *, account: ServerAccount | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, *, account: ServerAccount | None = None,
+        installation: Path | None = None,
+    ) -> None:
+        """``installation`` is a PostgreSQL installation (bin, lib, share) to use instead
+        of the wheel's, e.g. one already staged where this process's user can reach it."""
         self.account = account or ServerAccount.for_this_process()
         self.root = Path(directory or tempfile.mkdtemp(prefix="batchmig-pg-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -151,7 +158,7 @@ class ThrowawayPostgres:
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
         self._process: subprocess.Popen[bytes] | None = None
-        self._install: Path | None = None
+        self._install: Path | None = installation
 
     @property
     def dsn(self) -> str:
@@ -168,7 +175,7 @@ class ThrowawayPostgres:
                 staged = self.root / "install"
                 self._install = staged / source.parent.name / source.name
                 if not staged.exists():
-                    _stage(source, staged)
+                    stage_installation(source, staged)
         return self._install
 
     def _run_as_server(self, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
