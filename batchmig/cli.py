@@ -37,14 +37,13 @@ from batchmig.operations import (
     EXIT_USAGE,
     RunOptions,
     RunOutcome,
-    release_cutover,
     resume_run,
     run_status,
     start_run,
 )
 from batchmig.plan.loader import load_plan
 from batchmig.registry import Registry, load_registry
-from batchmig.rundir import run_is_active
+from batchmig.rundir import find_run_dir, run_is_active
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 from batchmig.scaleout import (
     StoreOptions,
@@ -392,6 +391,36 @@ def runners(run_ref: str, store_url: str, fmt: str) -> None:
 
 @main.command(epilog=EPILOG)
 @click.argument("run_ref", metavar="RUN")
+@opt.selection
+@opt.runs_root
+@opt.durable
+@click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
+@opt.progress
+def retry(run_ref: str, selectors: tuple[str, ...], statuses: tuple[str, ...], waves: tuple[str, ...],
+          tags: tuple[str, ...], runs_root: str, durable: bool, wait_for_cutover: bool, progress: bool | None) -> None:
+    """Run failed or skipped instances of RUN again, inside the same run.
+
+    Each starts from the step where it stopped; no mutating call whose effect is
+    journaled is sent again. Without a selection: --status failed,skipped. Failed
+    canaries that the selected instances wait for are retried with them. Who asked
+    and when is journaled (the report's requests).
+    """
+    from batchmig.retry import describe, request_retry
+
+    registry = STATE.load()
+    run_dir = find_run_dir(run_ref, Path(runs_root))
+    decision = request_retry(run_dir, registry, Selection.parse(selectors, statuses, waves, tags))
+    for line in describe(decision):
+        click.echo(line, err=True)
+    if decision.request is None:
+        click.echo("nothing to retry: no selected instance failed or was skipped", err=True)
+        sys.exit(EXIT_FAILED)
+    options = _run_options(runs_root, durable, wait_for_cutover, progress)
+    _finish(resume_run(str(run_dir), registry, options, command="retry"))
+
+
+@main.command(epilog=EPILOG)
+@click.argument("run_ref", metavar="RUN")
 @opt.runs_root
 @opt.selection
 @opt.show_all
@@ -444,20 +473,36 @@ def show_config() -> None:
 
 @main.command(epilog=EPILOG)
 @click.argument("run_ref", metavar="RUN")
-@click.option("--select", "selectors", multiple=True, help="Instance id or glob (repeatable).")
-@click.option("--all", "select_all", is_flag=True, help="Release every instance of the run.")
+@click.option("--select", "selectors", multiple=True, metavar="ID", help="Instance id or glob (repeatable).")
+@click.option("--wave", "waves", multiple=True, metavar="W", help="Every instance of this wave (repeatable).")
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="Instances with this plan tag (repeatable).")
+@click.option("--all", "select_all", is_flag=True, help="Every instance of the run.")
 @click.option("--resume/--no-resume", "then_resume", default=True, show_default=True,
               help="Resume the run if no runner is working on it.")
 @opt.runs_root
+@opt.listing_format("json/csv: one answer per selected instance.")
 @_store_option()
-def cutover(run_ref: str, selectors: tuple[str, ...], select_all: bool, then_resume: bool, runs_root: str,
-            store_url: str | None) -> None:
-    """Release the manual cutover of selected instances of RUN."""
-    if not selectors and not select_all:
-        raise UsageError("say which instances: --select ID (repeatable, globs allowed) or --all")
+def cutover(run_ref: str, selectors: tuple[str, ...], waves: tuple[str, ...], tags: tuple[str, ...],
+            select_all: bool, then_resume: bool, runs_root: str, fmt: Format, store_url: str | None) -> None:
+    """Release the manual cutover of selected instances of RUN.
+
+    Every selected instance gets one answer: released (it was waiting), pre-approved
+    (not at its gate yet: it will not stop there), already released, finished,
+    automatic or no gate. Who asked, when and from which host is journaled and in
+    the report.
+    """
+    from batchmig.cutover import ANSWER_COLUMNS, RELEASING, release_selected, summary
+
+    selection = Selection.parse(selectors, (), waves, tags)
+    if not selection and not select_all:
+        raise UsageError("say which instances: --select ID (globs allowed), --wave W, --tag K=V, or --all")
     if store_url:
         _store_options(store_url, "shares", None, 0)
-        run_id, released, live = shared_cutover(run_ref, store_url, list(selectors), select_all)
+        ids = list(selectors)
+        if waves or tags:
+            report, _ = shared_status(run_ref, store_url)
+            ids = [i.id for i in selection.choose(report.instances)]
+        run_id, released, live = shared_cutover(run_ref, store_url, ids, select_all)
         click.echo(f"released cutover for {len(released)} instance(s): {', '.join(released[:20])}"
                    + (" ..." if len(released) > 20 else ""))
         if live:
@@ -468,16 +513,27 @@ def cutover(run_ref: str, selectors: tuple[str, ...], select_all: bool, then_res
             _finish(join_shared_run(run_id, STATE.load(), options, StoreOptions(store_url)))
         click.echo(f"continue with: batchmig join {run_id} --store ...")
         return
-    run_dir, chosen = release_cutover(run_ref, Path(runs_root), list(selectors), select_all)
-    click.echo(f"released cutover for {len(chosen)} instance(s): {', '.join(chosen[:20])}"
-               + (" ..." if len(chosen) > 20 else ""))
+    run_dir = find_run_dir(run_ref, Path(runs_root))
+    answers, request = release_selected(run_dir, STATE.load(), selection, select_all=select_all)
+    if fmt != "text":
+        emit("", ANSWER_COLUMNS, (a.row() for a in answers), fmt)
+    else:
+        for line in summary(answers):
+            click.echo(line)
+        for shown in [a for a in answers if a.outcome not in RELEASING][:20]:
+            click.echo(f"  {shown.instance}: {shown.outcome} — {shown.detail}")
+    if request is None:
+        click.echo("nothing released: no selected instance waits for (or will reach) a manual cutover", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"journaled as request {request} (who, when, from which host: `batchmig status {run_dir.name} "
+               "--format json`, key requests)", err=True)
     if run_is_active(run_dir):
-        click.echo("the running batchmig process picks the release up within a second")
+        click.echo("the running batchmig process picks the release up within a second", err=True)
         return
     if then_resume:
         options = _run_options(runs_root, False, False, None)
-        _finish(resume_run(str(run_dir), STATE.load(), options))
-    click.echo(f"continue with: batchmig resume {run_dir.name}")
+        _finish(resume_run(str(run_dir), STATE.load(), options, command="cutover"))
+    click.echo(f"continue with: batchmig resume {run_dir.name}", err=True)
 
 
 # --------------------------------------------------------------------- store

@@ -344,6 +344,17 @@ class Journal:
         return self._request("cutover", instances, requester, selection,
                              "INSERT OR IGNORE INTO cutovers VALUES (?, ?)", lambda iid, now: (iid, now))
 
+    def request_retry(
+        self, instances: Mapping[str, str], requester: Requester | None = None, selection: str = ""
+    ) -> int:
+        """Synchronous, under the run lock (``batchmig retry``): make ``instances`` (id ->
+        status now) runnable again from the step where they stopped — their outputs and
+        journaled calls stay — and journal who asked, in one transaction. Returns the
+        request's id."""
+        return self._request("retry", instances, requester, selection,
+                             "UPDATE instances SET status = 'pending', error = NULL, updated = ? WHERE id = ?",
+                             lambda iid, now: (now, iid))
+
     def requests(self) -> list[OperatorRequestRow]:
         """Every operator request of the run, oldest first."""
         rows = self._optional("SELECT id, kind, at, user, host, selection, instances FROM requests ORDER BY id")

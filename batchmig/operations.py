@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fnmatch
 import functools
 import json
 import os
@@ -46,6 +45,7 @@ from batchmig.registry import Registry
 from batchmig.report import RunReport, build_run_report, write_report
 from batchmig.report.formats import write_report_files
 from batchmig.rundir import find_run_dir, make_run_id, run_is_active, run_lock
+from batchmig.runs import run_plan
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 
 log = structlog.get_logger("batchmig.run")
@@ -369,39 +369,5 @@ def run_status(reference: str, runs_root: Path, registry: Registry | None = None
     try:
         plan = run_plan(run_dir, journal.meta(), registry) if registry is not None else None
         return run_dir, build_run_report(journal, plan=plan, active=run_is_active(run_dir))
-    finally:
-        journal.close()
-
-
-def run_plan(run_dir: Path, meta: Mapping[str, str], registry: Registry) -> Plan | None:
-    """The plan the run works on — its file if unchanged, else the copy in the run
-    directory if that is the one — or None when neither loads (e.g. a plugin is gone)."""
-    for path in (meta.get("plan_path", ""), str(run_dir / "plan.yaml")):
-        if not path or not os.path.exists(path):
-            continue
-        try:
-            plan = load_plan(path, registry)
-        except BatchmigError:
-            continue
-        if plan.sha256 == meta.get("plan_sha256"):
-            return plan
-    return None
-
-
-def release_cutover(reference: str, runs_root: Path, selectors: list[str], select_all: bool) -> tuple[Path, list[str]]:
-    """Release manual cutovers of the instances matching ``selectors`` (ids or globs)."""
-    run_dir = find_run_dir(reference, runs_root)
-    journal = Journal.open(run_dir / "journal.sqlite")
-    try:
-        records = journal.instances()
-        if select_all:
-            chosen = [i for i, r in records.items() if r.status not in ("succeeded", "failed", "skipped")]
-        else:
-            chosen = [i for i in records if any(fnmatch.fnmatchcase(i, pattern) for pattern in selectors)]
-            unknown = [p for p in selectors if not any(fnmatch.fnmatchcase(i, p) for i in records)]
-            if unknown:
-                raise UsageError(f"no instance matches {', '.join(unknown)}")
-        journal.release_cutovers({iid: records[iid].status for iid in chosen}, selection=" ".join(selectors) or "--all")
-        return run_dir, chosen
     finally:
         journal.close()

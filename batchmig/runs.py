@@ -1,6 +1,6 @@
-"""``batchmig runs``: the runs under a runs root, newest first, with their state.
+"""The runs under a runs root (``batchmig runs``, the dashboard's list) and a run's plan.
 
-Each row comes from the run's journal (plan, creation time, instance counts) and its
+Each entry comes from the run's journal (plan, creation time, instance counts) and its
 lock (whether a runner works on it now). A run whose first start failed before
 anything was sent says so (``not_started``, with the reason) instead of looking like a
 run that never finished; a journal that cannot be read is listed as such, never
@@ -9,7 +9,8 @@ skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 from batchmig.errors import BatchmigError
 from batchmig.journal import Journal
 from batchmig.listing import Column
+from batchmig.plan.loader import load_plan
+from batchmig.plan.model import Plan
+from batchmig.registry import Registry
 from batchmig.report import run_state
 from batchmig.rundir import JOURNAL_NAME, run_directories, run_is_active
 
@@ -28,35 +32,44 @@ RUN_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class RunEntry:
+    """One run in a listing."""
+
     run: str
     path: Path
     plan: str
+    """The plan file the run was started from."""
     created: str
     state: str
     instances: int
     counts: dict[str, int]
     sandbox: bool
     detail: str = ""
+    """Why it never started, or why its journal cannot be read."""
+
+    def as_json(self) -> dict[str, Any]:
+        """For the dashboard's API (no filesystem path)."""
+        return {"run": self.run, "plan": self.plan, "created": self.created, "state": self.state,
+                "instances": self.instances, "counts": self.counts, "sandbox": self.sandbox, "detail": self.detail}
 
     def row(self) -> dict[str, Any]:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts.items(), key=lambda kv: -kv[1]))
-        return {"run": self.run, "plan": self.plan, "created": self.created, "state": self.state,
+        return {"run": self.run, "plan": Path(self.plan).name, "created": self.created, "state": self.state,
                 "instances": self.instances, "counts": counts, "sandbox": "yes" if self.sandbox else "",
                 "detail": self.detail, "path": str(self.path)}
 
 
-def list_runs(runs_root: Path) -> list[RunSummary]:
-    """Every run under ``runs_root``, newest first."""
-    runs = [summarize(path) for path in run_directories(runs_root)]
+def list_runs(runs_root: Path, directories: Sequence[Path] | None = None) -> list[RunEntry]:
+    """Every run under ``runs_root`` (or in ``directories``), newest first."""
+    runs = [summarize(path) for path in (run_directories(runs_root) if directories is None else directories)]
     return sorted(runs, key=lambda r: (r.created, r.run), reverse=True)
 
 
-def summarize(run_dir: Path) -> RunSummary:
+def summarize(run_dir: Path) -> RunEntry:
     try:
         journal = Journal.open(run_dir / JOURNAL_NAME)
     except BatchmigError as exc:
-        return RunSummary(run_dir.name, run_dir, "", "", "unreadable", 0, {}, False, str(exc))
+        return RunEntry(run_dir.name, run_dir, "", "", "unreadable", 0, {}, False, str(exc))
     try:
         meta = journal.meta()
         counts = journal.status_counts()
@@ -64,12 +77,27 @@ def summarize(run_dir: Path) -> RunSummary:
         journal.close()
     start_error = meta.get("start_error") or None
     state = run_state(list(counts), active=run_is_active(run_dir), start_error=start_error)
-    plan = Path(meta.get("plan_path", "")).name
-    return RunSummary(
-        meta.get("run_id", run_dir.name), run_dir, plan, meta.get("created", ""), state, sum(counts.values()),
-        counts, meta.get("sandbox") == "1" or bool(meta.get("sandbox_at")), start_error or "",
+    return RunEntry(
+        meta.get("run_id", run_dir.name), run_dir, meta.get("plan_path", ""), meta.get("created", ""), state,
+        sum(counts.values()), dict(sorted(counts.items())), meta.get("sandbox") == "1" or bool(meta.get("sandbox_at")),
+        start_error or "",
     )
 
 
-def run_rows(runs: list[RunSummary]) -> Iterator[dict[str, Any]]:
+def run_rows(runs: list[RunEntry]) -> Iterator[dict[str, Any]]:
     return (run.row() for run in runs)
+
+
+def run_plan(run_dir: Path, meta: Mapping[str, str], registry: Registry) -> Plan | None:
+    """The plan the run works on — its file if unchanged, else the copy in the run
+    directory if that is the one — or None when neither loads (e.g. a plugin is gone)."""
+    for path in (meta.get("plan_path", ""), str(run_dir / "plan.yaml")):
+        if not path or not os.path.exists(path):
+            continue
+        try:
+            plan = load_plan(path, registry)
+        except BatchmigError:
+            continue
+        if plan.sha256 == meta.get("plan_sha256"):
+            return plan
+    return None

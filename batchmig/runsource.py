@@ -19,29 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from batchmig.errors import BatchmigError, UsageError
+from batchmig.errors import UsageError
 from batchmig.journal import AWAITING_CUTOVER, Journal, Requester
-from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
 from batchmig.registry import Registry
-from batchmig.report import RunReport, build_run_report, run_state
+from batchmig.report import RunReport, build_run_report
 from batchmig.report.files import FIGURES_NAME, read_figures
 from batchmig.report.model import moment
 from batchmig.rundir import find_run_dir, run_is_active
+from batchmig.runs import RunEntry, list_runs, run_plan
 
 JOURNAL = "journal.sqlite"
-
-
-@dataclass(frozen=True)
-class RunEntry:
-    """One run in a listing."""
-
-    run: str
-    plan: str
-    created: str
-    state: str
-    counts: dict[str, int]
-    sandbox: bool
 
 
 @dataclass(frozen=True)
@@ -94,14 +82,6 @@ class DirectorySource:
         self._plans: dict[tuple[str, str], Plan | None] = {}
         self._lock = threading.Lock()
 
-    def _directories(self) -> list[Path]:
-        if self._named:
-            return list(self._named)
-        try:
-            return [path for path in self.runs_root.iterdir() if (path / JOURNAL).exists()]
-        except OSError:
-            return []
-
     def directory(self, run: str) -> Path:
         """The directory of ``run`` (an id, a unique prefix, or a path), if this source shows it."""
         if self._named:
@@ -112,24 +92,7 @@ class DirectorySource:
         return find_run_dir(run, self.runs_root)
 
     def runs(self) -> list[RunEntry]:
-        entries = []
-        for path in self._directories():
-            try:
-                journal = Journal.open(path / JOURNAL)
-            except BatchmigError:
-                continue
-            try:
-                meta = journal.meta()
-                statuses = [record.status for record in journal.instances().values()]
-            finally:
-                journal.close()
-            counts: dict[str, int] = {}
-            for status in statuses:
-                counts[status] = counts.get(status, 0) + 1
-            state = run_state(statuses, active=run_is_active(path), start_error=meta.get("start_error"))
-            entries.append(RunEntry(meta.get("run_id", path.name), meta.get("plan_path", ""), meta.get("created", ""),
-                                    state, dict(sorted(counts.items())), meta.get("sandbox") == "1"))
-        return sorted(entries, key=lambda e: e.created, reverse=True)
+        return list_runs(self.runs_root, self._named or None)
 
     def report(self, run: str) -> RunReport:
         path = self.directory(run)
@@ -190,15 +153,5 @@ class DirectorySource:
         key = (str(path), meta.get("plan_sha256", ""))
         with self._lock:
             if key not in self._plans:
-                self._plans[key] = None
-                for candidate in (meta.get("plan_path", ""), str(path / "plan.yaml")):
-                    if not candidate or not os.path.exists(candidate):
-                        continue
-                    try:
-                        plan = load_plan(candidate, self._registry)
-                    except BatchmigError:
-                        continue
-                    if plan.sha256 == key[1]:
-                        self._plans[key] = plan
-                        break
+                self._plans[key] = run_plan(path, meta, self._registry)
             return self._plans[key]

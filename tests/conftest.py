@@ -2,13 +2,62 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
+from batchmig.plugin import (
+    Call,
+    Connection,
+    HttpFetch,
+    HttpRequest,
+    Instance,
+    PermanentError,
+    ProviderConfig,
+    ProviderSpec,
+    hookimpl,
+)
 from batchmig.registry import Registry
 from batchmig.testing import make_registry
-from batchmig.testing.testcloud import TestcloudPlugin
+from batchmig.testing.testcloud import TestcloudConnection, TestcloudPlugin, TestcloudProvider
+
+SECRET_VARIABLE = "TC_DB_PASSWORD"
 
 
 @pytest.fixture
 def registry() -> Registry:
     return make_registry(TestcloudPlugin())
+
+
+class SecretConnection(TestcloudConnection):
+    """Like DTS with ``password_env``: a create carries a database password read from the environment."""
+
+    async def prepare(self, call: Call) -> HttpRequest:
+        if call.action == "CreateJob" and not os.environ.get(SECRET_VARIABLE):
+            raise PermanentError("MissingSecret", f"the environment variable {SECRET_VARIABLE} is not set")
+        return await super().prepare(call)
+
+
+class SecretProvider(TestcloudProvider):
+    """testcloud whose instances also need a database password (``pwcloud``)."""
+
+    def connect(self, config: ProviderConfig, fetch: HttpFetch) -> Connection:
+        return SecretConnection(config)
+
+    def required_secrets(self, instance: Instance) -> Sequence[str]:
+        return [f"env:{SECRET_VARIABLE}", "credential:db_token"]
+
+
+class SecretPlugin:
+    @hookimpl
+    def batchmig_register_providers(self, registry: Any) -> None:
+        registry.add(ProviderSpec("pwcloud", SecretProvider(), "testcloud with a database password",
+                                  emulator="testcloud"))
+
+
+@pytest.fixture
+def secret_registry() -> Registry:
+    """testcloud and ``pwcloud`` (testcloud needing ``$TC_DB_PASSWORD`` and a ``db_token`` credential)."""
+    return make_registry(TestcloudPlugin(), SecretPlugin())

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from batchmig.cutover import release_selected
 from batchmig.errors import UsageError
-from batchmig.operations import EXIT_AWAITING_CUTOVER, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, release_cutover
+from batchmig.operations import EXIT_AWAITING_CUTOVER, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from batchmig.registry import Registry
 from batchmig.sandbox.host import SandboxConfig
+from batchmig.selection import Selection
 from batchmig.testing import run_plan
 
 HERE = Path(__file__).parent
@@ -95,7 +97,8 @@ def test_manual_cutover_waits_then_resumes_after_release(plan_file, registry: Re
     assert first.outcome.exit_code == EXIT_AWAITING_CUTOVER
     assert first.statuses["gated"] == "awaiting_cutover"
     assert not any(e["action"] == "CompleteJob" for e in first.audit)
-    release_cutover(first.outcome.run_id, tmp_path / "runs", ["gat*"], False)
+    answers, request = release_selected(first.outcome.run_dir, registry, Selection.parse(ids=["gat*"]))
+    assert [(a.instance, a.outcome) for a in answers] == [("gated", "released")] and request
     second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
     assert second.outcome.exit_code == EXIT_OK
     assert second.statuses["gated"] == "succeeded"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,9 @@ from click.testing import CliRunner
 from batchmig.cli import STATE, main
 from batchmig.config import load_config
 from batchmig.errors import UsageError
-from batchmig.plugin import Instance, ProviderSpec, hookimpl
 from batchmig.registry import Registry
 from batchmig.testing import make_registry, run_plan
-from batchmig.testing.testcloud import TestcloudPlugin, TestcloudProvider
+from batchmig.testing.testcloud import TestcloudPlugin
 
 PLAN = """\
 version: 1
@@ -117,19 +115,6 @@ def test_a_bad_config_file_is_named(tmp_path: Path, text: str, message: str) -> 
     assert code == 2 and message in err and "batchmig.toml" in err
 
 
-class PasswordProvider(TestcloudProvider):
-    """testcloud whose instances also need a database password from the environment."""
-
-    def required_secrets(self, instance: Instance) -> Sequence[str]:
-        return ["env:TC_DB_PASSWORD", "credential:db_token"]
-
-
-class PasswordPlugin:
-    @hookimpl
-    def batchmig_register_providers(self, registry) -> None:
-        registry.add(ProviderSpec("pwcloud", PasswordProvider(), "testcloud with passwords", emulator="testcloud"))
-
-
 ENV_PLAN = """\
 version: 1
 providers:
@@ -145,8 +130,8 @@ instances:
 """
 
 
-def test_validate_env_names_every_missing_variable_at_once(plan_file, monkeypatch: pytest.MonkeyPatch) -> None:
-    STATE.registry = make_registry(TestcloudPlugin(), PasswordPlugin())
+def test_validate_env_names_every_missing_variable_at_once(plan_file, monkeypatch, secret_registry) -> None:
+    STATE.registry = secret_registry
     for name in ("TESTCLOUD_KEY_ID", "TESTCLOUD_SECRET", "PW_KEY_ID", "PW_SECRET", "TC_DB_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PW_KEY_ID", "set")
@@ -172,8 +157,8 @@ def test_validate_env_names_every_missing_variable_at_once(plan_file, monkeypatc
     assert code == 0, (out, result.exception) and "every credential and secret" in out
 
 
-def test_check_covers_every_provider_in_one_pass(plan_file, monkeypatch: pytest.MonkeyPatch) -> None:
-    STATE.registry = make_registry(TestcloudPlugin(), PasswordPlugin())
+def test_check_covers_every_provider_in_one_pass(plan_file, monkeypatch, secret_registry) -> None:
+    STATE.registry = secret_registry
     monkeypatch.delenv("TC_DB_PASSWORD", raising=False)
     code, out, _ = invoke("run", str(plan_file(ENV_PLAN)), "--check", "--sandbox", "--time-scale", "600")
     assert code == 1

@@ -160,7 +160,7 @@ async def run_page(request: web.Request) -> web.Response:
 
 async def runs_api(request: web.Request) -> web.Response:
     entries = await asyncio.to_thread(request.app[SOURCE].runs)
-    return web.json_response([asdict(e) for e in entries])
+    return web.json_response([e.as_json() for e in entries])
 
 
 async def view_api(request: web.Request) -> web.Response:
