@@ -17,7 +17,7 @@ from batchmig.sandbox.machinery import duplicate_effects, read_audit
 from batchmig.selection import Selection
 from batchmig.testing import run_plan
 
-from conftest import SECRET_VARIABLE
+SECRET_VARIABLE = "TC_DB_PASSWORD"  # what conftest's pwcloud provider reads
 
 PLAN = """\
 version: 1
@@ -54,7 +54,8 @@ def test_canary_broken_by_a_missing_secret_then_retry_skipped(
 ) -> None:
     monkeypatch.delenv(SECRET_VARIABLE, raising=False)
     first = run_plan(plan_file(PLAN), secret_registry, tmp_path)
-    assert first.statuses["canary-1"] == "failed" and first.outcome.run_report.instances[0].error.code == "MissingSecret"
+    canary = first.outcome.run_report.instances[0]
+    assert canary.status == "failed" and canary.error is not None and canary.error.code == "MissingSecret"
     assert {s for i, s in first.statuses.items() if i != "canary-1"} == {"skipped"}
     monkeypatch.setenv(SECRET_VARIABLE, "fixed")
     runs = str(tmp_path / "runs")
