@@ -18,7 +18,18 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from batchmig.plugin import Call, Caller, CallStep, Instance, Outputs, Poller, Step, WaitStatus, WaitStep
+from batchmig.plugin import (
+    Call,
+    Caller,
+    CallStep,
+    Instance,
+    NotFoundError,
+    Outputs,
+    Poller,
+    Step,
+    WaitStatus,
+    WaitStep,
+)
 
 from batchmig_tencentcloud import secret_refs
 from batchmig_tencentcloud.dts.settings import CONSISTENCY, MIGRATE_TYPES, DtsSettings, JobSpec, SourceSpec
@@ -144,7 +155,11 @@ async def _poll_jobs(caller: Caller, batch: Sequence[Outputs]) -> list[WaitStatu
             jobs[job_id] = job
     statuses = []
     for outputs in batch:
-        job = jobs.get(str(outputs["job_id"]))
+        job_id = str(outputs["job_id"])
+        job = jobs.get(job_id)
+        if job is None:  # lists lag behind creates: only a per-id read may say it is gone
+            statuses.append(await _missing_from_list(caller, job_id))
+            continue
         status = _status(job, outputs)
         if status is None:  # a failed check: its reason is only in DescribeMigrateCheckJob
             status = await _check_failure(caller, str(outputs["job_id"]))
@@ -152,13 +167,21 @@ async def _poll_jobs(caller: Caller, batch: Sequence[Outputs]) -> list[WaitStatu
     return statuses
 
 
-def _status(job: Mapping[str, Any] | None, outputs: Outputs) -> WaitStatus | None:
-    job_id, phase = outputs["job_id"], outputs.get("dts_phase")
-    if job is None:
-        return WaitStatus.failed(f"the DTS job {job_id} no longer exists", "ResourceNotFound.JobNotExist")
+async def _missing_from_list(caller: Caller, job_id: str) -> WaitStatus:
+    """A job the list did not show: gone, or not listed yet (DescribeMigrateJobs is eventually
+    consistent). DescribeMigrateCheckJob reads the job itself and tells the two apart."""
+    try:
+        await caller.read(Call("DescribeMigrateCheckJob", {"JobId": job_id}))
+    except NotFoundError as exc:
+        return WaitStatus.failed(f"the DTS job {job_id} no longer exists", exc.code, exc.request_id)
+    return WaitStatus.running(f"the DTS job {job_id} exists but is not listed yet")
+
+
+def _status(job: Mapping[str, Any], outputs: Outputs) -> WaitStatus | None:
+    phase = outputs.get("dts_phase")
     status = job.get("Status")
     if status == 10:
-        return WaitStatus.failed(_error_info(job) or f"the DTS job {job_id} failed", "MigrationFailed")
+        return WaitStatus.failed(_error_info(job) or f"the DTS job {job.get('JobId')} failed", "MigrationFailed")
     if phase == "check":
         if status == 5:
             return None
