@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from batchmig.emulator import EmulatorSpec
 from batchmig.sandbox.host import Sandbox, SandboxConfig
-from batchmig.sandbox.machinery import SlidingWindowThrottle, max_admitted_per_window, read_audit
+from batchmig.sandbox.machinery import AuditLog, SlidingWindowThrottle, max_admitted_per_window, read_audit
 from batchmig.testing.testcloud import DEMO_KEY_ID, DEMO_SECRET, TestcloudEmulator, sign
 
 KEY = ("testcloud", "key", "region", "DescribeJobs")
@@ -247,3 +247,14 @@ def test_the_documented_sandbox_configuration_is_accepted() -> None:
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     config = SandboxConfig.from_mapping(yaml.safe_load(example))
     assert {fault["kind"] for fault in config.faults} >= {"list_lag", "truncate"}
+
+
+def test_a_line_cut_off_by_a_crash_does_not_swallow_the_next_entry(tmp_path: Path) -> None:
+    """A sandbox killed mid-write left half a line; the next process's first entry was glued
+    to it and skipped with it, so an effect went uncounted by the campaigns."""
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"action":"A","changed":true}\n{"action":"B","cha', encoding="utf-8")
+    log = AuditLog(path)
+    log.write({"action": "C", "changed": True})
+    log.close()
+    assert [entry["action"] for entry in read_audit(path)] == ["A", "C"]

@@ -182,6 +182,10 @@ class AuditLog:
         self.path = path
         self._lock = threading.Lock()
         self._file = open(path, "a", buffering=1, encoding="utf-8") if path else None  # noqa: SIM115
+        if path is not None and self._file is not None and _ends_mid_line(path):
+            # A sandbox killed while writing left half a line: end it, so that the next
+            # entry is not glued to it and lost with it when the log is read.
+            self._file.write("\n")
         self.entries: list[dict[str, Any]] | None = [] if path is None else None
 
     def write(self, entry: dict[str, Any]) -> None:
@@ -195,6 +199,14 @@ class AuditLog:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+def _ends_mid_line(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        if handle.seek(0, 2) == 0:
+            return False
+        handle.seek(-1, 2)
+        return handle.read(1) != b"\n"
 
 
 def read_audit(path: Path) -> Iterator[dict[str, Any]]:
