@@ -39,6 +39,7 @@ from batchmig.operations import (
     RunOutcome,
     resume_run,
     run_status,
+    sandbox_time_scale,
     start_run,
 )
 from batchmig.plan.loader import load_plan
@@ -260,23 +261,39 @@ def _store_options(url: str, limiter: str, lease_ttl: float | None, patience: fl
 @click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
 @opt.progress
 @opt.listing_format("For --dry-run and --check.")
+@opt.show_all
 @_store_option()
 @_runner_options
 @_metrics_textfile
 def run(
     plan: str, sandbox: bool, sandbox_at: Path | None, sandbox_config: str | None, time_scale: float | None,
     dry_run: bool, check: bool, run_dir: Path | None, runs_root: str, durable: bool, wait_for_cutover: bool,
-    progress: bool | None, fmt: Format, store_url: str | None, limiter: str, lease_ttl: float | None,
-    store_patience: float, metrics_textfiles: tuple[Path, ...],
+    progress: bool | None, fmt: Format, show_all: bool, store_url: str | None, limiter: str,
+    lease_ttl: float | None, store_patience: float, metrics_textfiles: tuple[Path, ...],
 ) -> None:
-    """Run PLAN: migrate every instance, journaled and resumable."""
+    """Run PLAN: migrate every instance, journaled and resumable.
+
+    --dry-run prints the change-window plan (every instance's calls, totals per wave
+    and action, an estimated makespan; --sandbox: of a rehearsal) and sends nothing.
+    """
     registry = STATE.load()
     if dry_run and check:
         raise UsageError("choose --dry-run or --check, not both")
     if sandbox and sandbox_at:
         raise UsageError("choose --sandbox (in-process) or --sandbox-at DIR (a running sandbox), not both")
     if dry_run:
-        _print_dry_run(load_plan(plan, registry), registry, fmt)
+        from batchmig.estimate import Timing
+        from batchmig.window import print_change_window
+
+        loaded = load_plan(plan, registry)
+        scale = 1.0
+        if sandbox:
+            scale = _sandbox_config(sandbox_config, time_scale).time_scale
+        elif sandbox_at:
+            scale = sandbox_time_scale(sandbox_at)
+        timing = Timing(time_scale=scale, call_seconds=0.01 if scale != 1.0 else 0.2,
+                        poll_interval=loaded.document.run.poll_interval)
+        print_change_window(loaded, registry, fmt, timing, show_all=show_all)
         sys.exit(EXIT_OK)
     if check:
         from batchmig.checks import run_check
@@ -292,36 +309,6 @@ def run(
         store = _store_options(store_url, limiter, lease_ttl, store_patience)
         _finish(start_shared_run(plan, registry, options, store))
     _finish(start_run(plan, registry, options))
-
-
-def _print_dry_run(plan: Any, registry: Registry, fmt: str) -> None:
-    from batchmig.dryrun import dry_run  # the name `dry_run` is also run's --dry-run flag
-
-    listing, estimate = dry_run(plan, registry)
-    if fmt == "json":
-        data = {
-            "instances": {
-                iid: [{"step": c.step, "action": c.action, "mutating": c.mutating, "params": c.params,
-                       "cutover": c.cutover, "wait": c.wait} for c in calls]
-                for iid, calls in listing.items()
-            },
-            "estimate": estimate,
-        }
-        click.echo(json.dumps(data, indent=2, default=str))
-        return
-    for iid, calls in listing.items():
-        click.echo(f"{iid}:")
-        for number, call in enumerate(calls, 1):
-            what = "poll until done" if call.wait else ("MUTATES" if call.mutating else "reads")
-            gate = "  [cutover gate]" if call.cutover else ""
-            params = json.dumps(call.params, default=str, separators=(", ", ": "))
-            click.echo(f"  {number}. {call.step}: {call.action} ({what}){gate} {params}")
-    click.echo(f"dry run: {len(listing)} instances, no call was sent.")
-    click.echo(f"estimated makespan from the rate caps: at least {estimate['rate_bound_seconds']}s "
-               "plus the cloud's own work time")
-    for wave, info in estimate["waves"].items():
-        click.echo(f"  wave {wave}: busiest {info['action']} — {info['calls']} calls at {info['rate']:g}/s "
-                   f"= {info['seconds']}s")
 
 
 @main.command(epilog=EPILOG)
@@ -455,7 +442,7 @@ def runs(runs_root: str, show_all: bool, fmt: Format) -> None:
         return
     limit = None if show_all else terminal_rows()
     emit(f"runs in {runs_root}", RUN_COLUMNS, run_rows(found), fmt, limit=limit,
-         describe_hidden=lambda rows: "older runs")
+         hidden_kind=lambda row: "older")
 
 
 @main.command("config")

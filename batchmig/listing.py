@@ -14,11 +14,12 @@ problems) goes through ``emit``, so they all keep the same promises:
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
@@ -28,6 +29,8 @@ from rich.table import Table
 from batchmig.credentials import REDACTOR
 
 FORMATS = ("text", "json", "csv")
+PLAIN_WIDTH_SAMPLE = 200
+"""Rows off a terminal whose cells set the column widths (the rest stream as they come)."""
 Format = Literal["text", "json", "csv"]
 Row = Mapping[str, Any]
 
@@ -54,14 +57,15 @@ def emit(
     *,
     limit: int | None = None,
     more: str = "use --all or --format json|csv",
-    describe_hidden: Callable[[Sequence[Row]], str] | None = None,
+    hidden_kind: Callable[[Row], str] | None = None,
     out: IO[str] | None = None,
 ) -> None:
     """Print ``rows`` as a table, JSON (a list of objects) or CSV.
 
     ``limit`` caps the table's rows (JSON and CSV always hold every row); the hidden
-    ones are counted in a closing line, described by ``describe_hidden`` (default:
-    how many of each ``status``). ``rows`` may be a generator: JSON and CSV stream it.
+    ones are counted in a closing line, grouped by ``hidden_kind`` (default: their
+    ``status``). ``rows`` may be a generator: every format streams it, so a table of
+    100,000 rows off a terminal needs no more memory than one of a hundred.
     """
     out = out or sys.stdout
     if fmt == "json":
@@ -72,7 +76,7 @@ def emit(
         for row in rows:
             writer.writerow({c.key: _cell(row.get(c.key)) for c in columns})
     else:
-        table(title, columns, rows, limit=limit, more=more, describe_hidden=describe_hidden, out=out)
+        table(title, columns, rows, limit=limit, more=more, hidden_kind=hidden_kind, out=out)
 
 
 def table(
@@ -82,32 +86,49 @@ def table(
     *,
     limit: int | None = None,
     more: str = "use --all or --format json|csv",
-    describe_hidden: Callable[[Sequence[Row]], str] | None = None,
+    hidden_kind: Callable[[Row], str] | None = None,
     out: IO[str] | None = None,
 ) -> None:
+    """A table: boxed on a terminal, plain and streamed anywhere else; rows past ``limit``
+    are counted, never dropped silently."""
     out = out or sys.stdout
-    terminal = out.isatty()
-    grid = Table(title=title or None, show_lines=False, title_justify="left")
-    for column in columns:
-        grid.add_column(column.title, justify=column.justify, overflow="fold")
-    hidden: list[Row] = []
-    for row in rows:
-        if limit is not None and grid.row_count >= limit:
-            hidden.append(row)
-            continue
-        grid.add_row(*(_cell(row.get(c.key)) for c in columns))
-    # Off a terminal nothing may be narrowed: the console is as wide as the table needs.
-    console = Console(file=out, soft_wrap=True, width=None if terminal else 100_000)
-    console.print(grid)
+    iterator = iter(rows)
+    shown = iterator if limit is None else itertools.islice(iterator, limit)
+    console = Console(file=out, soft_wrap=True)
+    if out.isatty():
+        grid = Table(title=title or None, show_lines=False, title_justify="left")
+        for column in columns:
+            grid.add_column(column.title, justify=column.justify, overflow="fold")
+        for row in shown:
+            grid.add_row(*(_cell(row.get(c.key)) for c in columns))
+        console.print(grid)
+    else:
+        _plain_table(title, columns, shown, out)
+    kind = hidden_kind or (lambda row: str(row.get("status", "")))
+    hidden = Counter(kind(row) for row in iterator)  # whatever the limit held back
     if hidden:
-        what = (describe_hidden or count_statuses)(hidden)
-        console.print(f"… {len(hidden)} more{f' ({what})' if what else ''} — {more}", highlight=False)
+        count = sum(hidden.values())
+        what = ", ".join(f"{n} {k}" for k, n in hidden.most_common() if k)
+        console.print(f"… {count} more{f' ({what})' if what else ''} — {more}", highlight=False)
 
 
-def count_statuses(rows: Sequence[Row]) -> str:
-    counts = Counter(str(row.get("status", "")) for row in rows)
-    counts.pop("", None)
-    return ", ".join(f"{count} {status}" for status, count in counts.most_common())
+def _plain_table(title: str, columns: Sequence[Column], rows: Iterator[Row], out: IO[str]) -> None:
+    """Aligned columns, streamed: widths from the first rows; a wider cell later simply
+    runs on (nothing is ever cut)."""
+    first = list(itertools.islice(rows, PLAIN_WIDTH_SAMPLE))
+    widths = [max([len(c.title)] + [len(_cell(row.get(c.key))) for row in first]) for c in columns]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [cell.rjust(w) if c.justify == "right" else cell.ljust(w)
+                  for cell, w, c in zip(cells, widths, columns, strict=True)]
+        return "  ".join(padded).rstrip() + "\n"
+
+    if title:
+        out.write(title + "\n")
+    out.write(line([c.title for c in columns]))
+    out.write(line(["-" * w for w in widths]))
+    for row in itertools.chain(first, rows):
+        out.write(line([_cell(row.get(c.key)) for c in columns]))
 
 
 def _cell(value: Any) -> str:

@@ -371,6 +371,11 @@ class Provider(ABC):
         credential field -> environment variable used when the plan names none.
     ``required_credentials``
         fields that must resolve to a value before a live run.
+    ``step_estimates``
+        optional: step name (or glob, ``wait-incremental-*``) -> typical seconds of
+        the cloud's own work in that step (a restore, a migration job), for the dry
+        run's makespan estimate; a plan's ``defaults.estimates`` overrides them.
+        Steps not named count as a single API call.
     """
 
     settings_model: ClassVar[type[BaseModel]]
@@ -379,6 +384,7 @@ class Provider(ABC):
     default_rate_limits: ClassVar[Mapping[str, float]] = {}
     credential_env: ClassVar[Mapping[str, str]] = {}
     required_credentials: ClassVar[Sequence[str]] = ()
+    step_estimates: ClassVar[Mapping[str, float]] = {}
 
     @abstractmethod
     def connect(self, config: ProviderConfig, fetch: HttpFetch) -> Connection:
@@ -399,6 +405,13 @@ class Provider(ABC):
         Key paths are relative to the instance's ``settings`` (e.g. ``"files.0.url"``).
         """
         return ()
+
+    def estimated_seconds(self, instance: Instance, step: str) -> float | None:
+        """Typical seconds of the cloud's work in ``step`` of ``instance``, for the dry
+        run's estimate; default: ``step_estimates`` (exact name, then globs), else None."""
+        from batchmig.plan.model import step_value
+
+        return step_value(self.step_estimates, step)
 
     def required_secrets(self, instance: Instance) -> Sequence[str]:
         """Secrets ``instance`` needs besides the signing credentials, as references:

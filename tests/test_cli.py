@@ -50,11 +50,14 @@ def test_validate_exit_codes_and_json(plan_file) -> None:
 
 def test_dry_run_lists_calls_and_sends_nothing(plan_file, tmp_path: Path) -> None:
     plan = plan_file("version: 1\nproviders: {tc: {type: testcloud, region: r}}\n"
-                     "instances: [{id: a, provider: tc, settings: {incremental: true}}]\n")
+                     "instances: [{id: a, provider: tc, cutover: manual, settings: {incremental: true}}]\n")
     code, out, _ = invoke("run", "--dry-run", str(plan), "--runs-root", str(tmp_path / "runs"))
     assert code == 0
-    assert "1. create-job: CreateJob (MUTATES)" in out and "[cutover gate]" in out and "<JobId>" in out
-    assert "estimated makespan" in out
+    assert "a dry run, nothing is sent" in out and "manual" in out and "estimated makespan" in out
+    code, out, _ = invoke("run", "--dry-run", str(plan), "--format", "json", "--runs-root", str(tmp_path / "runs"))
+    calls = json.loads(out)["instances"][0]["calls"]
+    assert calls[0]["action"] == "CreateJob" and calls[0]["mutating"] and calls[1]["params"] == {"JobId": "<JobId>"}
+    assert [c["step"] for c in calls if c["cutover"]] == ["complete-job"]
     assert not (tmp_path / "runs").exists()
 
 

@@ -36,7 +36,7 @@ def test_example_plan_is_valid_and_dry_runs(path: Path, registry: Registry) -> N
     plan = load_plan(str(path), registry)
     listing, estimate = dry_run(plan, registry)
     assert len(listing) == len(plan.instances) > 0
-    assert estimate["rate_bound_seconds"] > 0
+    assert estimate.rate_bound > 0 and estimate.makespan > estimate.rate_bound
     validator = jsonschema.Draft202012Validator(plan_schema(registry))
     errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message[:200]}"
               for e in validator.iter_errors(yaml.safe_load(path.read_text(encoding="utf-8")))]

@@ -281,7 +281,9 @@ class _Resolver:
         self.wave_names = [wave.name for wave in doc.waves]
         self.used_defaults: set[str] = set()
         self.step_names = _StepNames(
-            registry, keep=bool(doc.defaults.timeouts) or any(inst.timeouts for inst in doc.instances))
+            registry,
+            keep=bool(doc.defaults.timeouts or doc.defaults.estimates) or any(inst.timeouts for inst in doc.instances),
+        )
         self.unchecked_timeouts: list[tuple[str, str, str]] = []
 
     def resolve(self, instance_positions: list[int], wave_positions: list[int]) -> Plan:
@@ -424,9 +426,11 @@ class _Resolver:
         return DEFAULT_WAVE
 
     def _default_timeouts(self) -> None:
-        for step in self.doc.defaults.timeouts:
-            if not self.step_names.any_matches(step):
-                self.problems.add(f"defaults.timeouts.{step}", _unknown("step name", step, self.step_names.all_known()))
+        for key in ("timeouts", "estimates"):
+            for step in getattr(self.doc.defaults, key):
+                if not self.step_names.any_matches(step):
+                    known = self.step_names.all_known()
+                    self.problems.add(f"defaults.{key}.{step}", _unknown("step name", step, known))
         for path, kind, step in self.unchecked_timeouts:
             if not self.step_names.any_matches(step, kind) and self.step_names.all_known(kind):
                 self.problems.add(path, _unknown(f"step of {kind}", step, self.step_names.all_known(kind)))

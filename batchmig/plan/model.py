@@ -266,6 +266,11 @@ class DefaultsDoc(Strict):
         default_factory=dict,
         description="Step name, a glob of step names (wait-incremental-*), or 'default' -> timeout."
     )
+    estimates: dict[str, Duration] = Field(
+        default_factory=dict,
+        description="Step name or glob -> typical duration of the cloud's work in that step, for the dry run's "
+        "makespan estimate (overrides the provider's own estimates).",
+    )
     settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Provider name or provider configuration name -> settings every such instance inherits.",
@@ -317,6 +322,14 @@ DEFAULT_WAVE = "default"
 
 def is_glob(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
+
+
+def step_value(by_step: Mapping[str, float], step: str) -> float | None:
+    """The value for ``step`` in a mapping keyed by step names or globs (exact name first)."""
+    if step in by_step:
+        return by_step[step]
+    return next((value for pattern, value in by_step.items()
+                 if is_glob(pattern) and fnmatch.fnmatchcase(step, pattern)), None)
 DEFAULT_TIMEOUT = 24 * 3600.0
 
 

@@ -118,7 +118,7 @@ class ProviderConformance:
         registry = self.registry()
         plan = load_plan(str(self.write_plan(tmp_path)), registry)
         listing, estimate = dry_run(plan, registry)
-        assert estimate["rate_bound_seconds"] > 0
+        assert estimate.rate_bound > 0 and estimate.makespan >= estimate.rate_bound
         for inst in plan.instances:
             calls = listing[inst.id]
             assert calls and any(call.mutating for call in calls)

@@ -168,6 +168,11 @@ class TestcloudProvider(Provider):
     def connect(self, config: ProviderConfig, fetch: HttpFetch) -> Connection:
         return TestcloudConnection(config)
 
+    def estimated_seconds(self, instance: Instance, step: str) -> float | None:
+        """The job takes its ``duration``; completing it, the emulator's few seconds."""
+        settings: TestcloudSettings = instance.settings
+        return {"wait-job": settings.duration, "wait-complete": 5.0}.get(step)
+
     def check(self, instance: Instance) -> Sequence[tuple[str, str]]:
         settings: TestcloudSettings = instance.settings
         if settings.fail and settings.reject:

@@ -64,6 +64,8 @@ class DrsProvider(Provider):
     options_model = DrsOptions
     actions = frozenset({api.CREATE, api.LIST, api.SHOW})
     default_rate_limits = RATE_LIMITS
+    # Typical precheck plus restore of a database of a few GB (the dry run's estimate).
+    step_estimates = {"wait-full": 140.0, "wait-incr-*": 65.0}
     credential_env = {
         "ak": "HUAWEICLOUD_SDK_AK",
         "sk": "HUAWEICLOUD_SDK_SK",

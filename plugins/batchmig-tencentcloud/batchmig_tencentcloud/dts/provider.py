@@ -56,6 +56,8 @@ class DtsProvider(Provider):
     default_rate_limits: ClassVar = {action: DEFAULT_RATE for action in DTS_API.outputs}
     credential_env = CREDENTIAL_ENV
     required_credentials = REQUIRED_CREDENTIALS
+    # Typical cloud work for a database of a few GB (the dry run's estimate; plans set their own).
+    step_estimates: ClassVar = {"wait-check": 60.0, "wait-migration": 900.0, "wait-complete": 60.0}
 
     def connect(self, config: ProviderConfig, fetch: HttpFetch) -> Connection:
         return TencentConnection(config, DTS_API)

@@ -69,6 +69,8 @@ class SqlServerProvider(Provider):
     }
     credential_env = CREDENTIAL_ENV
     required_credentials = REQUIRED_CREDENTIALS
+    # Typical cloud work for a database of a few GB (the dry run's estimate; plans set their own).
+    step_estimates: ClassVar = {"wait-backup": 120.0, "wait-import": 600.0, "wait-*incremental*": 180.0}
 
     def connect(self, config: ProviderConfig, fetch: HttpFetch) -> Connection:
         return TencentConnection(config, SQLSERVER_API)
