@@ -282,7 +282,7 @@ def run(
     if sandbox and sandbox_at:
         raise UsageError("choose --sandbox (in-process) or --sandbox-at DIR (a running sandbox), not both")
     if dry_run:
-        from batchmig.estimate import Timing
+        from batchmig.estimate import run_timing
         from batchmig.window import print_change_window
 
         loaded = load_plan(plan, registry)
@@ -291,9 +291,8 @@ def run(
             scale = _sandbox_config(sandbox_config, time_scale).time_scale
         elif sandbox_at:
             scale = sandbox_time_scale(sandbox_at)
-        timing = Timing(time_scale=scale, call_seconds=0.01 if scale != 1.0 else 0.2,
-                        poll_interval=loaded.document.run.poll_interval)
-        print_change_window(loaded, registry, fmt, timing, show_all=show_all)
+        print_change_window(loaded, registry, fmt, run_timing(scale, loaded.document.run.poll_interval),
+                            show_all=show_all)
         sys.exit(EXIT_OK)
     if check:
         from batchmig.checks import run_check

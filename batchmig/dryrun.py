@@ -114,7 +114,7 @@ class InstancePlanner:
                 if step.cutover:
                     gate = inst.cutover
                 costs.append(StepCost((inst.provider, account, config.region, call.action),
-                                      self._rate(inst, call.action), call.mutating))
+                                      self._rate(inst, call.action), call.mutating, step=step.name))
                 continue
             poller = step.poller
             example = poller.example(Placeholders()) if poller.example else None
@@ -124,7 +124,7 @@ class InstancePlanner:
                 work = provider.estimated_seconds(view, step.name) or 0.0
             costs.append(StepCost((inst.provider, account, config.region, poller.action),
                                   self._rate(inst, poller.action), False, work, poller,
-                                  (inst.connection, poller.name)))
+                                  (inst.connection, poller.name), step.name))
         return InstancePlan(inst.id, inst.index, inst.provider, inst.wave, gate, tuple(calls), tuple(costs))
 
     def _rate(self, inst: PlannedInstance, action: str) -> float:

@@ -48,6 +48,11 @@ class Timing:
     """The plan's ``run.poll_interval`` (taken as given), else each poller's own, scaled."""
 
 
+def run_timing(time_scale: float, poll_interval: float | None = None) -> Timing:
+    """The assumptions for a run at ``time_scale`` (1: a cloud; the sandbox's otherwise)."""
+    return Timing(time_scale=time_scale, call_seconds=0.2 if time_scale == 1 else 0.01, poll_interval=poll_interval)
+
+
 @dataclass(frozen=True)
 class StepCost:
     """What one step costs: a call on ``key`` at ``rate`` (a call step), or ``work``
@@ -61,6 +66,7 @@ class StepCost:
     poller: Poller | None = None
     poll_queue: Hashable = None
     """Waiters of one (connection, poller) share its polls."""
+    step: str = ""
 
 
 class Costed(Protocol):
@@ -138,10 +144,15 @@ class Simulation(Generic[T]):
     finishes them; ``result()`` afterwards. ``describe`` turns a planned instance into
     the item (its costs, gate and mutating calls)."""
 
-    def __init__(self, plan: Plan, timing: Timing, describe: Callable[[PlannedInstance], T]) -> None:
+    def __init__(
+        self, plan: Plan, timing: Timing, describe: Callable[[PlannedInstance], T],
+        skip: Callable[[str], bool] | None = None,
+    ) -> None:
+        """``skip`` leaves instances out (e.g. those a running run has finished)."""
         self.plan = plan
         self.timing = timing
         self.describe = describe
+        self.skip = skip
         self._free: dict[Key, float] = {}
         self._waiting: dict[Hashable, int] = {}
         self._order = itertools.count()
@@ -164,6 +175,8 @@ class Simulation(Generic[T]):
             waves.append(total)
             slots = min(run_slots, wave.max_concurrency or run_slots)
             groups = [wave.instances[: wave.canary], wave.instances[wave.canary:]]
+            if self.skip is not None:
+                groups = [tuple(iid for iid in group if not self.skip(iid)) for group in groups]
             for group in groups:
                 if not group:
                     continue

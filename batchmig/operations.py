@@ -31,15 +31,18 @@ import structlog
 from batchmig import eventloop, logs
 from batchmig.config import DEFAULT_RUNS_ROOT
 from batchmig.credentials import REDACTOR, ResolvedCredentials, resolve_credentials
+from batchmig.engine.observer import Observers
 from batchmig.engine.pipeline import HttpTransport, Pipeline, RetryPolicy
 from batchmig.engine.runner import Engine
 from batchmig.errors import BatchmigError, JournalError, PluginError, UsageError
+from batchmig.estimate import run_timing
 from batchmig.journal import AWAITING_CUTOVER, FAILED, INTERRUPTED, PENDING, RUNNING, SKIPPED, Journal
 from batchmig.monitor import RunMonitor
 from batchmig.notify import webhooks
 from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
 from batchmig.plugin import DEFAULT_RATE, Connection, ProviderConfig
+from batchmig.progress import EtaModel, LiveState, show_progress
 from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.registry import Registry
 from batchmig.report import RunReport, build_run_report, write_report
@@ -296,16 +299,17 @@ async def _execute(
         )
         monitor = RunMonitor(run_dir, run_id, command, started=started, webhooks=hooks, plan=plan.path,
                              sandbox=bool(options.sandbox or options.sandbox_at), textfiles=options.metrics_textfiles)
+        live = LiveState() if options.progress else None
+        observer = Observers([monitor.observer, live]) if live else monitor.observer
         engine = Engine(plan, registry, pipeline, journal, run_id, wait_for_cutover=options.wait_for_cutover,
-                        poll_scale=poll_scale, observer=monitor.observer)
+                        poll_scale=poll_scale, observer=observer)
         try:
             async with monitor.watching(engine, pipeline), anyio.create_task_group() as tg:
                 if options.handle_signals:
                     tg.start_soon(_stop_on_signals, engine)
-                if options.progress:
-                    from batchmig.progress import show_progress
-
-                    tg.start_soon(show_progress, engine, pipeline)
+                if live is not None:
+                    timing = run_timing(poll_scale, plan.document.run.poll_interval)
+                    tg.start_soon(show_progress, engine, pipeline, live, EtaModel(plan, registry, timing, engine, live))
                 await engine.run()
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:

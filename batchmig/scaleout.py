@@ -30,6 +30,7 @@ from batchmig.engine.shared import SharedEngine, default_lease_ttl, lease_margin
 from batchmig.errors import JournalError, UsageError
 from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
+from batchmig.progress import LiveState, show_progress
 from batchmig.registry import Registry
 from batchmig.report import (
     CallSummary,
@@ -191,16 +192,16 @@ async def _execute_shared(
                 connections, limiter, transport.send, journal=journal, fence=fence,
                 retry=RetryPolicy(retry.max_attempts, retry.budget, retry.base_delay, retry.max_delay),
             )
+            live = LiveState() if options.progress else None
             engine = SharedEngine(plan, registry, pipeline, journal, run_id, fence=fence,
-                                  wait_for_cutover=options.wait_for_cutover, poll_scale=poll_scale)
+                                  wait_for_cutover=options.wait_for_cutover, poll_scale=poll_scale,
+                                  **({"observer": live} if live else {}))
             try:
                 async with anyio.create_task_group() as tg:
                     if options.handle_signals:
                         tg.start_soon(_stop_on_signals, engine)
-                    if options.progress:
-                        from batchmig.progress import show_progress
-
-                        tg.start_soon(show_progress, engine, pipeline)
+                    if live is not None:  # no ETA: other runners share the remaining work
+                        tg.start_soon(show_progress, engine, pipeline, live)
                     await engine.run()
                     tg.cancel_scope.cancel()
             except BaseExceptionGroup as group:

@@ -30,8 +30,14 @@ class RunObserver:
                          error: Mapping[str, Any] | None) -> None:
         """An instance's status changed (``error`` is set for failed and skipped)."""
 
+    def step_started(self, instance: str, provider: str, step: str) -> None:
+        """A step of an instance begins (a wait step: its instance now waits on the cloud)."""
+
     def step_finished(self, instance: str, provider: str, step: str, seconds: float, status: str) -> None:
         """A step of an instance ended, ``succeeded`` or ``failed``, after ``seconds``."""
+
+    def wave_started(self, wave: str, instances: int) -> None:
+        """The engine starts (or resumes) ``wave``, of ``instances`` instances."""
 
     def wave_finished(self, wave: str, counts: Mapping[str, int]) -> None:
         """Every instance of ``wave`` has settled (finished or waiting for its cutover)."""
@@ -67,8 +73,14 @@ class Observers(RunObserver):
                          error: Mapping[str, Any] | None) -> None:
         self._each("instance_changed", instance, wave, old, new, error)
 
+    def step_started(self, instance: str, provider: str, step: str) -> None:
+        self._each("step_started", instance, provider, step)
+
     def step_finished(self, instance: str, provider: str, step: str, seconds: float, status: str) -> None:
         self._each("step_finished", instance, provider, step, seconds, status)
+
+    def wave_started(self, wave: str, instances: int) -> None:
+        self._each("wave_started", wave, instances)
 
     def wave_finished(self, wave: str, counts: Mapping[str, int]) -> None:
         self._each("wave_finished", wave, counts)

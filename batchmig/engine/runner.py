@@ -208,6 +208,7 @@ class Engine:
         slots = anyio.Semaphore(wave.max_concurrency or 1_000_000)
         settled = _Countdown()
         log.info("wave.started", wave=wave.name, instances=len(wave.instances))
+        self.observer.wave_started(wave.name, len(wave.instances))
 
         def failed_count() -> int:
             return self._failed.get(wave.name, 0)
@@ -353,6 +354,7 @@ class Engine:
         iid = pinst.id
         started = time.time()
         timeout = pinst.timeout(step.name)
+        self.observer.step_started(iid, pinst.provider, step.name)
         try:
             with anyio.fail_after(timeout):
                 if isinstance(step, CallStep):
