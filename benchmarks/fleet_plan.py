@@ -17,7 +17,8 @@ SANDBOX_OPTIONS = {
     "tencent-dts": {"check_seconds": 60, "migrate_seconds": 900},
     "huawei-drs": {"precheck_seconds": 60, "full_restore_seconds": 600},
 }
-EMULATED_WORK_SECONDS = 960.0  # the longest chain: a DTS check (60) and migration (900)
+WAIT_WORK = {"wait-import": 600.0, "wait-check": 60.0, "wait-migration": 900.0, "wait-full": 660.0}
+"""Cloud seconds of the work each wait step waits for (Huawei's job: precheck, then restore)."""
 
 HEADER = """\
 version: 1
@@ -46,10 +47,21 @@ def _tencent_instance(n: int) -> str:
     return f"mssql-{digits}"
 
 
-def write_fleet_plan(path: Path, instances: int) -> Path:
-    lines = [HEADER.rstrip("\n")]
+def write_fleet_plan(path: Path, instances: int, *, rate: float | None = None, kinds: int = 3,
+                     poll_interval: float | None = None) -> Path:
+    """``instances`` of the mixed fleet (``kinds=1``: Tencent imports only); ``rate``
+    overrides every cap of every provider (the engine-overhead runs)."""
+    header = HEADER.rstrip("\n")
+    if poll_interval is not None:
+        header = header.replace("\ninstances:", f"\nrun: {{poll_interval: {poll_interval}}}\ninstances:")
+    if rate is not None:
+        caps = f"rate_limits: {{'*': {rate}}}"
+        header = header.replace("{region: ap-guangzhou}", f"{{region: ap-guangzhou, {caps}}}")
+        header = header.replace("    region: ap-guangzhou\n", f"    region: ap-guangzhou\n    {caps}\n")
+        header = header.replace("{region: cn-north-4}", f"{{region: cn-north-4, {caps}}}")
+    lines = [header]
     for n in range(instances):
-        kind = n % 3
+        kind = n % kinds
         if kind == 0:
             lines.append(f"  - {{id: sql-{n:05d}, provider: tencent-sqlserver, settings: {{instance_id: "
                          f"{_tencent_instance(n)}, import: {{backup_file: 'https://b-1250000000.cos.ap-guangzhou."
@@ -61,3 +73,9 @@ def write_fleet_plan(path: Path, instances: int) -> Path:
                          f"{n:032x}in04, files: [{{name: db{n}_full.bak, obs_path: full/}}]}}}}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def imports_of(instances: int) -> list[tuple[str, str, str]]:
+    """(target instance, backup URL, import name) of the Tencent imports among the first ``instances``."""
+    bucket = "https://b-1250000000.cos.ap-guangzhou.myqcloud.com"
+    return [(_tencent_instance(n), f"{bucket}/db{n}/full.bak", f"peer-{n:05d}") for n in range(instances)]

@@ -1,12 +1,15 @@
 """Run every benchmark scenario, each in a fresh process, and compare with the targets.
 
-    .venv/bin/python benchmarks/run.py            # the full suite (about 5 minutes on 2 cores)
-    .venv/bin/python benchmarks/run.py --quick    # smaller fleets, for a smoke check
-    tox -e bench                        # the same, in its own environment
+    .venv/bin/python benchmarks/run.py            # the full suite (about 25 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # smaller fleets: a smoke check of the method
+    tox -e bench                                  # the full suite, in its own environment
 
-Figures are printed and written to ``bench-results/latest.json``. These are
-measurements, not tests: a shared machine is noisy, so every ratio is taken within
-one run and the targets are judged on the figures, not asserted.
+Every figure is printed next to its target with ``met`` or ``MISSED``, with the
+machine's load average when its scenario started (the machine may be shared: a
+figure taken at a load above the number of cores says more about the neighbours than
+about batchmig). Figures also go to ``bench-results/latest.json``. These are
+measurements, not tests: every ratio is taken within one run, and the targets are
+judged on the figures, not asserted.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -35,88 +39,194 @@ def scenario(name: str, instances: int, *extra: str) -> dict[str, Any]:
     return figures
 
 
-def check(label: str, ok: bool, detail: str) -> dict[str, Any]:
-    print(f"  [{'met' if ok else 'MISSED'}] {label}: {detail}")
-    return {"target": label, "met": ok, "detail": detail}
+class Verdicts:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def check(self, target: str, ok: bool, detail: str, load: float | None = None) -> None:
+        at_load = f"  (load {load})" if load is not None else ""
+        print(f"  [{'met' if ok else 'MISSED'}] {target}: {detail}{at_load}")
+        self.rows.append({"target": target, "met": ok, "detail": detail, "load_average": load})
+
+    def note(self, target: str, detail: str) -> None:
+        print(f"  [not measured] {target}: {detail}")
+        self.rows.append({"target": target, "met": None, "detail": detail})
 
 
 def require_batchmig() -> None:
-    """The scenarios import batchmig and both plugins: say which Python has them, not a traceback."""
-    missing = [name for name in ("batchmig", "batchmig_tencentcloud", "batchmig_huaweicloud")
+    """The scenarios import batchmig, both plugins and Tencent's SDK: say which Python has them."""
+    missing = [name for name in ("batchmig", "batchmig_tencentcloud", "batchmig_huaweicloud", "tencentcloud")
                if importlib.util.find_spec(name) is None]
     if missing:
         raise SystemExit(f"{', '.join(missing)} not installed for {sys.executable}: run the benchmarks with the "
                          "Python of the environment batchmig is installed in (e.g. .venv/bin/python "
-                         "benchmarks/run.py after the README's set-up), or with `tox -e bench`")
+                         "benchmarks/run.py after the README's set-up, with the plugins' [test] extras), "
+                         "or with `tox -e bench`")
+
+
+def fleet_runs(v: Verdicts, results: dict[str, Any], instances: int, runs: int) -> None:
+    print(f"1. rate-bound fleet: {instances} mixed instances, {runs} consecutive run(s), sandbox in its own process")
+    rows = results["fleet"] = [scenario("fleet", instances) for _ in range(runs)]
+    for n, f in enumerate(rows, 1):
+        print(f"   run {n}: makespan {f['makespan_seconds']} s, bound {f['bound_seconds']} s (strict floor "
+              f"{f['strict_floor_seconds']} s) set by {f['bound_key']} ({f['bound_calls']} calls at "
+              f"{f['bound_cap']}/s, admitted at {f['busiest_admitted_rate']}/s); throttles {f['sandbox_throttles']}; "
+              f"load {f['load_average']}")
+    worst = max(rows, key=lambda f: f["makespan_over_bound"])
+    v.check("makespan / bound <= 1.02 in every run", all(f["makespan_over_bound"] <= 1.02 for f in rows),
+            ", ".join(str(f["makespan_over_bound"]) for f in rows) + f" (worst against the strict floor "
+            f"{worst['makespan_over_floor']})", worst["load_average"])
+    v.check("0 throttles in every run", all(f["sandbox_throttles"] == 0 for f in rows),
+            ", ".join(str(f["sandbox_throttles"]) for f in rows))
+    over = [(n, k) for n, f in enumerate(rows, 1) for k in f["worst_seconds"] if k["admitted"] > k["cap"]]
+    busiest = max(rows[-1]["worst_seconds"], key=lambda k: k["sent"] / k["cap"])
+    v.check("every key's worst sliding second <= its cap (sandbox audit)", not over,
+            f"{len(rows[-1]['worst_seconds'])} keys; busiest {busiest['key']}: {busiest['sent']} sent, "
+            f"{busiest['admitted']} admitted in one second, cap {busiest['cap']:g}"
+            + (f"; over: {over[:3]}" if over else ""))
+    share = min(f["busiest_admitted_rate"] / f["bound_cap"] for f in rows)
+    v.check("the bound's key runs at >= 98% of its cap", share >= 0.98, f"{share:.1%} (lowest run)")
+    last = rows[-1]
+    d = last["detection_delay"]
+    print(f"   describes per instance {last['describes_per_instance']}, polls per job {last['polls_per_job']}, "
+          f"detection delay median {d['median_s']} s / p95 {d['p95_s']} s / max {d['max_s']} s")
+    if last.get("limiter"):
+        print(f"   limiter margins (s): {last['limiter']['margins']}")
+
+
+def polling_run(v: Verdicts, results: dict[str, Any], instances: int) -> None:
+    print(f"2. completion detection: {instances} jobs of 10 s to 10 min (cloud time, at time scale 10)")
+    p = results["polling"] = scenario("polling", instances)
+    d = p["detection_delay"]
+    v.check("makespan / bound <= 1.05", p["makespan_over_bound"] <= 1.05,
+            f"{p['makespan_seconds']} s / {p['bound_seconds']} s = {p['makespan_over_bound']}", p["load_average"])
+    print(f"   detection delay median {d['median_s']} s / p95 {d['p95_s']} s / max {d['max_s']} s; describes per "
+          f"instance {p['describes_per_instance']} (oracle 1.0); polls per job {p['polls_per_job']}; "
+          f"throttles {p['sandbox_throttles']}")
+
+
+def side_by_side(v: Verdicts, results: dict[str, Any], instances: int) -> None:
+    print(f"3. side by side: {instances} Tencent cold-backup imports (10 s of work each), batchmig and the SDK "
+          "script in a thread pool (benchmarks/peer.py), each against a fresh sandbox")
+    s = results["sidebyside"] = scenario("sidebyside", instances)
+    print(f"   bound {s['bound_seconds']} s; load {s['load_average']}")
+    print(f"   {'':26} {'makespan':>9} {'throttles':>9} {'describes/inst':>14}  worst second (cap)")
+    for name in ("batchmig", "peer_standard", "peer_hammer"):
+        r = s[name]
+        label = name if name == "batchmig" else f"SDK {r['setting']} ({r['threads']} threads)"
+        w = r["worst_second"]
+        print(f"   {label:26} {r['makespan_seconds']:>8}s {r['throttles']:>9} {r['describes_per_instance']:>14}  "
+              f"{w['sent']} sent, {w['admitted']} admitted ({w['cap']:g}) {w['key'].rsplit('/', 1)[-1]}")
+    b, std, ham = s["batchmig"], s["peer_standard"], s["peer_hammer"]
+    v.check("batchmig >= 5x faster than the SDK's standard retryer",
+            std["makespan_seconds"] >= 5 * b["makespan_seconds"],
+            f"x{std['makespan_seconds'] / b['makespan_seconds']:.2f}", s["load_average"])
+    v.check("batchmig faster than every peer setting",
+            b["makespan_seconds"] < min(std["makespan_seconds"], ham["makespan_seconds"]),
+            f"{b['makespan_seconds']} s vs {std['makespan_seconds']} s / {ham['makespan_seconds']} s")
+    v.check("batchmig draws 0 throttles", b["throttles"] == 0, str(b["throttles"]))
+
+
+def overhead_runs(v: Verdicts, results: dict[str, Any], sizes: list[int]) -> None:
+    print(f"4. engine overhead: the real providers, caps out of the way ({', '.join(map(str, sizes))} instances)")
+    runs = results["overhead"] = [scenario("overhead", n) for n in sizes]
+    for r in runs:
+        print(f"   {r['instances']:>7} instances: {r['calls']} calls, {r['calls_per_second']} calls/s, "
+              f"{r['cpu_ms_per_call']} ms CPU per call, peak RSS {r['peak_rss_mb']} MB, journal {r['journal_mb']} MB, "
+              f"status {r['status_seconds']['text']} s (json {r['status_seconds']['json']} s); "
+              f"load {r['load_average']}")
+    worst = max(r["cpu_ms_per_call"] for r in runs)
+    v.check("runner CPU per call <= 0.5 ms", worst <= 0.5, " / ".join(str(r["cpu_ms_per_call"]) for r in runs) + " ms",
+            max(r["load_average"] for r in runs))
+    growth = runs[-1]["cpu_ms_per_call"] / runs[0]["cpu_ms_per_call"]
+    v.check(f"cost per call flat from {sizes[0]} to {sizes[-1]} (x <= 1.15)", growth <= 1.15, f"x{growth:.2f}")
+    big = runs[-1]
+    v.check(f"peak RSS <= 1 GB ({big['instances']} instances)", big["peak_rss_mb"] <= 1024, f"{big['peak_rss_mb']} MB")
+    v.check(f"journal <= 500 MB ({big['instances']} instances)", big["journal_mb"] <= 500, f"{big['journal_mb']} MB")
+    slowest = max(big["status_seconds"].values())
+    v.check("`status` and the report of that run <= 5 s", slowest <= 5, f"{slowest} s")
+    v.check("0 throttles with caps raised", all(r["throttles"] == 0 for r in runs), str([r["throttles"] for r in runs]))
+
+
+def plan_size(v: Verdicts, results: dict[str, Any], instances: int) -> None:
+    print(f"5. plan size: validate and a dry run of {instances} instances (each in a process of its own)")
+    p = results["validate"] = scenario("validate", instances)
+    v.check(f"validate <= 10 s ({instances} instances)", p["validate_seconds"] <= 10,
+            f"{p['validate_seconds']} s, peak RSS {p['validate_peak_rss_mb']} MB", p["load_average"])
+    v.check(f"dry run peak RSS <= 1 GB ({instances} instances)", p["dry_run_peak_rss_mb"] <= 1024,
+            f"{p['dry_run_peak_rss_mb']} MB in {p['dry_run_seconds']} s")
+
+
+def stage_breakdown(results: dict[str, Any], instances: int) -> None:
+    print(f"6. where the runner's CPU goes (py-spy, overhead scenario, {instances} instances)")
+    proc = subprocess.run([sys.executable, str(HERE / "stages.py"), "--instances", str(instances)],
+                          capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        print(f"   not measured: {proc.stderr.strip()[-500:]}")
+        return
+    b = results["stages"] = json.loads(lines[-1])
+    if "error" in b:
+        print(f"   not measured: {b['error']}")
+        return
+    print(f"   {b['cpu_ms_per_call_under_profiler']} ms per call under the profiler; per stage (share, us per call):")
+    for stage, share in b["shares"].items():
+        print(f"     {stage:16} {share:6.1%} {b['us_per_call'][stage]:>6}")
+
+
+def durability(v: Verdicts, results: dict[str, Any], instances: int) -> None:
+    print(f"7. durability cost ({instances} instances, durable commits)")
+    normal = next(r for r in results["overhead"] if r["instances"] == instances)
+    durable = results["overhead_durable"] = scenario("overhead", instances, "--durable")
+    share = durable["calls_per_second"] / normal["calls_per_second"]
+    v.check("durable throughput >= 80%", share >= 0.8,
+            f"{durable['calls_per_second']} vs {normal['calls_per_second']} calls/s = {share:.0%}",
+            durable["load_average"])
+
+
+def scale_out(v: Verdicts) -> None:
+    print("8. scale-out (several runners sharing one store)")
+    if importlib.util.find_spec("batchmig.store") is None:
+        v.note("makespan/bound for 1-3 runners, takeover delay, round trips per call",
+               "the shared store (issue 13) is not in this batchmig yet")
+    else:
+        v.note("makespan/bound for 1-3 runners, takeover delay, round trips per call",
+               "the shared store is installed; its scenarios are not written yet")
 
 
 def main() -> None:
     require_batchmig()
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="smaller fleets (not comparable with the targets)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller fleets and one fleet run (about 4 minutes): checks the method, not the targets")
     args = parser.parse_args()
-    small, large = (200, 1000) if args.quick else (1000, 10000)
+    if args.quick:
+        fleet_size, fleet_count, side, sizes, plan_instances, profile_instances = 200, 1, 100, [200, 2000], 10000, 1000
+    else:
+        fleet_size, fleet_count, side, sizes, plan_instances, profile_instances = (
+            1000, 5, 1000, [1000, 10000, 100000], 100000, 5000)
     results: dict[str, Any] = {"machine": {"python": platform.python_version(), "platform": platform.platform(),
-                                           "cpus": __import__("os").cpu_count()}}
-    verdicts = []
+                                           "cpus": os.cpu_count(), "load_average": os.getloadavg()[0]},
+                               "quick": args.quick}
+    print(f"batchmig benchmarks ({'quick: not comparable with the targets' if args.quick else 'full'}); "
+          f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    v = Verdicts()
+    fleet_runs(v, results, fleet_size, fleet_count)
+    polling_run(v, results, fleet_size)
+    side_by_side(v, results, side)
+    overhead_runs(v, results, sizes)
+    plan_size(v, results, plan_instances)
+    stage_breakdown(results, profile_instances)
+    durability(v, results, sizes[1])
+    scale_out(v)
 
-    print(f"1. rate-bound fleet ({small} mixed instances, sandbox in its own process)")
-    fleet = results["fleet"] = scenario("fleet", small)
-    print(f"   makespan {fleet['makespan_seconds']}s, bound {fleet['bound_seconds']}s; busiest "
-          f"{fleet['busiest_action']} {fleet['busiest_calls']} calls at {fleet['busiest_admitted_rate']}/s "
-          f"(cap {fleet['busiest_cap']})")
-    verdicts.append(check("makespan / bound <= 1.10", fleet["makespan_over_bound"] <= 1.10,
-                          str(fleet["makespan_over_bound"])))
-    verdicts.append(check("zero throttle answers", fleet["sandbox_throttles"] == 0, str(fleet["sandbox_throttles"])))
-    rate_share = fleet["busiest_admitted_rate"] / fleet["busiest_cap"]
-    verdicts.append(check("busiest action >= 90% of its cap", rate_share >= 0.9, f"{rate_share:.1%}"))
-    worst = max(fleet["max_requests_in_any_second"].items(), key=lambda kv: kv[1])
-    verdicts.append(check("no sliding second above the cap (sandbox audit)", fleet["sandbox_throttles"] == 0,
-                          f"busiest key {worst[0]}: {worst[1]} in one second"))
-
-    print(f"2. polling economy ({small} long jobs, staggered random durations)")
-    polling = results["polling"] = scenario("polling", small)
-    verdicts.append(check("describes per instance <= 2 x oracle",
-                          polling["describes_per_instance"] <= 2 * polling["oracle_describes_per_instance"],
-                          f"{polling['describes_per_instance']} (oracle {polling['oracle_describes_per_instance']})"))
-    verdicts.append(check("median detection delay < half a full sweep at the cap",
-                          polling["detection_delay_median_s"] < polling["full_sweep_seconds_at_cap"] / 2,
-                          f"median {polling['detection_delay_median_s']}s, p95 {polling['detection_delay_p95_s']}s, "
-                          f"half sweep {polling['full_sweep_seconds_at_cap'] / 2}s"))
-
-    print(f"3. engine overhead (caps out of the way; {small} and {large} instances)")
-    low = results["overhead_small"] = scenario("overhead", small)
-    high = results["overhead_large"] = scenario("overhead", large)
-    for run in (low, high):
-        print(f"   {run['instances']:>6} instances: {run['calls_per_second']} calls/s, "
-              f"{run['cpu_ms_per_call']} ms CPU per call, peak RSS {run['peak_rss_mb']} MB, "
-              f"journal {run['journal_mb']} MB")
-    slowest = min(low["calls_per_second"], high["calls_per_second"])
-    verdicts.append(check(">= 1,000 calls/s on one core", slowest >= 1000,
-                          f"{low['calls_per_second']} / {high['calls_per_second']}"))
-    verdicts.append(check("<= 1 ms client CPU per call", max(low["cpu_ms_per_call"], high["cpu_ms_per_call"]) <= 1.0,
-                          f"{low['cpu_ms_per_call']} / {high['cpu_ms_per_call']} ms"))
-    growth = high["cpu_ms_per_call"] / low["cpu_ms_per_call"]
-    verdicts.append(check(f"cost per call flat from {small} to {large}", growth <= 1.25, f"x{growth:.2f}"))
-
-    print(f"4. memory and plan size ({large} instances)")
-    validate = results["validate"] = scenario("validate", large)
-    verdicts.append(check("peak RSS <= 300 MB", high["peak_rss_mb"] <= 300, f"{high['peak_rss_mb']} MB"))
-    verdicts.append(check("validate <= 3 s", validate["seconds"] <= 3, f"{validate['seconds']} s"))
-    verdicts.append(check("journal <= 50 MB", high["journal_mb"] <= 50, f"{high['journal_mb']} MB"))
-
-    print(f"5. durability cost ({large} instances, durable commits)")
-    durable = results["overhead_durable"] = scenario("overhead", large, "--durable")
-    share = durable["calls_per_second"] / high["calls_per_second"]
-    verdicts.append(check("durable throughput >= 80%", share >= 0.8,
-                          f"{durable['calls_per_second']} vs {high['calls_per_second']} calls/s = {share:.0%}"))
-
-    results["verdicts"] = verdicts
+    results["verdicts"] = v.rows
     out = Path("bench-results")
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    missed = [v["target"] for v in verdicts if not v["met"]]
-    print(f"\n{len(verdicts) - len(missed)} of {len(verdicts)} targets met" + (f"; missed: {missed}" if missed else ""))
+    judged = [row for row in v.rows if row["met"] is not None]
+    missed = [row["target"] for row in judged if not row["met"]]
+    print(f"\n{len(judged) - len(missed)} of {len(judged)} targets met" + (f"; missed: {missed}" if missed else ""))
     print(f"figures in {out / 'latest.json'}")
 
 

@@ -2,9 +2,10 @@
 
 ``python benchmarks/scenarios.py SCENARIO [--instances N] [--durable]``; ``run.py``
 runs them all and compares the figures with the targets. Each scenario starts the
-sandbox in a process of its own (``sandbox_server.py``), runs the runner here, and
+sandbox in a process of its own (``SandboxProcess``), runs the runner here, and
 measures this process only: wall time, CPU time (all threads: signing, JSON,
-limiter, journal writer and logging included) and peak RSS.
+limiter, journal writer and logging included) and peak RSS. Verdicts about the caps
+come from the sandbox's audit log and bounds from the plan (``figures.py``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ import logging
 import os
 import random
 import resource
-import sqlite3
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,24 @@ from batchmig import logs
 from batchmig.operations import RunOptions, start_run
 from batchmig.plan.loader import load_plan
 from batchmig.registry import load_registry
-from batchmig.sandbox.machinery import max_admitted_per_window, max_per_window
 from batchmig.testing.sandbox_process import SandboxProcess
 from batchmig.testing.testcloud import TestcloudPlugin
 
 HERE = Path(__file__).resolve().parent
 UNBOUNDED = 10000
+EMULATORS = ("tencent-sqlserver", "tencent-dts", "huawei-drs")
 
 
 def registry() -> Any:
     return load_registry([TestcloudPlugin()])
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def run_against(sandbox: SandboxProcess, plan: Path, workdir: Path, durable: bool = False) -> dict[str, Any]:
@@ -62,62 +69,112 @@ def testcloud_plan(path: Path, durations: list[float], rate: float, poll_interva
     return path
 
 
+def cap_figures(audit: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every key's worst second against its cap, from the sandbox's audit log."""
+    from figures import worst_seconds
+
+    rows = worst_seconds(audit)
+    return {
+        "sandbox_throttles": sum(row.throttled for row in rows),
+        "keys_within_cap": all(row.within_cap for row in rows),
+        "worst_seconds": [{"key": row.key, "cap": row.cap, "admitted": row.admitted, "sent": row.sent,
+                           "throttled": row.throttled} for row in rows],
+    }
+
+
+def calls_of(audit: list[dict[str, Any]], action_suffix: str) -> int:
+    return sum(1 for e in audit if e.get("action", "").endswith(action_suffix) and e.get("outcome") != "rejected")
+
+
 # ------------------------------------------------------------------ scenarios
 
 
-def overhead(instances: int, durable: bool) -> dict[str, Any]:
-    """Caps out of the way, instant jobs: what one runner process sustains."""
+def fleet(instances: int, durable: bool) -> dict[str, Any]:
+    """A mixed fleet of the real providers, bound by the rate caps."""
+    from figures import detection_delays, per_job_polls, plan_bound
+    from fleet_plan import SANDBOX_OPTIONS, TIME_SCALE, WAIT_WORK, write_fleet_plan
+
+    def work(_instance: str, step: str) -> float:
+        return WAIT_WORK[step] / TIME_SCALE
+
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        plan = testcloud_plan(work / "plan.yaml", [1] * instances, UNBOUNDED, 0.05)
-        config = {"time_scale": 1000, "rate_limits": {"testcloud": {"*": UNBOUNDED}}}
-        with SandboxProcess(work / "sandbox", config) as sandbox:
-            result = run_against(sandbox, plan, work, durable)
+        work_dir = Path(tmp)
+        plan_path = write_fleet_plan(work_dir / "fleet.yaml", instances)
+        bound = plan_bound(load_plan(str(plan_path), registry()), registry(), work)
+        load = load_average()
+        with SandboxProcess(work_dir / "sandbox", {"time_scale": TIME_SCALE, "options": SANDBOX_OPTIONS}) as sandbox:
+            result = run_against(sandbox, plan_path, work_dir)
+            audit = sandbox.audit()
         outcome = result["outcome"]
-        calls = outcome.report["calls"]["calls"]
-        return {
-            "scenario": "overhead", "instances": instances, "durable": durable,
-            "succeeded": outcome.report["counts"].get("succeeded", 0), "calls": calls,
-            "wall_seconds": round(result["wall"], 2), "cpu_seconds": round(result["cpu"], 2),
-            "calls_per_second": round(calls / result["wall"], 1),
-            "cpu_ms_per_call": round(result["cpu"] * 1000 / calls, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "journal_mb": round(result["journal_bytes"] / 1e6, 2),
-        }
+        delays = detection_delays(outcome.run_dir / "journal.sqlite", work, set(WAIT_WORK))
+    waits = delays.count
+    describes = sum(outcome.report["calls"]["calls_by_action"].get(a, 0)
+                    for a in ("DescribeBackupMigration", "DescribeMigrateJobs", "ListReplicationJobs"))
+    return {
+        "scenario": "fleet", "instances": instances, "load_average": load, "counts": outcome.report["counts"],
+        "makespan_seconds": round(result["wall"], 2), "bound_seconds": bound.seconds,
+        "strict_floor_seconds": bound.strict_floor, "bound_key": bound.key, "bound_calls": bound.calls,
+        "bound_cap": bound.cap, "makespan_over_bound": round(result["wall"] / bound.seconds, 3),
+        "makespan_over_floor": round(result["wall"] / bound.strict_floor, 3),
+        "busiest_admitted_rate": _admitted_rate(audit, bound.key),
+        "describes_per_instance": round(describes / instances, 3),
+        "polls_per_job": per_job_polls(outcome.report, waits),
+        "detection_delay": delays.as_dict(),
+        "limiter": _limiter_margins(outcome.report),
+        **cap_figures(audit),
+    }
+
+
+def _admitted_rate(audit: list[dict[str, Any]], bound_key: str) -> float:
+    """Admissions per second of the bound's key over its busy span (first to last)."""
+    provider, _region, action = bound_key.split("/")  # the providers' emulators share their names
+    stamps = sorted(e["decided"] for e in audit if e.get("emulator") == provider
+                    and e.get("action") == action and "decided" in e and e.get("outcome") != "throttled")
+    return round((len(stamps) - 1) / (stamps[-1] - stamps[0]), 2) if len(stamps) > 1 else 0.0
+
+
+def _limiter_margins(report: dict[str, Any]) -> dict[str, Any]:
+    margins = {key: stats.get("margin") for key, stats in report.get("rate_limits", {}).items()
+               if stats.get("margin") is not None}
+    return {"margins": margins} if margins else {}
 
 
 def polling(instances: int, durable: bool) -> dict[str, Any]:
-    """Long jobs with staggered random durations: describe economy and detection delay."""
+    """Jobs of 10 s to 10 min (cloud time): detection delay, describes, makespan / bound."""
+    from figures import per_job_polls, plan_bound, summarise
+
     rng = random.Random(42)
     time_scale = 10.0
-    durations = [round(rng.uniform(60, 600)) for _ in range(instances)]
+    durations = [round(rng.uniform(10, 600)) for _ in range(instances)]
+    by_id = {f"db-{i:05d}": d / time_scale for i, d in enumerate(durations)}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        plan = testcloud_plan(work / "plan.yaml", durations, 20, None)
-        with SandboxProcess(work / "sandbox", {"time_scale": time_scale}) as sandbox:
-            result = run_against(sandbox, plan, work)
+        work_dir = Path(tmp)
+        plan_path = testcloud_plan(work_dir / "plan.yaml", durations, 20, None)
+        bound = plan_bound(load_plan(str(plan_path), registry()), registry(), lambda iid, _step: by_id[iid])
+        load = load_average()
+        with SandboxProcess(work_dir / "sandbox", {"time_scale": time_scale}) as sandbox:
+            result = run_against(sandbox, plan_path, work_dir)
             finished = _job_finish_times(sandbox.directory / "state.sqlite", time_scale)
+            audit = sandbox.audit()
         outcome = result["outcome"]
         noticed = _wait_step_ends(outcome.run_dir / "journal.sqlite", "wait-job")
-        delays = sorted(noticed[job] - finished[job] for job in noticed if job in finished)
-        describes = outcome.report["calls"]["calls_by_action"].get("DescribeJobs", 0)
-        batch = 50
-        sweep_at_cap = instances / 20  # one describe per job at 20/s: a full sweep without batching
-        return {
-            "scenario": "polling", "instances": instances,
-            "succeeded": outcome.report["counts"].get("succeeded", 0),
-            "describe_calls": describes,
-            "describes_per_instance": round(describes / instances, 3),
-            "oracle_describes_per_instance": 1.0,
-            "batched_sweep_seconds_at_cap": round(instances / batch / 20, 2),
-            "full_sweep_seconds_at_cap": sweep_at_cap,
-            "detection_delay_median_s": round(statistics.median(delays), 3),
-            "detection_delay_p95_s": round(delays[int(len(delays) * 0.95) - 1], 3),
-            "wall_seconds": round(result["wall"], 1),
-        }
+    delays = summarise([noticed[job] - finished[job] for job in noticed if job in finished])
+    describes = outcome.report["calls"]["calls_by_action"].get("DescribeJobs", 0)
+    return {
+        "scenario": "polling", "instances": instances, "load_average": load,
+        "succeeded": outcome.report["counts"].get("succeeded", 0),
+        "makespan_seconds": round(result["wall"], 2), "bound_seconds": bound.seconds, "bound_key": bound.key,
+        "makespan_over_bound": round(result["wall"] / bound.seconds, 3),
+        "describe_calls": describes, "describes_per_instance": round(describes / instances, 3),
+        "polls_per_job": per_job_polls(outcome.report, instances),
+        "detection_delay": delays.as_dict(),
+        **cap_figures(audit),
+    }
 
 
 def _job_finish_times(state: Path, time_scale: float) -> dict[str, float]:
+    import sqlite3
+
     db = sqlite3.connect(state)
     rows = db.execute("SELECT value FROM state WHERE emulator = 'testcloud' AND kind = 'job'").fetchall()
     finished = {}
@@ -129,6 +186,8 @@ def _job_finish_times(state: Path, time_scale: float) -> dict[str, float]:
 
 
 def _wait_step_ends(journal: Path, step: str) -> dict[str, float]:
+    import sqlite3
+
     db = sqlite3.connect(journal)
     outputs = {row[0]: json.loads(row[1]) for row in db.execute("SELECT id, outputs FROM instances")}
     ends = {}
@@ -139,64 +198,103 @@ def _wait_step_ends(journal: Path, step: str) -> dict[str, float]:
     return ends
 
 
-def validate(instances: int, durable: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        plan = testcloud_plan(Path(tmp) / "plan.yaml", [60] * instances, 20, None)
-        start = time.perf_counter()
-        loaded = load_plan(str(plan), registry())
-        seconds = time.perf_counter() - start
-    return {"scenario": "validate", "instances": len(loaded.instances), "seconds": round(seconds, 2)}
-
-
-def fleet(instances: int, durable: bool) -> dict[str, Any]:
-    """A mixed fleet of the real providers, bound by the rate caps."""
-    from fleet_plan import EMULATED_WORK_SECONDS, SANDBOX_OPTIONS, TIME_SCALE, write_fleet_plan
+def overhead(instances: int, durable: bool) -> dict[str, Any]:
+    """The real providers with caps out of the way and near-instant work: what one
+    runner process costs per call, its memory and journal, and how fast ``status``
+    reads the finished run."""
+    from fleet_plan import SANDBOX_OPTIONS, write_fleet_plan
 
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        plan = write_fleet_plan(work / "fleet.yaml", instances)
-        with SandboxProcess(work / "sandbox", {"time_scale": TIME_SCALE, "options": SANDBOX_OPTIONS}) as sandbox:
-            result = run_against(sandbox, plan, work)
-            audit = sandbox.audit()
+        work_dir = Path(tmp)
+        plan = write_fleet_plan(work_dir / "plan.yaml", instances, rate=UNBOUNDED, poll_interval=0.05)
+        config = {"time_scale": 100000, "options": SANDBOX_OPTIONS,
+                  "rate_limits": {name: {"*": UNBOUNDED} for name in EMULATORS}}
+        load = load_average()
+        with SandboxProcess(work_dir / "sandbox", config) as sandbox:
+            result = run_against(sandbox, plan, work_dir, durable)
+            throttles = sum(1 for e in sandbox.audit() if e.get("outcome") == "throttled")
         outcome = result["outcome"]
-        return {"scenario": "fleet", **fleet_figures(outcome, audit, result["wall"],
-                                                     EMULATED_WORK_SECONDS / TIME_SCALE)}
-
-
-def fleet_figures(outcome: Any, audit: list[dict[str, Any]], wall: float, critical_work: float) -> dict[str, Any]:
-    caps = {key: stats["cap"] for key, stats in outcome.report["rate_limits"].items()}
-    by_action: Counter[str] = Counter()
-    for entry in audit:
-        if entry.get("outcome") not in ("rejected", "throttled"):
-            by_action[f"{entry['emulator']}/{entry['action']}"] += 1
-    cap_of = {}
-    for key, cap in caps.items():
-        _provider, _account, _region, action = key.split("/")
-        cap_of[action] = cap
-    seconds = {k: n / cap_of.get(k.split("/")[1], 20.0) for k, n in by_action.items()}
-    busiest = max(seconds, key=lambda k: seconds[k])
-    bound = seconds[busiest] + critical_work
-    throttled = sum(1 for e in audit if e.get("outcome") == "throttled")
-    stamps = sorted(e["arrived"] for e in audit if f"{e['emulator']}/{e['action']}" == busiest
-                    and e.get("outcome") != "rejected")
-    admitted_rate = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
-    windows = max_per_window(audit)
-    admitted = max_admitted_per_window(audit)
+        rss = peak_rss_mb()
+        status = {fmt: _cli_seconds(["status", outcome.run_id, "--runs-root", str(work_dir / "runs"),
+                                     "--format", fmt]) for fmt in ("text", "json")}
+    calls = outcome.report["calls"]["calls"]
     return {
-        "instances": len(outcome.report["instances"]),
-        "counts": outcome.report["counts"],
-        "makespan_seconds": round(wall, 2),
-        "bound_seconds": round(bound, 2),
-        "makespan_over_bound": round(wall / bound, 3),
-        "busiest_action": busiest,
-        "busiest_calls": by_action[busiest],
-        "busiest_admitted_rate": round(admitted_rate, 2),
-        "busiest_cap": cap_of.get(busiest.split("/")[1], 20.0),
-        "sandbox_throttles": throttled,
-        "max_requests_in_any_second": {"/".join(k): v for k, v in sorted(windows.items(), key=lambda kv: -kv[1])[:5]},
-        "max_admitted_in_any_second": {"/".join(k): v for k, v in sorted(admitted.items(), key=lambda kv: -kv[1])[:5]},
+        "scenario": "overhead", "instances": instances, "durable": durable, "load_average": load,
+        "succeeded": outcome.report["counts"].get("succeeded", 0), "calls": calls, "throttles": throttles,
+        "wall_seconds": round(result["wall"], 2), "cpu_seconds": round(result["cpu"], 2),
+        "calls_per_second": round(calls / result["wall"], 1),
+        "cpu_ms_per_call": round(result["cpu"] * 1000 / calls, 3),
+        "peak_rss_mb": rss, "journal_mb": round(result["journal_bytes"] / 1e6, 2),
+        "status_seconds": status,
     }
 
+
+def _cli_seconds(args: list[str]) -> float:
+    """Wall seconds of one ``batchmig`` command in a process of its own (output discarded)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "batchmig", *args], stdout=subprocess.DEVNULL, check=True)
+    return round(time.perf_counter() - started, 2)
+
+
+def _child_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+
+
+def validate(instances: int, durable: bool) -> dict[str, Any]:
+    """``batchmig validate`` and ``run --dry-run`` of the mixed fleet, each in a process of its own."""
+    from fleet_plan import write_fleet_plan
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = write_fleet_plan(Path(tmp) / "plan.yaml", instances)
+        load = load_average()
+        validate_seconds = _cli_seconds(["validate", str(plan)])
+        validate_rss = _child_rss_mb()
+        dry_seconds = _cli_seconds(["run", str(plan), "--dry-run"])
+        dry_rss = _child_rss_mb()  # the largest child so far: the dry run when it is the larger
+    return {"scenario": "validate", "instances": instances, "load_average": load,
+            "validate_seconds": validate_seconds, "validate_peak_rss_mb": validate_rss,
+            "dry_run_seconds": dry_seconds, "dry_run_peak_rss_mb": max(dry_rss, validate_rss)}
+
+
+def sidebyside(instances: int, durable: bool) -> dict[str, Any]:
+    """The same Tencent cold-backup imports (10 s of work each), by batchmig and by the
+    SDK script a DBA writes today (``peer.py``), each against a fresh sandbox of the
+    same configuration, one after the other in this run."""
+    from figures import plan_bound
+    from fleet_plan import TIME_SCALE, imports_of, write_fleet_plan
+    from peer import SETTINGS, Import, run_peer
+
+    from batchmig_tencentcloud.emulator import DEMO_SECRET_ID, DEMO_SECRET_KEY
+
+    time_scale = TIME_SCALE / 10  # 600 cloud seconds of import = 10 s of wall time
+    config = {"time_scale": time_scale, "options": {"tencent-sqlserver": {"import_seconds": 600}}}
+    results: dict[str, Any] = {"scenario": "sidebyside", "instances": instances, "load_average": load_average()}
+    with tempfile.TemporaryDirectory() as tmp:
+        work_dir = Path(tmp)
+        plan_path = write_fleet_plan(work_dir / "imports.yaml", instances, kinds=1)
+        bound = plan_bound(load_plan(str(plan_path), registry()), registry(), lambda _i, _s: 600 / time_scale)
+        results["bound_seconds"] = bound.seconds
+        with SandboxProcess(work_dir / "batchmig", config) as sandbox:
+            result = run_against(sandbox, plan_path, work_dir)
+            results["batchmig"] = {"makespan_seconds": round(result["wall"], 2),
+                                   "succeeded": result["outcome"].report["counts"].get("succeeded", 0),
+                                   **_side_figures(sandbox.audit(), instances)}
+        imports = [Import(*item) for item in imports_of(instances)]
+        for name, setting in SETTINGS.items():
+            with SandboxProcess(work_dir / f"peer-{name}", config) as sandbox:
+                figures = run_peer(setting, sandbox.endpoints["tencent-sqlserver"], (DEMO_SECRET_ID, DEMO_SECRET_KEY),
+                                   "ap-guangzhou", imports, time_scale)
+                results[f"peer_{name}"] = {**figures, **_side_figures(sandbox.audit(), instances)}
+    return results
+
+
+def _side_figures(audit: list[dict[str, Any]], instances: int) -> dict[str, Any]:
+    caps = cap_figures(audit)
+    worst = max(caps["worst_seconds"], key=lambda row: row["sent"] / row["cap"])
+    return {"throttles": caps["sandbox_throttles"],
+            "describes_per_instance": round(calls_of(audit, "DescribeBackupMigration") / instances, 2),
+            "worst_second": {"key": worst["key"], "sent": worst["sent"], "admitted": worst["admitted"],
+                             "cap": worst["cap"]}}
 
 
 # ------------------------------------------------------------------ report surfaces
@@ -350,8 +448,8 @@ def webhooks(instances: int, durable: bool) -> dict[str, Any]:
     return results
 
 
-SCENARIOS = {"overhead": overhead, "polling": polling, "validate": validate, "fleet": fleet, "report": report,
-             "webhooks": webhooks}
+SCENARIOS = {"overhead": overhead, "polling": polling, "validate": validate, "fleet": fleet,
+             "sidebyside": sidebyside, "report": report, "webhooks": webhooks}
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))

@@ -213,9 +213,10 @@ class Sandbox:
             # Stamp and decide with nothing awaited in between, so the stamp the throttle
             # counts is the moment of admission and stamps reach it in order.
             decided = time.monotonic()
-            entry["decided"] = decided
+            cap = self.rate(name, info.action)
+            entry.update(decided=decided, cap=cap)
             key = (name, info.credential, info.region, info.action)
-            if not self.throttle.admit(key, self.rate(name, info.action), decided):
+            if not self.throttle.admit(key, cap, decided):
                 entry.update(outcome="throttled", changed=False)
                 self.audit.write(entry)
                 return emulator.error(info, "throttle")

@@ -11,7 +11,10 @@
   answers cut short (``truncate``). A misspelt setting is refused, with its place.
 * ``AuditLog`` appends one JSON line per request, flushed at once, so tests can prove
   that no create or start call took effect twice, that no key was admitted more than
-  its cap in any sliding second, and read back what the cloud saw.
+  its cap in any sliding second, and read back what the cloud saw. Each admitted or
+  throttled request carries ``arrived`` (the host's monotonic clock when the request
+  reached it), ``decided`` (when the throttle judged it) and ``cap`` (the key's cap at
+  that moment), so a benchmark can compare every key's worst second with its cap.
 """
 
 from __future__ import annotations
