@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchmig.ratelimit import LimitKey, RateLimiter
+from batchmig.ratelimit import MAX_MARGIN, LimitKey, RateLimiter
 from batchmig.sandbox.machinery import max_per_window
 from batchmig.testing import FakeClock
 
@@ -58,17 +59,60 @@ def test_a_burst_is_spread_not_doubled() -> None:
     assert max(slots) == pytest.approx(9.95, abs=1e-3)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
-    rate=st.integers(min_value=1, max_value=70),
-    delays=st.lists(st.floats(min_value=0, max_value=0.049), min_size=1, max_size=300),
+    rate=st.integers(min_value=1, max_value=40),
+    trips=st.lists(st.tuples(st.floats(min_value=0, max_value=0.3), st.floats(min_value=0, max_value=1)),
+                   min_size=1, max_size=150),
+    lag=st.sampled_from([0.0, 0.07, 0.3]),
 )
-def test_late_arrivals_below_the_margin_never_exceed_the_cap(rate: int, delays: list[float]) -> None:
-    """The server's clock: each call arrives up to 49 ms after its release; with the
-    default 0.05 s margin no server second holds more than the cap."""
-    limiter = RateLimiter(lambda key: float(rate))
-    arrivals = [limiter.reserve(KEY, 0.0) + delay for delay in delays]
+def test_arrivals_within_the_measured_round_trips_never_exceed_the_cap(
+    rate: int, trips: list[tuple[float, float]], lag: float
+) -> None:
+    """The server stamps each call somewhere between its leaving and its answer. With
+    every round trip reported, no server second holds more than the cap, wherever in
+    the round trip the server counted — also when wake-ups come late."""
+    clock = LaggyClock(lag)
+    limiter = RateLimiter(lambda key: float(rate), clock=clock)
+    arrivals = []
+
+    async def send_all() -> None:
+        for trip, where in trips:
+            release = await limiter.acquire(KEY)
+            left = clock.now() + 0.0002  # signing
+            release.left(left)
+            arrivals.append(left + trip * where)
+            release.answered(left + trip)
+
+    anyio.run(send_all)
     assert most_in_window(arrivals) <= rate
+
+
+@pytest.mark.anyio
+async def test_a_call_of_one_window_ago_still_in_flight_holds_the_next_back() -> None:
+    clock = FakeClock(0.0)
+    limiter = RateLimiter(lambda key: 2.0, clock=clock)
+    first = await limiter.acquire(KEY)
+    first.left(clock.now())
+    (await limiter.acquire(KEY)).answered(clock.now())
+    await limiter.acquire(KEY)
+    assert clock.now() >= 1.0 + MAX_MARGIN, "an unanswered call may still reach the server"
+
+
+@pytest.mark.anyio
+async def test_the_margin_follows_the_round_trips() -> None:
+    clock = FakeClock(0.0)
+    limiter = RateLimiter(lambda key: 10.0, clock=clock)
+    for trip in [0.001] * 30 + [0.08] + [0.001] * 30:
+        release = await limiter.acquire(KEY)
+        release.left(clock.now())
+        release.answered(clock.now() + trip)
+    stats = limiter.stats()[str(KEY)]
+    assert stats.margin == pytest.approx(0.079), "a slow answer widens the window"
+    release = await limiter.acquire(KEY)
+    assert clock.now() - limiter._state(KEY).released[-2] == pytest.approx(1.005 / 10), (
+        "and 2N answers later it is forgotten: spacing back to the configured margin"
+    )
 
 
 def test_keys_are_independent() -> None:

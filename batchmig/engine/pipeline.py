@@ -184,20 +184,26 @@ class Pipeline:
         """
         provider, conn = self._connections[connection]
         key = LimitKey(provider, conn.account, conn.region, call.action)
-        await self.limiter.acquire(key)
+        release = await self.limiter.acquire(key)
         if self.fence is not None:
             while await self.fence.wait_open():
                 # The fence was closed: the capacity this call was admitted under may
                 # belong to another runner now, so it queues at the limiter again.
-                await self.limiter.acquire(key)
+                release = await self.limiter.acquire(key)
             if wanted is not None and not wanted():
                 raise LeaseLost("nobody waits for this call any more")
         with anyio.CancelScope(shield=True):  # a call on the wire finishes and is accounted
             request = await conn.prepare(call)
             self.stats.sent[call.action] += 1
             self.traffic.add(key, CALL)
+            if release is not None:
+                release.left()  # the limiter counts the call from now, and sizes its margin by the answer
             try:
-                response = await self._send(request)
+                try:
+                    response = await self._send(request)
+                finally:
+                    if release is not None:
+                        release.answered()
                 return conn.parse(call, response)
             except ThrottleError as exc:
                 self.stats.throttled += 1
