@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+import orjson
 
 from batchmig.credentials import REDACTOR
 from batchmig.errors import JournalError
@@ -140,7 +141,12 @@ def _error_json(error: Mapping[str, Any] | None) -> str | None:
     """
     if not error:
         return None
-    return json.dumps(_redacted(dict(error)))
+    return _json(_redacted(dict(error)))
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    """Compact JSON as journaled (orjson: the journal's share of runner CPU per call)."""
+    return orjson.dumps(value).decode()
 
 
 def _redacted(value: Any) -> Any:
@@ -414,7 +420,7 @@ class Journal:
         error: Mapping[str, Any] | None = None,
     ) -> None:
         """Record what became of an intent: done, failed, or reconciled."""
-        values = (state, time.time(), json.dumps(dict(outputs or {})), request_id, _error_json(error), call_id)
+        values = (state, time.time(), _json(dict(outputs or {})), request_id, _error_json(error), call_id)
         self._submit(
             lambda db: db.execute(
                 "UPDATE calls SET state = ?, finished = ?, outputs = ?, request_id = ?, error = ? WHERE id = ?",
@@ -439,7 +445,7 @@ class Journal:
             values += [step, step_name]
         if outputs is not None:
             sets.append("outputs = ?")
-            values.append(json.dumps(dict(outputs)))
+            values.append(_json(dict(outputs)))
         sql = f"UPDATE instances SET {', '.join(sets)} WHERE id = ?"
         values.append(instance)
         self._submit(lambda db: db.execute(sql, values))

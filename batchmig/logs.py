@@ -11,12 +11,12 @@ context variables bound per task.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
 import structlog
 
 from batchmig.credentials import REDACTOR
@@ -29,15 +29,20 @@ def _redact(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             event[key] = REDACTOR(value)
         elif isinstance(value, dict | list | tuple):
-            event[key] = json.loads(REDACTOR(json.dumps(value, default=str)))
+            event[key] = orjson.loads(REDACTOR(_json(value)))
     return event
+
+
+def _json(value: Any) -> str:
+    """Compact JSON of an event or a value in it (anything orjson cannot encode as its str)."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _tee(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     global _event_file
     if _event_file is not None:
         try:
-            _event_file.write(json.dumps(event, default=str, separators=(",", ":")) + "\n")
+            _event_file.write(_json(event) + "\n")
         except OSError as exc:
             # The run directory is full or no longer writable. A log call must not raise
             # into the engine (an instance would fail for a local reason); events.jsonl

@@ -9,13 +9,13 @@ for all, from IAM; it is the first path segment of every DRS URL.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import anyio
+import orjson
 from batchmig.errors import PermanentError, UnknownOutcomeError
 from batchmig.plugin import Call, Connection, Credentials, HttpFetch, HttpRequest, HttpResponse
 
@@ -109,7 +109,7 @@ class DrsConnection(Connection):
             url += "?" + "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in query)
         body = b""
         if "body" in call.params:
-            body = json.dumps(call.params["body"], separators=(",", ":"), ensure_ascii=False).encode()
+            body = orjson.dumps(call.params["body"])
         headers = sdk_headers(url, self._clock)
         headers["X-Project-Id"] = project_id
         if self._options.language:

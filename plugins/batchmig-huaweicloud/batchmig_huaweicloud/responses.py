@@ -18,10 +18,10 @@ unreadable body                        TransientError (read) / UnknownOutcomeErr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import orjson
 from batchmig.errors import (
     NotFoundError,
     PermanentError,
@@ -47,8 +47,8 @@ class ErrorBody(NamedTuple):
 
 def _loads(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8")) if body.strip() else None
-    except (UnicodeDecodeError, ValueError):
+        return orjson.loads(body) if body.strip() else None
+    except ValueError:  # orjson's JSONDecodeError, also for bytes that are not UTF-8
         return None
 
 

@@ -11,13 +11,13 @@ which silently returns an empty result when a charset is appended.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from batchmig.errors import PermanentError, ProviderError, ThrottleError, TransientError, UnknownOutcomeError
 from batchmig.plugin import Call, Connection, HttpRequest, HttpResponse, ProviderConfig
 
@@ -83,7 +83,7 @@ class TencentConnection(Connection):
                 "or the provider's credentials",
             )
         params = secret_refs.resolve(call.params, self._credentials.secret)
-        body = json.dumps(params, separators=(",", ":")).encode("utf-8")
+        body = orjson.dumps(params)
         timestamp = int(self._clock())
         headers = {
             "Content-Type": "application/json",
@@ -148,8 +148,8 @@ class TencentConnection(Connection):
 
 def _envelope(body: bytes) -> Mapping[str, Any] | None:
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        document = orjson.loads(body)
+    except ValueError:  # orjson's JSONDecodeError, also for bytes that are not UTF-8
         return None
     answer = document.get("Response") if isinstance(document, dict) else None
     return answer if isinstance(answer, dict) else None
