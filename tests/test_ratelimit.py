@@ -108,7 +108,7 @@ async def test_the_margin_follows_the_round_trips() -> None:
         release.left(clock.now())
         release.answered(clock.now() + trip)
     stats = limiter.stats()[str(KEY)]
-    assert stats.margin == pytest.approx(0.079), "a slow answer widens the window"
+    assert stats.margin == pytest.approx(0.08), "a slow answer widens the window"
     release = await limiter.acquire(KEY)
     assert clock.now() - limiter._state(KEY).released[-2] == pytest.approx(1.005 / 10), (
         "and 2N answers later it is forgotten: spacing back to the configured margin"
