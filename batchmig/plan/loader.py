@@ -8,8 +8,10 @@ provider's settings model and ``check`` → plugins' whole-plan checks.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
+import gc
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -185,6 +187,25 @@ def _has_path(data: Any, loc: Sequence[str]) -> bool:
 
 def load_plan(path: str, registry: Registry) -> Plan:
     """Read, parse and validate the plan at ``path``; raise ``PlanError`` with every problem."""
+    with _no_cycle_collection():
+        return _load_plan(path, registry)
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> typing.Iterator[None]:
+    """Loading allocates millions of objects that all stay alive; the cyclic garbage
+    collector would walk the growing heap again and again for nothing (a third of the
+    time of a 100,000-instance plan). Reference counting still frees what is dropped."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_plan(path: str, registry: Registry) -> Plan:
     raw, data, locator, source_problems = read_plan_source(path)
     problems = _Problems(path, locator)
     problems.located.extend(source_problems)
