@@ -96,6 +96,12 @@ def _fail(error: BaseException) -> NoReturn:
         code = EXIT_INTERRUPTED  # nothing after the failed write was sent: resumable
     elif isinstance(error, BatchmigError):
         code = EXIT_FAILED
+    elif isinstance(error, OSError) and error.strerror:  # the operator's machine said no: not a bug
+        where = f": {error.filename}" if error.filename else ""
+        click.echo(f"error: {printable(REDACTOR(error.strerror + where))}", err=True)
+        click.echo("hint: check that the path exists, is writable by you and its disk has room "
+                   "(-v shows where it happened)", err=True)
+        sys.exit(EXIT_USAGE)
     else:
         code = EXIT_FAILED
         if STATE.verbose:

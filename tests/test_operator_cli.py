@@ -164,3 +164,27 @@ def test_check_covers_every_provider_in_one_pass(plan_file, monkeypatch, secret_
     assert code == 1
     assert "environment variable TC_DB_PASSWORD" in out and "cannot read the credential file" in out
     assert "pre-flight: 1 ready, 0 with problems, 2 not checked" in out
+
+
+def test_a_busy_port_or_an_unusable_directory_is_an_ordinary_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = invoke("sandbox", "serve", "--port", str(port), "--dir", str(tmp_path / "box"))
+    assert code == 2 and "is in use by another program" in err and "--port 0" in err and "internal" not in err
+    (tmp_path / "file").write_text("x")
+    code, _, err = invoke("sandbox", "serve", "--port", "0", "--dir", str(tmp_path / "file" / "box"))
+    assert code == 2 and "cannot use the sandbox directory" in err and "internal" not in err
+
+
+def test_an_os_error_reaching_the_cli_is_not_called_internal(capsys: pytest.CaptureFixture[str]) -> None:
+    from batchmig.cli import _fail
+
+    with pytest.raises(SystemExit) as exited:
+        _fail(OSError(28, "No space left on device", "/runs/r/report.json"))
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "error: No space left on device: /runs/r/report.json" in err
+    assert "internal" not in err and "hint:" in err

@@ -14,6 +14,7 @@ run time, e.g. to lower a cap mid-run in a reliability campaign.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import random
@@ -107,6 +108,19 @@ class _Context:
         return self._rng.random()
 
 
+def _start_error(exc: OSError, base_port: int, count: int) -> UsageError:
+    ports = f"{base_port}" if count <= 1 else f"{base_port}-{base_port + count - 1}"
+    if exc.errno == errno.EADDRINUSE:
+        return UsageError(f"a port the sandbox needs ({ports} on {LOOPBACK}) is in use by another program",
+                          "stop it (another `batchmig sandbox serve`?), choose other ports with --port N, "
+                          "or --port 0 for any free ones")
+    if exc.errno == errno.EACCES:
+        return UsageError(f"not allowed to listen on port {ports} of {LOOPBACK}",
+                          "ports below 1024 need privileges: choose --port 8600 or --port 0")
+    return UsageError(f"cannot start the sandbox: {exc.strerror or exc}",
+                      "check the sandbox directory (--dir) and the ports (--port)")
+
+
 class Sandbox:
     """``async with Sandbox(emulators, directory) as sandbox: sandbox.endpoints``."""
 
@@ -139,10 +153,27 @@ class Sandbox:
         return self.directory / "audit.jsonl" if self.directory else None
 
     async def __aenter__(self) -> Sandbox:
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._state = StateFile(self.directory / "state.sqlite" if self.directory else None)
-        self.audit = AuditLog(self.audit_path)
+        """Start every emulator; a port in use or a directory that cannot be written is a
+        ``UsageError`` naming it (with what to do), never an internal error."""
+        try:
+            if self.directory is not None:
+                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._state = StateFile(self.directory / "state.sqlite" if self.directory else None)
+            self.audit = AuditLog(self.audit_path)
+        except OSError as exc:
+            raise UsageError(f"cannot use the sandbox directory {self.directory}: {exc.strerror or exc}",
+                             "choose a directory you can write to (--dir DIR)") from None
+        try:
+            await self._start()
+        except BaseException as exc:
+            await self.__aexit__()
+            if isinstance(exc, OSError):
+                raise _start_error(exc, self.base_port, len(self.specs)) from None
+            raise
+        log.info("sandbox.started", endpoints=self.endpoints)
+        return self
+
+    async def _start(self) -> None:
         rng = random.Random(self.config.seed)
         ssl_context = self._tls_context() if self.tls else None
         scheme = "https" if ssl_context else "http"
@@ -154,17 +185,15 @@ class Sandbox:
             app.router.add_route("*", "/{tail:.*}", self._handler(name, emulator))
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
             await runner.setup()
+            self._runners.append(runner)
             site = web.TCPSite(runner, LOOPBACK, self.base_port + offset if self.base_port else 0,
                                ssl_context=ssl_context)
             await site.start()
-            self._runners.append(runner)
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             self.endpoints[name] = f"{scheme}://{LOOPBACK}:{port}"
         if self.directory is not None:
             (self.directory / "sandbox.json").write_text(json.dumps({"time_scale": self.config.time_scale}) + "\n")
             (self.directory / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2) + "\n")
-        log.info("sandbox.started", endpoints=self.endpoints)
-        return self
 
     def _tls_context(self) -> ssl.SSLContext:
         try:
