@@ -6,7 +6,8 @@ The dry run replays the plan the way the engine runs it, on a simulated clock:
   done; at most ``max_concurrency`` instances in flight (the wave's and the run's);
 * every call passes its key's limiter — (provider, account, region, action), evenly
   spaced at ``(1 + margin) / floor(cap)`` seconds, first come first served, as
-  ``batchmig.ratelimit`` does — and takes ``call_seconds`` on the wire;
+  ``batchmig.ratelimit`` does (its margin is the largest recent round trip, so here
+  the round trip itself) — and takes ``call_seconds`` on the wire;
 * a wait lasts the cloud's work (``Provider.step_estimates``, or the plan's
   ``defaults.estimates``; divided by the sandbox's time scale in a rehearsal) plus the
   time until a poll notices: half the poll interval, or more when the waiters of one
@@ -43,14 +44,15 @@ class Timing:
     call_seconds: float = 0.2
     """One API call on the wire (a cloud: about 0.1 to 0.5 s; the sandbox on loopback: a few ms)."""
     margin: float = 0.05
-    """The limiter's spacing margin (``batchmig.ratelimit``)."""
+    """The limiter's spacing margin (``batchmig.ratelimit`` measures it: about one round trip)."""
     poll_interval: float | None = None
     """The plan's ``run.poll_interval`` (taken as given), else each poller's own, scaled."""
 
 
 def run_timing(time_scale: float, poll_interval: float | None = None) -> Timing:
     """The assumptions for a run at ``time_scale`` (1: a cloud; the sandbox's otherwise)."""
-    return Timing(time_scale=time_scale, call_seconds=0.2 if time_scale == 1 else 0.01, poll_interval=poll_interval)
+    call = 0.2 if time_scale == 1 else 0.01
+    return Timing(time_scale=time_scale, call_seconds=call, margin=max(0.005, call), poll_interval=poll_interval)
 
 
 @dataclass(frozen=True)
