@@ -21,9 +21,10 @@ from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller
 from batchmig.engine.runner import instance_view
 from batchmig.envcheck import MISSING_COLUMNS, EnvironmentCheck, check_environment, describe
 from batchmig.listing import Column, Format, emit
-from batchmig.operations import build_connections, rate_table
+from batchmig.operations import build_connections, rate_table, retry_policy
 from batchmig.plan.model import Plan
 from batchmig.ratelimit import RateLimiter
+from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 
@@ -91,7 +92,7 @@ async def preflight(
         used = {inst.connection for inst in instances}
         connections = build_connections(plan, registry, transport.send, endpoints, only=used)
         pipeline = Pipeline(connections, RateLimiter(rate_table(plan, registry, connections)), transport.send,
-                            read_only=True)
+                            read_only=True, retry=retry_policy(plan))
         slots = anyio.Semaphore(50)
 
         async def check_one(inst: Any) -> None:
@@ -102,8 +103,8 @@ async def preflight(
                                                      instance_view(inst, "check"))
                 except Exception as exc:
                     found = [f"pre-flight failed: {exc}"]
-                if found:
-                    problems[inst.id] = list(found)
+                if found:  # the cloud's words, which may quote the request (and its credentials)
+                    problems[inst.id] = [REDACTOR(str(problem)) for problem in found]
 
         async with anyio.create_task_group() as tg:
             for inst in instances:

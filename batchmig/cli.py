@@ -7,6 +7,7 @@ Exit codes (also in ``batchmig --help`` and the README):
     2  invalid plan or usage (nothing was called)
     3  interrupted; ``batchmig resume RUN`` continues without repeating a call
     4  instances await a manual cutover; ``batchmig cutover RUN --select ...``
+    5  the run's journal is damaged or unusable (not resumable as it is)
 
 Errors print one line and a hint; ``-v`` adds debug logs and tracebacks.
 """
@@ -27,12 +28,20 @@ import yaml
 
 from batchmig import __version__, eventloop, logs
 from batchmig import cli_options as opt
-from batchmig.credentials import REDACTOR
-from batchmig.errors import BatchmigError, JournalError, PlanError, PluginError, UsageError, printable
+from batchmig.errors import (
+    BatchmigError,
+    JournalError,
+    JournalUnusableError,
+    PlanError,
+    PluginError,
+    UsageError,
+    printable,
+)
 from batchmig.listing import Format, emit, terminal_rows
 from batchmig.operations import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_JOURNAL_UNUSABLE,
     EXIT_OK,
     EXIT_USAGE,
     RunOptions,
@@ -43,6 +52,7 @@ from batchmig.operations import (
     start_run,
 )
 from batchmig.plan.loader import load_plan
+from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry, load_registry
 from batchmig.rundir import find_run_dir, run_is_active
 from batchmig.sandbox.host import Sandbox, SandboxConfig
@@ -68,6 +78,7 @@ Exit codes:
   2  invalid plan or usage (nothing was called)
   3  interrupted: `batchmig resume RUN` continues
   4  awaiting manual cutover: `batchmig cutover RUN`
+  5  the run's journal is damaged or unusable
 """
 
 
@@ -94,6 +105,8 @@ def _fail(error: BaseException) -> NoReturn:
         code = EXIT_USAGE
     elif isinstance(error, JournalError):
         code = EXIT_INTERRUPTED  # nothing after the failed write was sent: resumable
+    elif isinstance(error, JournalUnusableError):
+        code = EXIT_JOURNAL_UNUSABLE
     elif isinstance(error, BatchmigError):
         code = EXIT_FAILED
     elif isinstance(error, OSError) and error.strerror:  # the operator's machine said no: not a bug
@@ -111,7 +124,7 @@ def _fail(error: BaseException) -> NoReturn:
         sys.exit(code)
     click.echo(f"error: {printable(REDACTOR(str(error)))}", err=True)
     if getattr(error, "hint", ""):
-        click.echo(f"hint: {error.hint}", err=True)
+        click.echo(f"hint: {REDACTOR(error.hint)}", err=True)
     sys.exit(code)
 
 

@@ -4,8 +4,8 @@ Plans only *reference* secrets: ``${env:NAME}``, ``${file:PATH}`` or a named pro
 (``credentials: {profile: prod}`` reads ``~/.config/batchmig/credentials.yaml`` or the
 file named by ``BATCHMIG_CREDENTIALS``). With no ``credentials:`` the provider's usual
 environment variables apply. Every value resolved here is registered with the
-``REDACTOR``, which the log processors, the report writer and the CLI's error printer
-apply, so a secret that slips into a message is still replaced by ``***``.
+redactor (``batchmig.redaction``), which every output applies, so a secret that slips
+into a message — raw or encoded — is still replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -19,30 +19,9 @@ from pathlib import Path
 import yaml
 
 from batchmig.errors import UsageError
+from batchmig.redaction import REDACTOR as REDACTOR  # (its home was here once; code may still import it)
 
 _REFERENCE = re.compile(r"^\$\{(env|file):([^}]+)\}$")
-MASK = "***"
-
-
-class Redactor:
-    """Replaces known secret values in text."""
-
-    def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-
-    def add(self, value: str) -> None:
-        if len(value) >= 4 and value not in self._values:
-            self._values.add(value)
-            self._pattern = re.compile("|".join(re.escape(v) for v in sorted(self._values, key=len, reverse=True)))
-
-    def __call__(self, text: str) -> str:
-        if self._pattern is None or not text:
-            return text
-        return self._pattern.sub(MASK, text)
-
-
-REDACTOR = Redactor()
 
 
 class ResolvedCredentials:

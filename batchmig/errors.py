@@ -7,7 +7,8 @@ exit with a documented code instead of a traceback::
     ├── UsageError            bad command line or run directory     -> exit 2
     ├── PlanError             invalid plan (all problems, located)  -> exit 2
     ├── PluginError           a plugin failed to load or collides   -> exit 2
-    ├── JournalError          the run journal cannot be used        -> exit 1
+    ├── JournalError          the journal cannot be written now     -> exit 3 (resume once fixed)
+    ├── JournalUnusableError  the journal is damaged, or too new    -> exit 5
     └── ProviderError         an answer (or non-answer) from a cloud
         ├── ThrottleError     the cloud said "too many requests": slow down, retry
         ├── TransientError    retry with backoff (5xx, internal error, transport)
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+
+from batchmig.redaction import REDACTOR
 
 _UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
@@ -106,6 +109,23 @@ class JournalError(BatchmigError):
     hint = "check the run directory's permissions and free space, then `batchmig resume`"
 
 
+class JournalUnusableError(BatchmigError):
+    """The run's journal is damaged or unusable: its record of the run cannot be trusted.
+
+    Not resumable as it is: resuming from a partial record could repeat calls.
+    """
+
+    hint = (
+        "restore journal.sqlite (with journal.sqlite-wal) from a backup if there is one; otherwise check "
+        "the clouds for migrations this run started before you start it again as a new run"
+    )
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+
 class ProviderError(BatchmigError):
     """An error answered by a cloud API (or the lack of an answer).
 
@@ -121,6 +141,9 @@ class ProviderError(BatchmigError):
         request_id: str | None = None,
         http_status: int | None = None,
     ) -> None:
+        # Masked here, where the cloud's words enter: a cloud that quotes the request it
+        # refuses puts credentials into its message, and the error travels everywhere.
+        code, message = REDACTOR(code), REDACTOR(message)
         super().__init__(f"{code}: {message}" + (f" (request id {request_id})" if request_id else ""))
         self.code = code
         self.message = message

@@ -36,8 +36,10 @@ from typing import Any, Literal
 import anyio
 import orjson
 
-from batchmig.credentials import REDACTOR
+from batchmig import journal_file
 from batchmig.errors import JournalError
+from batchmig.private_files import create_private_file, make_private_dir
+from batchmig.redaction import REDACTOR
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -132,16 +134,16 @@ class OperatorRequestRow:
     instances: dict[str, str]
 
 
-def _error_json(error: Mapping[str, Any] | None) -> str | None:
-    """An error as journaled: known secret values redacted from every string in it.
+def _private_json(value: Mapping[str, Any] | None) -> str | None:
+    """An error or outputs as journaled: every registered secret masked, in every form.
 
-    Error messages come from the cloud, and some clouds quote the request they
-    refuse — a database password, a signed header. Outputs (remote ids) are kept
-    as they are: a resume must read back exactly what the cloud answered.
+    Error messages come from the cloud, and some clouds quote the request they refuse
+    — a database password, a signed header. Outputs are remote ids, which never hold
+    a secret; should a cloud put one there, it is masked like anywhere else.
     """
-    if not error:
+    if value is None:
         return None
-    return _json(_redacted(dict(error)))
+    return _json(REDACTOR.redact_tree(dict(value)))
 
 
 def _json(value: Mapping[str, Any]) -> str:
@@ -149,28 +151,25 @@ def _json(value: Mapping[str, Any]) -> str:
     return orjson.dumps(value).decode()
 
 
-def _redacted(value: Any) -> Any:
-    if isinstance(value, str):
-        return REDACTOR(value)
-    if isinstance(value, Mapping):
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(item) for item in value]
+def _json_object(path: Path, row: Any, index: int, column: str, table: str = "instances") -> dict[str, Any]:
+    try:
+        value = orjson.loads(row[index])
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise journal_file.damaged(path, f"{table} row {row[0]!r}: {column} is not a JSON object")
     return value
-
-
-def create_private_file(path: Path) -> None:
-    """Create ``path`` readable by its owner only (0600), if it does not exist."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-    os.close(fd)
 
 
 class Journal:
     """The journal of one run. Open with ``Journal.open(path)``; close with ``close()``."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, cleanup: Callable[[], None] | None = None
+    ) -> None:
         self.path = path
         self._db = connection
+        self._cleanup = cleanup
         self._queue: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Any] | None] = (
             queue.SimpleQueue()
         )
@@ -181,21 +180,40 @@ class Journal:
     # ------------------------------------------------------------- opening
 
     @classmethod
-    def open(cls, path: Path, *, durable: bool = False, create: bool = False) -> Journal:
-        try:
-            if create:
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    def open(cls, path: Path, *, durable: bool = False, create: bool = False, read_only: bool = False) -> Journal:
+        """Open (or ``create``) the journal at ``path``; an existing one is checked first.
+
+        ``read_only`` never writes a byte (``batchmig status``): it works on a
+        read-only directory or file system. See ``batchmig.journal_file``.
+        """
+        if create:
+            try:
+                make_private_dir(path.parent)
                 create_private_file(path)
-            elif not path.exists():
-                raise JournalError(f"no journal at {path}")
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            db.execute("PRAGMA busy_timeout=30000")
-            db.executescript(SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
+                db, cleanup = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30), None
+            except (sqlite3.Error, OSError) as exc:
+                raise JournalError(f"cannot create the journal {path}: {exc}") from exc
+        else:
+            db, cleanup = journal_file.open_existing(path, read_only=read_only)
+        journal = cls(path, db, cleanup)
+        try:
+            if not create:  # every row read once: text that is not UTF-8 or JSON is damage found now
+                for read in (journal.meta, journal.instances, journal.steps, journal.requests):
+                    read()
+            if not read_only:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                db.execute("PRAGMA busy_timeout=30000")
+                db.executescript(SCHEMA)
+            if create:
+                db.execute(f"PRAGMA user_version = {journal_file.SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            journal.close()
             raise JournalError(f"cannot open the journal {path}: {exc}") from exc
-        return cls(path, db)
+        except BaseException:
+            journal.close()
+            raise
+        return journal
 
     def start_writer(self) -> None:
         """Start the background writer (needed before the async write methods)."""
@@ -209,6 +227,8 @@ class Journal:
             self._thread.join()
             self._thread = None
         self._db.close()
+        if self._cleanup is not None:
+            self._cleanup()
 
     # --------------------------------------------------------- writer thread
 
@@ -286,8 +306,15 @@ class Journal:
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
 
+    def _query(self, sql: str) -> list[Any]:
+        """Rows of a read; a failure says whether the journal is damaged or just unreadable now."""
+        try:
+            return self._db.execute(sql).fetchall()
+        except sqlite3.Error as exc:
+            raise journal_file.read_failure(self._db, self.path, exc) from None
+
     def meta(self) -> dict[str, str]:
-        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        return dict(self._query("SELECT key, value FROM meta"))
 
     def add_instances(self, rows: list[tuple[str, int, str, str]]) -> None:
         """Synchronous: (id, position, provider, wave) for instances not yet known."""
@@ -298,44 +325,44 @@ class Journal:
                 "VALUES (?, ?, ?, ?, 'pending', ?)",
                 [(*row, now) for row in rows],
             )
+            # how many there are, so a journal that lost rows is recognised as damaged
+            self._db.execute("INSERT OR REPLACE INTO meta SELECT 'instances', count(*) FROM instances")
 
     def instances(self) -> dict[str, InstanceRecord]:
-        rows = self._db.execute(
+        rows = self._query(
             "SELECT id, position, provider, wave, status, step, step_name, outputs, error, updated "
             "FROM instances ORDER BY position"
-        ).fetchall()
+        )
         return {
             row[0]: InstanceRecord(
-                row[0], row[1], row[2], row[3], row[4], row[5], row[6],
-                json.loads(row[7]), json.loads(row[8]) if row[8] else None, row[9],
+                row[0], row[1], row[2], row[3], row[4], row[5], row[6], _json_object(self.path, row, 7, "outputs"),
+                _json_object(self.path, row, 8, "error") if row[8] else None, row[9],
             )
             for row in rows
         }
 
     def status_counts(self) -> dict[str, int]:
         """Instances per status."""
-        return dict(self._db.execute("SELECT status, count(*) FROM instances GROUP BY status").fetchall())
+        return dict(self._query("SELECT status, count(*) FROM instances GROUP BY status"))
 
     def open_intents(self) -> dict[str, list[OpenIntent]]:
         result: dict[str, list[OpenIntent]] = {}
-        for row in self._db.execute(
+        for row in self._query(
             "SELECT id, instance, step, action, resource FROM calls WHERE state = 'intent' ORDER BY id"
         ):
             result.setdefault(row[1], []).append(OpenIntent(*row))
         return result
 
     def steps(self) -> list[tuple[str, int, str, float | None, float | None, str]]:
-        return self._db.execute(
-            "SELECT instance, step, name, started, ended, status FROM steps ORDER BY instance, step"
-        ).fetchall()
+        return self._query("SELECT instance, step, name, started, ended, status FROM steps ORDER BY instance, step")
 
     def calls(self) -> list[tuple[Any, ...]]:
-        return self._db.execute(
+        return self._query(
             "SELECT instance, step, action, resource, state, sent, finished, request_id, error FROM calls ORDER BY id"
-        ).fetchall()
+        )
 
     def released_cutovers(self) -> set[str]:
-        return {row[0] for row in self._db.execute("SELECT instance FROM cutovers")}
+        return {row[0] for row in self._query("SELECT instance FROM cutovers")}
 
     def released_cutover_times(self) -> dict[str, float]:
         """Instance id -> when its cutover was released."""
@@ -364,7 +391,8 @@ class Journal:
     def requests(self) -> list[OperatorRequestRow]:
         """Every operator request of the run, oldest first."""
         rows = self._optional("SELECT id, kind, at, user, host, selection, instances FROM requests ORDER BY id")
-        return [OperatorRequestRow(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6])) for row in rows]
+        return [OperatorRequestRow(row[0], row[1], row[2], row[3], row[4], row[5],
+                                   _json_object(self.path, row, 6, "instances", table="requests")) for row in rows]
 
     def _request(
         self,
@@ -389,10 +417,10 @@ class Journal:
         """A read of a table that journals of older batchmig versions may lack."""
         try:
             return self._db.execute(sql).fetchall()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             if "no such table" in str(exc):
                 return []
-            raise
+            raise journal_file.read_failure(self._db, self.path, exc) from None
 
     # ------------------------------------------------------ engine writes
 
@@ -420,7 +448,7 @@ class Journal:
         error: Mapping[str, Any] | None = None,
     ) -> None:
         """Record what became of an intent: done, failed, or reconciled."""
-        values = (state, time.time(), _json(dict(outputs or {})), request_id, _error_json(error), call_id)
+        values = (state, time.time(), _private_json(outputs or {}), request_id, _private_json(error or None), call_id)
         self._submit(
             lambda db: db.execute(
                 "UPDATE calls SET state = ?, finished = ?, outputs = ?, request_id = ?, error = ? WHERE id = ?",
@@ -439,13 +467,13 @@ class Journal:
         error: Mapping[str, Any] | None = None,
     ) -> None:
         sets = ["status = ?", "updated = ?", "error = ?"]
-        values: list[Any] = [status, time.time(), _error_json(error)]
+        values: list[Any] = [status, time.time(), _private_json(error or None)]
         if step is not None:
             sets += ["step = ?", "step_name = ?"]
             values += [step, step_name]
         if outputs is not None:
             sets.append("outputs = ?")
-            values.append(_json(dict(outputs)))
+            values.append(_private_json(outputs))
         sql = f"UPDATE instances SET {', '.join(sets)} WHERE id = ?"
         values.append(instance)
         self._submit(lambda db: db.execute(sql, values))

@@ -2,10 +2,11 @@
 
 JSON lines when stderr is not a terminal (CI, log shippers), readable lines on a
 terminal. Every event also goes, as JSON, to ``events.jsonl`` in the run directory
-when there is one. Known secret values are redacted from every event before any
-output sees it. Modules only call ``structlog.get_logger()`` and use stable event
-names (``instance.failed``, ``call.retry``...); run, instance and provider come from
-context variables bound per task.
+when there is one (0600). Every registered secret is redacted, in all its encoded
+forms, from every value of every event before any output sees it. Modules only call
+``structlog.get_logger()`` and use stable event names (``instance.failed``,
+``call.retry``...); run, instance and provider come from context variables bound
+per task.
 """
 
 from __future__ import annotations
@@ -14,22 +15,22 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 import orjson
 import structlog
 
-from batchmig.credentials import REDACTOR
+from batchmig.private_files import open_private
+from batchmig.redaction import REDACTOR
 
-_event_file: TextIO | None = None
+_event_file: IO[str] | None = None
 
 
 def _redact(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    # Every string inside the event, structures included, and every other object as the
+    # string a renderer would make of it (an exception's text is the cloud's words).
     for key, value in event.items():
-        if isinstance(value, str):
-            event[key] = REDACTOR(value)
-        elif isinstance(value, dict | list | tuple):
-            event[key] = orjson.loads(REDACTOR(_json(value)))
+        event[key] = REDACTOR.redact_tree(value)
     return event
 
 
@@ -68,8 +69,8 @@ def configure(*, verbose: bool = False, console_level: int | None = None, json_o
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    if verbose:
-        processors.append(structlog.processors.format_exc_info if json_output else structlog.dev.set_exc_info)
+    if verbose:  # the traceback becomes text here, so the redactor below sees it too
+        processors.append(structlog.processors.format_exc_info)
     else:
         processors.append(_drop_exc_info)
     processors += [_redact, _tee, _LevelFilter(level), renderer]
@@ -100,7 +101,7 @@ class _LevelFilter:
 def open_event_file(path: Path) -> None:
     global _event_file
     close_event_file()
-    _event_file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    _event_file = open_private(path, "a", buffering=1, encoding="utf-8")
 
 
 def close_event_file() -> None:

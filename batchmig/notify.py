@@ -46,9 +46,10 @@ import anyio
 import structlog
 
 from batchmig import __version__
-from batchmig.credentials import REDACTOR, is_reference, resolve_secret
+from batchmig.credentials import is_reference, resolve_secret
 from batchmig.engine.observer import RunObserver
 from batchmig.plan.model import NotifyEvent, WebhookDoc
+from batchmig.redaction import REDACTOR
 from batchmig.report.build import run_state
 from batchmig.report.model import NotificationRecord
 

@@ -1,12 +1,13 @@
 """What the CLI's commands do, without the CLI: start, resume, dry-run, check, status, cutover.
 
-A run lives in a run directory (default ``./.batchmig/runs/<run-id>/``)::
+A run lives in a run directory (default ``./.batchmig/runs/<run-id>/``, created 0700
+with the runs root)::
 
     journal.sqlite   the journal (0600): plan, hash, instance states, call intents/outcomes
     plan.yaml        the plan as it was when the run started (0600)
     report.json      written at the end of every run or resume (0600)
-    events.jsonl     every log event as a JSON line
-    run.lock         held (flock) while a runner works on the run
+    events.jsonl     every log event as a JSON line (0600)
+    run.lock         held (flock) while a runner works on the run (0600)
     sandbox/         the emulated cloud's state and audit log, for runs with --sandbox
 """
 
@@ -31,7 +32,7 @@ import structlog
 
 from batchmig import eventloop, logs
 from batchmig.config import DEFAULT_RUNS_ROOT
-from batchmig.credentials import REDACTOR, ResolvedCredentials, resolve_credentials
+from batchmig.credentials import ResolvedCredentials, resolve_credentials
 from batchmig.engine.observer import Observers
 from batchmig.engine.pipeline import HttpTransport, Pipeline, RetryPolicy
 from batchmig.engine.runner import Engine
@@ -43,8 +44,10 @@ from batchmig.notify import webhooks
 from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
 from batchmig.plugin import DEFAULT_RATE, Connection, ProviderConfig
+from batchmig.private_files import open_private
 from batchmig.progress import EtaModel, LiveState, show_progress
 from batchmig.ratelimit import LimitKey, RateLimiter
+from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
 from batchmig.report import RunReport, build_run_report, write_report
 from batchmig.report.formats import write_report_files
@@ -62,6 +65,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 3
 EXIT_AWAITING_CUTOVER = 4
+EXIT_JOURNAL_UNUSABLE = 5
+"""The run's journal is damaged or unusable (``JournalUnusableError``): not resumable as it is."""
 
 
 @dataclass
@@ -179,6 +184,12 @@ def rate_table(plan: Plan, registry: Registry, connections: Mapping[str, tuple[s
     return rate_for
 
 
+def retry_policy(plan: Plan) -> RetryPolicy:
+    """The plan's ``run.retry`` settings, for a run and for its ``--check`` alike."""
+    retry = plan.document.run.retry
+    return RetryPolicy(retry.max_attempts, retry.budget, retry.base_delay, retry.max_delay)
+
+
 # --------------------------------------------------------------- running
 
 
@@ -190,8 +201,7 @@ def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOut
         raise UsageError(f"{run_dir} already holds a run", "use `batchmig resume` to continue it")
     try:
         journal = Journal.open(run_dir / "journal.sqlite", durable=options.durable, create=True)
-        fd = os.open(run_dir / "plan.yaml", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
+        with open_private(run_dir / "plan.yaml", "wb") as handle:
             handle.write(plan.text)
     except OSError as exc:
         raise JournalError(f"cannot create the run directory {run_dir}: {exc.strerror}") from exc
@@ -298,11 +308,7 @@ async def _execute(
         )
         connections = build_connections(plan, registry, transport.send, endpoints)
         limiter = RateLimiter(rate_table(plan, registry, connections))
-        retry = plan.document.run.retry
-        pipeline = Pipeline(
-            connections, limiter, transport.send, journal=journal,
-            retry=RetryPolicy(retry.max_attempts, retry.budget, retry.base_delay, retry.max_delay),
-        )
+        pipeline = Pipeline(connections, limiter, transport.send, journal=journal, retry=retry_policy(plan))
         monitor = RunMonitor(run_dir, run_id, command, started=started, webhooks=hooks, plan=plan.path,
                              sandbox=bool(options.sandbox or options.sandbox_at), textfiles=options.metrics_textfiles)
         live = LiveState() if options.progress else None
@@ -375,7 +381,7 @@ async def _stop_on_signals(engine: Engine) -> None:
 def run_status(reference: str, runs_root: Path, registry: Registry | None = None) -> tuple[Path, RunReport]:
     """The report of a run as it stands (with tags and cutover policies when its plan loads)."""
     run_dir = find_run_dir(reference, runs_root)
-    journal = Journal.open(run_dir / "journal.sqlite")
+    journal = Journal.open(run_dir / "journal.sqlite", read_only=True)
     try:
         plan = run_plan(run_dir, journal.meta(), registry) if registry is not None else None
         return run_dir, build_run_report(journal, plan=plan, active=run_is_active(run_dir))

@@ -76,6 +76,7 @@ __all__ = [
     "WaitStep",
     "hookimpl",
     "register_secret",
+    "register_secret_encoding",
 ]
 
 if TYPE_CHECKING:
@@ -169,12 +170,30 @@ def register_secret(value: str) -> None:
 
     For a secret a provider obtains itself rather than through ``Credentials``
     (e.g. a database password read from an environment variable the plan names):
-    once registered, it is replaced by ``***`` in logs, the journal's error
-    messages, the report and the CLI's messages — also when the cloud quotes it back.
+    once registered, it is replaced by ``***`` in logs, the journal, the report and
+    the CLI's messages — also when the cloud quotes it back raw, URL-encoded,
+    JSON-escaped or base64-encoded (``batchmig.redaction`` lists every form).
+    Values shorter than 4 characters are not redacted.
     """
-    from batchmig.credentials import REDACTOR
+    from batchmig.redaction import REDACTOR
 
     REDACTOR.add(value)
+
+
+def register_secret_encoding(name: str, encode: Callable[[str], str]) -> None:
+    """Also redact ``encode(secret)`` for every secret, for an encoding the provider applies.
+
+    The core already masks the usual wire forms. A provider that puts a secret on
+    the wire in a form of its own (e.g. a password base32-encoded, or wrapped in a
+    vendor scheme before it goes into a body) registers that transformation once,
+    under a stable ``name`` (registering the same name again is a no-op); the
+    result, and its usual wire forms, are masked for all secrets, past and future.
+    ``encode`` is called once at registration with a sample value and must return a
+    ``str``; an exception then is raised to the caller.
+    """
+    from batchmig.redaction import REDACTOR
+
+    REDACTOR.add_encoding(name, encode)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from batchmig.errors import JournalError, UsageError
+from batchmig.errors import JournalError, JournalUnusableError, UsageError
 from batchmig.plan.model import Plan
+from batchmig.private_files import open_private_fd
 
 JOURNAL_NAME = "journal.sqlite"
 LATEST = ("latest", "@last")
@@ -30,20 +31,46 @@ def make_run_id(plan: Plan) -> str:
 
 
 def find_run_dir(reference: str, runs_root: Path) -> Path:
-    """A run directory from a path, a run id (a unique prefix is enough), or
-    ``latest``/``@last`` for the newest run under ``runs_root``."""
+    """A run directory from a path to one, a run id in ``runs_root`` (a unique prefix is enough),
+    or ``latest``/``@last`` for the newest run under ``runs_root``.
+
+    A reference is never a pattern: ``*`` or ``[a-z]`` are looked up literally, and an
+    id is matched against the names in ``runs_root`` only, so nothing outside it is
+    reached except by a path the operator wrote. Every failure is a ``UsageError``.
+    """
     if reference in LATEST:
         return latest_run_dir(runs_root)
-    path = Path(reference)
-    if (path / "journal.sqlite").exists():
-        return path
-    candidates = sorted(p for p in runs_root.glob(f"{reference}*") if (p / "journal.sqlite").exists())
+    shown = repr(reference)  # control characters and terminal escapes stay inert
+    if not reference.strip() or "\0" in reference:
+        raise UsageError(f"{shown} is not a run id or run directory", "pass a run id, a prefix of one, or a path")
+    try:
+        as_path = Path(reference).expanduser()
+        if (as_path / JOURNAL_NAME).exists():  # what it is, the journal's open says
+            return as_path
+        if os.sep in reference or reference in (".", "..") or reference.startswith("~"):
+            return _not_a_run_dir(as_path, shown)
+        names = [entry.name for entry in runs_root.iterdir() if entry.name.startswith(reference)]
+        candidates = sorted(runs_root / name for name in names if (runs_root / name / JOURNAL_NAME).exists())
+    except FileNotFoundError:
+        raise UsageError(f"no run {shown}: {runs_root} does not exist", "pass --runs-root or a run directory") from None
+    except (OSError, RuntimeError) as exc:  # too long, not a directory, not readable, ~nosuchuser...
+        raise UsageError(f"cannot look up the run {shown}: {getattr(exc, 'strerror', None) or exc}",
+                         "pass a run id, a prefix of one, or a path") from None
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise UsageError(f"no run {reference!r} (looked in {runs_root})", "`ls` the runs directory or pass a path")
-    names = ", ".join(p.name for p in candidates[:5])
-    raise UsageError(f"{reference!r} matches several runs: {names}")
+        raise UsageError(f"no run {shown} (looked in {runs_root})", "`ls` the runs directory or pass a path")
+    names = [path.name for path in candidates]
+    raise UsageError(f"{shown} matches several runs: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else ""),
+                     "give more of the run id")
+
+
+def _not_a_run_dir(path: Path, shown: str) -> Path:
+    if not path.exists():
+        raise UsageError(f"no run directory {shown}: it does not exist", "pass a run id or a run directory")
+    what = "a directory without" if path.is_dir() else "not a directory, so it has no"
+    raise UsageError(f"{shown} is not a run directory: it is {what} {JOURNAL_NAME}",
+                     "pass a run id or a run directory")
 
 
 def run_directories(runs_root: Path) -> list[Path]:
@@ -63,8 +90,8 @@ def latest_run_dir(runs_root: Path) -> Path:
     newest: tuple[str, Path] | None = None
     for path in run_directories(runs_root):
         try:
-            journal = Journal.open(path / JOURNAL_NAME)
-        except JournalError:
+            journal = Journal.open(path / JOURNAL_NAME, read_only=True)
+        except (JournalError, JournalUnusableError):  # a damaged run is not the latest of anything
             continue
         try:
             created = journal.meta().get("created", "")
@@ -81,7 +108,7 @@ def latest_run_dir(runs_root: Path) -> Path:
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run's lock; a second runner on the same run is refused."""
     try:
-        fd = os.open(run_dir / "run.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fd = open_private_fd(run_dir / "run.lock", os.O_RDWR)
     except OSError as exc:  # not writable: like a journal that cannot be written, resumable once fixed
         raise JournalError(f"cannot lock the run {run_dir}: {exc.strerror or exc}") from None
     try:
@@ -95,8 +122,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 
 def run_is_active(run_dir: Path) -> bool:
+    """Whether a runner holds the run's lock (read-only: works on a read-only run directory)."""
     try:
-        fd = os.open(run_dir / "run.lock", os.O_RDWR)
+        fd = os.open(run_dir / "run.lock", os.O_RDONLY)  # flock does not need write access
     except FileNotFoundError:
         return False
     try:

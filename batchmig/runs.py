@@ -67,7 +67,7 @@ def list_runs(runs_root: Path, directories: Sequence[Path] | None = None) -> lis
 
 def summarize(run_dir: Path) -> RunEntry:
     try:
-        journal = Journal.open(run_dir / JOURNAL_NAME)
+        journal = Journal.open(run_dir / JOURNAL_NAME, read_only=True)
     except BatchmigError as exc:
         return RunEntry(run_dir.name, run_dir, "", "", "unreadable", 0, {}, False, str(exc))
     try:

@@ -96,7 +96,7 @@ class DirectorySource:
 
     def report(self, run: str) -> RunReport:
         path = self.directory(run)
-        journal = Journal.open(path / JOURNAL)
+        journal = Journal.open(path / JOURNAL, read_only=True)
         try:
             meta = journal.meta()
             return build_run_report(journal, plan=self._plan(path, meta), active=run_is_active(path),
@@ -105,7 +105,7 @@ class DirectorySource:
             journal.close()
 
     def calls(self, run: str, instance: str) -> list[CallRecord]:
-        journal = Journal.open(self.directory(run) / JOURNAL)
+        journal = Journal.open(self.directory(run) / JOURNAL, read_only=True)
         try:
             rows = [row for row in journal.calls() if row[0] == instance]
         finally:
@@ -118,7 +118,7 @@ class DirectorySource:
         ]
 
     def release_cutover(self, run: str, instances: Sequence[str], requester: Requester, selection: str) -> int:
-        journal = Journal.open(self.directory(run) / JOURNAL)
+        journal = Journal.open(self.directory(run) / JOURNAL, read_only=True)
         try:
             records = journal.instances()
             unknown = [iid for iid in instances if iid not in records]

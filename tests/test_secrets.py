@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from batchmig.credentials import REDACTOR, ResolvedCredentials, resolve_credentials
+from batchmig.credentials import ResolvedCredentials, resolve_credentials
+from batchmig.redaction import REDACTOR
 
 HERE = Path(__file__).parent
 SECRET = "SuperSecretValue-4711-do-not-leak"

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 
-from batchmig.credentials import REDACTOR
+from batchmig.redaction import REDACTOR
 from batchmig.report.model import InstanceReport, RunReport
 
 COLUMNS = ("instance", "provider", "wave", "status", "step", "started", "ended", "duration_seconds", "cutover",

@@ -1,22 +1,23 @@
 """``report.json``: writing the report into the run directory and reading it back.
 
 One instance per line: readable, diffable, and fast to write for 10,000 instances (an
-indented dump goes through the pure-Python encoder). Known secret values are redacted
-from the text before it reaches the disk; the file is private to its owner (0600).
+indented dump goes through the pure-Python encoder). The document comes from
+``RunReport.to_json_dict``, which masks every registered secret in every string; the
+file is private to its owner (0600) and replaced atomically.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from batchmig.credentials import REDACTOR
 from batchmig.errors import UsageError
+from batchmig.private_files import write_private_file
+from batchmig.redaction import REDACTOR
 from batchmig.report.build import ProcessFigures
 from batchmig.report.model import RunReport
 
@@ -31,18 +32,14 @@ def render_report(document: dict[str, Any]) -> str:
 
 
 def write_report(path: Path, document: dict[str, Any]) -> None:
-    """Write ``document`` to ``path`` atomically (0600); raises OSError."""
+    """Write ``document`` (``RunReport.to_json_dict()``) to ``path`` atomically (0600); raises OSError."""
     write_private_text(path, render_report(document))
 
 
 def write_private_text(path: Path, text: str) -> None:
-    """Write ``text``, known secrets redacted, to ``path`` atomically, readable by its owner only
-    (0600); raises OSError."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(REDACTOR(text))
-    os.replace(tmp, path)
+    """Write ``text``, every registered secret masked, to ``path`` atomically, readable by its owner
+    only (0600); raises OSError."""
+    write_private_file(path, REDACTOR(text))
 
 
 def read_report(path: Path) -> RunReport:

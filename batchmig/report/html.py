@@ -16,7 +16,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from batchmig.credentials import REDACTOR
+from batchmig.redaction import REDACTOR
 from batchmig.report.model import RunReport
 from batchmig.report.view import view_data
 

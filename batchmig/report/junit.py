@@ -16,7 +16,7 @@ import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from batchmig.credentials import REDACTOR
+from batchmig.redaction import REDACTOR
 from batchmig.report.model import InstanceReport, RunReport
 
 UNFINISHED = ("interrupted", "running", "pending", "needs_attention")

@@ -8,7 +8,7 @@ left out and where to find them, never drops them silently.
 
 from __future__ import annotations
 
-from batchmig.credentials import REDACTOR
+from batchmig.redaction import REDACTOR
 from batchmig.report.model import RunReport
 
 MAX_ROWS = 200

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, TypeAdapter
 
+from batchmig.redaction import REDACTOR
+
 SCHEMA_VERSION = 1
 
 RunState = Literal[
@@ -275,8 +277,9 @@ class RunReport:
     instances: tuple[InstanceReport, ...] = ()
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The JSON document (``report.json``) as Python data."""
-        data: dict[str, Any] = _adapter().dump_python(self, mode="json")
+        """The JSON document (``report.json``, ``status --format json``) as Python data,
+        every string in it masked by the redactor (a cloud's message may quote secrets)."""
+        data: dict[str, Any] = REDACTOR.redact_tree(_adapter().dump_python(self, mode="json"))
         return data
 
     @classmethod

@@ -32,6 +32,8 @@ from aiohttp import web
 
 from batchmig.emulator import Emulator, EmulatorReject, EmulatorSpec, RequestInfo
 from batchmig.errors import UsageError
+from batchmig.private_files import make_private_dir, write_private_file
+from batchmig.sandbox.echo import echo_of, with_echo
 from batchmig.sandbox.machinery import (
     AuditLog,
     FaultPlan,
@@ -157,7 +159,7 @@ class Sandbox:
         ``UsageError`` naming it (with what to do), never an internal error."""
         try:
             if self.directory is not None:
-                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                make_private_dir(self.directory)
             self._state = StateFile(self.directory / "state.sqlite" if self.directory else None)
             self.audit = AuditLog(self.audit_path)
         except OSError as exc:
@@ -192,8 +194,9 @@ class Sandbox:
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             self.endpoints[name] = f"{scheme}://{LOOPBACK}:{port}"
         if self.directory is not None:
-            (self.directory / "sandbox.json").write_text(json.dumps({"time_scale": self.config.time_scale}) + "\n")
-            (self.directory / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2) + "\n")
+            scale = json.dumps({"time_scale": self.config.time_scale})
+            write_private_file(self.directory / "sandbox.json", scale + "\n")
+            write_private_file(self.directory / "endpoints.json", json.dumps(self.endpoints, indent=2) + "\n")
 
     def _tls_context(self) -> ssl.SSLContext:
         try:
@@ -205,7 +208,7 @@ class Sandbox:
         authority = trustme.CA()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         authority.issue_cert(LOOPBACK, "localhost").configure_cert(context)
-        authority.cert_pem.write_to_path(str(self.directory / "ca.pem"))
+        write_private_file(self.directory / "ca.pem", authority.cert_pem.bytes().decode("ascii"))
         return context
 
     async def __aexit__(self, *exc: object) -> None:
@@ -271,6 +274,10 @@ class Sandbox:
                 entry.update(outcome=f"fault:{fault.code or fault.kind}", changed=False)
                 self.audit.write(entry)
                 return emulator.error(info, "throttle" if fault.kind == "throttle" else "internal", fault.code)
+            elif fault.kind == "echo":
+                entry.update(outcome="fault:echo", changed=False)
+                self.audit.write(entry)
+                return with_echo(emulator.error(info, "internal", fault.code), echo_of(request, body))
         info = _lagging_lists(info, faults, entry)
         try:
             reply = await emulator.handle(request, info, body)

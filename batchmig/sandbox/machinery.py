@@ -8,7 +8,8 @@
   acted (the unknown outcome that idempotency has to survive), or a hang — before
   the server acts, or after it (``after_acting``: the answer is held back); and the
   eventual consistency of real clouds: lists that lag behind creates (``list_lag``),
-  answers cut short (``truncate``). A misspelt setting is refused, with its place.
+  answers cut short (``truncate``); and an error that quotes the request back
+  (``echo``, see ``batchmig.sandbox.echo``). A misspelt setting is refused, with its place.
 * ``AuditLog`` appends one JSON line per request, flushed at once, so tests can prove
   that no create or start call took effect twice, that no key was admitted more than
   its cap in any sliding second, and read back what the cloud saw. Each admitted or
@@ -32,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-FaultKind = Literal["error", "throttle", "drop", "latency", "hang", "list_lag", "truncate"]
+from batchmig.private_files import open_private
+
+FaultKind = Literal["error", "throttle", "drop", "latency", "hang", "list_lag", "truncate", "echo"]
 FAULT_KINDS: tuple[str, ...] = typing.get_args(FaultKind)
 
 
@@ -184,7 +187,7 @@ class AuditLog:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._file = open(path, "a", buffering=1, encoding="utf-8") if path else None  # noqa: SIM115
+        self._file = open_private(path, "a", buffering=1, encoding="utf-8") if path else None
         if path is not None and self._file is not None and _ends_mid_line(path):
             # A sandbox killed while writing left half a line: end it, so that the next
             # entry is not glued to it and lost with it when the log is read.

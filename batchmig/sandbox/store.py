@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from batchmig.private_files import create_private_file
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
     emulator TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
@@ -27,6 +29,8 @@ class StateFile:
     """The sandbox's state file, shared by all emulators of one sandbox."""
 
     def __init__(self, path: Path | None) -> None:
+        if path is not None:
+            create_private_file(path)  # 0600; its -wal and -shm inherit that
         self._db = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False)
         if path is not None:
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -41,7 +41,7 @@ from typing import Any
 import structlog
 
 from batchmig.errors import JournalError, UsageError
-from batchmig.journal import InstanceRecord, OpenIntent, OperatorRequestRow, _error_json
+from batchmig.journal import InstanceRecord, OpenIntent, OperatorRequestRow, _private_json
 from batchmig.store.fence import LeaseLost
 from batchmig.store.schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
 
@@ -610,7 +610,7 @@ class SharedJournal:
             "SELECT 1 FROM batchmig_instances f WHERE f.run = c.run AND f.id = c.instance "
             "AND f.epoch = c.epoch AND f.owner = %s)"
         )
-        params = (state, json.dumps(dict(outputs or {})), request_id, _error_json(error), self.run, call_id,
+        params = (state, _private_json(outputs or {}), request_id, _private_json(error or None), self.run, call_id,
                   self.runner)
         self._enqueue(_Write(sql, params, instance))
 
@@ -628,13 +628,13 @@ class SharedJournal:
         if epoch is None:
             return  # not (or no longer) ours: nothing to write
         sets = ["status = %s", "updated = clock_timestamp()", "error = %s::jsonb"]
-        values: list[Any] = [status, _error_json(error)]
+        values: list[Any] = [status, _private_json(error or None)]
         if step is not None:
             sets += ["step = %s", "step_name = %s"]
             values += [step, step_name]
         if outputs is not None:
             sets.append("outputs = %s::jsonb")
-            values.append(json.dumps(dict(outputs)))
+            values.append(_private_json(outputs))
         sql = (f"UPDATE batchmig_instances SET {', '.join(sets)} "
                "WHERE run = %s AND id = %s AND epoch = %s AND owner = %s")
         self._enqueue(_Write(sql, (*values, self.run, instance, epoch, self.runner), instance))

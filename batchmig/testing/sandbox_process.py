@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from batchmig.private_files import make_private_dir, write_private_file
 from batchmig.sandbox.machinery import read_audit
 
 
@@ -32,10 +33,10 @@ class SandboxProcess:
         self.config = config or {}
 
     def __enter__(self) -> SandboxProcess:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
         (self.directory / "endpoints.json").unlink(missing_ok=True)
         config_path = self.directory / "config.json"
-        config_path.write_text(json.dumps(self.config))
+        write_private_file(config_path, json.dumps(self.config))
         self.proc = subprocess.Popen([sys.executable, "-m", "batchmig.testing.sandbox_process",
                                       str(self.directory), str(config_path)])
         deadline = time.monotonic() + 60

@@ -8,8 +8,8 @@ from pathlib import Path
 import anyio
 from aiohttp import web
 
-from batchmig.credentials import REDACTOR
 from batchmig.errors import UsageError
+from batchmig.redaction import REDACTOR
 from batchmig.runsource import RunSource
 from batchmig.web.app import make_app
 from batchmig.web.security import Guard, is_loopback, load_or_create_token

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from batchmig import logs
-from batchmig.credentials import REDACTOR
 from batchmig.errors import PlanError
 from batchmig.journal import FAILED, Journal
 from batchmig.plan.loader import load_plan
 from batchmig.plugin import register_secret
+from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
 from batchmig.sandbox.host import SandboxConfig
 from batchmig.testing import make_registry, run_plan

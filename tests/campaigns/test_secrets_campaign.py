@@ -1,25 +1,39 @@
-"""Campaign 5 — secrets: known credential values appear nowhere the run writes.
+"""Campaign 5 — secrets: no registered secret appears anywhere, in any encoding.
 
-Every credential a plan can hold gets a known, unique value in the environment:
-Tencent SecretId/SecretKey, Huawei AK/SK, and the two kinds of database password
-DTS passes on (``password_env`` and ``password_credential``). Then three runs of the
-real CLI, each scanned byte for byte — stdout, stderr and every file of the run
-directory (journal and its WAL, events.jsonl, report.json, plan copy):
+Every credential a plan can hold gets a known, unique and *hostile* value — quotes,
+backslash, slash, ``<>&``, ``+``, ``=``, ``%``, spaces, non-ASCII and an emoji, so
+that every encoding of it differs from the raw text: Tencent SecretId/SecretKey,
+Huawei AK/SK/project id, and the two kinds of database password DTS passes on
+(``password_env`` and ``password_credential``). The sandbox's demo credentials, which
+replace the keys in sandbox runs, are registered secrets too and are scanned for.
 
-1. against a sandbox in its own process, with faults, planned failures and ``-v``
-   (the emulators' demo keys replace SecretId/SecretKey/AK/SK there, but the
-   database passwords are the plan's — the test proves they reached the cloud);
-2. the same fleet with no faults and no ``-v``, ending in success;
-3. live, against a loopback server that answers every call with an error whose
-   message *echoes the request it received* — headers and body, so the signed
-   Authorization header and the DTS passwords come back inside the cloud's own
-   error message, the way some APIs quote parameters in InvalidParameter errors.
+Two clouds quote the requests they refuse:
+
+1. the sandbox in its own process with the ``echo`` fault (``batchmig.sandbox.echo``):
+   error answers that carry the whole request — headers and body — as received,
+   URL-encoded, JSON-escaped once and twice, and base64; DTS creates refused that way
+   fail their instance, other calls are echoed at random and retried; plus errors and
+   dropped answers, planned failures and ``-v``. Then ``run --check`` against an
+   in-process sandbox that echoes every read;
+2. live: a loopback server answering every request with such an error, in each
+   cloud's dialect (Tencent: HTTP 200 with Error; Huawei: 400 with error_msg), for
+   ``run`` and for ``run --check``.
+
+After each, ``status`` in text and JSON. The scanner (``leakscan.py``, independent of
+the redactor) then searches stdout and stderr of every command and every file of the
+run directory (the journal's cells included) for every value in each of its distinct
+forms (up to 30): raw, JSON-escaped 1-3 times, URL-encoded three ways, base64 and
+URL-safe base64 with and without padding, inside a longer base64 text at each
+alignment, hex. Target: 0 occurrences (with a redactor that masks raw values only,
+the live run alone leaves 128). The run directory's files must all be 0600, its
+directories 0700.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,21 +42,33 @@ from pathlib import Path
 import pytest
 import yaml
 
+from batchmig.registry import load_registry
+from batchmig.sandbox.echo import echo_text
+
 from .conftest import Cli
 from .fleet import fleet_plan
+from .leakscan import Scan, everything_in
 
 pytest.importorskip("batchmig_tencentcloud")
 pytest.importorskip("batchmig_huaweicloud")
 
 SECRETS = {
-    "TENCENTCLOUD_SECRET_ID": "AKIDcampaignSecretId0000000000000001",
-    "TENCENTCLOUD_SECRET_KEY": "campaignSecretKey-Tc-7f3a9",
-    "HUAWEICLOUD_SDK_AK": "HWCAMPAIGNAK0000001",
-    "HUAWEICLOUD_SDK_SK": "campaignSecretKey-Hw-c41d2",
-    "CAMPAIGN_SOURCE_PW": "campaign-src-pw-91b7",  # ASCII: an escaped \\u form would hide from the scan
-    "CAMPAIGN_TARGET_PW": "campaign-tgt-pw-d0c5e",
+    "TENCENTCLOUD_SECRET_ID": "AKIDcampaign+Id/0001=%20&x",
+    "TENCENTCLOUD_SECRET_KEY": 'campaign"SecretKey\\Tc/é<7f3a9>',
+    "HUAWEICLOUD_SDK_AK": "HWCAMPAIGN+AK/0001",
+    "HUAWEICLOUD_SDK_SK": "campaign SK <Hw> & é c41d2",
+    "HUAWEICLOUD_SDK_PROJECT_ID": "0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+    "CAMPAIGN_SOURCE_PW": 'src pw "q" \\ / <é€> & + = % 😀 91b7',
+    "CAMPAIGN_TARGET_PW": "tgt'pw+/=?&#é€ d0c5e",
 }
-ENV = {**SECRETS, "HUAWEICLOUD_SDK_PROJECT_ID": "0a1b2c3d4e5f60718293a4b5c6d7e8f9"}
+ENV = dict(SECRETS)
+
+
+def demo_credentials() -> dict[str, str]:
+    """The sandbox's demo credentials: registered like any credential when a run uses them."""
+    registry = load_registry()
+    return {f"{emulator}.{field}": value for emulator, spec in registry.emulators.items()
+            for field, value in spec.demo_credentials.items()}
 
 
 def secret_plan(count: int, *, endpoint: str | None = None, doomed: bool = False) -> str:
@@ -67,27 +93,6 @@ def secret_plan(count: int, *, endpoint: str | None = None, doomed: bool = False
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def leaks(texts: dict[str, bytes]) -> list[str]:
-    """'where: NAME' for every secret found in any of ``texts`` (raw bytes, UTF-8 and JSON-escaped)."""
-    found = []
-    for where, data in texts.items():
-        for name, value in SECRETS.items():
-            forms = {value.encode(), json.dumps(value).strip('"').encode()}
-            if any(form in data for form in forms):
-                found.append(f"{where}: {name}")
-    return found
-
-
-def everything_written(cli: Cli, run_dir: Path) -> dict[str, bytes]:
-    texts = {}
-    for stem in sorted(cli.cwd.glob("cli-*.out")) + sorted(cli.cwd.glob("cli-*.err")):
-        texts[stem.name] = stem.read_bytes()
-    for path in run_dir.rglob("*"):
-        if path.is_file():
-            texts[str(path.relative_to(run_dir))] = path.read_bytes()
-    return texts
-
-
 class EchoHandler(BaseHTTPRequestHandler):
     """Answers every request with an error quoting the whole request, in the caller's dialect."""
 
@@ -99,12 +104,12 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        quoted = f"{self.command} {self.path} {dict(self.headers)} {body.decode('utf-8', 'replace')}"
+        echo = echo_text(self.command, self.path, self.headers.items(), body)
         if self.headers.get("X-TC-Action"):
-            status, answer = 200, {"Response": {"Error": {"Code": "InvalidParameter", "Message": f"bad: {quoted}"},
+            status, answer = 200, {"Response": {"Error": {"Code": "InvalidParameter", "Message": f"bad: {echo}"},
                                                 "RequestId": "echo-1"}}
         else:
-            status, answer = 400, {"error_code": "DRS.M00289", "error_msg": f"bad: {quoted}"}
+            status, answer = 400, {"error_code": "DRS.M00289", "error_msg": f"bad: {echo}"}
         data = json.dumps(answer, ensure_ascii=False).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -129,43 +134,69 @@ def echo_server() -> Iterator[str]:
         thread.join()
 
 
-def test_sandbox_runs_with_failures_and_verbose_leak_no_secret(tmp_path: Path, cli: Cli, sandbox_process,
-                                                               figures) -> None:
-    faults = [{"kind": "error", "probability": 0.05}, {"kind": "drop", "mutating_only": True, "probability": 0.1}]
-    box = sandbox_process({"time_scale": 600, "seed": 5, "faults": faults})
-    failing = tmp_path / "failing.yaml"
-    failing.write_text(secret_plan(14, doomed=True))
-    run_a = tmp_path / "run-a"
-    first = cli.run("-v", "run", str(failing), "--sandbox-at", str(box.directory), "--run-dir", str(run_a),
-                    "--no-progress", env=ENV)
-    assert first.returncode == 1, first.stderr[-3000:]
-    assert "JobFailed" in first.stdout + first.stderr or "failed" in first.stdout
-    clean = sandbox_process({"time_scale": 600}, name="sandbox-clean")  # the first run's targets are restored
-    passing = tmp_path / "passing.yaml"
-    passing.write_text(secret_plan(14).replace("campaign-secrets", "campaign-secrets-ok"))
-    run_b = tmp_path / "run-b"
-    second = cli.run("run", str(passing), "--sandbox-at", str(clean.directory), "--run-dir", str(run_b),
-                     "--no-progress", env=ENV)
-    assert second.returncode == 0, second.stderr[-3000:]
+def command_outputs(cli: Cli) -> dict[str, bytes]:
+    """stdout and stderr of every command the test ran."""
+    return {path.name: path.read_bytes() for path in sorted(cli.cwd.glob("cli-*.*")) if path.suffix in (".out", ".err")}
 
-    # the passwords really went to the cloud (so the scan below looks for values that were in play)
-    jobs = []
-    for directory in (box.directory, clean.directory):
-        db = sqlite3.connect(directory / "state.sqlite")
-        jobs += [json.loads(v) for (v,) in db.execute("SELECT value FROM state WHERE emulator='tencent-dts'")
-                 if "JobId" in json.loads(v)]
-        db.close()
+
+def status_both_ways(cli: Cli, run_dir: Path) -> None:
+    for args in ((), ("--format", "json")):
+        shown = cli.run("status", str(run_dir), *args, env=ENV)
+        assert shown.returncode == 0, shown.stderr[-2000:]
+
+
+def assert_private(run_dir: Path) -> int:
+    """Every file 0600 and every directory 0700 under ``run_dir``; returns how many were checked."""
+    paths = [run_dir, *run_dir.rglob("*")]
+    wrong = [f"{p}: {stat.S_IMODE(p.stat().st_mode):o}" for p in paths
+             if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)]
+    assert wrong == [], wrong
+    return len(paths)
+
+
+def test_a_sandbox_that_echoes_requests_leaks_no_secret(tmp_path: Path, cli: Cli, sandbox_process, figures) -> None:
+    faults = [
+        {"kind": "echo", "emulator": "tencent-dts", "action": "CreateMigrateJob", "code": "InvalidParameterValue",
+         "count": 2},
+        {"kind": "echo", "probability": 0.15},
+        {"kind": "error", "probability": 0.03},
+        {"kind": "drop", "mutating_only": True, "probability": 0.05},
+    ]
+    box = sandbox_process({"time_scale": 600, "seed": 5, "faults": faults})
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(secret_plan(14, doomed=True))
+    run_dir = tmp_path / "run"
+    done = cli.run("-v", "run", str(plan), "--sandbox-at", str(box.directory), "--run-dir", str(run_dir),
+                   "--no-progress", env=ENV)
+    assert done.returncode == 1, done.stderr[-3000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    echoed = [e for e in report["instances"] if "url-encoded:" in (e.get("error") or {}).get("message", "")]
+    assert len(echoed) >= 2, "the echoed DTS creates must have failed their instances"
+    status_both_ways(cli, run_dir)
+    echo_config = tmp_path / "echo-everything.yaml"
+    echo_config.write_text(yaml.safe_dump({"time_scale": 600, "faults": [{"kind": "echo"}]}))
+    for args in ((), ("--format", "json")):
+        checked = cli.run("run", str(plan), "--check", "--sandbox", "--sandbox-config", str(echo_config), *args,
+                          env=ENV)
+        assert checked.returncode == 1 and "url-encoded:" in checked.stdout, checked.stdout[-2000:]
+
+    # the passwords really went to the cloud, and came back: the scan looks for values that were in play
+    db = sqlite3.connect(box.directory / "state.sqlite")
+    jobs = [json.loads(v) for (v,) in db.execute("SELECT value FROM state WHERE emulator = 'tencent-dts'")]
+    db.close()
+    jobs = [job for job in jobs if "JobId" in job]
     assert jobs and all(j["SrcInfo"]["Password"] == SECRETS["CAMPAIGN_SOURCE_PW"] for j in jobs)
     assert all(j["DstInfo"]["Password"] == SECRETS["CAMPAIGN_TARGET_PW"] for j in jobs)
+    echoes = [e for e in box.audit() if e.get("outcome") == "fault:echo"]
 
-    texts = {**everything_written(cli, run_a), **{f"b/{k}": v for k, v in everything_written(cli, run_b).items()}}
-    assert leaks(texts) == []
-    figures.update({"runs": 2, "files_scanned": len(texts), "bytes_scanned": sum(map(len, texts.values())),
-                    "secret_values": len(SECRETS), "leaks": 0})
+    scan = Scan({**SECRETS, **demo_credentials()}).search({**command_outputs(cli), **everything_in(run_dir)})
+    assert scan.occurrences == [], scan.occurrences[:20]
+    figures.update({**scan.figures(), "echoed_requests": len(echoes), "echoed_failures": len(echoed),
+                    "private_paths": assert_private(run_dir)})
 
 
-def test_a_cloud_that_echoes_the_request_leaks_no_secret(tmp_path: Path, cli: Cli, echo_server: str,
-                                                         figures) -> None:
+def test_a_live_cloud_that_echoes_requests_leaks_no_secret(tmp_path: Path, cli: Cli, echo_server: str,
+                                                           figures) -> None:
     plan = tmp_path / "live.yaml"
     plan.write_text(secret_plan(7, endpoint=echo_server))
     run_dir = tmp_path / "run"
@@ -174,6 +205,11 @@ def test_a_cloud_that_echoes_the_request_leaks_no_secret(tmp_path: Path, cli: Cl
     assert "InvalidParameter" in done.stdout and "DRS.M00289" in done.stdout
     report = json.loads((run_dir / "report.json").read_text())
     assert {entry["status"] for entry in report["instances"]} == {"failed"}
-    texts = everything_written(cli, run_dir)
-    assert leaks(texts) == [], leaks(texts)
-    figures.update({"runs": 1, "files_scanned": len(texts), "echoed_errors": len(report["instances"]), "leaks": 0})
+    status_both_ways(cli, run_dir)
+    for args in ((), ("--format", "json")):
+        checked = cli.run("run", str(plan), "--check", *args, env=ENV)
+        assert checked.returncode == 1 and "DRS.M00289" in checked.stdout, checked.stdout[-2000:]
+    scan = Scan(SECRETS).search({**command_outputs(cli), **everything_in(run_dir)})
+    assert scan.occurrences == [], scan.occurrences[:20]
+    figures.update({**scan.figures(), "echoed_failures": len(report["instances"]),
+                    "private_paths": assert_private(run_dir)})

@@ -1,0 +1,60 @@
+"""Files and directories only their owner can read: everything batchmig writes.
+
+A run directory holds what a cloud answered — error messages, remote ids, the plan —
+and a sandbox directory what an emulated cloud received. Even redacted, none of it is
+for other users of the machine, so every file is created 0600 and every directory
+0700, whatever the umask; a file from an older version that is found with wider
+permissions is narrowed when it is opened again. (SQLite gives a database's ``-wal``
+and ``-shm`` files the database file's permissions, so creating the database 0600
+first covers them.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import IO, Any
+
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` and every missing parent 0700 (existing directories are left as they are)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            directory.mkdir(mode=DIRECTORY_MODE)
+
+
+def open_private_fd(path: Path, flags: int) -> int:
+    """``os.open`` with 0600 for a new file, and an existing file narrowed to 0600."""
+    fd = os.open(path, flags | os.O_CREAT, FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o777 & ~FILE_MODE:
+            with contextlib.suppress(PermissionError):  # not ours to change: still usable
+                os.fchmod(fd, FILE_MODE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
+    """Like ``open(path, mode)`` for writing ("w", "a", "wb", "ab"), but 0600."""
+    flags = os.O_WRONLY | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC)
+    return os.fdopen(open_private_fd(path, flags), mode, **kwargs)
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` 0600 if it does not exist (e.g. before SQLite opens it)."""
+    os.close(open_private_fd(path, os.O_WRONLY))
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (a reader sees the old or the new file, whole), 0600."""
+    partial = path.with_name(path.name + ".partial")
+    with open_private(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, path)
