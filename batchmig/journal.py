@@ -310,7 +310,7 @@ class Journal:
         """Rows of a read; a failure says whether the journal is damaged or just unreadable now."""
         try:
             return self._db.execute(sql).fetchall()
-        except sqlite3.Error as exc:
+        except journal_file.SQLITE_FAILURES as exc:
             raise journal_file.read_failure(self._db, self.path, exc) from None
 
     def meta(self) -> dict[str, str]:
@@ -417,7 +417,7 @@ class Journal:
         """A read of a table that journals of older batchmig versions may lack."""
         try:
             return self._db.execute(sql).fetchall()
-        except sqlite3.Error as exc:
+        except journal_file.SQLITE_FAILURES as exc:
             if "no such table" in str(exc):
                 return []
             raise journal_file.read_failure(self._db, self.path, exc) from None

@@ -72,6 +72,11 @@ COLUMN_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
+LATEST_TIME = 32503680000  # 3000-01-01 in epoch seconds: a later time in a journal is garbage
+
+SQLITE_FAILURES = (sqlite3.Error, UnicodeDecodeError)
+"""What reading a damaged file can raise (SQLite's messages quote garbled names, which may not be UTF-8)."""
+
 
 def damaged(path: Path, detail: str) -> JournalUnusableError:
     return JournalUnusableError(f"the journal {path} is damaged: {' '.join(detail.split())}")
@@ -125,7 +130,7 @@ def open_existing(path: Path, *, read_only: bool) -> tuple[sqlite3.Connection, C
             db, cleanup = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30), None
     except OSError as exc:
         raise JournalError(f"cannot open the journal {path}: {exc.strerror or exc}") from None
-    except sqlite3.Error as exc:
+    except SQLITE_FAILURES as exc:
         raise classify(path, exc) from None
     try:
         version = check(db, path)
@@ -153,7 +158,7 @@ def check(db: sqlite3.Connection, path: Path) -> int:
                 "it was written by a newer batchmig (or something else): use that version to resume or inspect it",
             )
         problem = _structure_problem(db) or _contents_problem(db)
-    except sqlite3.Error as exc:
+    except SQLITE_FAILURES as exc:
         raise read_failure(db, path, exc) from None
     if problem:
         raise damaged(path, problem)
@@ -192,17 +197,31 @@ def _contents_problem(db: sqlite3.Connection) -> str | None:
 
 
 def _first_mistyped(db: sqlite3.Connection, table: str, columns: dict[str, tuple[str, ...]]) -> str | None:
-    """'<table> row <key>: <column> holds <type> ...' for the first value of a wrong type, if any."""
-    tests = {column: f"typeof({column}) IN ({', '.join(repr(t) for t in types)})" for column, types in columns.items()}
-    which = " ".join(f"WHEN NOT {test} THEN '{column}'" for column, test in tests.items())
-    key = next(iter(columns))
-    row = db.execute(f"SELECT quote({key}), CASE {which} END FROM {table} "
-                     f"WHERE NOT ({' AND '.join(tests.values())}) LIMIT 1").fetchone()
+    """'<table> row <key>: <column> holds ...' for the first value of a wrong type (or an impossible time)."""
+    tests = [_accepts(column, types) for column, types in columns.items()]
+    names = list(columns)
+    row = db.execute(
+        f"SELECT quote({names[0]}), {', '.join(f'typeof({c})' for c in names)}, {', '.join(tests)} "
+        f"FROM {table} WHERE NOT ({' AND '.join(tests)}) LIMIT 1"
+    ).fetchone()
     if row is None:
         return None
-    column = row[1]
-    found = db.execute(f"SELECT typeof({column}) FROM {table} WHERE NOT ({tests[column]}) LIMIT 1").fetchone()[0]
-    return f"{table} row {row[0]}: {column} holds {found} where {' or '.join(columns[column])} is expected"
+    key, kinds, accepted = row[0], row[1:len(names) + 1], row[len(names) + 1:]
+    for column, kind, ok in zip(names, kinds, accepted, strict=True):
+        if not ok:
+            expected = " or ".join(columns[column])
+            if kind in columns[column]:
+                return f"{table} row {key}: {column} holds an impossible time"
+            return f"{table} row {key}: {column} holds {kind} where {expected} is expected"
+    return f"{table} row {key}: a value of the wrong type"
+
+
+def _accepts(column: str, types: tuple[str, ...]) -> str:
+    """SQL that is true when ``column`` holds one of ``types`` (every real column is a time: a sane one)."""
+    test = f"typeof({column}) IN ({', '.join(repr(t) for t in types)})"
+    if "real" in types:
+        test = f"({test} AND ({column} IS NULL OR {column} BETWEEN 0 AND {LATEST_TIME}))"
+    return test
 
 
 def migrate(db: sqlite3.Connection, version: int) -> None:
@@ -211,19 +230,27 @@ def migrate(db: sqlite3.Connection, version: int) -> None:
     db.executescript(f"BEGIN IMMEDIATE; {script} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
 
-def read_failure(db: sqlite3.Connection, path: Path, exc: sqlite3.Error) -> Exception:
+def read_failure(db: sqlite3.Connection, path: Path, exc: sqlite3.Error | UnicodeDecodeError) -> Exception:
     """What a failed read means: damage (exit 5), or a journal that cannot be read right now."""
     try:
         found = integrity_problems(db)
-    except sqlite3.Error:
+    except SQLITE_FAILURES:
         found = []
     if found:
         return damaged(path, f"SQLite's integrity check says: {'; '.join(found)}")
     return classify(path, exc)
 
 
-def classify(path: Path, exc: sqlite3.Error) -> Exception:
-    """Corrupt, not a database, reshaped, not UTF-8: damaged. Locked, unwritable, I/O: not now (resumable)."""
-    if type(exc) is sqlite3.DatabaseError or "no such" in str(exc) or "Could not decode" in str(exc):
-        return damaged(path, str(exc))
-    return JournalError(f"cannot use the journal {path}: {exc}")
+def classify(path: Path, exc: sqlite3.Error | UnicodeDecodeError) -> Exception:
+    """Locked, unwritable, unopenable here, I/O or a full disk: not now (exit 3, resumable once
+    fixed). Anything else — corrupt, not a database, reshaped, too big, not UTF-8 — is damage."""
+    if isinstance(exc, UnicodeDecodeError):
+        return damaged(path, "it holds text that is not UTF-8")
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    if name.startswith(_NOT_NOW):
+        return JournalError(f"cannot use the journal {path}: {exc}")
+    return damaged(path, str(exc))
+
+
+_NOT_NOW = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL",
+            "SQLITE_PERM", "SQLITE_NOMEM", "SQLITE_PROTOCOL")

@@ -47,7 +47,7 @@ from .conftest import SOAK
 
 TESTCLOUD_CLI = Path(__file__).parent.parent / "testcloud_cli.py"
 INSTANCES = 60
-RANDOM_GARBLES = 200 if SOAK else 40
+RANDOM_GARBLES = 1000 if SOAK else 100
 PAGE = 4096
 WITHOUT_DAC = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--")
 
