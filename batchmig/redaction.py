@@ -17,6 +17,8 @@ all these forms:
   alignments, so for each alignment the *core* is masked: the characters that depend
   on the secret's bytes alone, which neither padding nor neighbours change;
 * hex, lower and upper case;
+* as HTML/XML text and attributes and CSV fields quote it (``&amp;``, ``&#x27;``,
+  ``""``), for the report files rendered from these texts;
 * whatever encodings a provider registers (``add_encoding``), and their forms above.
 
 Speed matters: every log line passes through here. All forms of a set of secrets
@@ -32,6 +34,7 @@ that learns a thousand passwords one at a time compiles O(n log n) forms, not O(
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import threading
@@ -101,6 +104,12 @@ def base64_cores(data: bytes) -> set[str]:
     return cores
 
 
+def _markup_forms(text: str) -> set[str]:
+    escaped = html.escape(text)
+    return {escaped, html.escape(text, quote=False), escaped.replace("&#x27;", "&#39;"),
+            escaped.replace("&#x27;", "&apos;"), text.replace('"', '""')}
+
+
 def _binary_forms(text: str) -> set[str]:
     data = text.encode("utf-8")
     forms = {data.hex(), data.hex().upper()}
@@ -115,7 +124,7 @@ def encoded_forms(secret: str, encodings: Iterable[Encoding] = ()) -> frozenset[
     sent = {secret} | _json_plain(secret) | {quote(secret, safe=""), quote_plus(secret, safe="")}
     forms = set(json_forms)
     for text in {secret} | _json_plain(secret):
-        forms |= _url_forms(text)
+        forms |= _url_forms(text) | _markup_forms(text)
     for text in sent:
         forms |= _binary_forms(text)
     for encode in encodings:

@@ -7,6 +7,7 @@ from the standard library), so a form the redactor forgets to generate fails.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import string
@@ -41,6 +42,9 @@ def wire_forms(secret: str) -> dict[str, str]:
         "urlsafe base64": base64.urlsafe_b64encode(data).decode(),
         "urlsafe base64, no padding": base64.urlsafe_b64encode(data).decode().rstrip("="),
         "base64 of json": base64.b64encode(escaped.encode()).decode(),
+        "HTML": html.escape(secret),
+        "XML text": html.escape(secret, quote=False),
+        "CSV field": secret.replace('"', '""'),
         "hex": data.hex(),
         "HEX": data.hex().upper(),
     }
