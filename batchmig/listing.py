@@ -26,7 +26,7 @@ from typing import IO, Any, Literal
 from rich.console import Console
 from rich.table import Table
 
-from batchmig.credentials import REDACTOR
+from batchmig.redaction import REDACTOR
 
 FORMATS = ("text", "json", "csv")
 PLAIN_WIDTH_SAMPLE = 200

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
-from batchmig.credentials import REDACTOR
 from batchmig.listing import Format, emit, terminal_rows
+from batchmig.redaction import REDACTOR
 from batchmig.report import RunReport, render_report
 from batchmig.report.tables import INSTANCE_COLUMNS, INSTANCE_CSV_COLUMNS, closing_line, instance_rows
 from batchmig.selection import Selection

@@ -20,11 +20,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import IO, Any
 
-from batchmig.credentials import REDACTOR
 from batchmig.dryrun import ChangeWindow, ScheduledInstance
 from batchmig.estimate import PlanEstimate, Timing
 from batchmig.listing import Column, Format, emit, table
 from batchmig.plan.model import Plan
+from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
 from batchmig.report.tables import human_seconds
 

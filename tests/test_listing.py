@@ -46,7 +46,7 @@ def test_json_and_csv_hold_every_row_whatever_the_limit(fmt: str) -> None:
 
 
 def test_secrets_are_redacted_in_every_format() -> None:
-    from batchmig.credentials import REDACTOR
+    from batchmig.redaction import REDACTOR
 
     REDACTOR.add("hunter2-listing-secret")
     for fmt in ("text", "json", "csv"):
