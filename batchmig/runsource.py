@@ -118,7 +118,7 @@ class DirectorySource:
         ]
 
     def release_cutover(self, run: str, instances: Sequence[str], requester: Requester, selection: str) -> int:
-        journal = Journal.open(self.directory(run) / JOURNAL, read_only=True)
+        journal = Journal.open(self.directory(run) / JOURNAL)
         try:
             records = journal.instances()
             unknown = [iid for iid in instances if iid not in records]

@@ -283,10 +283,11 @@ def test_status_reads_a_read_only_run_without_writing(mechanism: str, wal: str, 
     for done in (text, data):
         assert done.returncode == 0, f"{mechanism}, {wal}: exit {done.returncode}\n{done.stderr[-2000:]}"
         assert "Traceback" not in done.stderr and "error" not in done.stderr, done.stderr
-    statuses = {entry["id"]: entry["status"] for entry in json.loads(data.stdout)["instances"]}
+    document = json.loads(data.stdout)
+    statuses = {entry["id"]: entry["status"] for entry in document["instances"]}
     assert len(statuses) == INSTANCES
     assert statuses["db-001"] == ("succeeded" if wal == "checkpointed" else "interrupted")
-    assert "batchmig summary" in text.stdout
+    assert document["run"] in text.stdout and "db-001" in text.stdout
     after = fingerprint(run_dir)  # (SQLite may add its empty -wal/-shm where the directory is writable)
     assert {name: after.get(name) for name in before} == before, "status changed a file of a read-only run"
     figures.update({"mechanism": mechanism, "wal": wal, "exit": 0, "instances_listed": len(statuses)})
