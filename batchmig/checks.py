@@ -11,6 +11,7 @@ every problem, not the first.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from typing import IO, Any
 
@@ -20,8 +21,10 @@ from batchmig import eventloop
 from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller
 from batchmig.engine.runner import instance_view
 from batchmig.envcheck import MISSING_COLUMNS, EnvironmentCheck, check_environment, describe
+from batchmig.errors import PlanError, printable
 from batchmig.listing import Column, Format, emit
 from batchmig.operations import build_connections, rate_table, retry_policy
+from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
 from batchmig.ratelimit import RateLimiter
 from batchmig.redaction import REDACTOR
@@ -29,6 +32,43 @@ from batchmig.registry import Registry
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 
 PROBLEM_COLUMNS = (Column("instance", "instance"), Column("problem", "problem"))
+VALIDATE_COLUMNS = (Column("kind", "kind"), Column("where", "where"), Column("message", "message"),
+                    Column("instances", "instances"))
+
+
+def validate(path: str, registry: Registry, fmt: Format, *, check_env: bool, sandbox: bool,
+             out: IO[str] | None = None) -> bool:
+    """``batchmig validate``: True when the plan is valid (and, with ``check_env``, every
+    secret it needs resolves). A ``PlanError`` propagates in text (the CLI lists it)."""
+    out = out or sys.stdout
+    try:
+        plan = load_plan(path, registry)
+    except PlanError as exc:
+        if fmt == "text":
+            raise
+        rows = [{"kind": "problem", "where": f"{p.file}:{p.line}:{p.column} {p.path}".rstrip(),
+                 "message": p.message, "instances": ""} for p in exc.problems]
+        if fmt == "json":
+            print(json.dumps({"valid": False, "problems": [p.as_dict() for p in exc.problems]}, indent=2), file=out)
+        else:
+            emit("", VALIDATE_COLUMNS, rows, "csv", out=out)
+        return False
+    environment = check_environment(plan, registry, sandbox=sandbox) if check_env else None
+    missing = environment.missing if environment is not None else []
+    if fmt == "json":
+        document: dict[str, Any] = {"valid": True, "problems": [], "instances": len(plan.instances)}
+        if environment is not None:
+            document["missing"] = [m.row() for m in missing]
+        print(json.dumps(document, indent=2), file=out)
+    elif fmt == "csv":
+        emit("", VALIDATE_COLUMNS, ({"kind": "missing", "where": m.row()["needed_by"], "message": m.source,
+                                     "instances": m.instances} for m in missing), "csv", out=out)
+    else:
+        waves = ", ".join(f"{w.name} ({len(w.instances)})" for w in plan.waves)
+        print(f"{printable(path)}: valid — {len(plan.instances)} instances; waves: {waves}", file=out)
+        if environment is not None:
+            print_environment(environment, "text", out)
+    return not missing
 
 
 def print_environment(check: EnvironmentCheck, fmt: Format, out: IO[str] | None = None) -> None:
@@ -50,8 +90,6 @@ def run_check(plan: Plan, registry: Registry, sandbox: SandboxConfig | None, fmt
     problems = eventloop.run(preflight, plan, registry, sandbox, environment.incomplete)
     unchecked = sum(1 for inst in plan.instances if inst.connection in environment.incomplete)
     if fmt == "json":
-        import json
-
         print(json.dumps({"missing": [m.row() for m in environment.missing], "problems": problems,
                           "unchecked": unchecked}, indent=2))
     elif fmt == "csv":

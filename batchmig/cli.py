@@ -37,7 +37,7 @@ from batchmig.errors import (
     UsageError,
     printable,
 )
-from batchmig.listing import Format, emit, terminal_rows
+from batchmig.listing import FORMATS, Format, emit, terminal_rows
 from batchmig.operations import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -164,40 +164,17 @@ def main(verbose: bool) -> None:
 
 @main.command(epilog=EPILOG)
 @click.argument("plan", type=click.Path(dir_okay=True, path_type=str))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: machine-readable problems for CI.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="json or csv: machine-readable problems for CI.")
 @click.option("--env", "check_env", is_flag=True,
               help="Also resolve every credential and secret the plan refers to, here (offline); exit 2 naming "
                    "each missing environment variable, file or profile.")
 @click.option("--sandbox", is_flag=True, help="With --env: only what a sandbox rehearsal needs (no cloud keys).")
-def validate(plan: str, fmt: str, check_env: bool, sandbox: bool) -> None:
+def validate(plan: str, fmt: Format, check_env: bool, sandbox: bool) -> None:
     """Check PLAN offline and report every problem as file:line:column key.path: message."""
-    registry = STATE.load()
-    try:
-        loaded = load_plan(plan, registry)
-    except PlanError as exc:
-        if fmt == "json":
-            click.echo(json.dumps({"valid": False, "problems": [p.as_dict() for p in exc.problems]}, indent=2))
-            sys.exit(EXIT_USAGE)
-        raise
-    environment = None
-    if check_env:
-        from batchmig.envcheck import check_environment
+    from batchmig.checks import validate as validate_plan
 
-        environment = check_environment(loaded, registry, sandbox=sandbox)
-    if fmt == "json":
-        document: dict[str, Any] = {"valid": True, "problems": [], "instances": len(loaded.instances)}
-        if environment is not None:
-            document["missing"] = [m.row() for m in environment.missing]
-        click.echo(json.dumps(document, indent=2))
-    else:
-        waves = ", ".join(f"{w.name} ({len(w.instances)})" for w in loaded.waves)
-        click.echo(f"{printable(plan)}: valid — {len(loaded.instances)} instances; waves: {waves}")
-        if environment is not None:
-            from batchmig.checks import print_environment
-
-            print_environment(environment, "text")
-    if environment is not None and environment.missing:
+    if not validate_plan(plan, STATE.load(), fmt, check_env=check_env, sandbox=sandbox):
         sys.exit(EXIT_USAGE)
 
 

@@ -46,6 +46,8 @@ def test_validate_exit_codes_and_json(plan_file) -> None:
     data = json.loads(out)
     assert code == 2 and data["valid"] is False and len(data["problems"]) == 14
     assert {"file", "line", "column", "path", "message"} <= set(data["problems"][0])
+    code, out, _ = invoke("validate", "--format", "csv", str(HERE / "bad_plan.yaml"))
+    assert code == 2 and out.startswith("kind,where,message,instances") and out.count("\nproblem,") == 14
 
 
 def test_dry_run_lists_calls_and_sends_nothing(plan_file, tmp_path: Path) -> None:

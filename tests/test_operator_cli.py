@@ -146,6 +146,9 @@ def test_validate_env_names_every_missing_variable_at_once(plan_file, monkeypatc
     code, out, _ = invoke("validate", plan, "--env", "--format", "json")
     missing = {m["source"]: m for m in json.loads(out)["missing"]}
     assert code == 2 and missing["environment variable TC_DB_PASSWORD"]["instances"] == 2
+    code, out, _ = invoke("validate", plan, "--env", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 2 and len(rows) == 5 and {r["kind"] for r in rows} == {"missing"}
     # in the sandbox the emulator's demo keys sign: only the database secrets are still needed
     code, out, _ = invoke("validate", plan, "--env", "--sandbox")
     assert code == 2 and "TESTCLOUD_KEY_ID" not in out and "PW_SECRET" not in out and "TC_DB_PASSWORD" in out
