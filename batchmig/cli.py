@@ -8,6 +8,7 @@ Exit codes (also in ``batchmig --help`` and the README):
     3  interrupted; ``batchmig resume RUN`` continues without repeating a call
     4  instances await a manual cutover; ``batchmig cutover RUN --select ...``
     5  the run's journal is damaged or unusable (not resumable as it is)
+    6  instances need attention: batchmig cannot tell what the cloud did; look, then resume
 
 Errors print one line and a hint; ``-v`` adds debug logs and tracebacks.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +44,7 @@ from batchmig.operations import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_JOURNAL_UNUSABLE,
+    EXIT_NEEDS_ATTENTION,
     EXIT_OK,
     EXIT_USAGE,
     RunOptions,
@@ -79,6 +82,7 @@ Exit codes:
   3  interrupted: `batchmig resume RUN` continues
   4  awaiting manual cutover: `batchmig cutover RUN`
   5  the run's journal is damaged or unusable
+  6  needs attention: check the cloud, then `batchmig resume RUN`
 """
 
 
@@ -201,15 +205,32 @@ def _finish(outcome: RunOutcome) -> NoReturn:
         click.echo(f"interrupted — continue with: batchmig resume {outcome.run_id}", err=True)
     elif outcome.exit_code == 4:
         click.echo(f"awaiting manual cutover — release with: batchmig cutover {outcome.run_id} --select ID", err=True)
+    elif outcome.exit_code == EXIT_NEEDS_ATTENTION:
+        click.echo("needs attention — batchmig cannot tell what the cloud did for the instances above; check them "
+                   f"in the cloud, then `batchmig resume {outcome.run_id}` looks again (it never re-sends blindly)",
+                   err=True)
     sys.exit(outcome.exit_code)
 
 
 def _run_options(runs_root: str, durable: bool, wait: bool, progress: bool | None,
                  metrics_textfiles: tuple[Path, ...] = ()) -> RunOptions:
+    _ignore_late_signals()
     return RunOptions(
         runs_root=Path(runs_root), durable=durable, wait_for_cutover=wait,
         progress=sys.stderr.isatty() if progress is None else progress, metrics_textfiles=list(metrics_textfiles),
     )
+
+
+def _ignore_late_signals() -> None:
+    """Let go of SIGINT/SIGTERM that arrive once a run's report is written.
+
+    The run catches them itself, from before its directory is touched until the
+    report is written, and then puts these dispositions back: a signal while the
+    summary prints, or while the interpreter shuts down (which resets Python-level
+    handlers, but not SIG_IGN), must not turn a finished run into a KeyboardInterrupt.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -309,7 +330,9 @@ def run(
 @main.command(epilog=EPILOG)
 @click.argument("run_ref", metavar="RUN")
 @opt.runs_root
-@click.option("--accept-changed-plan", is_flag=True, help="Continue even though the plan file changed.")
+@click.option("--accept-changed-plan", is_flag=True,
+              help="Continue with the changed plan: removed instances are abandoned, added ones run, changed ones "
+                   "restart if nothing they sent took effect (else refused). See docs/operations.md.")
 @opt.durable
 @click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
 @opt.progress
@@ -321,8 +344,10 @@ def resume(run_ref: str, runs_root: str, accept_changed_plan: bool, durable: boo
            store_patience: float, metrics_textfiles: tuple[Path, ...]) -> None:
     """Continue RUN (an id, id prefix or run directory) where it stopped.
 
-    Calls whose outcome is journaled are never repeated; a call that was sent but
-    whose answer was lost is reconciled by looking the resource up first.
+    Calls whose outcome is journaled are never repeated; a call whose effect is not
+    known (the answer was lost, or the runner died first) is reconciled by looking the
+    resource up before anything is sent. Instances that need attention are looked at
+    again the same way.
     """
     options = _run_options(runs_root, durable, wait_for_cutover, progress, metrics_textfiles)
     if store_url:  # in the store, resuming is joining: the leases tell what is left to do

@@ -12,8 +12,10 @@ exit with a documented code instead of a traceback::
     └── ProviderError         an answer (or non-answer) from a cloud
         ├── ThrottleError     the cloud said "too many requests": slow down, retry
         ├── TransientError    retry with backoff (5xx, internal error, transport)
+        │   └── NotSentError  no connection: the request never left
         ├── PermanentError    fail the instance with the cloud's code and message
-        └── UnknownOutcomeError  a mutating call may or may not have taken effect
+        ├── UnknownOutcomeError  a mutating call may or may not have taken effect
+        └── OutcomeUnsureError   ...and looking did not settle it: needs attention
 
 Provider plugins raise the ``ProviderError`` subclasses from ``Connection.parse``; the
 core maps transport failures (refused, reset, timeout) itself, at one boundary.
@@ -175,6 +177,11 @@ class TransientError(ProviderError):
     """A failure that a later attempt of the same call may not meet."""
 
 
+class NotSentError(TransientError):
+    """The request never reached the cloud (no connection could be made): it cannot
+    have taken effect, so even a mutating call is simply sent again."""
+
+
 class PermanentError(ProviderError):
     """A failure that repeating the call will not fix."""
 
@@ -188,4 +195,17 @@ class UnknownOutcomeError(ProviderError):
 
     For a read this is simply retried. For a mutating call the core never re-sends
     blindly: the step's ``reconcile`` looks the resource up first.
+    """
+
+
+class OutcomeUnsureError(ProviderError):
+    """Nobody can tell yet whether a mutating call took effect, so nothing may be re-sent.
+
+    A provider's ``CallStep.reconcile`` raises it when what it saw can rule the call
+    neither in nor out — a list that may lag behind the create it is asked about, an
+    answer that names nothing — which is different from returning None ("looked, and
+    it is not there"). The core raises it too when the reconcile's own calls fail for
+    good, or when a job it started can no longer be watched. Either way the instance
+    stops as ``needs_attention`` with the message as the evidence, and ``resume``
+    looks again before it sends anything.
     """

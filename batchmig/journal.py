@@ -3,8 +3,11 @@
 One SQLite file (WAL mode) per run holds the plan and its hash, every instance's
 state and journaled outputs (remote ids), the steps with their times, and for every
 mutating call an *intent* written before the request is sent and an *outcome* after.
-A resume therefore never repeats a call whose outcome is recorded, and reconciles
-(looks up) one whose intent has no outcome.
+A resume therefore never repeats a call whose outcome is final, and reconciles
+(looks up) every call without one — an intent the process died on, or an outcome
+``unknown`` whose reconcile it did not live to finish. It also keeps one row per
+runner invocation (who ran, when, and what it spent), so counters and the retry
+budget belong to the run, not to one process.
 
 All writes go through one writer thread that drains its queue and commits the batch
 at once (group commit): the event loop never blocks on the disk, and a thousand
@@ -63,9 +66,18 @@ CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, at REAL NOT NULL, user TEXT NOT NULL, host TEXT NOT NULL,
     selection TEXT NOT NULL, instances TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS definitions (instance TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS invocations (
+    id INTEGER PRIMARY KEY, command TEXT NOT NULL, started REAL NOT NULL, ended REAL,
+    host TEXT NOT NULL, pid INTEGER NOT NULL, version TEXT NOT NULL,
+    calls TEXT NOT NULL DEFAULT '{}', retries INTEGER NOT NULL DEFAULT 0,
+    throttled INTEGER NOT NULL DEFAULT 0, unknown_outcomes INTEGER NOT NULL DEFAULT 0,
+    reconciled INTEGER NOT NULL DEFAULT 0, errors TEXT NOT NULL DEFAULT '{}',
+    exit_code INTEGER, stop_reason TEXT
+);
 """
 
-# Instance statuses. Terminal ones end an instance; resume restarts the others.
+# Instance statuses. Final ones end an instance for good; resume restarts the others.
 PENDING = "pending"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -73,7 +85,27 @@ FAILED = "failed"
 SKIPPED = "skipped"
 AWAITING_CUTOVER = "awaiting_cutover"
 INTERRUPTED = "interrupted"
-FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, SKIPPED})
+NEEDS_ATTENTION = "needs_attention"
+"""batchmig cannot tell safely what the cloud did (a reconcile that cannot rule a call
+in or out, a job it can no longer watch). The runner leaves the instance alone for
+the rest of the invocation; ``resume`` looks again (reconciling first, never sending
+blindly). Never counted as succeeded."""
+ABANDONED = "abandoned"
+"""Removed from the plan by ``resume --accept-changed-plan``; whatever it started in
+the cloud is left as it is (the report keeps its remote ids)."""
+FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, SKIPPED, ABANDONED})
+
+# Call states. A call is *resolved* once batchmig knows whether it took effect.
+INTENT = "intent"
+"""Journaled before sending; the process may have died with the call on the wire."""
+UNKNOWN = "unknown"
+"""Sent, but the answer was lost: the call may or may not have taken effect."""
+RESOLVED_CALL_STATES = frozenset({"done", "failed", "throttled", "unsent", "reconciled", "absent"})
+"""done/failed: the cloud answered; throttled: refused before acting; unsent: no
+connection, so never sent; reconciled: looked up and found (it took effect); absent:
+looked up and not found."""
+UNRESOLVED_SQL = "state NOT IN (" + ", ".join(f"'{state}'" for state in sorted(RESOLVED_CALL_STATES)) + ")"
+"""The same rule in SQL, for every store (the states are constants: nothing is interpolated from outside)."""
 
 
 @dataclass(frozen=True)
@@ -91,14 +123,44 @@ class InstanceRecord:
 
 
 @dataclass(frozen=True)
-class OpenIntent:
-    """A mutating call that was (maybe) sent but whose outcome was never recorded."""
+class UnresolvedCall:
+    """A mutating call that was (maybe) sent and may or may not have taken effect."""
 
     id: int
     instance: str
     step: int
     action: str
     resource: str | None
+    state: str
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One runner process working on the run (``run``, ``resume``, ``cutover``...).
+
+    ``ended`` is None while it runs, and for good when it was killed; its counters
+    are then those of its last periodic record (a fraction of a second old).
+    """
+
+    id: int
+    command: str
+    started: float
+    ended: float | None
+    host: str
+    pid: int
+    version: str
+    calls_by_action: dict[str, int]
+    retries: int
+    throttled: int
+    unknown_outcomes: int
+    reconciled: int
+    errors_by_code: dict[str, int]
+    exit_code: int | None
+    stop_reason: str | None
+
+    @property
+    def calls(self) -> int:
+        return sum(self.calls_by_action.values())
 
 
 @dataclass(frozen=True)
@@ -132,6 +194,26 @@ class OperatorRequestRow:
     host: str
     selection: str
     instances: dict[str, str]
+
+
+class InvocationLedger:
+    """This runner process's row among the run's invocations: where the pipeline keeps
+    its counters, and spends the run's retry budget (``Journal.start_invocation``)."""
+
+    def __init__(self, journal: Journal, invocation_id: int) -> None:
+        self.journal = journal
+        self.id = invocation_id
+
+    def retries_left(self, budget: int) -> int:
+        """What the run's ``budget`` still allows, after every invocation's retries."""
+        return budget - self.journal.retries_spent()
+
+    def record(self, counters: Mapping[str, Any], **final: Any) -> None:
+        """Queue the counters (``CallStats.as_dict()``); ``final``: ended, exit_code, stop_reason."""
+        self.journal.record_invocation(self.id, counters, **final)
+
+    async def flush(self) -> None:
+        await self.journal.flush()
 
 
 def _private_json(value: Mapping[str, Any] | None) -> str | None:
@@ -317,12 +399,14 @@ class Journal:
         return dict(self._query("SELECT key, value FROM meta"))
 
     def add_instances(self, rows: list[tuple[str, int, str, str]]) -> None:
-        """Synchronous: (id, position, provider, wave) for instances not yet known."""
+        """Synchronous: (id, position, provider, wave); new instances start pending, known
+        ones keep their state and take the plan's position, provider and wave."""
         now = time.time()
         with self._db:
             self._db.executemany(
-                "INSERT OR IGNORE INTO instances (id, position, provider, wave, status, updated) "
-                "VALUES (?, ?, ?, ?, 'pending', ?)",
+                "INSERT INTO instances (id, position, provider, wave, status, updated) "
+                "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (id) DO UPDATE SET "
+                "position = excluded.position, provider = excluded.provider, wave = excluded.wave",
                 [(*row, now) for row in rows],
             )
             # how many there are, so a journal that lost rows is recognised as damaged
@@ -345,13 +429,88 @@ class Journal:
         """Instances per status."""
         return dict(self._query("SELECT status, count(*) FROM instances GROUP BY status"))
 
-    def open_intents(self) -> dict[str, list[OpenIntent]]:
-        result: dict[str, list[OpenIntent]] = {}
+    def unresolved_calls(self) -> dict[str, list[UnresolvedCall]]:
+        """Per instance, the mutating calls nobody knows the effect of (any state not resolved)."""
+        result: dict[str, list[UnresolvedCall]] = {}
         for row in self._query(
-            "SELECT id, instance, step, action, resource FROM calls WHERE state = 'intent' ORDER BY id"
+            f"SELECT id, instance, step, action, resource, state FROM calls WHERE {UNRESOLVED_SQL} ORDER BY id"
         ):
-            result.setdefault(row[1], []).append(OpenIntent(*row))
+            result.setdefault(row[1], []).append(UnresolvedCall(*row))
         return result
+
+    def definitions(self) -> dict[str, str]:
+        """Instance id -> fingerprint of what it was planned as (provider, connection, settings)."""
+        return dict(self._optional("SELECT instance, sha256 FROM definitions"))
+
+    def set_definitions(self, fingerprints: Mapping[str, str]) -> None:
+        """Synchronous, like ``add_instances``."""
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO definitions VALUES (?, ?)", list(fingerprints.items()))
+
+    def set_final(self, instance: str, status: str, error: Mapping[str, Any]) -> None:
+        """Synchronous: end an instance outside a runner (e.g. ``abandoned`` on a changed plan)."""
+        with self._db:
+            self._db.execute("UPDATE instances SET status = ?, error = ?, updated = ? WHERE id = ?",
+                             (status, _private_json(error), time.time(), instance))
+
+    def restart_instances(self, instance_ids: list[str]) -> None:
+        """Synchronous: back to pending at the first step, forgetting outputs and step times."""
+        with self._db:
+            self._db.executemany(
+                "UPDATE instances SET status = 'pending', step = 0, step_name = NULL, outputs = '{}', error = NULL, "
+                "updated = ? WHERE id = ?", [(time.time(), iid) for iid in instance_ids])
+            self._db.executemany("DELETE FROM steps WHERE instance = ?", [(iid,) for iid in instance_ids])
+
+    # ----------------------------------------------------------- invocations
+
+    def start_invocation(self, command: str, host: str, pid: int, version: str) -> InvocationLedger:
+        """Synchronous, before the writer starts: this process's row among the run's invocations."""
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT INTO invocations (command, started, host, pid, version) VALUES (?, ?, ?, ?, ?)",
+                (command, time.time(), host, pid, version),
+            )
+        return InvocationLedger(self, int(cursor.lastrowid or 0))
+
+    def record_invocation(
+        self,
+        invocation: int,
+        counters: Mapping[str, Any],
+        *,
+        ended: bool = False,
+        exit_code: int | None = None,
+        stop_reason: str | None = None,
+    ) -> None:
+        """Queue the invocation's counters (``CallStats.as_dict()``); ``ended`` closes it."""
+        values = (
+            _json(dict(counters.get("calls_by_action", {}))), int(counters.get("retries", 0)),
+            int(counters.get("throttled", 0)), int(counters.get("unknown_outcomes", 0)),
+            int(counters.get("reconciled", 0)), _json(dict(counters.get("errors_by_code", {}))),
+            time.time() if ended else None, exit_code, stop_reason, invocation,
+        )
+        self._submit(lambda db: db.execute(
+            "UPDATE invocations SET calls = ?, retries = ?, throttled = ?, unknown_outcomes = ?, reconciled = ?, "
+            "errors = ?, ended = coalesce(?, ended), exit_code = coalesce(?, exit_code), "
+            "stop_reason = coalesce(?, stop_reason) WHERE id = ?",
+            values,
+        ))
+
+    def invocations(self) -> list[Invocation]:
+        """Every runner invocation of the run, oldest first (none for a journal of an older batchmig)."""
+        rows = self._optional(
+            "SELECT id, command, started, ended, host, pid, version, calls, retries, throttled, unknown_outcomes, "
+            "reconciled, errors, exit_code, stop_reason FROM invocations ORDER BY id"
+        )
+        return [
+            Invocation(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                       _json_object(self.path, row, 7, "calls", "invocations"), row[8], row[9], row[10], row[11],
+                       _json_object(self.path, row, 12, "errors", "invocations"), row[13], row[14])
+            for row in rows
+        ]
+
+    def retries_spent(self) -> int:
+        """Retries every invocation of the run has spent (the run's ``retry.budget`` covers them all)."""
+        return sum(invocation.retries for invocation in self.invocations())
 
     def steps(self) -> list[tuple[str, int, str, float | None, float | None, str]]:
         return self._query("SELECT instance, step, name, started, ended, status FROM steps ORDER BY instance, step")
@@ -447,13 +606,21 @@ class Journal:
         request_id: str | None = None,
         error: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record what became of an intent: done, failed, or reconciled."""
+        """Record the answer to an intent: done, failed, throttled, or unknown (no usable answer)."""
         values = (state, time.time(), _private_json(outputs or {}), request_id, _private_json(error or None), call_id)
         self._submit(
             lambda db: db.execute(
                 "UPDATE calls SET state = ?, finished = ?, outputs = ?, request_id = ?, error = ? WHERE id = ?",
                 values,
             )
+        )
+
+    def resolve(self, instance: str, call_ids: list[int], state: str, outputs: Mapping[str, Any] | None = None) -> None:
+        """What a reconcile found out about ``instance``'s unresolved calls: ``reconciled``
+        (it took effect) or ``absent`` (it did not). Their answer's error and request id stay."""
+        values = [(state, time.time(), _private_json(outputs or {}), call_id) for call_id in call_ids]
+        self._submit(
+            lambda db: db.executemany("UPDATE calls SET state = ?, finished = ?, outputs = ? WHERE id = ?", values)
         )
 
     def set_instance(

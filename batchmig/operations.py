@@ -9,10 +9,16 @@ with the runs root)::
     events.jsonl     every log event as a JSON line (0600)
     run.lock         held (flock) while a runner works on the run (0600)
     sandbox/         the emulated cloud's state and audit log, for runs with --sandbox
+
+The run lock is taken before anything in the directory is written, so a second
+runner that is refused has changed nothing. SIGINT and SIGTERM are caught from
+before the run directory is touched until the report is written: each one asks
+for the same graceful stop, at any moment, and never interrupts a write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -20,8 +26,9 @@ import gc
 import json
 import os
 import signal
+import socket
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +37,8 @@ from typing import Any
 import anyio
 import structlog
 
-from batchmig import eventloop, logs
+from batchmig import __version__, eventloop, logs
+from batchmig.changes import apply_changes, fingerprints, plan_changes
 from batchmig.config import DEFAULT_RUNS_ROOT
 from batchmig.credentials import ResolvedCredentials, resolve_credentials
 from batchmig.engine.observer import Observers
@@ -38,7 +46,17 @@ from batchmig.engine.pipeline import HttpTransport, Pipeline, RetryPolicy
 from batchmig.engine.runner import Engine
 from batchmig.errors import BatchmigError, JournalError, PluginError, UsageError
 from batchmig.estimate import run_timing
-from batchmig.journal import AWAITING_CUTOVER, FAILED, INTERRUPTED, PENDING, RUNNING, SKIPPED, Journal
+from batchmig.journal import (
+    AWAITING_CUTOVER,
+    FAILED,
+    INTERRUPTED,
+    NEEDS_ATTENTION,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    InvocationLedger,
+    Journal,
+)
 from batchmig.monitor import RunMonitor
 from batchmig.notify import webhooks
 from batchmig.plan.loader import load_plan
@@ -67,6 +85,8 @@ EXIT_INTERRUPTED = 3
 EXIT_AWAITING_CUTOVER = 4
 EXIT_JOURNAL_UNUSABLE = 5
 """The run's journal is damaged or unusable (``JournalUnusableError``): not resumable as it is."""
+EXIT_NEEDS_ATTENTION = 6
+"""Instances need attention: batchmig cannot tell safely what the cloud did (look, then resume)."""
 
 
 @dataclass
@@ -194,61 +214,83 @@ def retry_policy(plan: Plan) -> RetryPolicy:
 
 
 def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOutcome:
-    plan = load_plan(plan_path, registry)
-    run_id = make_run_id(plan)
-    run_dir = options.run_dir or options.runs_root / run_id
-    if (run_dir / "journal.sqlite").exists():
-        raise UsageError(f"{run_dir} already holds a run", "use `batchmig resume` to continue it")
-    try:
-        journal = Journal.open(run_dir / "journal.sqlite", durable=options.durable, create=True)
-        with open_private(run_dir / "plan.yaml", "wb") as handle:
-            handle.write(plan.text)
-    except OSError as exc:
-        raise JournalError(f"cannot create the run directory {run_dir}: {exc.strerror}") from exc
-    journal.write_meta({
-        "run_id": run_id, "plan_path": os.path.abspath(plan_path), "plan_sha256": plan.sha256,
-        "created": datetime.now(UTC).isoformat(timespec="milliseconds"), "sandbox": "1" if options.sandbox else "0",
-        "sandbox_at": str(options.sandbox_at.resolve()) if options.sandbox_at else "",
-        "sandbox_config": json.dumps(dataclasses.asdict(options.sandbox_config)),
-    })
-    journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
-    try:
-        return _run_with_lock(plan, registry, journal, run_id, run_dir, options, "run")
-    except (UsageError, PluginError) as exc:
-        _note_failed_start(run_dir, run_id, exc)
-        raise
+    with stop_signals(options) as stop:
+        plan = load_plan(plan_path, registry)
+        run_id = make_run_id(plan)
+        run_dir = options.run_dir or options.runs_root / run_id
+        if (run_dir / "journal.sqlite").exists():
+            raise UsageError(f"{run_dir} already holds a run", "use `batchmig resume` to continue it")
+        if stop.reason:
+            raise UsageError(f"{stop.reason} before the run was created: nothing was written or sent",
+                             "run the plan again")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise JournalError(f"cannot create the run directory {run_dir}: {exc.strerror}") from exc
+        with run_lock(run_dir):
+            if (run_dir / "journal.sqlite").exists():
+                raise UsageError(f"{run_dir} already holds a run", "use `batchmig resume` to continue it")
+            try:
+                journal = Journal.open(run_dir / "journal.sqlite", durable=options.durable, create=True)
+                with open_private(run_dir / "plan.yaml", "wb") as handle:
+                    handle.write(plan.text)
+            except OSError as exc:
+                raise JournalError(f"cannot create the run directory {run_dir}: {exc.strerror}") from exc
+            try:
+                journal.write_meta({
+                    "run_id": run_id, "plan_path": os.path.abspath(plan_path), "plan_sha256": plan.sha256,
+                    "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "sandbox": "1" if options.sandbox else "0",
+                    "sandbox_at": str(options.sandbox_at.resolve()) if options.sandbox_at else "",
+                    "sandbox_config": json.dumps(dataclasses.asdict(options.sandbox_config)),
+                })
+                journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
+                journal.set_definitions(fingerprints(plan))
+                try:
+                    return _run_locked(plan, registry, journal, run_id, run_dir, options, stop, "run")
+                except (UsageError, PluginError) as exc:
+                    _note_failed_start(run_dir, run_id, exc)
+                    raise
+            finally:
+                journal.close()
 
 
 def resume_run(
     reference: str, registry: Registry, options: RunOptions, *, accept_changed_plan: bool = False,
     command: str = "resume",
 ) -> RunOutcome:
-    run_dir = find_run_dir(reference, options.runs_root)
-    journal = Journal.open(run_dir / "journal.sqlite", durable=options.durable)
-    meta = journal.meta()
-    plan_path = meta["plan_path"]
-    if not os.path.exists(plan_path):
-        plan_path = str(run_dir / "plan.yaml")
-    plan = load_plan(plan_path, registry)
-    if plan.sha256 != meta["plan_sha256"]:
-        if not accept_changed_plan:
-            journal.close()
-            raise UsageError(
-                f"the plan {plan_path} changed since run {meta['run_id']} started",
-                "pass --accept-changed-plan to continue with the new plan, or restore the old one "
-                f"(a copy is in {run_dir / 'plan.yaml'})",
-            )
-        journal.write_meta({"plan_sha256": plan.sha256})
-        journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
-    options.sandbox = meta.get("sandbox") == "1"
-    if options.sandbox and meta.get("sandbox_config"):
-        options.sandbox_config = SandboxConfig.from_mapping(json.loads(meta["sandbox_config"]))
-    options.sandbox_at = Path(meta["sandbox_at"]) if meta.get("sandbox_at") else None
-    try:
-        return _run_with_lock(plan, registry, journal, meta["run_id"], run_dir, options, command)
-    except (UsageError, PluginError) as exc:
-        _note_failed_start(run_dir, meta["run_id"], exc)
-        raise
+    with stop_signals(options) as stop:
+        run_dir = find_run_dir(reference, options.runs_root)
+        with run_lock(run_dir):
+            journal = Journal.open(run_dir / "journal.sqlite", durable=options.durable)
+            try:
+                meta = journal.meta()
+                plan_path = meta["plan_path"]
+                if not os.path.exists(plan_path):
+                    plan_path = str(run_dir / "plan.yaml")
+                plan = load_plan(plan_path, registry)
+                if plan.sha256 != meta["plan_sha256"]:
+                    if not accept_changed_plan:
+                        raise UsageError(
+                            f"the plan {plan_path} changed since run {meta['run_id']} started",
+                            "pass --accept-changed-plan to continue with the new plan, or restore the old one "
+                            f"(a copy is in {run_dir / 'plan.yaml'})",
+                        )
+                    changes = plan_changes(plan, journal)
+                    apply_changes(plan, journal, changes)
+                    journal.write_meta({"plan_sha256": plan.sha256})
+                    log.warning("run.plan_changed", plan=plan_path, changes=changes.summary())
+                options.sandbox = meta.get("sandbox") == "1"
+                if options.sandbox and meta.get("sandbox_config"):
+                    options.sandbox_config = SandboxConfig.from_mapping(json.loads(meta["sandbox_config"]))
+                options.sandbox_at = Path(meta["sandbox_at"]) if meta.get("sandbox_at") else None
+                try:
+                    return _run_locked(plan, registry, journal, meta["run_id"], run_dir, options, stop, command)
+                except (UsageError, PluginError) as exc:
+                    _note_failed_start(run_dir, meta["run_id"], exc)
+                    raise
+            finally:
+                journal.close()
 
 
 def _note_failed_start(run_dir: Path, run_id: str, error: BatchmigError) -> None:
@@ -268,24 +310,79 @@ def _note_failed_start(run_dir: Path, run_id: str, error: BatchmigError) -> None
     error.hint = f"{error.hint}; {note}" if error.hint else note
 
 
-def _run_with_lock(
-    plan: Plan, registry: Registry, journal: Journal, run_id: str, run_dir: Path, options: RunOptions, command: str
+def _run_locked(
+    plan: Plan, registry: Registry, journal: Journal, run_id: str, run_dir: Path, options: RunOptions,
+    stop: StopSignals, command: str,
 ) -> RunOutcome:
     # The plan, the registry and the journal's records live as long as the run: moved out
     # of the cyclic collector's sight, they are not walked again at every collection, so
     # the cost per call stays flat from a thousand instances to a hundred thousand.
     gc.freeze()
     try:
-        with run_lock(run_dir):
-            return eventloop.run(_execute, plan, registry, journal, run_id, run_dir, options, command)
+        invocation = journal.start_invocation(command, socket.gethostname(), os.getpid(), __version__)
+        return eventloop.run(_execute, plan, registry, journal, run_id, run_dir, options, stop, invocation, command)
     finally:
         gc.unfreeze()
-        journal.close()
         logs.close_event_file()
 
 
+class StopSignals:
+    """SIGINT/SIGTERM as requests for a graceful stop, from start-up to the report.
+
+    A Python-level handler only notes the request and, while an engine runs, hands
+    it to the event loop; it never raises into whatever the process is doing (a
+    journal commit, the sandbox's start-up, writing the report). The first signal
+    stops the engine; later ones only repeat the notice.
+    """
+
+    def __init__(self) -> None:
+        self.reason = ""
+        self._engine: Engine | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def handle(self, signum: int, frame: object) -> None:
+        self.reason = self.reason or f"stopped by {signal.Signals(signum).name}"
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop just closed
+                loop.call_soon_threadsafe(self._deliver, signal.Signals(signum).name)
+
+    def attach(self, engine: Engine) -> None:
+        """From inside the event loop: deliver to ``engine`` (a request already made, at once)."""
+        self._engine, self._loop = engine, asyncio.get_running_loop()
+        if self.reason:
+            engine.stop(self.reason)
+
+    def detach(self) -> None:
+        self._engine = self._loop = None
+
+    def _deliver(self, name: str) -> None:
+        engine = self._engine
+        if engine is None:
+            return
+        if engine.stopping:
+            log.warning("run.stop_again", signal=name, hint="still waiting for calls on the wire")
+        else:
+            engine.stop(self.reason)
+
+
+@contextlib.contextmanager
+def stop_signals(options: RunOptions) -> Iterator[StopSignals]:
+    stop = StopSignals()
+    if not options.handle_signals:
+        yield stop
+        return
+    previous = {signum: signal.signal(signum, stop.handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 async def _execute(
-    plan: Plan, registry: Registry, journal: Journal, run_id: str, run_dir: Path, options: RunOptions, command: str
+    plan: Plan, registry: Registry, journal: Journal, run_id: str, run_dir: Path, options: RunOptions,
+    stop: StopSignals, invocation: InvocationLedger, command: str,
 ) -> RunOutcome:
     logs.open_event_file(run_dir / "events.jsonl")
     structlog.contextvars.bind_contextvars(run=run_id)
@@ -308,7 +405,8 @@ async def _execute(
         )
         connections = build_connections(plan, registry, transport.send, endpoints)
         limiter = RateLimiter(rate_table(plan, registry, connections))
-        pipeline = Pipeline(connections, limiter, transport.send, journal=journal, retry=retry_policy(plan))
+        pipeline = Pipeline(connections, limiter, transport.send, journal=journal, invocation=invocation,
+                            retry=retry_policy(plan))
         monitor = RunMonitor(run_dir, run_id, command, started=started, webhooks=hooks, plan=plan.path,
                              sandbox=bool(options.sandbox or options.sandbox_at), textfiles=options.metrics_textfiles)
         live = LiveState() if options.progress else None
@@ -317,8 +415,8 @@ async def _execute(
                         poll_scale=poll_scale, observer=observer)
         try:
             async with monitor.watching(engine, pipeline), anyio.create_task_group() as tg:
-                if options.handle_signals:
-                    tg.start_soon(_stop_on_signals, engine)
+                stop.attach(engine)
+                tg.start_soon(_record_invocation, pipeline)
                 if live is not None:
                     timing = run_timing(poll_scale, plan.document.run.poll_interval)
                     tg.start_soon(show_progress, engine, pipeline, live, EtaModel(plan, registry, timing, engine, live))
@@ -334,7 +432,11 @@ async def _execute(
             stopped = JournalError(f"run {run_id} stopped: {_first_leaf(matched)}")
             stopped.hint = f"free space or fix the permissions of {run_dir}, then `batchmig resume {run_id}`"
             raise stopped from None
+        finally:
+            stop.detach()
     code = exit_code(list(engine.status.values()), interrupted=engine.stopping)
+    pipeline.record_invocation(ended=True, exit_code=code, stop_reason=engine.stop_reason or None)
+    await journal.flush()
     figures = monitor.figures(monitor.invocation(ended=time.time(), exit_code=code,
                                                  stop_reason=engine.stop_reason or None))
     monitor.write(figures, active=False)
@@ -350,29 +452,33 @@ async def _execute(
     return RunOutcome(run_id, run_dir, code, run_report)
 
 
+INVOCATION_RECORD_SECONDS = 0.25
+"""How often a runner journals its counters: a SIGKILL loses at most the last quarter second of them."""
+
+
+async def _record_invocation(pipeline: Pipeline) -> None:
+    while True:
+        await anyio.sleep(INVOCATION_RECORD_SECONDS)
+        pipeline.record_invocation()
+
+
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def exit_code(statuses: list[str], *, interrupted: bool) -> int:
+    """The first that applies: interrupted (3), needs attention (5), failed or skipped (1),
+    awaiting cutover (4), else 0. ``abandoned`` instances do not count."""
     if interrupted or any(s in (INTERRUPTED, PENDING, RUNNING) for s in statuses):
         return EXIT_INTERRUPTED
+    if NEEDS_ATTENTION in statuses:
+        return EXIT_NEEDS_ATTENTION
     if any(s in (FAILED, SKIPPED) for s in statuses):
         return EXIT_FAILED
     if any(s == AWAITING_CUTOVER for s in statuses):
         return EXIT_AWAITING_CUTOVER
     return EXIT_OK
-
-
-async def _stop_on_signals(engine: Engine) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            name = signal.Signals(signum).name
-            if engine.stopping:
-                log.warning("run.stop_again", signal=name, hint="still waiting for calls on the wire")
-                continue
-            engine.stop(f"stopped by {name}")
 
 
 # ---------------------------------------------------------- status, cutover

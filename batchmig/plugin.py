@@ -40,6 +40,7 @@ from pydantic import BaseModel
 
 from batchmig.errors import (
     NotFoundError,
+    OutcomeUnsureError,
     PermanentError,
     ProviderError,
     ThrottleError,
@@ -60,6 +61,7 @@ __all__ = [
     "HttpResponse",
     "Instance",
     "NotFoundError",
+    "OutcomeUnsureError",
     "Outputs",
     "PermanentError",
     "Poller",
@@ -280,17 +282,23 @@ class Instance:
 
 @dataclass(frozen=True)
 class WaitStatus:
-    """What one poll found out about one waited-on thing."""
+    """What one poll found out about one waited-on thing.
+
+    ``unrecognised`` names a status value the provider does not know (e.g.
+    ``"Status 77"``): the thing counts as still running, and the engine logs the value
+    once per instance and names it if the step times out.
+    """
 
     state: Literal["running", "succeeded", "failed"]
     message: str = ""
     code: str | None = None
     outputs: Outputs = field(default_factory=dict)
     request_id: str | None = None
+    unrecognised: str | None = None
 
     @classmethod
-    def running(cls, message: str = "") -> WaitStatus:
-        return cls("running", message)
+    def running(cls, message: str = "", *, unrecognised: str | None = None) -> WaitStatus:
+        return cls("running", message, unrecognised=unrecognised)
 
     @classmethod
     def succeeded(cls, outputs: Outputs | None = None, message: str = "") -> WaitStatus:
@@ -336,10 +344,13 @@ class CallStep:
     ``build`` makes the call from the outputs so far (in dry-run the outputs are
     placeholders such as ``<MigrationId>``). ``read`` picks what to remember from the
     answer. A mutating step must have ``reconcile``: after a lost answer (or on resume
-    after a crash between intent and outcome) it looks the resource up and returns
+    after a crash before the outcome was known) it looks the resource up and returns
     the outputs ``read`` would have produced if the call took effect, or None if it
-    did not (then the call is sent again). ``cutover`` marks the step that switches
-    production over; it obeys the plan's cutover policy.
+    surely did not (then the call is sent again). When what it sees cannot settle it
+    (an empty list that may lag behind the create, an answer that names nothing), it
+    raises ``OutcomeUnsureError`` with what it saw: the instance then needs attention
+    and nothing is re-sent. ``cutover`` marks the step that switches production
+    over; it obeys the plan's cutover policy.
     """
 
     name: str

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -44,6 +44,9 @@ from batchmig.rundir import make_run_id
 from batchmig.sharedlimit import LIMITER_MODES, make_shared_limiter
 from batchmig.store.fence import Fence
 from batchmig.store.postgres import PostgresStore, RunnerRow, SharedJournal, redact_url
+
+if TYPE_CHECKING:
+    from batchmig.operations import StopSignals
 
 log = structlog.get_logger("batchmig.run")
 
@@ -131,9 +134,12 @@ def _run_shared(
     _private_dir(run_dir)
     if not (run_dir / "plan.yaml").exists():
         _write_private(run_dir / "plan.yaml", plan.text)
+    from batchmig.operations import stop_signals
+
     try:
-        return eventloop.run(_execute_shared, store, plan, registry, run_id, run_dir, options, store_options,
-                             command)
+        with stop_signals(options) as stop:
+            return eventloop.run(_execute_shared, store, plan, registry, run_id, run_dir, options, store_options,
+                                 command, stop)
     finally:
         logs.close_event_file()
 
@@ -144,13 +150,12 @@ def runner_id() -> str:
 
 async def _execute_shared(
     store: PostgresStore, plan: Plan, registry: Registry, run_id: str, run_dir: Path, options: Any,
-    store_options: StoreOptions, command: str,
+    store_options: StoreOptions, command: str, stop: StopSignals,
 ) -> Any:
     from batchmig.monitor import process_figures
     from batchmig.operations import (
         RunOutcome,
         _first_leaf,
-        _stop_on_signals,
         build_connections,
         exit_code,
         rate_table,
@@ -198,8 +203,7 @@ async def _execute_shared(
                                   **({"observer": live} if live else {}))
             try:
                 async with anyio.create_task_group() as tg:
-                    if options.handle_signals:
-                        tg.start_soon(_stop_on_signals, engine)
+                    stop.attach(engine)
                     if live is not None:  # no ETA: other runners share the remaining work
                         tg.start_soon(show_progress, engine, pipeline, live)
                     await engine.run()
@@ -211,6 +215,8 @@ async def _execute_shared(
                 stopped = JournalError(str(_first_leaf(matched)))
                 stopped.hint = f"once the store is back: batchmig join {run_id} --store ..."
                 raise stopped from None
+            finally:
+                stop.detach()
     finally:
         with contextlib.suppress(Exception):
             await journal.unregister()

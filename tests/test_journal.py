@@ -38,8 +38,8 @@ def test_intents_outcomes_and_group_commits(tmp_path: Path) -> None:
     ids = anyio.run(main)
     assert len(set(ids)) == 200
     assert journal.commits < 100, "concurrent intents must share commits"
-    open_intents = journal.open_intents()
-    assert len(open_intents) == 100 and all(len(v) == 1 for v in open_intents.values())
+    unresolved = journal.unresolved_calls()
+    assert len(unresolved) == 100 and all(len(v) == 1 for v in unresolved.values())
     records = journal.instances()
     assert records["i7"].outputs == {"Id": 7} and records["i7"].step == 1
     journal.close()

@@ -166,7 +166,7 @@ async def test_claims_are_exclusive_in_wave_order_and_fenced_after_takeover(post
         taken = {c.record.id: c for c in await b.claim(0, 5, 100, 100, 100)}
         assert set(taken) == {"fleet-0000", "fleet-0001"}
         assert taken["fleet-0000"].epoch == first[0].epoch + 1
-        assert [i.id for i in taken["fleet-0000"].intents] == [call]
+        assert [i.id for i in taken["fleet-0000"].unresolved] == [call]
         assert taken["fleet-0000"].record.status == "running"
         # every write of the zombie fails the epoch check
         a.outcome(call, "done", outputs={"JobId": "zombie"})
@@ -178,7 +178,7 @@ async def test_claims_are_exclusive_in_wave_order_and_fenced_after_takeover(post
         assert await a.renew() == set()  # nothing left to renew: the epochs were dropped
         records = store.instances(run)
         assert records["fleet-0000"].status == "running" and records["fleet-0000"].outputs == {}
-        assert store.open_intents(run)["fleet-0000"][0].id == call
+        assert store.unresolved_calls(run)["fleet-0000"][0].id == call
         # the owner writes; a lease with less than the margin left takes no new intent
         b.set_instance("fleet-0000", "succeeded")
         await b.flush()

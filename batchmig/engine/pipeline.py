@@ -8,9 +8,17 @@
         outcome of a mutating call is reconciled (looked up), never blindly re-sent
       → journal outcome
 
+A mutating step whose earlier call has no resolved outcome — the process died with
+it on the wire, or while it reconciled a lost answer — is reconciled before anything
+is sent. A reconcile that cannot settle it (``OutcomeUnsureError``, or its own reads
+failing for good) stops the instance as needs attention; nothing is re-sent.
+
 HTTP lives here, at one boundary, so transport failures are mapped the same way for
-every provider: no connection → ``TransientError`` (nothing was sent); reset, timeout
-or a cut-off body after sending → ``UnknownOutcomeError``.
+every provider: no connection → ``NotSentError`` (nothing was sent); reset, timeout
+or a cut-off body after sending → ``UnknownOutcomeError``. aiohttp's own silent
+re-send of idempotent requests on a broken keep-alive connection is switched off:
+every request, and every repeat, goes through the limiter, the retry policy and the
+statistics here.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from __future__ import annotations
 import random
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +37,15 @@ import structlog
 
 from batchmig.engine.traffic import CALL, RETRY, THROTTLE, Traffic
 from batchmig.errors import (
+    NotSentError,
+    OutcomeUnsureError,
     PermanentError,
     ProviderError,
     ThrottleError,
     TransientError,
     UnknownOutcomeError,
 )
+from batchmig.journal import InvocationLedger
 from batchmig.plugin import Call, CallStep, Connection, HttpRequest, HttpResponse, Outputs
 from batchmig.ratelimit import Clock, LimitKey, MonotonicClock, RateLimiter
 from batchmig.store.base import JournalStore
@@ -97,6 +108,12 @@ class HttpTransport:
     async def __aenter__(self) -> HttpTransport:
         connector = aiohttp.TCPConnector(limit=200, ttl_dns_cache=300, ssl=self._ssl)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=True)
+        # aiohttp (3.10 on) re-sends a GET/PUT/DELETE once, silently, when a reused
+        # connection breaks: outside the limiter, the retry policy and the counts — and
+        # a PUT or DELETE may be a mutating call. There is no public switch; this is the
+        # one aiohttp's own test client uses (older versions have no such re-send).
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -116,7 +133,7 @@ class HttpTransport:
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 return HttpResponse(response.status, headers, body)
         except aiohttp.ClientConnectorError as exc:
-            raise TransientError("ConnectionFailed", f"cannot connect: {exc.os_error.strerror or exc}") from exc
+            raise NotSentError("ConnectionFailed", f"cannot connect: {exc.os_error.strerror or exc}") from exc
         except TimeoutError as exc:
             raise UnknownOutcomeError("Timeout", "no answer within the call timeout") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
@@ -151,20 +168,25 @@ class Pipeline:
         send: Send,
         *,
         journal: JournalStore | None = None,
+        invocation: InvocationLedger | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         seed: int | None = None,
         read_only: bool = False,
         fence: Fence | None = None,
     ) -> None:
+        """``invocation`` (this runner process's row in the journal) makes the retry
+        budget the run's: what earlier invocations spent is taken off it, and every
+        retry is journaled before it is made."""
         self._connections = connections  # config name -> (provider name, connection)
         self.limiter = limiter
         self._send = send
         self._journal = journal
+        self._invocation = invocation
         self.retry = retry or RetryPolicy()
         self._clock = clock or MonotonicClock()
         self._rng = random.Random(seed)
-        self._retries_left = self.retry.budget
+        self._retries_left = invocation.retries_left(self.retry.budget) if invocation else self.retry.budget
         self.read_only = read_only
         self.fence = fence  # with a shared store: no call while this runner's leases may have run out
         self.stats = CallStats()
@@ -229,7 +251,15 @@ class Pipeline:
         self.stats.retries += 1
         self.traffic.add(key, RETRY)
         log.debug("call.retry", code=error.code, attempt=attempt)
+        if self._invocation is not None:  # spent before it is made, across kills
+            self.record_invocation()
+            await self._invocation.flush()
         await self._clock.sleep(self.retry.delay(attempt, self._rng))
+
+    def record_invocation(self, **final: Any) -> None:
+        """Queue this invocation's counters (``final``: ended, exit_code, stop_reason)."""
+        if self._invocation is not None:
+            self._invocation.record(self.stats.as_dict(), **final)
 
     async def read(
         self, connection: str, call: Call, wanted: Callable[[], bool] | None = None
@@ -252,18 +282,21 @@ class Pipeline:
         step_index: int,
         step: CallStep,
         outputs: Outputs,
-        reconcile_first: bool = False,
+        unresolved: Sequence[int] = (),
     ) -> tuple[Outputs, str | None]:
         """Send a step's mutating call exactly once in effect; return (outputs, request id).
 
-        ``reconcile_first`` is set on resume when the journal holds an intent for this
-        step without an outcome: the call may have taken effect before the crash.
+        ``unresolved`` are the journal ids of earlier calls of this step whose effect
+        nobody knows (the process died before it found out): the step is reconciled
+        before anything is sent. Raises ``OutcomeUnsureError`` when that cannot be
+        settled, and whatever the cloud answered when it refused the call.
         """
         if self.read_only:
             raise PermanentError("MutatingCallRefused", f"read-only run: {step.name} was not sent")
         assert self._journal is not None
-        if reconcile_first:
-            found = await self._reconcile(connection, step, outputs)
+        uncertain = list(unresolved)  # calls of this step that may have taken effect
+        if uncertain:
+            found = await self._reconcile(connection, instance, step, outputs, uncertain)
             if found is not None:
                 return found, None
         attempt = 0
@@ -274,29 +307,54 @@ class Pipeline:
             try:
                 answer = await self._attempt(connection, call)
                 result = read_answer(step, answer)
-            except ThrottleError as exc:  # refused before acting: safe to send again
-                self._journal.outcome(call_id, "throttled", error=exc.as_dict(), request_id=exc.request_id)
+            except (ThrottleError, NotSentError) as exc:  # refused before acting, or never sent: send again
+                state = "throttled" if isinstance(exc, ThrottleError) else "unsent"
+                self._journal.outcome(call_id, state, error=exc.as_dict(), request_id=exc.request_id)
                 await self._backoff(attempt, exc, self.key(connection, call.action))
                 continue
             except (UnknownOutcomeError, TransientError) as exc:
                 # The server may have acted (an InternalError after a commit, a lost
                 # answer): look before sending again.
                 self._journal.outcome(call_id, "unknown", error=exc.as_dict(), request_id=exc.request_id)
-                found = await self._reconcile(connection, step, outputs)
+                uncertain = [call_id]
+                found = await self._reconcile(connection, instance, step, outputs, uncertain)
                 if found is not None:
                     return found, exc.request_id
                 await self._backoff(attempt, exc, self.key(connection, call.action))
                 continue
             except ProviderError as exc:
                 self._journal.outcome(call_id, "failed", error=exc.as_dict(), request_id=exc.request_id)
+                if uncertain:
+                    # Refused now — perhaps because an earlier call of this step did take
+                    # effect after all (a start refused as "already running"): look once more.
+                    found = await self._reconcile(connection, instance, step, outputs, uncertain)
+                    if found is not None:
+                        return found, exc.request_id
                 raise
             request_id = _request_id(answer)
             self._journal.outcome(call_id, "done", outputs=result, request_id=request_id)
             return result, request_id
 
-    async def _reconcile(self, connection: str, step: CallStep, outputs: Outputs) -> Outputs | None:
+    async def _reconcile(
+        self, connection: str, instance: str, step: CallStep, outputs: Outputs, calls: Sequence[int]
+    ) -> Outputs | None:
+        """Did the step's call take effect? Its outputs if so, None if surely not.
+
+        Journals the verdict on ``calls``; raises ``OutcomeUnsureError`` when the
+        provider cannot tell or its lookup fails for good (after the reads' retries).
+        """
         assert step.reconcile is not None, f"mutating step {step.name} has no reconcile"
-        found = await step.reconcile(ReadCaller(self, connection), outputs)
+        assert self._journal is not None
+        try:
+            found = await step.reconcile(ReadCaller(self, connection), outputs)
+        except (OutcomeUnsureError, LeaseLost):
+            raise
+        except ProviderError as exc:
+            raise OutcomeUnsureError(
+                exc.code, f"could not find out whether {step.name} took effect: {exc.message}",
+                request_id=exc.request_id, http_status=exc.http_status,
+            ) from exc
+        self._journal.resolve(instance, list(calls), "absent" if found is None else "reconciled", found)
         if found is not None:
             self.stats.reconciled += 1
             log.info("call.reconciled", step=step.name)

@@ -8,6 +8,10 @@ within one ``Poller.group``) and sends the polls through the pipeline, whose lim
 paces them against the describe action's cap. At most about one second's worth of
 polls is in flight per queue, so the due-order — not the limiter's FIFO — decides
 who is asked next, and a thing is never polled more often than ``min_interval``.
+
+The hub remembers what each instance's last poll said, so a step that times out can
+say where its job stood; a status value the provider does not know is logged once
+per instance (and counts as still running) instead of being polled in silence.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ MALFORMED_TOLERANCE = 5
 
 @dataclass
 class _Waiter:
+    instance: str
     outputs: Outputs
     group: Any
     done: anyio.Event = field(default_factory=anyio.Event)
@@ -66,6 +71,9 @@ class _PollQueue:
         self.wakeup.set()
 
     async def run(self, tg: TaskGroup) -> None:
+        # Started from the first waiting instance's task, this task inherited its log
+        # bindings; it serves every instance, so it logs under none of them.
+        structlog.contextvars.unbind_contextvars("instance", "provider")
         clock = self.hub.clock
         while True:
             while self.heap and self.heap[0][2].cancelled:
@@ -137,6 +145,7 @@ class _PollQueue:
                     continue
                 assert statuses is not None
                 status = statuses[index] if index < len(statuses) else WaitStatus.running()
+                self.hub.saw(waiter.instance, status, self.poller.name)
                 if status.state == "running":
                     if not waiter.cancelled:
                         self.add(waiter, now + self.interval)
@@ -160,6 +169,16 @@ class PollHub:
         self._scale = scale
         self._queues: dict[tuple[str, str], _PollQueue] = {}
         self.polls_by_poller: dict[str, int] = {}
+        self.last_seen: dict[str, WaitStatus] = {}
+        """Instance id -> what the last poll of its current wait said (kept after a timeout)."""
+        self._unrecognised: set[tuple[str, str]] = set()
+
+    def saw(self, instance: str, status: WaitStatus, poller: str) -> None:
+        self.last_seen[instance] = status
+        if status.unrecognised and (instance, status.unrecognised) not in self._unrecognised:
+            self._unrecognised.add((instance, status.unrecognised))
+            log.warning("poll.unrecognised_status", instance=instance, poller=poller, value=status.unrecognised,
+                        hint="batchmig keeps polling as if it were still running; the provider may need an update")
 
     def _queue(self, connection: str, poller: Poller) -> _PollQueue:
         key = (connection, poller.name)
@@ -172,13 +191,14 @@ class PollHub:
             self._tg.start_soon(queue.run, self._tg)
         return queue
 
-    async def wait(self, connection: str, poller: Poller, outputs: Outputs) -> WaitStatus:
+    async def wait(self, connection: str, poller: Poller, outputs: Outputs, instance: str) -> WaitStatus:
         """Return the terminal status (succeeded or failed) of the thing ``outputs`` names.
 
         Raises the ``ProviderError`` of a poll that failed for good (after retries).
         """
         queue = self._queue(connection, poller)
-        waiter = _Waiter(outputs, poller.group(outputs))
+        self.last_seen.pop(instance, None)
+        waiter = _Waiter(instance, outputs, poller.group(outputs))
         queue.add(waiter, self.clock.now())
         try:
             await waiter.done.wait()
@@ -188,4 +208,5 @@ class PollHub:
         if isinstance(waiter.result, BaseException):
             raise waiter.result
         assert waiter.result is not None
+        self.last_seen.pop(instance, None)
         return waiter.result

@@ -7,7 +7,10 @@ its own cancel scope, so one instance's failure never touches another, and a sto
 those until their outcome is journaled.
 
 Every instance ends in exactly one status: succeeded, failed (with the cloud's code,
-message and request id), skipped (with the reason), awaiting_cutover or interrupted.
+message and request id), skipped (with the reason), awaiting_cutover, interrupted, or
+needs_attention — batchmig cannot tell safely what the cloud did (a reconcile that
+cannot settle whether a call took effect, a started job that can no longer be
+watched), so it stops driving the instance, says why, and never re-sends blindly.
 """
 
 from __future__ import annotations
@@ -25,19 +28,20 @@ import structlog
 from batchmig.engine.observer import RunObserver
 from batchmig.engine.pipeline import Pipeline, read_answer
 from batchmig.engine.polling import PollHub
-from batchmig.errors import JournalError, ProviderError, UnknownOutcomeError
+from batchmig.errors import JournalError, OutcomeUnsureError, ProviderError, UnknownOutcomeError
 from batchmig.journal import (
     AWAITING_CUTOVER,
     FAILED,
     FINAL_STATUSES,
     INTERRUPTED,
+    NEEDS_ATTENTION,
     PENDING,
     RUNNING,
     SKIPPED,
     SUCCEEDED,
 )
 from batchmig.plan.model import Plan, PlannedInstance, Wave
-from batchmig.plugin import CallStep, Instance, Step
+from batchmig.plugin import CallStep, Instance, Step, WaitStatus, WaitStep
 from batchmig.ratelimit import Clock, MonotonicClock
 from batchmig.registry import Registry
 from batchmig.store.base import JournalStore
@@ -64,9 +68,21 @@ def instance_view(plan_instance: PlannedInstance, run_id: str) -> Instance:
 
 
 class StepFailed(Exception):
-    def __init__(self, error: dict[str, Any]) -> None:
+    """A step ended the instance: ``status`` is failed, or needs_attention."""
+
+    def __init__(self, error: dict[str, Any], status: str = FAILED) -> None:
         super().__init__(error.get("message", ""))
         self.error = error
+        self.status = status
+
+
+NOT_COUNTED_OK = frozenset({FAILED, NEEDS_ATTENTION})
+"""Statuses a wave's failure budget counts."""
+
+
+def needs_attention(step: str, code: str, message: str, request_id: str | None = None) -> StepFailed:
+    error = {"kind": NEEDS_ATTENTION, "code": code, "message": message, "request_id": request_id, "step": step}
+    return StepFailed(error, NEEDS_ATTENTION)
 
 
 @dataclass
@@ -113,13 +129,13 @@ class Engine:
         records = journal.instances()
         self.status = {iid: rec.status for iid, rec in records.items()}
         self._records = records
-        self._open_intents = journal.open_intents()
+        self._unresolved = journal.unresolved_calls()
         self.progress = Progress(total=len(plan.instances))
         for status in self.status.values():
             self.progress.move(None, status)
         self._failed: dict[str, int] = {}  # wave -> failed instances, kept by _set
         for iid, status in self.status.items():
-            if status == FAILED and plan.has_instance(iid):
+            if status in NOT_COUNTED_OK and plan.has_instance(iid):
                 wave = plan.instance(iid).wave
                 self._failed[wave] = self._failed.get(wave, 0) + 1
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -136,9 +152,9 @@ class Engine:
     def _set(self, iid: str, status: str, **fields: Any) -> None:
         old = self.status.get(iid)
         self.progress.move(old, status)
-        if (old == FAILED) != (status == FAILED):
+        if (old in NOT_COUNTED_OK) != (status in NOT_COUNTED_OK):
             wave = self.plan.instance(iid).wave
-            self._failed[wave] = self._failed.get(wave, 0) + (1 if status == FAILED else -1)
+            self._failed[wave] = self._failed.get(wave, 0) + (1 if status in NOT_COUNTED_OK else -1)
         self.status[iid] = status
         self.journal.set_instance(iid, status, **fields)
         if old != status:
@@ -310,7 +326,7 @@ class Engine:
         record = self._records.get(iid)
         index = record.step if record else 0
         outputs: dict[str, Any] = dict(record.outputs) if record else {}
-        open_steps = {intent.step for intent in self._open_intents.get(iid, [])}
+        unresolved = self._unresolved.pop(iid, [])
         scope = anyio.CancelScope()
         self._scopes[iid] = scope
         with structlog.contextvars.bound_contextvars(instance=iid, provider=pinst.provider):
@@ -318,11 +334,13 @@ class Engine:
                 with scope:
                     if self.stopping:
                         scope.cancel()
+                    _check_journaled_step(steps, index, record.step_name if record else None)
                     self._set(iid, RUNNING, step=index, step_name=steps[index].name if index < len(steps) else None)
                     log.info("instance.started", step=index)
                     while index < len(steps):
                         step = steps[index]
-                        outputs = await self._run_step(pinst, index, step, outputs, index in open_steps)
+                        earlier = [call.id for call in unresolved if call.step == index]
+                        outputs = await self._run_step(pinst, index, step, outputs, earlier)
                         index += 1
                         upcoming = steps[index].name if index < len(steps) else None
                         self._set(iid, RUNNING, step=index, step_name=upcoming, outputs=outputs)
@@ -332,8 +350,9 @@ class Engine:
                     self._set(iid, INTERRUPTED)
                     log.info("instance.interrupted", step=index)
             except StepFailed as exc:
-                self._set(iid, FAILED, error=exc.error)
-                log.error("instance.failed", **exc.error)
+                self._set(iid, exc.status, error=exc.error)
+                log.error("instance.needs_attention" if exc.status == NEEDS_ATTENTION else "instance.failed",
+                          **exc.error)
             except LeaseLost:
                 log.warning("instance.lease_lost", step=index)  # another runner goes on with it
             except JournalError as exc:
@@ -349,7 +368,7 @@ class Engine:
                 settle()
 
     async def _run_step(
-        self, pinst: PlannedInstance, index: int, step: Step, outputs: dict[str, Any], reconcile_first: bool
+        self, pinst: PlannedInstance, index: int, step: Step, outputs: dict[str, Any], unresolved: list[int]
     ) -> dict[str, Any]:
         iid = pinst.id
         started = time.time()
@@ -360,28 +379,27 @@ class Engine:
                 if isinstance(step, CallStep):
                     if step.cutover and pinst.cutover == "manual":
                         await self._await_cutover(iid, step.name)
-                    new = await self._call(pinst, index, step, outputs, reconcile_first)
+                    new = await self._call(pinst, index, step, outputs, unresolved)
                 else:
-                    status = await self._hub.wait(pinst.connection, step.poller, outputs)
-                    if status.state == "failed":
-                        raise StepFailed({
-                            "kind": "failed", "code": status.code or "JobFailed", "message": status.message,
-                            "request_id": status.request_id, "step": step.name,
-                        })
-                    new = dict(status.outputs)
+                    new = await self._wait(pinst, step, outputs)
         except TimeoutError:
             self._step_done(pinst, index, step.name, started, FAILED)
+            seen = self._hub.last_seen.pop(iid, None) if isinstance(step, WaitStep) else None
+            last = f"; last seen: {_describe(seen)}" if seen is not None else ""
             raise StepFailed({
                 "kind": "timeout", "code": "StepTimeout", "step": step.name,
-                "message": f"step {step.name} did not finish within {_human(timeout)}",
+                "message": f"step {step.name} did not finish within {_human(timeout)}{last}",
             }) from None
         except LeaseLost:
             raise  # not a failure of the instance: another runner goes on with it
+        except OutcomeUnsureError as exc:
+            self._step_done(pinst, index, step.name, started, NEEDS_ATTENTION)
+            raise needs_attention(step.name, exc.code, exc.message, exc.request_id) from exc
         except ProviderError as exc:
             self._step_done(pinst, index, step.name, started, FAILED)
             raise StepFailed({**exc.as_dict(), "step": step.name}) from exc
-        except StepFailed:
-            self._step_done(pinst, index, step.name, started, FAILED)
+        except StepFailed as exc:
+            self._step_done(pinst, index, step.name, started, exc.status)
             raise
         self._step_done(pinst, index, step.name, started, SUCCEEDED)
         return {**outputs, **new}
@@ -390,12 +408,32 @@ class Engine:
         self.journal.step_finished(pinst.id, index, name, started, status)
         self.observer.step_finished(pinst.id, pinst.provider, name, time.time() - started, status)
 
+    async def _wait(self, pinst: PlannedInstance, step: WaitStep, outputs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            status = await self._hub.wait(pinst.connection, step.poller, outputs, pinst.id)
+        except LeaseLost:
+            raise
+        except ProviderError as exc:
+            # The cloud's work was started and may well still run: giving up on it
+            # silently would orphan it, and "failed" would be a guess.
+            raise needs_attention(
+                step.name, exc.code,
+                f"stopped watching {step.name} (the cloud's work may still be running): {exc.message}",
+                exc.request_id,
+            ) from exc
+        if status.state == "failed":
+            raise StepFailed({
+                "kind": "failed", "code": status.code or "JobFailed", "message": status.message,
+                "request_id": status.request_id, "step": step.name,
+            })
+        return dict(status.outputs)
+
     async def _call(
-        self, pinst: PlannedInstance, index: int, step: CallStep, outputs: dict[str, Any], reconcile_first: bool
+        self, pinst: PlannedInstance, index: int, step: CallStep, outputs: dict[str, Any], unresolved: list[int]
     ) -> dict[str, Any]:
         call = step.build(outputs)
         if call.mutating:
-            result, _ = await self.pipeline.mutate(pinst.connection, pinst.id, index, step, outputs, reconcile_first)
+            result, _ = await self.pipeline.mutate(pinst.connection, pinst.id, index, step, outputs, unresolved)
             return dict(result)
         for attempt in range(1, self.pipeline.retry.max_attempts + 1):
             answer = await self.pipeline.read(pinst.connection, call)
@@ -409,6 +447,8 @@ class Engine:
     # ------------------------------------------------------------- cutover
 
     async def _await_cutover(self, iid: str, step_name: str) -> None:
+        if iid not in self._released and iid in await self.journal.released_now():
+            self._released.add(iid)  # released while this runner worked: a pre-approval
         if iid in self._released:
             return
         self._set(iid, AWAITING_CUTOVER)
@@ -456,6 +496,23 @@ class _Countdown:
         if self.pending > 0:
             self.event = anyio.Event() if self.event.is_set() else self.event
             await self.event.wait()
+
+
+def _check_journaled_step(steps: list[Step], index: int, journaled: str | None) -> None:
+    """Refuse to go on when the provider's steps no longer match the journal (a plugin
+    changed under a run): an index past the end would otherwise read as "all done"."""
+    current = steps[index].name if index < len(steps) else None
+    if index > len(steps) or (journaled is not None and journaled != current):
+        raise needs_attention(
+            journaled or f"step {index}", "StepsChanged",
+            f"the journal says step {index} ({journaled or 'the end'}) is next, but the provider's steps are now "
+            f"{[step.name for step in steps]}; batchmig will not guess where this instance stands",
+        )
+
+
+def _describe(status: WaitStatus) -> str:
+    text = status.message or status.state
+    return f"{text} (a status batchmig does not know: {status.unrecognised})" if status.unrecognised else text
 
 
 def _human(seconds: float) -> str:

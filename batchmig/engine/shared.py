@@ -10,8 +10,8 @@ manual cutovers hold across runners exactly as for one. A runner stays until the
 last wave is settled, ready to take over the instances of a runner that dies.
 
 Takeover needs nothing special: a claimed instance comes with its journaled step,
-outputs and open intents, and the instance task reconciles an intent without an
-outcome before sending anything, exactly as ``batchmig resume`` does.
+outputs and unresolved calls, and the instance task reconciles a call whose effect
+is not known before sending anything, exactly as ``batchmig resume`` does.
 
 The heartbeat runs until every instance task has ended and its lease is released
 (stopping it before the drain would make live work look dead); the fence closes the
@@ -195,10 +195,10 @@ class SharedEngine(Engine):
         if known is not None and claim.record.status not in ("pending",):
             self.taken_over += 1
             log.info("instance.claimed", instance=iid, status=claim.record.status, step=claim.record.step,
-                     open_intents=len(claim.intents))
+                     unresolved_calls=len(claim.unresolved))
         self.claimed += 1
         self._records[iid] = claim.record
-        self._open_intents[iid] = list(claim.intents)
+        self._unresolved[iid] = list(claim.unresolved)
         old = self.status.get(iid)
         if old != claim.record.status:
             self.progress.move(old, claim.record.status)

@@ -2,9 +2,10 @@
 
 From the journal, not from a runner's memory, so ``batchmig status`` of a run that was
 killed shows the same picture a finished run reports, and the report covers every
-start, resume and retry of the run. Only what is never journaled — the limiter's
-per-key counters and poll counts of the process writing the report — comes from
-``ProcessFigures``.
+start, resume and retry of the run (the journal's invocations: each runner process's
+calls, retries and throttles, recorded as it goes, so a killed one counts too). Only
+what is never journaled — the limiter's per-key counters and poll counts of the
+process writing the report — comes from ``ProcessFigures``.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from batchmig.journal import (
     AWAITING_CUTOVER,
     FAILED,
     INTERRUPTED,
+    NEEDS_ATTENTION,
     PENDING,
     RUNNING,
     SKIPPED,
     SUCCEEDED,
     InstanceRecord,
+    Invocation,
     OperatorRequestRow,
 )
 from batchmig.plan.model import Plan
@@ -46,7 +49,6 @@ from batchmig.report.model import (
     timestamp,
 )
 
-NEEDS_ATTENTION = "needs_attention"
 _ERROR_FIELDS = ("kind", "code", "message", "request_id", "step")
 
 
@@ -59,6 +61,13 @@ class ProcessFigures:
     invocation: InvocationRecord | None = None
     """This process's own invocation, for journals that do not keep invocations."""
     notifications: Sequence[NotificationRecord] = ()
+
+
+@runtime_checkable
+class InvocationSource(Protocol):
+    """A journal that keeps one row per runner invocation (the SQLite journal does)."""
+
+    def invocations(self) -> list[Invocation]: ...
 
 
 class ReportSource(Protocol):
@@ -95,7 +104,10 @@ def build_run_report(
             StepRecord(index, name, status, timestamp(started), timestamp(ended), span(started, ended))
         )
     instances = [_instance(record, steps.get(record.id, ()), plan) for record in journal.instances().values()]
-    invocations = [figures.invocation] if figures.invocation else []
+    if isinstance(journal, InvocationSource):
+        invocations = [invocation_record(row) for row in journal.invocations()]
+    else:
+        invocations = [figures.invocation] if figures.invocation else []
     requests = [
         OperatorRequest(row.id, row.kind, moment(row.at), row.user, row.host, row.selection,
                         len(row.instances))
@@ -144,6 +156,14 @@ def run_state(statuses: Sequence[str], *, active: bool, start_error: str | None 
     if AWAITING_CUTOVER in statuses:
         return "awaiting_cutover"
     return "succeeded"
+
+
+def invocation_record(row: Invocation) -> InvocationRecord:
+    """A journaled invocation as the report shows it."""
+    calls = CallSummary(row.calls, dict(sorted(row.calls_by_action.items())), row.retries, row.throttled,
+                        row.unknown_outcomes, row.reconciled, dict(sorted(row.errors_by_code.items())))
+    return InvocationRecord(row.command, moment(row.started), timestamp(row.ended), span(row.started, row.ended),
+                            row.host, row.pid, row.version, calls, row.exit_code, row.stop_reason)
 
 
 def sum_calls(summaries: Iterable[CallSummary]) -> CallSummary:

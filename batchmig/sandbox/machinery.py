@@ -10,6 +10,9 @@
   eventual consistency of real clouds: lists that lag behind creates (``list_lag``),
   answers cut short (``truncate``); and an error that quotes the request back
   (``echo``, see ``batchmig.sandbox.echo``). A misspelt setting is refused, with its place.
+  A rule can be ``name``d and another armed only ``after`` it has fired, to stage a
+  sequence: e.g. lose one create's answer, then stall every request, so a client is
+  caught (and can be killed) in the middle of finding out what became of it.
 * ``AuditLog`` appends one JSON line per request, flushed at once, so tests can prove
   that no create or start call took effect twice, that no key was admitted more than
   its cap in any sliding second, and read back what the cloud saw. Each admitted or
@@ -109,6 +112,10 @@ class FaultRule:
     """For latency/hang: act first, then hold the answer (an outcome the client cannot know yet)."""
     keep_bytes: int = 0
     """For truncate: how much of the answer's body survives."""
+    name: str | None = None
+    """Lets another rule say ``after: NAME``."""
+    after: str | None = None
+    """The rule is armed only once the rule named so has fired."""
     hits: int = 0
 
     def matches(self, emulator: str, action: str, mutating: bool) -> bool:
@@ -127,6 +134,10 @@ class FaultPlan:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        names = {rule.name for rule in self.rules if rule.name}
+        unknown = sorted({rule.after for rule in self.rules if rule.after and rule.after not in names})
+        if unknown:
+            raise ValueError(f"fault rules armed after unknown names: {', '.join(unknown)}")
 
     @classmethod
     def from_config(cls, items: Sequence[Mapping[str, Any]], seed: int = 0) -> FaultPlan:
@@ -137,7 +148,10 @@ class FaultPlan:
 
     def pick(self, emulator: str, action: str, mutating: bool) -> list[FaultRule]:
         chosen = []
+        fired = {rule.name for rule in self.rules if rule.name and rule.hits}
         for rule in self.rules:
+            if rule.after is not None and rule.after not in fired:
+                continue
             if rule.matches(emulator, action, mutating) and self._rng.random() < rule.probability:
                 rule.hits += 1
                 chosen.append(rule)
@@ -148,7 +162,7 @@ _RULE_FIELDS = [name for name in FaultRule.__dataclass_fields__ if name != "hits
 _RANGES = {"probability": (0.0, 1.0), "seconds": (0.0, math.inf), "count": (0, math.inf), "keep_bytes": (0, math.inf)}
 _WHOLE = {"count", "keep_bytes"}
 _FLAGS = {"mutating_only", "after_acting"}
-_NAMES = {"action", "emulator", "code"}
+_NAMES = {"action", "emulator", "code", "name", "after"}
 
 
 def _fault_rule(index: int, item: Any) -> FaultRule:

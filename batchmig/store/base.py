@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from batchmig.journal import InstanceRecord, OpenIntent
+from batchmig.journal import InstanceRecord, UnresolvedCall
 
 STORE_ENV = "BATCHMIG_STORE"
 """The environment variable naming the shared store (the same as ``--store``)."""
@@ -28,7 +28,9 @@ class JournalStore(Protocol):
 
     def instances(self) -> dict[str, InstanceRecord]: ...
 
-    def open_intents(self) -> dict[str, list[OpenIntent]]: ...
+    def unresolved_calls(self) -> dict[str, list[UnresolvedCall]]:
+        """Per instance, the mutating calls whose effect nobody knows (reconciled before anything is sent)."""
+        ...
 
     def released_cutovers(self) -> set[str]: ...
 
@@ -70,3 +72,7 @@ class JournalStore(Protocol):
     ) -> None: ...
 
     def step_finished(self, instance: str, step: int, name: str, started: float, status: str) -> None: ...
+
+    def resolve(self, instance: str, call_ids: list[int], state: str, outputs: Mapping[str, Any] | None = None) -> None:
+        """What a reconcile found out about ``instance``'s unresolved calls: ``reconciled`` or ``absent``."""
+        ...

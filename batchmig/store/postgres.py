@@ -41,7 +41,7 @@ from typing import Any
 import structlog
 
 from batchmig.errors import JournalError, UsageError
-from batchmig.journal import InstanceRecord, OpenIntent, OperatorRequestRow, _private_json
+from batchmig.journal import UNRESOLVED_SQL, InstanceRecord, OperatorRequestRow, UnresolvedCall, _private_json
 from batchmig.store.fence import LeaseLost
 from batchmig.store.schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
 
@@ -107,7 +107,8 @@ class Claim:
 
     record: InstanceRecord
     epoch: int
-    intents: tuple[OpenIntent, ...]
+    unresolved: tuple[UnresolvedCall, ...]
+    """Its mutating calls whose effect nobody knows: reconciled before anything is sent."""
 
 
 class PostgresStore:
@@ -261,11 +262,11 @@ class PostgresStore:
         return {r[0]: InstanceRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], dict(r[7]), r[8], r[9].timestamp())
                 for r in rows}
 
-    def open_intents(self, run: str) -> dict[str, list[OpenIntent]]:
-        result: dict[str, list[OpenIntent]] = {}
-        for row in self._query("SELECT id, instance, step, action, resource FROM batchmig_calls "
-                               "WHERE run = %s AND state = 'intent' ORDER BY id", (run,)):
-            result.setdefault(row[1], []).append(OpenIntent(*row))
+    def unresolved_calls(self, run: str) -> dict[str, list[UnresolvedCall]]:
+        result: dict[str, list[UnresolvedCall]] = {}
+        for row in self._query("SELECT id, instance, step, action, resource, state FROM batchmig_calls "
+                               f"WHERE run = %s AND {UNRESOLVED_SQL} ORDER BY id", (run,)):
+            result.setdefault(row[1], []).append(UnresolvedCall(*row))
         return result
 
     def steps(self, run: str) -> list[tuple[str, int, str, float | None, float | None, str]]:
@@ -330,8 +331,8 @@ class RunView:
     def calls(self) -> list[tuple[Any, ...]]:
         return self.store.calls(self.run)
 
-    def open_intents(self) -> dict[str, list[OpenIntent]]:
-        return self.store.open_intents(self.run)
+    def unresolved_calls(self) -> dict[str, list[UnresolvedCall]]:
+        return self.store.unresolved_calls(self.run)
 
     def released_cutovers(self) -> set[str]:
         return self.store.released_cutovers(self.run)
@@ -442,8 +443,8 @@ class SharedJournal:
     def instances(self) -> dict[str, InstanceRecord]:
         return self.store.instances(self.run)
 
-    def open_intents(self) -> dict[str, list[OpenIntent]]:
-        return self.store.open_intents(self.run)
+    def unresolved_calls(self) -> dict[str, list[UnresolvedCall]]:
+        return self.store.unresolved_calls(self.run)
 
     def released_cutovers(self) -> set[str]:
         return self.store.released_cutovers(self.run)
@@ -655,6 +656,19 @@ class SharedJournal:
         params = (self.run, instance, step, name, age, status, self.run, instance, epoch, self.runner)
         self._enqueue(_Write(sql, params, instance))
 
+    def resolve(self, instance: str, call_ids: list[int], state: str, outputs: Mapping[str, Any] | None = None) -> None:
+        """What a reconcile found out about calls of ``instance`` (fenced: only while it is held here)."""
+        epoch = self.epochs.get(instance)
+        if epoch is None:
+            return
+        sql = (
+            "UPDATE batchmig_calls SET state = %s, finished = clock_timestamp(), outputs = %s::jsonb "
+            f"WHERE run = %s AND id = ANY(%s) AND {self._FENCE}"
+        )
+        params = (state, json.dumps(dict(outputs or {})), self.run, list(call_ids), self.run, instance, epoch,
+                  self.runner)
+        self._enqueue(_Write(sql, params, instance))
+
     def release(self, instance: str) -> None:
         """Let go of an instance this runner is done with (others may claim it at once)."""
         epoch = self.epochs.pop(instance, None)
@@ -687,9 +701,9 @@ class SharedJournal:
         for iid, epoch, status, step, step_name, outputs, error, intents in rows:
             self.epochs[iid] = int(epoch)
             record = InstanceRecord(iid, 0, "", "", status, step, step_name, dict(outputs), error, 0.0)
-            opened = tuple(OpenIntent(int(i["id"]), iid, int(i["step"]), i["action"], i["resource"])
-                           for i in intents)
-            claims.append(Claim(record, int(epoch), opened))
+            unresolved = tuple(UnresolvedCall(int(i["id"]), iid, int(i["step"]), i["action"], i["resource"],
+                                              i.get("state", "intent")) for i in intents)
+            claims.append(Claim(record, int(epoch), unresolved))
         return claims
 
     async def renew(self) -> set[str]:

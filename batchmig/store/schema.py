@@ -14,7 +14,9 @@ reference them, and errors are redacted before they are journaled.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+from batchmig.journal import UNRESOLVED_SQL
+
+SCHEMA_VERSION = 2
 MIGRATION_LOCK = 0x62617463  # pg_advisory_xact_lock key ("batc")
 
 _V1 = r"""
@@ -345,5 +347,25 @@ END
 $$;
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1}
+
+def _unresolved_claims(v1: str) -> str:
+    """Version 2: a claim hands over every call whose effect is not known, not only the
+    intents — an ``unknown`` outcome whose reconcile a dead runner did not finish must be
+    reconciled before anything is re-sent, exactly as in the SQLite journal. The claim
+    function is version 1's with that one condition (and the call's state) changed."""
+    start = v1.index("CREATE FUNCTION batchmig_claim(")
+    claim = v1[start:v1.index("$$;", start) + 3]
+    changes = {
+        "CREATE FUNCTION batchmig_claim(": "CREATE OR REPLACE FUNCTION batchmig_claim(",
+        "'resource', c.resource)": "'resource', c.resource, 'state', c.state)",
+        "c.state = 'intent'": f"c.{UNRESOLVED_SQL}",
+    }
+    for old, new in changes.items():
+        assert claim.count(old) == 1, old
+        claim = claim.replace(old, new)
+    return (f"DROP INDEX batchmig_calls_open;\n"
+            f"CREATE INDEX batchmig_calls_open ON batchmig_calls (run, instance) WHERE {UNRESOLVED_SQL};\n{claim}\n")
+
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _unresolved_claims(_V1)}
 """version -> the SQL that brings the schema from version - 1 to it."""

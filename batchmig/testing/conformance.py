@@ -20,6 +20,7 @@ lists every step and sends nothing; the settings schema renders.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +33,10 @@ from batchmig.plan.schema import plan_schema
 from batchmig.plugin import CallStep
 from batchmig.registry import Registry, load_registry
 from batchmig.sandbox.host import SandboxConfig
+from batchmig.testing.cli_process import cli_command
+from batchmig.testing.crashes import audit_length, lost_answer_faults, wait_in_window
 from batchmig.testing.helpers import SandboxRun, run_plan
+from batchmig.testing.sandbox_process import SandboxProcess
 
 
 class ProviderConformance:
@@ -114,6 +118,20 @@ class ProviderConformance:
         assert result.duplicates() == {}, "a create or start took effect twice"
         assert result.report["calls"]["reconciled"] >= 1
 
+    def test_a_kill_while_a_lost_answer_is_reconciled_repeats_nothing(self, tmp_path: Path) -> None:
+        """Every mutating action: the cloud acts, the answer is lost, the runner is
+        SIGKILLed while it finds out what happened; the resumed run must look before it
+        sends again, end succeeded, and leave exactly one effect in the cloud."""
+        cases = self._mutating_actions(tmp_path)
+        assert cases, "the samples make no mutating call"
+        with SandboxProcess(tmp_path / "sandbox", {"time_scale": self.time_scale}, self.plugins) as box:
+            found = {
+                action: self._kill_while_reconciling(tmp_path / f"case-{number}", box, number, sample, action)
+                for number, (sample, action) in enumerate(cases)
+            }
+        problems = {action: problem for action, problem in found.items() if problem}
+        assert not problems, problems
+
     def test_dry_run_lists_every_step_and_sends_nothing(self, tmp_path: Path) -> None:
         registry = self.registry()
         plan = load_plan(str(self.write_plan(tmp_path)), registry)
@@ -130,6 +148,54 @@ class ProviderConformance:
     def test_settings_schema_renders(self) -> None:
         schema = plan_schema(self.registry())
         assert f"settings:{self.provider}" in schema["$defs"]
+
+    def _mutating_actions(self, directory: Path) -> list[tuple[int, str]]:
+        """(sample index, action) for the first sample that sends each mutating action."""
+        registry = self.registry()
+        plan = load_plan(str(self.write_plan(directory)), registry)
+        listing, _ = dry_run(plan, registry)
+        cases: dict[str, int] = {}
+        for sample, inst in enumerate(plan.instances):
+            for call in listing[inst.id]:
+                if call.mutating:
+                    cases.setdefault(call.action, sample)
+        return [(sample, action) for action, sample in cases.items()]
+
+    def _kill_while_reconciling(
+        self, directory: Path, box: SandboxProcess, number: int, sample: int, action: str
+    ) -> str:
+        """One case; returns what went wrong ('' if nothing)."""
+        directory.mkdir()
+        path = self.write_plan(directory, copies=number + 1)  # a copy of its own: fresh targets
+        plan = json.loads(path.read_text(encoding="utf-8"))
+        plan["instances"] = [i for i in plan["instances"] if i["id"] == f"conf-{number}-{sample}"]
+        path.write_text(json.dumps(plan, indent=2), encoding="utf-8")
+        run_dir = directory / "run"
+        offset = audit_length(box.audit_path)
+        box.configure(faults=lost_answer_faults(self._emulator(), action))
+        command = cli_command("run", str(path), "--sandbox-at", str(box.directory), "--run-dir", str(run_dir),
+                              "--no-progress", plugins=self.plugins)
+        with open(directory / "run.log", "wb") as log:
+            proc = subprocess.Popen(command, stdout=log, stderr=log, cwd=directory)
+            try:
+                lost, _ = wait_in_window(proc, run_dir, box.audit_path, offset, action)
+            finally:
+                proc.kill()
+                proc.wait()
+                box.configure(faults=[])
+            resumed = subprocess.run(cli_command("resume", str(run_dir), "--no-progress", plugins=self.plugins),
+                                     stdout=log, stderr=log, cwd=directory, timeout=300)
+        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+        effects = [e for e in box.audit()[offset:] if e.get("changed") and e.get("action") == action
+                   and e.get("resource") == lost.get("resource")]
+        problems = []
+        if len(effects) != 1:
+            problems.append(f"{action} took effect {len(effects)} times on {lost.get('resource')}")
+        statuses = {entry["status"] for entry in report["instances"]}
+        if resumed.returncode != 0 or statuses != {"succeeded"}:
+            errors = [entry.get("error") for entry in report["instances"] if entry.get("error")]
+            problems.append(f"resume exited {resumed.returncode} with {sorted(statuses)}: {errors}")
+        return "; ".join(problems)
 
     def _emulator(self) -> str:
         emulator = self.registry().providers[self.provider].emulator

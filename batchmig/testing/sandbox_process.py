@@ -4,7 +4,8 @@ Running the emulators apart from the runner lets a test kill the runner (SIGKILL
 while the emulated cloud lives on, and lets a benchmark measure the runner's own CPU
 and memory. ``SandboxProcess(directory, config)`` starts
 ``python -m batchmig.testing.sandbox_process DIRECTORY CONFIG.json`` (every installed
-emulator plus the core's ``testcloud``) and waits until ``endpoints.json`` is
+emulator plus the core's ``testcloud``, or exactly the emulators of ``plugins`` when
+given: see ``batchmig.testing.cli_process``) and waits until ``endpoints.json`` is
 written; point a run at it with ``RunOptions(sandbox_at=directory)`` or
 ``batchmig run --sandbox-at DIRECTORY``.
 """
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +25,16 @@ import anyio
 
 from batchmig.private_files import make_private_dir, write_private_file
 from batchmig.sandbox.machinery import read_audit
+from batchmig.testing.cli_process import plugin_specs, registry_from_specs
 
 
 class SandboxProcess:
     """``with SandboxProcess(directory, {"time_scale": 600}) as sandbox: ...``"""
 
-    def __init__(self, directory: Path, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, directory: Path, config: dict[str, Any] | None = None, plugins: Iterable[object] = ()) -> None:
         self.directory = directory
         self.config = config or {}
+        self.plugins = tuple(plugins)
 
     def __enter__(self) -> SandboxProcess:
         make_private_dir(self.directory)
@@ -38,7 +42,7 @@ class SandboxProcess:
         config_path = self.directory / "config.json"
         write_private_file(config_path, json.dumps(self.config))
         self.proc = subprocess.Popen([sys.executable, "-m", "batchmig.testing.sandbox_process",
-                                      str(self.directory), str(config_path)])
+                                      str(self.directory), str(config_path), *plugin_specs(self.plugins)])
         deadline = time.monotonic() + 60
         while not (self.directory / "endpoints.json").exists():
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -55,9 +59,12 @@ class SandboxProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
 
+    @property
+    def audit_path(self) -> Path:
+        return self.directory / "audit.jsonl"
+
     def audit(self) -> list[dict[str, Any]]:
-        path = self.directory / "audit.jsonl"
-        return list(read_audit(path)) if path.exists() else []
+        return list(read_audit(self.audit_path)) if self.audit_path.exists() else []
 
     def configure(self, **changes: Any) -> None:
         """Change faults and/or rate limits of the running sandbox (``/_sandbox/config``)."""
@@ -70,12 +77,11 @@ class SandboxProcess:
             answer.read()
 
 
-async def _serve(directory: Path, config: Any) -> None:
-    from batchmig.registry import load_registry
+async def _serve(directory: Path, config: Any, specs: Sequence[str]) -> None:
     from batchmig.sandbox.host import Sandbox
     from batchmig.testing.testcloud import TestcloudPlugin
 
-    registry = load_registry([TestcloudPlugin()])
+    registry = registry_from_specs(specs, default=[TestcloudPlugin()])
     async with Sandbox(registry.emulators, directory, config):
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
@@ -89,7 +95,7 @@ def main() -> None:
     logs.configure(json_output=True, console_level=40)
     directory = Path(sys.argv[1])
     settings = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else {}
-    eventloop.run(_serve, directory, SandboxConfig.from_mapping(settings))
+    eventloop.run(_serve, directory, SandboxConfig.from_mapping(settings), sys.argv[3:])
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ DEMO_KEY_ID = "TESTKEYID0001"
 DEMO_SECRET = "testcloud-sandbox-secret"
 MUTATING = frozenset({"CreateJob", "StartJob", "CompleteJob"})
 ACTIONS = MUTATING | {"DescribeJobs"}
+RUNNING_STATUSES = frozenset({"created", "running", "completing"})
 
 
 def sign(secret: str, action: str, date: str, host: str, body: bytes) -> str:
@@ -143,8 +144,10 @@ async def _poll_jobs(caller: Caller, items: Sequence[Outputs]) -> list[WaitStatu
             statuses.append(WaitStatus.succeeded({"JobStatus": job["status"]}))
         elif job["status"] == "failed":
             statuses.append(WaitStatus.failed(job.get("message", "the job failed"), "JobFailed"))
-        else:
+        elif job["status"] in RUNNING_STATUSES:
             statuses.append(WaitStatus.running(job["status"]))
+        else:
+            statuses.append(WaitStatus.running(f"status {job['status']!r}", unrecognised=f"status {job['status']!r}"))
     return statuses
 
 

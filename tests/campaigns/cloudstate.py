@@ -61,8 +61,8 @@ def missing_remote_ids(status: Mapping[str, Any], state: Mapping[tuple[str, str]
 
 def resource_counts(state: Mapping[tuple[str, str], set[str]]) -> Counter[str]:
     """How many migrations/jobs each emulator created."""
-    kinds = {("tencent-sqlserver", "migration"), ("tencent-sqlserver", "incremental"), ("tencent-dts", "job"),
-             ("huawei-drs", "job")}
+    kinds = {("tencent-sqlserver", "migration"), ("tencent-sqlserver", "incremental"),
+             ("tencent-sqlserver", "backup"), ("tencent-dts", "job"), ("huawei-drs", "job")}
     return Counter({f"{emulator}/{kind}": len(keys) for (emulator, kind), keys in state.items()
                     if (emulator, kind) in kinds})
 
@@ -72,6 +72,7 @@ def expected_counts(kinds: Mapping[str, int]) -> Counter[str]:
     return Counter({
         "tencent-sqlserver/migration": kinds["tc-full"] + kinds["tc-full-log"],
         "tencent-sqlserver/incremental": 2 * kinds["tc-full-log"],
+        "tencent-sqlserver/backup": kinds["tc-backup"],
         "tencent-dts/job": kinds["dts-full"] + kinds["dts-incremental"],
         "huawei-drs/job": kinds["drs-obs"] + 3 * kinds["drs-chain"] + kinds["drs-rds"],
     })

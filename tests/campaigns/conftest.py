@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from batchmig.testing.cli_process import cli_command
 from batchmig.testing.sandbox_process import SandboxProcess
 
 SOAK = os.environ.get("BATCHMIG_SOAK") == "1"
@@ -48,21 +49,23 @@ class Cli:
         self.started: list[subprocess.Popen[bytes]] = []
         self._count = 0
 
-    def start(self, *args: str, env: dict[str, str] | None = None,
-              prefix: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], Path]:
-        """Start ``[PREFIX...] batchmig ARGS``; returns the process and the stem of its output files."""
+    def start(self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
+              plugins: tuple[object, ...] = ()) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start ``[PREFIX...] batchmig ARGS`` (with exactly ``plugins``, if given); returns the
+        process and the stem of its output files."""
         self._count += 1
         stem = self.cwd / f"cli-{self._count:03d}"
+        command = cli_command(*args, plugins=plugins) if plugins else [sys.executable, "-m", "batchmig", *args]
         with open(f"{stem}.out", "wb") as out, open(f"{stem}.err", "wb") as err:
-            proc = subprocess.Popen([*prefix, sys.executable, "-m", "batchmig", *args], cwd=self.cwd, stdout=out,
+            proc = subprocess.Popen([*prefix, *command], cwd=self.cwd, stdout=out,
                                     stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.started.append(proc)
         return proc, stem
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180,
-            prefix: tuple[str, ...] = ()) -> Finished:
+            prefix: tuple[str, ...] = (), plugins: tuple[object, ...] = ()) -> Finished:
         began = time.monotonic()
-        proc, stem = self.start(*args, env=env, prefix=prefix)
+        proc, stem = self.start(*args, env=env, prefix=prefix, plugins=plugins)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -6,7 +6,8 @@ CI and more in soak mode, and every instance must touch a different cloud resour
 into one Tencent instance queue). The shapes follow ``plans/*.yaml``: Tencent
 cold-backup imports (FULL and FULL_LOG with incrementals), Tencent DTS jobs created
 by batchmig (full and full-incremental, with a cutover), Huawei DRS OBS full
-restores, OBS chains (full + incrementals) and RDS full-backup restores.
+restores, OBS chains (full + incrementals) and RDS full-backup restores, and Tencent
+manual backups (CreateBackup).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections import Counter
 import yaml
 
 #: The kinds of instance, in the order they are dealt out round-robin.
-KINDS = ("tc-full", "tc-full-log", "dts-full", "dts-incremental", "drs-obs", "drs-chain", "drs-rds")
+KINDS = ("tc-full", "tc-full-log", "dts-full", "dts-incremental", "drs-obs", "drs-chain", "drs-rds", "tc-backup")
 
 PROVIDERS = {
     "tencent-sqlserver": {
@@ -63,6 +64,9 @@ def instance(kind: str, number: int) -> dict:
             "instance_id": tencent_id(number),
             "import": {"recovery_type": "FULL_LOG", "upload_type": "COS_UPLOAD", "backup_file": f"{iid}_full.bak",
                        "incremental_files": [f"{iid}_log_1.trn", f"{iid}_log_final.trn"]}}}
+    if kind == "tc-backup":
+        return {"id": iid, "provider": "tencent-sqlserver", "settings": {
+            "instance_id": tencent_id(number), "scenario": "backup"}}
     if kind in ("dts-full", "dts-incremental"):
         migrate = "full" if kind == "dts-full" else "full-incremental"
         return {"id": iid, "provider": "tencent-dts", "settings": {"migrate_type": migrate}}

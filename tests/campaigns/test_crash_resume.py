@@ -1,19 +1,28 @@
-"""Campaign 1 — crash and resume: SIGKILL the runner again and again, resume each time.
+"""Campaign 1 — crash and resume amid cloud faults: SIGKILL the runner again and again.
 
-A mixed fleet (Tencent imports incl. FULL_LOG chains, Tencent DTS jobs, Huawei DRS
-jobs incl. chains) runs through the real CLI against a sandbox in its own process,
-so the cloud lives on while the runner dies. Two kinds of kill alternate:
+A mixed fleet (Tencent imports incl. FULL_LOG chains and manual backups, Tencent DTS
+jobs, Huawei DRS jobs incl. chains) runs through the real CLI against a sandbox in
+its own process, so the cloud lives on while the runner dies. The whole time, the
+sandbox drops 10 % of answers after acting, fails 5 % of calls with an internal
+error (503-style ``ServiceUnavailable`` at DTS) and throttles 5 %. Three kinds of
+kill rotate:
 
-* at a random moment after the resumed runner has started sending;
-* *held*: the sandbox is told to act on the next mutating call and then hold its
-  answer (``after_acting``); the runner is killed while the answer is held, i.e.
-  exactly between sending a create/start and journaling its outcome — the case the
-  intent/reconcile protocol exists for. The test checks the journal really holds an
-  open intent at that moment.
+* *lost*: the sandbox carries out the next call of a chosen mutating action, drops
+  its answer, and then stalls that emulator, so the runner journals the outcome
+  ``unknown`` and starts finding out what happened; it is killed right there, inside
+  the unknown-outcome window (``batchmig.testing.crashes``). These rotate over every
+  mutating action of the three providers;
+* *held*: the sandbox acts on the next mutating call and holds its answer; the
+  runner is killed between sending it and journaling its outcome (the journal holds
+  the intent);
+* *random*: at a random moment after the resumed runner started sending.
 
-At the end: every instance succeeded, no create/start took effect twice (audit),
-the cloud holds exactly one resource per planned create (state), and ``batchmig
-status`` agrees with what the emulators report.
+At the end, nothing trusting the runner's own bookkeeping: every instance succeeded
+in ``batchmig status`` *and* its last job is finished in the cloud (asked through
+the provider's poller), no create or start took effect twice (audit), the cloud
+holds exactly one resource per planned create (state), and every remote id the
+journal holds exists there. The report's whole-run call count is compared with the
+requests the sandbox saw.
 """
 
 from __future__ import annotations
@@ -21,123 +30,123 @@ from __future__ import annotations
 import json
 import random
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 from batchmig.sandbox.machinery import duplicate_effects
+from batchmig.testing.crashes import (
+    audit_length,
+    calls_in_state,
+    last_call_id,
+    lost_answer_faults,
+    wait_in_window,
+    wait_until,
+)
 
 from .cloudstate import expected_counts, missing_remote_ids, resource_counts, sandbox_state, unfinished_in_cloud
 from .conftest import SOAK, read_outputs
 from .fleet import fleet_plan, kinds_of
 
 INSTANCES = 600 if SOAK else 200
-KILLS = 60 if SOAK else 22
-HOLD_EVERY = 2  # every second kill is a held one
-#: Held kills rotate over every mutating action of the three providers (emulator, action).
-HELD_ACTIONS = [
-    ("tencent-sqlserver", "CreateBackupMigration"), ("tencent-sqlserver", "StartBackupMigration"),
-    ("tencent-sqlserver", "CreateIncrementalMigration"), ("tencent-sqlserver", "StartIncrementalMigration"),
-    ("tencent-dts", "CreateMigrateJob"), ("tencent-dts", "CreateMigrateCheckJob"),
-    ("tencent-dts", "StartMigrateJob"), ("tencent-dts", "CompleteMigrateJob"),
-    ("huawei-drs", "CreateReplicationJob"),
+KILLS = 60 if SOAK else 24
+KIND_OF_KILL = ("lost", "held", "lost", "random")
+#: Every mutating action of the three providers (emulator, action); lost and held kills rotate over them.
+MUTATING_ACTIONS = [
+    ("tencent-sqlserver", "CreateBackupMigration"), ("tencent-dts", "CreateMigrateJob"),
+    ("huawei-drs", "CreateReplicationJob"), ("tencent-sqlserver", "CreateBackup"),
+    ("tencent-sqlserver", "StartBackupMigration"), ("tencent-dts", "CreateMigrateCheckJob"),
+    ("tencent-dts", "StartMigrateJob"), ("tencent-sqlserver", "CreateIncrementalMigration"),
+    ("tencent-sqlserver", "StartIncrementalMigration"), ("tencent-dts", "CompleteMigrateJob"),
 ]
-TARGETED_WAIT = 4.0  # seconds to wait for the chosen action before holding any mutating call
+TARGETED_WAIT = 4.0  # seconds to wait for the chosen action before taking any mutating call
 SEED = int(time.time()) if SOAK else 20240611
+FAULTS = [
+    {"kind": "drop", "probability": 0.10},                                    # acted, answer lost
+    {"kind": "error", "probability": 0.04},                                   # internal error, in dialect
+    {"kind": "error", "code": "ServiceUnavailable", "emulator": "tencent-dts", "probability": 0.05},
+    {"kind": "error", "code": "ServiceUnavailable", "emulator": "tencent-sqlserver", "probability": 0.01},
+    {"kind": "throttle", "probability": 0.05},
+]
 
 
-def audit_lines(sandbox_dir: Path) -> int:
-    path = sandbox_dir / "audit.jsonl"
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-def held_since(sandbox_dir: Path, offset: int) -> dict | None:
-    """The first audit entry after line ``offset`` whose answer the sandbox holds."""
-    with open(sandbox_dir / "audit.jsonl", "rb") as handle:
-        for number, line in enumerate(handle):
-            if number >= offset and b"held_seconds" in line:
-                return json.loads(line)
-    return None
-
-
-def hold(emulator: str, action: str) -> dict:
+def held(emulator: str, action: str) -> list[dict]:
     """Act on the next matching mutating call, then hold its answer for longer than the test waits."""
-    return {"kind": "latency", "after_acting": True, "seconds": 30, "mutating_only": True, "count": 1,
-            "emulator": emulator, "action": action}
+    return [{"kind": "latency", "after_acting": True, "seconds": 30, "mutating_only": True, "count": 1,
+             "emulator": emulator, "action": action}]
 
 
-def open_intents(run_dir: Path) -> list[tuple[str, str]]:
-    db = sqlite3.connect(run_dir / "journal.sqlite")
-    try:
-        return db.execute("SELECT instance, action FROM calls WHERE state = 'intent'").fetchall()
-    finally:
-        db.close()
+def wait_while_held(proc, run_dir: Path, audit_path: Path, offset: int, action: str | None,  # type: ignore[no-untyped-def]
+                    timeout: float, since: int) -> tuple[dict, int]:
+    """Until the sandbox holds a mutating answer (of ``action``) and the runner journaled its intent."""
+    found: list[tuple[dict, int]] = []
+
+    def caught() -> bool:
+        with open(audit_path, "rb") as handle:
+            entries = [json.loads(line) for number, line in enumerate(handle)
+                       if number >= offset and b"held_seconds" in line]
+        for entry in entries:
+            if action is None or entry["action"] == action:
+                intents = calls_in_state(run_dir, "intent", entry["action"], since)
+                if intents:
+                    found.append((entry, max(intents)))
+                    return True
+        return False
+
+    wait_until(caught, timeout, f"a held {action or 'mutating'} answer", proc)
+    return found[0]
 
 
-def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+def kill(proc) -> None:  # type: ignore[no-untyped-def]
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
-def test_sigkill_at_random_moments_then_resume_loses_and_repeats_nothing(
-    tmp_path: Path, cli, sandbox_process, figures
-) -> None:
+def test_sigkills_amid_cloud_faults_lose_and_repeat_nothing(tmp_path: Path, cli, sandbox_process, figures) -> None:
     rng = random.Random(SEED)
     plan = tmp_path / "fleet.yaml"
     plan.write_text(fleet_plan(INSTANCES, max_concurrency=40,
-                               run={"retry": {"base_delay": 0.05, "max_delay": 1.0}}))
-    box = sandbox_process({"time_scale": 150, "seed": SEED})
+                               run={"retry": {"max_attempts": 12, "base_delay": 0.05, "max_delay": 1.0}}))
+    box = sandbox_process({"time_scale": 100, "seed": SEED, "faults": FAULTS})
     run_dir = tmp_path / "run"
     kills: list[dict] = []
     command = ["run", str(plan), "--sandbox-at", str(box.directory), "--run-dir", str(run_dir), "--no-progress"]
+    targets = {"lost": 0, "held": 0}
     for number in range(KILLS):
-        held = number % HOLD_EVERY == 1
-        before = audit_lines(box.directory)
-        if held:
-            emulator, action = HELD_ACTIONS[(number // HOLD_EVERY) % len(HELD_ACTIONS)]
-            box.configure(faults=[hold(emulator, action)])
-        proc, stem = cli.start(*command)
-        if held:
-            entry = None
-
-            def held_or_ended(proc=proc, before=before):  # type: ignore[no-untyped-def]
-                return held_since(box.directory, before) or proc.poll() is not None
-
+        kind = KIND_OF_KILL[number % len(KIND_OF_KILL)]
+        offset, since = audit_length(box.audit_path), last_call_id(run_dir)
+        record: dict = {"kill": number + 1, "kind": kind}
+        if kind == "random":
+            proc, stem = cli.start(*command)
+            wait_until(lambda offset=offset: audit_length(box.audit_path) > offset, 60, "requests", proc)
+            time.sleep(rng.uniform(0.0, 1.5))
+            assert proc.poll() is None, f"the run ended before kill {number + 1}: {read_outputs(stem)[1][-2000:]}"
+            kill(proc)
+        else:
+            emulator, action = MUTATING_ACTIONS[targets[kind] % len(MUTATING_ACTIONS)]
+            targets[kind] += 1
+            stage, catch = (lost_answer_faults, wait_in_window) if kind == "lost" else (held, wait_while_held)
+            box.configure(faults=[*FAULTS, *stage(emulator, action)])
+            proc, stem = cli.start(*command)
             try:
                 try:
-                    entry = wait_for(held_or_ended, TARGETED_WAIT, f"a held {action}")
-                except AssertionError:  # that action is no longer sent: hold the next mutating call
-                    box.configure(faults=[hold("*", "*")])
-                    entry = wait_for(held_or_ended, 60, "a held mutating call")
+                    entry, call_id = catch(proc, run_dir, box.audit_path, offset, action, TARGETED_WAIT, since)
+                except AssertionError:  # that action is no longer sent: take the next mutating call
+                    if proc.poll() is not None:
+                        raise
+                    box.configure(faults=[*FAULTS, *stage("*", "*")])
+                    entry, call_id = catch(proc, run_dir, box.audit_path, offset, None, 60, since)
             finally:
-                if not isinstance(entry, dict):
-                    box.configure(faults=[])
-            assert isinstance(entry, dict), f"run ended (exit {proc.returncode}) before a mutating call was held"
-            time.sleep(rng.uniform(0.0, 0.3))
-        else:
-            wait_for(lambda proc=proc, before=before: audit_lines(box.directory) > before or proc.poll() is not None,
-                     60, "requests")
-            time.sleep(rng.uniform(0.0, 1.5))
-        assert proc.poll() is None, f"the run ended before kill {number + 1}: {read_outputs(stem)[1][-2000:]}"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        record = {"kill": number + 1, "held": held, "requests_before": before}
-        if held:
-            box.configure(faults=[])
-            intents = open_intents(run_dir)
-            assert (entry["action"] in {action for _, action in intents}), (
-                f"kill {number + 1} did not land between intent and outcome: {entry['action']} vs {intents}")
-            record["held_action"] = f"{entry['emulator']}/{entry['action']}"
-            record["open_intents"] = len(intents)
+                kill(proc)
+                box.configure(faults=FAULTS)
+            state = "unknown" if kind == "lost" else "intent"
+            assert call_id in calls_in_state(run_dir, state, since=since), (
+                f"kill {number + 1} did not land while {entry['action']} was {state}")
+            record["action"] = f"{entry['emulator']}/{entry['action']}"
         kills.append(record)
         command = ["resume", str(run_dir), "--no-progress"]
 
-    final = cli.run(*command, timeout=300)
+    final = cli.run(*command, timeout=600)
     assert final.returncode == 0, final.stderr[-3000:]
     assert "Traceback" not in final.stderr
 
@@ -153,12 +162,19 @@ def test_sigkill_at_random_moments_then_resume_loses_and_repeats_nothing(
     state = sandbox_state(box.directory)
     assert missing_remote_ids(status, state) == []
     assert resource_counts(state) == expected_counts(kinds_of(INSTANCES))
-    assert unfinished_in_cloud(plan, status, box.directory) == {}
+    box.configure(faults=[])
+    disagreements = unfinished_in_cloud(plan, status, box.directory)
+    assert disagreements == {}
 
-    held_kills = [k for k in kills if k["held"]]
+    lost = [k for k in kills if k["kind"] == "lost"]
+    outcomes = [entry.get("outcome") for entry in audit]
     figures.update({
-        "instances": INSTANCES, "kills": len(kills), "held_kills": len(held_kills),
-        "held_actions": sorted({k["held_action"] for k in held_kills}),
-        "requests": len(audit), "mutating_effects": sum(1 for e in audit if e.get("changed")),
-        "duplicates": 0, "lost_instances": 0, "seed": SEED,
+        "instances": INSTANCES, "kills": len(kills), "lost_answer_kills": len(lost),
+        "held_kills": sum(1 for k in kills if k["kind"] == "held"),
+        "lost_answer_actions": sorted({k["action"] for k in lost}),
+        "requests": len(audit), "requests_counted_by_the_report": status["calls"]["calls"],
+        "mutating_effects": sum(1 for e in audit if e.get("changed")),
+        "dropped": outcomes.count("dropped"), "faulted": sum(1 for o in outcomes if str(o).startswith("fault:")),
+        "invocations": len(status["invocations"]), "duplicates": 0, "lost_instances": 0,
+        "status_vs_cloud_disagreements": len(disagreements), "seed": SEED,
     })

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import anyio
 import orjson
-from batchmig.errors import PermanentError, UnknownOutcomeError
+from batchmig.errors import PermanentError, TransientError, UnknownOutcomeError
 from batchmig.plugin import Call, Connection, Credentials, HttpFetch, HttpRequest, HttpResponse
 
 from batchmig_huaweicloud import api
@@ -170,6 +170,16 @@ class DrsConnection(Connection):
         if call.action == api.CREATE and not payload.get("job_id"):
             raise UnknownOutcomeError(
                 "UnreadableAnswer", "create answered without job_id", request_id=request_id, http_status=200
+            )
+        # An empty or cut-off 200 is not "no jobs": a reconcile that read it so would
+        # create a second job. Retried like any unreadable answer.
+        if (call.action == api.LIST and not isinstance(payload.get("jobs"), list)) or (
+            call.action == api.SHOW and not payload.get("id")
+        ):
+            what = "a jobs list" if call.action == api.LIST else "a job id"
+            raise TransientError(
+                "UnreadableAnswer", f"HTTP {response.status} without {what}", request_id=request_id,
+                http_status=response.status,
             )
         if request_id:
             payload.setdefault("_request_id", request_id)

@@ -61,3 +61,14 @@ class TestHuaweiDrsConformance(ProviderConformance):
             assert peak <= caps.get(action, 20), (action, peak)
         creates = [e for e in result.audit if e.get("action") == "CreateReplicationJob" and e.get("changed")]
         assert len(creates) == 136
+
+    def test_an_empty_list_answer_is_not_read_as_no_jobs(self, tmp_path: Path) -> None:
+        """A create's answer is lost; the lists that reconcile it answer 200 with an empty body."""
+        faults = [
+            {"kind": "drop", "action": "CreateReplicationJob", "count": 1, "name": "lost"},
+            {"kind": "truncate", "keep_bytes": 0, "action": "ListReplicationJobs", "count": 2, "after": "lost"},
+        ]
+        result = self.run(tmp_path, self.write_plan(tmp_path), faults=faults)
+        assert [e["action"] for e in result.audit if "truncated_to" in e] == ["ListReplicationJobs"] * 2
+        assert set(result.statuses.values()) == {"succeeded"}, result.report["instances"]
+        assert result.duplicates() == {}, "an empty list was read as 'no job', and the job created again"

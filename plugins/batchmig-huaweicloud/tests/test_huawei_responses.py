@@ -20,6 +20,7 @@ from batchmig_huaweicloud import api
 from batchmig_huaweicloud.provider import DrsProvider
 
 SHOW = Call(api.SHOW, {"job_id": "j1"})
+LIST = Call(api.LIST, {"query": {"name": "bm-db01-1234abcd-full"}})
 CREATE = Call(api.CREATE, {"body": {}}, mutating=True)
 
 
@@ -118,6 +119,10 @@ def parse(call: Call, response: HttpResponse) -> object:
         (SHOW, 200, b"{broken", TransientError, "UnreadableAnswer"),
         (CREATE, 200, b"{broken", UnknownOutcomeError, "UnreadableAnswer"),
         (CREATE, 200, {"no": "job id"}, UnknownOutcomeError, "UnreadableAnswer"),
+        # an empty or cut-off list is not "no jobs": a reconcile would create a second job
+        (LIST, 200, b"", TransientError, "UnreadableAnswer"),
+        (LIST, 200, {"count": 0}, TransientError, "UnreadableAnswer"),
+        (SHOW, 200, b"", TransientError, "UnreadableAnswer"),
     ],
 )
 def test_classification(
@@ -141,6 +146,7 @@ def test_cloud_message_is_kept() -> None:
 def test_success_payloads() -> None:
     assert parse(CREATE, answer(200, {"job_id": "j-1"})) == {"job_id": "j-1", "_request_id": "rid-1"}
     assert parse(Call(api.DELETE, {"job_id": "j"}, mutating=True), answer(200, b"", None)) == {}
+    assert parse(LIST, answer(200, {"count": 0, "jobs": []}, None)) == {"count": 0, "jobs": []}
     assert parse(SHOW, answer(200, {"id": "j", "status": "SUCCESS"}, None)) == {
         "id": "j",
         "status": "SUCCESS",

@@ -1,0 +1,124 @@
+"""What a changed plan means for a run in progress (``resume --accept-changed-plan``).
+
+A run's journal remembers every instance it was given and a fingerprint of what
+each was planned as: provider, the connection's type/region/account/endpoint, its
+settings and cutover policy (not its wave, timeouts or tags, which may change
+freely). When the plan changed since:
+
+* an instance **added** to the plan joins the run as pending;
+* an instance **removed** from the plan that had not finished becomes ``abandoned``:
+  batchmig stops driving it and says what it leaves in the cloud (its step and
+  remote ids). One that had finished keeps its status;
+* an instance whose **definition changed** is restarted from its first step if
+  nothing it sent can have taken effect (no call done, reconciled or unresolved)
+  and it had not succeeded; otherwise the resume is refused — batchmig cannot move
+  a migration already under way to another provider, target or setting, and must
+  never call the half-done one finished. Revert the change, or remove the instance
+  (it is then abandoned) and add the new definition under a new id.
+
+Nothing is written until every change has been checked, and only under the run lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchmig.errors import UsageError
+from batchmig.journal import ABANDONED, FINAL_STATUSES, SUCCEEDED, InstanceRecord, Journal
+from batchmig.plan.model import Plan, PlannedInstance
+
+EFFECTLESS_CALL_STATES = frozenset({"failed", "throttled", "unsent", "absent"})
+"""Call states that prove the call did not take effect."""
+
+
+def fingerprint(plan: Plan, instance: PlannedInstance) -> str:
+    """What the instance is planned as, hashed: provider, connection, settings, cutover."""
+    connection = plan.document.providers[instance.connection]
+    settings = instance.settings.model_dump(mode="json") if hasattr(instance.settings, "model_dump") else None
+    definition = {
+        "provider": instance.provider,
+        "connection": {"type": connection.type or instance.connection, "region": connection.region,
+                       "account": connection.account, "endpoint": connection.endpoint},
+        "settings": settings,
+        "cutover": instance.cutover,
+    }
+    return hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def fingerprints(plan: Plan) -> dict[str, str]:
+    return {inst.id: fingerprint(plan, inst) for inst in plan.instances}
+
+
+@dataclass
+class PlanChanges:
+    added: list[str] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(ids)} {what}: {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}"
+                 for what, ids in (("added", self.added), ("abandoned (removed from the plan)", self.abandoned),
+                                   ("restarted (changed before anything took effect)", self.restarted)) if ids]
+        return "; ".join(parts) or "no instance added, removed or changed"
+
+
+def plan_changes(plan: Plan, journal: Journal) -> PlanChanges:
+    """Check the changed plan against the run; raises UsageError for a change that cannot be taken."""
+    records = journal.instances()
+    known = journal.definitions()
+    effective = _calls_that_may_have_acted(journal)
+    changes = PlanChanges()
+    refused = []
+    for inst in plan.instances:
+        record = records.get(inst.id)
+        if record is None:
+            changes.added.append(inst.id)
+            continue
+        old = known.get(inst.id)
+        changed = (old != fingerprint(plan, inst)) if old else record.provider != inst.provider
+        if not changed:
+            continue
+        if record.status == SUCCEEDED or effective.get(inst.id):
+            what = "it succeeded" if record.status == SUCCEEDED else f"{effective[inst.id]} call(s) may have acted"
+            refused.append(f"{inst.id} ({what})")
+        else:
+            changes.restarted.append(inst.id)
+    if refused:
+        raise UsageError(
+            f"the plan changes instances already under way: {', '.join(refused)}",
+            "revert their provider, connection or settings; or remove them from the plan (they are then "
+            "abandoned, their cloud resources left as they are) and add the new definition under a new id",
+        )
+    changes.abandoned = [iid for iid, record in records.items()
+                         if not plan.has_instance(iid) and record.status not in FINAL_STATUSES]
+    return changes
+
+
+def apply_changes(plan: Plan, journal: Journal, changes: PlanChanges) -> None:
+    """Write the accepted changes (synchronous; under the run lock, before the writer starts)."""
+    records = journal.instances()
+    for iid in changes.abandoned:
+        journal.set_final(iid, ABANDONED, _abandoned_error(records[iid]))
+    journal.restart_instances(changes.restarted)
+    journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
+    journal.set_definitions(fingerprints(plan))
+
+
+def _abandoned_error(record: InstanceRecord) -> dict[str, Any]:
+    where = f"at step {record.step_name}" if record.step_name else f"at step {record.step}"
+    left = ", ".join(f"{key}={value}" for key, value in record.outputs.items()) or "nothing recorded"
+    return {
+        "kind": ABANDONED, "code": "RemovedFromPlan", "step": record.step_name,
+        "message": f"removed from the plan while {record.status} {where}; left in the cloud as it is: {left}",
+    }
+
+
+def _calls_that_may_have_acted(journal: Journal) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for instance, _step, _action, _resource, state, *_ in journal.calls():
+        if state not in EFFECTLESS_CALL_STATES:
+            counts[instance] = counts.get(instance, 0) + 1
+    return counts

@@ -1,0 +1,169 @@
+"""Campaign 7 — signals and a second runner (issue 10, items 5 and 8).
+
+The core's own ``testcloud`` provider, through the real CLI in subprocesses, with
+the sandbox in the run (``--sandbox``):
+
+* **signal storms**: SIGINT five times at once; SIGTERM then SIGINT; SIGINT every
+  20 ms from the moment the run starts until it exits (so some land during start-up,
+  during the stop and during shutdown); SIGTERM then a SIGINT storm. Each run must
+  exit 3, and the following ``resume`` must finish every instance with no repeated
+  effect.
+* **SIGTERM during start-up**, at delays spread over the runner's start: the run
+  either leaves nothing (no journal) or a resumable one — a journal with the plan
+  and every instance, the run id in the message — and ``resume`` finishes it.
+* **a second runner**: while a runner works, ``resume --accept-changed-plan`` with a
+  changed plan (one more instance) must be refused without touching the run: the
+  journal is byte-for-byte what it was, and the first runner ends with no instance
+  left pending.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from batchmig.sandbox.machinery import duplicate_effects, read_audit
+from batchmig.testing.crashes import wait_until
+from batchmig.testing.testcloud import TestcloudPlugin
+
+from .conftest import SOAK, Cli, read_outputs
+
+PLUGINS = (TestcloudPlugin(),)
+INSTANCES = 12
+STARTUP_DELAYS = [0.1 * n for n in range(1, 31 if SOAK else 16)]
+
+
+def fleet(count: int = INSTANCES, name: str = "signals") -> str:
+    lines = [f"version: 1\nname: {name}\nproviders: {{tc: {{type: testcloud, region: eu-1}}}}\n"
+             "defaults: {provider: tc, settings: {testcloud: {duration: 600}}}\n"
+             "run: {retry: {base_delay: 0.05, max_delay: 0.5}}\ninstances:"]
+    lines += [f"  - {{id: db-{i:02d}}}" for i in range(count)]
+    return "\n".join(lines) + "\n"
+
+
+def audit_of(run_dir: Path) -> list[dict]:
+    path = run_dir / "sandbox" / "audit.jsonl"
+    return list(read_audit(path)) if path.exists() else []
+
+
+def journal_query(run_dir: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(f"file:{run_dir / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def finish(cli: Cli, run_dir: Path, count: int = INSTANCES) -> dict:
+    """Resume until done; everything succeeded, nothing took effect twice."""
+    resumed = cli.run("resume", str(run_dir), "--no-progress", plugins=PLUGINS)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [e["status"] for e in report["instances"]] == ["succeeded"] * count
+    assert duplicate_effects(audit_of(run_dir)) == {}
+    return report
+
+
+STORMS = {
+    "SIGINT x5 at once": [(0.0, signal.SIGINT)] * 5,
+    "SIGTERM then SIGINT": [(0.0, signal.SIGTERM), (0.05, signal.SIGINT)],
+    "SIGINT every 20 ms until exit": "storm-int",
+    "SIGTERM then SIGINT every 20 ms": "storm-term",
+}
+
+
+@pytest.mark.parametrize("storm", list(STORMS))
+def test_signal_storms_end_resumable(tmp_path: Path, cli: Cli, storm: str, figures) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(fleet())
+    run_dir = tmp_path / "run"
+    proc, stem = cli.start("run", str(plan), "--sandbox", "--time-scale", "60", "--run-dir", str(run_dir),
+                           "--no-progress", plugins=PLUGINS)
+    signals = STORMS[storm]
+    sent = 0
+    if isinstance(signals, list):
+        wait_until(lambda: len(audit_of(run_dir)) >= INSTANCES, 60, "requests", proc)
+        for pause, signum in signals:
+            time.sleep(pause)
+            proc.send_signal(signum)
+            sent += 1
+    else:
+        wait_until(lambda: run_dir.exists(), 60, "the run directory", proc)
+        if signals == "storm-term":
+            proc.send_signal(signal.SIGTERM)
+            sent += 1
+        while proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            sent += 1
+            time.sleep(0.02)
+    proc.wait(timeout=120)
+    err = read_outputs(stem)[1]
+    assert proc.returncode == 3, err[-3000:]
+    assert "Traceback" not in err and "batchmig resume" in err, err[-3000:]
+    report = finish(cli, run_dir)
+    figures.update({"signals_sent": sent, "exit": 3, "resume_exit": 0, "duplicates": 0,
+                    "invocations": len(report["invocations"])})
+
+
+def test_sigterm_during_start_up_leaves_nothing_or_a_resumable_run(tmp_path: Path, cli: Cli, figures) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(fleet(4))
+    outcomes: dict[str, int] = {}
+    for number, delay in enumerate(STARTUP_DELAYS):
+        run_dir = tmp_path / f"run-{number}"
+        proc, stem = cli.start("run", str(plan), "--sandbox", "--time-scale", "60", "--run-dir", str(run_dir),
+                               "--no-progress", plugins=PLUGINS)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        err = read_outputs(stem)[1]
+        if not (run_dir / "journal.sqlite").exists():
+            # Killed before batchmig was listening (default action), or refused cleanly: nothing exists.
+            assert proc.returncode in (-signal.SIGTERM, 2), (delay, proc.returncode, err[-2000:])
+            outcomes["nothing"] = outcomes.get("nothing", 0) + 1
+            continue
+        assert proc.returncode in (3, 0), (delay, proc.returncode, err[-2000:])
+        assert "Traceback" not in err, err[-2000:]
+        if proc.returncode == 3:
+            assert f"batchmig resume {run_dir.name}" in err or "batchmig resume" in err, err[-2000:]
+        finish(cli, run_dir, 4)
+        outcomes["resumable" if proc.returncode == 3 else "finished"] = outcomes.get(
+            "resumable" if proc.returncode == 3 else "finished", 0) + 1
+    assert outcomes.get("resumable"), outcomes  # the delays must reach into the run's start-up
+    figures.update({"sigterms": len(STARTUP_DELAYS), **outcomes, "half_made_runs": 0})
+
+
+def test_a_refused_second_runner_touches_nothing(tmp_path: Path, cli: Cli, figures) -> None:
+    plan = tmp_path / "plan.yaml"
+    original = fleet()
+    plan.write_text(original)
+    run_dir = tmp_path / "run"
+    first, stem = cli.start("run", str(plan), "--sandbox", "--time-scale", "60", "--run-dir", str(run_dir),
+                            "--no-progress", plugins=PLUGINS)
+    wait_until(lambda: len(audit_of(run_dir)) >= INSTANCES, 60, "requests", first)
+    meta = journal_query(run_dir, "SELECT key, value FROM meta ORDER BY key")
+    plan.write_text(original + "  - {id: intruder}\n")
+    second = cli.run("resume", str(run_dir), "--accept-changed-plan", "--no-progress", plugins=PLUGINS)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert "another batchmig process is working on" in second.stderr
+    same_run = cli.run("run", str(plan), "--sandbox", "--run-dir", str(run_dir), "--no-progress", plugins=PLUGINS)
+    assert same_run.returncode == 2 and "already holds a run" in same_run.stderr, same_run.stderr[-2000:]
+    assert first.poll() is None, "the first runner must still be at work"
+    # The refused runners changed nothing: no plan hash, no instance, no invocation.
+    assert journal_query(run_dir, "SELECT key, value FROM meta ORDER BY key") == meta
+    assert journal_query(run_dir, "SELECT id FROM instances WHERE id = 'intruder'") == []
+    assert journal_query(run_dir, "SELECT count(*) FROM invocations") == [(1,)]
+    plan.write_text(original)
+    first.send_signal(signal.SIGINT)
+    first.wait(timeout=60)
+    assert first.returncode == 3, read_outputs(stem)[1][-2000:]
+    statuses = {status for (status,) in journal_query(run_dir, "SELECT status FROM instances")}
+    assert statuses <= {"interrupted", "succeeded"}, statuses  # none left pending by the intruder
+    report = finish(cli, run_dir)
+    figures.update({"refused_runners": 2, "instances_added_by_refused_runner": 0,
+                    "pending_after_first_runner": 0, "invocations": len(report["invocations"])})
