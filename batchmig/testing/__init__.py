@@ -11,6 +11,9 @@ Installed with batchmig, the pytest plugin gives every test session these fixtur
 ``installed_registry``
     the registry of the installed plugins (entry points), freshly built.
 
+Every test also gets SIGINT/SIGTERM back as they were before it (a ``batchmig run``
+invoked in-process ignores both once its report is written).
+
 And these helpers:
 
 ``make_registry(*plugins, entry_points=False)``

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +30,21 @@ class _AsyncioBackend:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_AsyncioBackend(), "batchmig-asyncio-backend")
+
+
+@pytest.fixture(autouse=True)
+def _signal_dispositions() -> Iterator[None]:
+    """Put SIGINT/SIGTERM back as they were after each test.
+
+    A ``batchmig run`` ignores both once its report is written (the process is about
+    to exit); run in-process (click's ``CliRunner``), that would leave the test
+    session ignoring them — and every subprocess it starts after would inherit it.
+    """
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 @pytest.fixture
