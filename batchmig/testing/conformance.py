@@ -178,7 +178,7 @@ class ProviderConformance:
         with open(directory / "run.log", "wb") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=log, cwd=directory)
             try:
-                lost, _ = wait_in_window(proc, run_dir, box.audit_path, offset, action)
+                lost = wait_in_window(proc, run_dir, box.audit_path, offset, action).dropped or {}
             finally:
                 proc.kill()
                 proc.wait()

@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,19 +89,28 @@ def audit_length(audit_path: Path) -> int:
     return audit_path.read_bytes().count(b"\n") if audit_path.exists() else 0
 
 
+@dataclass(frozen=True)
+class Caught:
+    """Where a runner was caught: the unresolved call's journal id and action, and
+    the sandbox's audit entry of the dropped answer (None when a fault on the same
+    call answered an error instead: the runner is in the window all the same)."""
+
+    call_id: int
+    action: str
+    dropped: dict[str, Any] | None
+
+
 def wait_in_window(
     proc: subprocess.Popen[bytes], run_dir: Path, audit_path: Path, offset: int, action: str | None,
     timeout: float = 90.0, since: int = 0,
-) -> tuple[dict[str, Any], int]:
+) -> Caught:
     """Wait until the runner has held a call (of ``action``; None: any) newer than id
-    ``since`` as ``unknown`` for ``STEADY`` seconds — stalled while it reconciles, not a
-    reconcile about to finish — and the sandbox shows that action's answer dropped.
-    Returns the dropped call's audit entry and the journal id of the unknown call.
-    Raises AssertionError if the runner ends (or ``timeout`` passes) first, e.g.
-    because the run never sent ``action``.
+    ``since`` as ``unknown`` for ``STEADY`` seconds: stalled while it reconciles, not
+    a reconcile about to finish. Raises AssertionError if the runner ends (or
+    ``timeout`` passes) first, e.g. because the run never sent ``action``.
     """
     seen: dict[int, float] = {}
-    found: list[tuple[dict[str, Any], int]] = []
+    found: list[Caught] = []
 
     def caught() -> bool:
         now = time.monotonic()
@@ -109,10 +119,8 @@ def wait_in_window(
             del seen[call_id]
         for call_id, called in unknown.items():
             if now - seen.setdefault(call_id, now) >= STEADY:
-                entry = dropped_since(audit_path, offset, called)
-                if entry is not None:
-                    found.append((entry, call_id))
-                    return True
+                found.append(Caught(call_id, called, dropped_since(audit_path, offset, called)))
+                return True
         return False
 
     wait_until(caught, timeout, f"the runner to journal a lost {action or 'mutating'} answer", proc)

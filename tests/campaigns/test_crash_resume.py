@@ -35,6 +35,7 @@ from pathlib import Path
 
 from batchmig.sandbox.machinery import duplicate_effects
 from batchmig.testing.crashes import (
+    Caught,
     audit_length,
     calls_in_state,
     last_call_id,
@@ -76,9 +77,9 @@ def held(emulator: str, action: str) -> list[dict]:
 
 
 def wait_while_held(proc, run_dir: Path, audit_path: Path, offset: int, action: str | None,  # type: ignore[no-untyped-def]
-                    timeout: float, since: int) -> tuple[dict, int]:
+                    timeout: float, since: int) -> Caught:
     """Until the sandbox holds a mutating answer (of ``action``) and the runner journaled its intent."""
-    found: list[tuple[dict, int]] = []
+    found: list[Caught] = []
 
     def caught() -> bool:
         with open(audit_path, "rb") as handle:
@@ -88,7 +89,7 @@ def wait_while_held(proc, run_dir: Path, audit_path: Path, offset: int, action: 
             if action is None or entry["action"] == action:
                 intents = calls_in_state(run_dir, "intent", entry["action"], since)
                 if intents:
-                    found.append((entry, max(intents)))
+                    found.append(Caught(max(intents), entry["action"], entry))
                     return True
         return False
 
@@ -130,19 +131,19 @@ def test_sigkills_amid_cloud_faults_lose_and_repeat_nothing(tmp_path: Path, cli,
             proc, stem = cli.start(*command)
             try:
                 try:
-                    entry, call_id = catch(proc, run_dir, box.audit_path, offset, action, TARGETED_WAIT, since)
+                    caught = catch(proc, run_dir, box.audit_path, offset, action, TARGETED_WAIT, since)
                 except AssertionError:  # that action is no longer sent: take the next mutating call
                     if proc.poll() is not None:
                         raise
                     box.configure(faults=[*FAULTS, *stage("*", "*")])
-                    entry, call_id = catch(proc, run_dir, box.audit_path, offset, None, 60, since)
+                    caught = catch(proc, run_dir, box.audit_path, offset, None, 60, since)
             finally:
                 kill(proc)
                 box.configure(faults=FAULTS)
             state = "unknown" if kind == "lost" else "intent"
-            assert call_id in calls_in_state(run_dir, state, since=since), (
-                f"kill {number + 1} did not land while {entry['action']} was {state}")
-            record["action"] = f"{entry['emulator']}/{entry['action']}"
+            assert caught.call_id in calls_in_state(run_dir, state, since=since), (
+                f"kill {number + 1} did not land while {caught.action} was {state}")
+            record["action"] = caught.action
         kills.append(record)
         command = ["resume", str(run_dir), "--no-progress"]
 
