@@ -18,6 +18,7 @@ import pytest
 import structlog
 from aiohttp import web
 
+from batchmig.cutover import release_selected
 from batchmig.emulator import EmulatorSpec
 from batchmig.engine.pipeline import HttpTransport
 from batchmig.errors import UnknownOutcomeError, UsageError
@@ -28,7 +29,6 @@ from batchmig.operations import (
     EXIT_NEEDS_ATTENTION,
     EXIT_OK,
     RunOptions,
-    release_cutover,
     resume_run,
     start_run,
 )
@@ -45,6 +45,7 @@ from batchmig.plugin import (
 )
 from batchmig.registry import Registry
 from batchmig.sandbox.host import SandboxConfig
+from batchmig.selection import Selection
 from batchmig.testing import SandboxRun, make_registry, run_plan
 from batchmig.testing.sandbox_process import SandboxProcess
 from batchmig.testing.testcloud import DEMO_KEY_ID, DEMO_SECRET, TestcloudEmulator, TestcloudProvider
@@ -65,6 +66,10 @@ def plan_text(*instances: str, header: str = HEADER) -> str:
     return header + "".join(f"  - {line}\n" for line in instances)
 
 
+def release(run_dir: Path, registry: Registry, *ids: str) -> None:
+    release_selected(run_dir, registry, Selection.parse(ids=list(ids)))
+
+
 def journal_dump(path: Path) -> list[str]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -82,7 +87,7 @@ def test_removed_instances_are_abandoned_and_added_ones_run(plan_file, registry:
     assert first.outcome.exit_code == EXIT_AWAITING_CUTOVER
     job = first.report["instances"][1]["remote_ids"]["JobId"]
     plan.write_text(plan_text(f"{{id: keep, {GATED[1:]}", "{id: done}", "{id: added}"))
-    release_cutover(first.outcome.run_id, tmp_path / "runs", ["keep"], False)
+    release(first.outcome.run_dir, registry, "keep")
     options = RunOptions(runs_root=tmp_path / "runs", handle_signals=False)
     second = resume_run(first.outcome.run_id, registry, options, accept_changed_plan=True)
     assert second.statuses == {"keep": "succeeded", "dropped": "abandoned", "done": "succeeded",
@@ -133,7 +138,7 @@ def test_the_retry_budget_is_the_runs_across_invocations(plan_file, registry: Re
     first = run_plan(plan, registry, tmp_path, sandbox_config=throttles)
     assert first.outcome.exit_code == EXIT_AWAITING_CUTOVER
     assert first.report["calls"]["retries"] == 3
-    release_cutover(first.outcome.run_id, tmp_path / "runs", ["gated"], False)
+    release(first.outcome.run_dir, registry, "gated")
     # The resumed sandbox throttles 3 calls again, but only 1 retry of the run's 4 is left.
     second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
     assert second.outcome.exit_code == EXIT_FAILED
@@ -152,7 +157,7 @@ def test_the_report_counts_every_invocations_calls(plan_file, registry: Registry
     plan = plan_file(plan_text(f"{{id: gated, {GATED[1:]}", "{id: plain}"))
     drops = SandboxConfig(600, seed=1, faults=[{"kind": "drop", "mutating_only": True, "count": 2}])
     first = run_plan(plan, registry, tmp_path, sandbox_config=drops)
-    release_cutover(first.outcome.run_id, tmp_path / "runs", ["gated"], False)
+    release(first.outcome.run_dir, registry, "gated")
     second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
     assert second.outcome.exit_code == EXIT_OK
     calls = second.report["calls"]
@@ -310,7 +315,7 @@ def test_a_cutover_released_before_the_gate_is_a_pre_approval(plan_file, registr
         assert time.monotonic() < deadline, "the run never sent a request"
         time.sleep(0.01)
     run_dir = next((tmp_path / "runs").glob("*"))
-    release_cutover(str(run_dir), tmp_path / "runs", ["early"], False)  # long before its gate
+    release(run_dir, registry, "early")  # long before its gate
     runner.join(timeout=60)
     (result,) = results
     assert [e["action"] for e in result.audit if e.get("changed")][:2] == ["CreateJob", "StartJob"]
