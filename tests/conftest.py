@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from batchmig.cli import STATE, main
 from batchmig.plugin import (
     Call,
     Connection,
@@ -61,3 +63,19 @@ class SecretPlugin:
 def secret_registry() -> Registry:
     """testcloud and ``pwcloud`` (testcloud needing ``$TC_DB_PASSWORD`` and a ``db_token`` credential)."""
     return make_registry(TestcloudPlugin(), SecretPlugin())
+
+
+class Cli:
+    """The real ``batchmig`` command line, in-process: ``cli("status", "latest") -> (exit, stdout, stderr)``."""
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(main, list(args))
+        return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def cli(secret_registry: Registry) -> Iterator[Cli]:
+    """The CLI with testcloud and pwcloud registered."""
+    STATE.registry = secret_registry
+    yield Cli()
+    STATE.registry = None

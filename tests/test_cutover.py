@@ -5,15 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
-
-from batchmig.cli import STATE, main
 from batchmig.cutover import answer
 from batchmig.registry import Registry
 from batchmig.report.model import CallSummary, InstanceReport, RunReport
-from batchmig.testing import make_registry, run_plan
-from batchmig.testing.testcloud import TestcloudPlugin
+from batchmig.testing import run_plan
 
 PLAN = """\
 version: 1
@@ -31,34 +26,22 @@ instances:
 """
 
 
-@pytest.fixture(autouse=True)
-def testcloud_cli():
-    STATE.registry = make_registry(TestcloudPlugin())
-    yield
-    STATE.registry = None
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def test_cutover_by_wave_releases_exactly_that_wave(plan_file, registry: Registry, tmp_path: Path) -> None:
+def test_cutover_by_wave_releases_exactly_that_wave(cli, plan_file, registry: Registry, tmp_path: Path) -> None:
     first = run_plan(plan_file(PLAN), registry, tmp_path)
     assert first.outcome.exit_code == 4
     waiting = sorted(i for i, s in first.statuses.items() if s == "awaiting_cutover")
     assert waiting == ["one-a", "one-b", "two-a", "two-b"]
     runs = str(tmp_path / "runs")
-    code, out, err = invoke("cutover", "latest", "--wave", "one", "--no-resume", "--runs-root", runs,
+    code, out, err = cli("cutover", "latest", "--wave", "one", "--no-resume", "--runs-root", runs,
                             "--format", "json")
     answers = {row["instance"]: row["outcome"] for row in json.loads(out)}
     assert code == 0, err
     assert answers == {"one-a": "released", "one-b": "released", "one-auto": "finished", "one-full": "finished"}
     # asking again is answered, not repeated; the other wave is untouched
-    code, out, _ = invoke("cutover", "latest", "--select", "one-a", "--select", "two-*", "--no-resume",
+    code, out, _ = cli("cutover", "latest", "--select", "one-a", "--select", "two-*", "--no-resume",
                           "--runs-root", runs)
     assert code == 0 and "already released: 1 — one-a" in out and "released: 2 — two-a, two-b" in out
-    code, out, _ = invoke("status", "latest", "--runs-root", runs, "--format", "json")
+    code, out, _ = cli("status", "latest", "--runs-root", runs, "--format", "json")
     report = RunReport.load(json.loads(out))
     assert [(r.kind, r.selection, r.instances) for r in report.requests] == [
         ("cutover", "--wave one", 2), ("cutover", "--select one-a --select two-*", 2)]
@@ -71,15 +54,15 @@ def test_cutover_by_wave_releases_exactly_that_wave(plan_file, registry: Registr
     assert len(completes) == 5  # the four released, and one-auto's in the first run (the audit spans both)
 
 
-def test_cutover_by_tag_and_nothing_to_release(plan_file, registry: Registry, tmp_path: Path) -> None:
+def test_cutover_by_tag_and_nothing_to_release(cli, plan_file, registry: Registry, tmp_path: Path) -> None:
     run_plan(plan_file(PLAN), registry, tmp_path)
     runs = str(tmp_path / "runs")
-    code, out, _ = invoke("cutover", "latest", "--tag", "app=crm", "--no-resume", "--runs-root", runs)
+    code, out, _ = cli("cutover", "latest", "--tag", "app=crm", "--no-resume", "--runs-root", runs)
     assert code == 0 and "released: 2 — one-a, two-a" in out
-    code, out, err = invoke("cutover", "latest", "--select", "one-auto", "--select", "one-full", "--no-resume",
+    code, out, err = cli("cutover", "latest", "--select", "one-auto", "--select", "one-full", "--no-resume",
                             "--runs-root", runs)
     assert code == 1 and "finished: 2" in out and "nothing released" in err
-    code, _, err = invoke("cutover", "latest", "--tag", "app=erp", "--runs-root", runs)
+    code, _, err = cli("cutover", "latest", "--tag", "app=erp", "--runs-root", runs)
     assert code == 2 and "--tag app=erp" in err
 
 

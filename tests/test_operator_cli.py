@@ -8,14 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from batchmig.cli import STATE, main
 from batchmig.config import load_config
 from batchmig.errors import UsageError
 from batchmig.registry import Registry
-from batchmig.testing import make_registry, run_plan
-from batchmig.testing.testcloud import TestcloudPlugin
+from batchmig.testing import run_plan
 
 PLAN = """\
 version: 1
@@ -36,54 +33,46 @@ def fleet(count: int) -> str:
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.chdir(tmp_path)
-    STATE.registry = make_registry(TestcloudPlugin())
-    yield
-    STATE.registry = None
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def test_status_lists_every_instance_off_a_terminal(plan_file, registry: Registry, tmp_path: Path) -> None:
+def test_status_lists_every_instance_off_a_terminal(cli, plan_file, registry: Registry, tmp_path: Path) -> None:
     run_plan(plan_file(fleet(80)), registry, tmp_path)
-    code, out, _ = invoke("status", "latest", "--runs-root", "runs")
+    code, out, _ = cli("status", "latest", "--runs-root", "runs")
     assert code == 0 and out.count("skipped") >= 80 and "more" not in out
     assert "81 instances: 1 failed, 80 skipped" in out
-    code, out, _ = invoke("status", "@last", "--runs-root", "runs", "--format", "csv", "--tag", "team=t1")
+    code, out, _ = cli("status", "@last", "--runs-root", "runs", "--format", "csv", "--tag", "team=t1")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len(rows) == 40 and rows[0]["error_code"] == "Skipped" and rows[0]["tags"] == "team=t1"
-    code, out, _ = invoke("status", "latest", "--runs-root", "runs", "--format", "json", "--status", "failed")
+    code, out, _ = cli("status", "latest", "--runs-root", "runs", "--format", "json", "--status", "failed")
     data = json.loads(out)
     assert [i["id"] for i in data["instances"]] == ["canary"] and data["selection"] == "--status failed"
-    code, _, err = invoke("status", "latest", "--runs-root", "runs", "--wave", "three")
+    code, _, err = cli("status", "latest", "--runs-root", "runs", "--wave", "three")
     assert code == 2 and "--wave three" in err and "one, two" in err
 
 
-def test_runs_lists_newest_first_and_records_a_failed_start(plan_file, registry: Registry, tmp_path: Path) -> None:
+def test_runs_lists_newest_first_and_records_a_failed_start(cli, plan_file, registry: Registry, tmp_path: Path) -> None:
     plan = plan_file(fleet(3))
     first = run_plan(plan, registry, tmp_path)
-    code, _, err = invoke("run", str(plan), "--runs-root", "runs", "--no-progress")  # no credentials
+    code, _, err = cli("run", str(plan), "--runs-root", "runs", "--no-progress")  # no credentials
     assert code == 2 and "TESTCLOUD_KEY_ID" in err and "kept as not started" in err
-    code, out, _ = invoke("runs", "--runs-root", "runs", "--format", "json")
+    code, out, _ = cli("runs", "--runs-root", "runs", "--format", "json")
     runs = json.loads(out)
     assert code == 0 and [r["state"] for r in runs] == ["not_started", "failed"]
     assert runs[1]["run"] == first.outcome.run_id and runs[1]["sandbox"] == "yes"
     assert "credentials not set" in runs[0]["detail"] and runs[0]["counts"] == "4 pending"
-    code, out, _ = invoke("status", "latest", "--runs-root", "runs", "--format", "json")
+    code, out, _ = cli("status", "latest", "--runs-root", "runs", "--format", "json")
     data = json.loads(out)
     assert data["state"] == "not_started" and "TESTCLOUD_KEY_ID" in data["start_error"]
-    code, out, _ = invoke("runs", "--runs-root", "runs")
+    code, out, _ = cli("runs", "--runs-root", "runs")
     assert code == 0 and "not_started" in out and first.outcome.run_id in out
 
 
-def test_latest_without_runs_is_a_usage_error() -> None:
-    code, _, err = invoke("status", "latest", "--runs-root", "nowhere")
+def test_latest_without_runs_is_a_usage_error(cli) -> None:
+    code, _, err = cli("status", "latest", "--runs-root", "nowhere")
     assert code == 2 and "no run in nowhere yet" in err
 
 
-def test_config_files_set_defaults_and_help_says_where_from(tmp_path: Path, plan_file, registry) -> None:
+def test_config_files_set_defaults_and_help_says_where_from(cli, tmp_path: Path, plan_file, registry) -> None:
     user = tmp_path / "xdg" / "batchmig" / "batchmig.toml"
     user.parent.mkdir(parents=True)
     user.write_text('format = "json"\nruns_root = "/nonexistent"\n')
@@ -92,12 +81,12 @@ def test_config_files_set_defaults_and_help_says_where_from(tmp_path: Path, plan
     config = load_config(project=None)
     assert config["format"] == "json" and config.setting("format").source == str(user)
     assert config["runs_root"] == str(tmp_path / "store" / "runs")  # the project's wins, relative to its file
-    code, out, _ = invoke("status", "--help")
+    code, out, _ = cli("status", "--help")
     assert code == 0 and f"(from{tmp_path / 'batchmig.toml'})" in "".join(out.split())
     run_plan(plan_file(fleet(2)), registry, tmp_path / "store")
-    code, out, _ = invoke("runs")
+    code, out, _ = cli("runs")
     assert code == 0 and json.loads(out)[0]["state"] == "failed"  # json and the project's runs root
-    code, out, _ = invoke("config")
+    code, out, _ = cli("config")
     assert "format" in out and str(user) in out
 
 
@@ -107,11 +96,11 @@ def test_config_files_set_defaults_and_help_says_where_from(tmp_path: Path, plan
     ("durable = 'yes'", "durable must be a boolean"),
     ("runs_root = ", "not valid TOML"),
 ])
-def test_a_bad_config_file_is_named(tmp_path: Path, text: str, message: str) -> None:
+def test_a_bad_config_file_is_named(cli, tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "batchmig.toml").write_text(text + "\n")
     with pytest.raises(UsageError, match=message):
         load_config()
-    code, _, err = invoke("runs")
+    code, _, err = cli("runs")
     assert code == 2 and message in err and "batchmig.toml" in err
 
 
@@ -130,56 +119,53 @@ instances:
 """
 
 
-def test_validate_env_names_every_missing_variable_at_once(plan_file, monkeypatch, secret_registry) -> None:
-    STATE.registry = secret_registry
+def test_validate_env_names_every_missing_variable_at_once(cli, plan_file, monkeypatch) -> None:
     for name in ("TESTCLOUD_KEY_ID", "TESTCLOUD_SECRET", "PW_KEY_ID", "PW_SECRET", "TC_DB_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PW_KEY_ID", "set")
     plan = str(plan_file(ENV_PLAN))
-    code, out, _ = invoke("validate", plan, "--env")
+    code, out, _ = cli("validate", plan, "--env")
     assert code == 2
     for missing in ("environment variable TESTCLOUD_KEY_ID", "environment variable TESTCLOUD_SECRET",
                     "environment variable PW_SECRET", "environment variable TC_DB_PASSWORD",
                     "cannot read the credential file /nonexistent/token"):
         assert missing in out
     assert "PW_KEY_ID" not in out and "environment: 5 missing" in out
-    code, out, _ = invoke("validate", plan, "--env", "--format", "json")
+    code, out, _ = cli("validate", plan, "--env", "--format", "json")
     missing = {m["source"]: m for m in json.loads(out)["missing"]}
     assert code == 2 and missing["environment variable TC_DB_PASSWORD"]["instances"] == 2
-    code, out, _ = invoke("validate", plan, "--env", "--format", "csv")
+    code, out, _ = cli("validate", plan, "--env", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 2 and len(rows) == 5 and {r["kind"] for r in rows} == {"missing"}
     # in the sandbox the emulator's demo keys sign: only the database secrets are still needed
-    code, out, _ = invoke("validate", plan, "--env", "--sandbox")
+    code, out, _ = cli("validate", plan, "--env", "--sandbox")
     assert code == 2 and "TESTCLOUD_KEY_ID" not in out and "PW_SECRET" not in out and "TC_DB_PASSWORD" in out
     monkeypatch.setenv("TC_DB_PASSWORD", "pw")
     token = plan_file("tok", name="token")
-    result = CliRunner().invoke(main, ["validate", str(plan_file(ENV_PLAN.replace("/nonexistent/token", str(token)),
-                                                                 name="p2.yaml")), "--env", "--sandbox"])
-    code, out = result.exit_code, result.output
-    assert code == 0, (out, result.exception) and "every credential and secret" in out
+    fixed = plan_file(ENV_PLAN.replace("/nonexistent/token", str(token)), name="p2.yaml")
+    code, out, _ = cli("validate", str(fixed), "--env", "--sandbox")
+    assert code == 0 and "every credential and secret" in out
 
 
-def test_check_covers_every_provider_in_one_pass(plan_file, monkeypatch, secret_registry) -> None:
-    STATE.registry = secret_registry
+def test_check_covers_every_provider_in_one_pass(cli, plan_file, monkeypatch) -> None:
     monkeypatch.delenv("TC_DB_PASSWORD", raising=False)
-    code, out, _ = invoke("run", str(plan_file(ENV_PLAN)), "--check", "--sandbox", "--time-scale", "600")
+    code, out, _ = cli("run", str(plan_file(ENV_PLAN)), "--check", "--sandbox", "--time-scale", "600")
     assert code == 1
     assert "environment variable TC_DB_PASSWORD" in out and "cannot read the credential file" in out
     assert "pre-flight: 1 ready, 0 with problems, 2 not checked" in out
 
 
-def test_a_busy_port_or_an_unusable_directory_is_an_ordinary_error(tmp_path: Path) -> None:
+def test_a_busy_port_or_an_unusable_directory_is_an_ordinary_error(cli, tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code, _, err = invoke("sandbox", "serve", "--port", str(port), "--dir", str(tmp_path / "box"))
+        code, _, err = cli("sandbox", "serve", "--port", str(port), "--dir", str(tmp_path / "box"))
     assert code == 2 and "is in use by another program" in err and "--port 0" in err and "internal" not in err
     (tmp_path / "file").write_text("x")
-    code, _, err = invoke("sandbox", "serve", "--port", "0", "--dir", str(tmp_path / "file" / "box"))
+    code, _, err = cli("sandbox", "serve", "--port", "0", "--dir", str(tmp_path / "file" / "box"))
     assert code == 2 and "cannot use the sandbox directory" in err and "internal" not in err
 
 
