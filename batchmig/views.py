@@ -7,12 +7,12 @@ listed, or the table says how many rows it holds back and how to see them.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from batchmig.listing import Format, emit, terminal_rows
 from batchmig.redaction import REDACTOR
-from batchmig.report import RunReport, render_report
+from batchmig.report import InstanceReport, RunReport, render_report
 from batchmig.report.tables import INSTANCE_COLUMNS, INSTANCE_CSV_COLUMNS, closing_line, instance_rows
 from batchmig.selection import Selection
 
@@ -27,11 +27,8 @@ STATE_WORDS = {
 def print_summary(report: RunReport, *, show_all: bool = False, out: IO[str] | None = None) -> None:
     """The table at the end of a run: every instance, or what fits and a count of the rest."""
     out = out or sys.stdout
-    limit = None if show_all else terminal_rows()
-    hidden_first = limit is not None and len(report.instances) > limit
-    emit("batchmig summary", INSTANCE_COLUMNS, instance_rows(report.instances, attention_first=hidden_first),
-         "text", limit=limit, more=f"see them with `batchmig status {report.run} --all` or --format json|csv",
-         out=out)
+    _table("batchmig summary", report.instances, show_all, out,
+           more=f"see them with `batchmig status {report.run} --all` or --format json|csv")
     print(REDACTOR(closing_line(report)), file=out)
 
 
@@ -55,12 +52,18 @@ def print_status(
     if fmt == "csv":
         emit("", INSTANCE_CSV_COLUMNS, instance_rows(chosen), "csv", out=out)
         return
-    limit = None if show_all else terminal_rows()
-    hidden_first = limit is not None and len(chosen) > limit
-    emit(f"run {report.run}", INSTANCE_COLUMNS, instance_rows(chosen, attention_first=hidden_first), "text",
-         limit=limit, out=out)
+    _table(f"run {report.run}", chosen, show_all, out)
     line = closing_line(report)
     if selection:
         line = f"{len(chosen)} of {len(report.instances)} instances match {selection.describe()} · " + line
     print(REDACTOR(line), file=out)
     print(f"run {report.run}: {STATE_WORDS.get(report.state, report.state)}", file=out)
+
+
+def _table(title: str, instances: Sequence[InstanceReport], show_all: bool, out: IO[str],
+           more: str = "use --all or --format json|csv") -> None:
+    """Every instance, or — on a terminal — what fits, those that need a look first."""
+    limit = None if show_all else terminal_rows()
+    attention_first = limit is not None and len(instances) > limit
+    emit(title, INSTANCE_COLUMNS, instance_rows(instances, attention_first=attention_first), "text",
+         limit=limit, more=more, out=out)
