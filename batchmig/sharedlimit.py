@@ -42,7 +42,7 @@ from typing import Any
 import anyio
 import structlog
 
-from batchmig.ratelimit import Clock, LimitKey, RateLimiter
+from batchmig.ratelimit import Clock, LimitKey, RateLimiter, Release
 from batchmig.store.postgres import SharedJournal, StoreUnavailable, _psycopg, connection_kwargs
 
 log = structlog.get_logger("batchmig.sharedlimit")
@@ -199,7 +199,7 @@ class ShareLimiter(_SharedBase):
             state.reservations.extend(state.released)
         entry.bump()
 
-    async def acquire(self, key: LimitKey) -> None:
+    async def acquire(self, key: LimitKey) -> Release | None:
         entry = self._share(key)
         entry.waiting += 1
         try:
@@ -218,7 +218,7 @@ class ShareLimiter(_SharedBase):
                         continue
                     later = self._release(key)
                     if later is None:
-                        return
+                        return Release(self._state(key), self._clock, self._clock.now())  # margin measured
                     slot = later
         finally:
             entry.waiting -= 1

@@ -48,12 +48,13 @@ def _tencent_instance(n: int) -> str:
 
 
 def write_fleet_plan(path: Path, instances: int, *, rate: float | None = None, kinds: int = 3,
-                     poll_interval: float | None = None) -> Path:
+                     run: str | None = None) -> Path:
     """``instances`` of the mixed fleet (``kinds=1``: Tencent imports only); ``rate``
-    overrides every cap of every provider (the engine-overhead runs)."""
+    overrides every cap of every provider (the engine-overhead runs); ``run`` is the
+    plan's ``run:`` settings as flow YAML (``{poll_interval: 0.05}``)."""
     header = HEADER.rstrip("\n")
-    if poll_interval is not None:
-        header = header.replace("\ninstances:", f"\nrun: {{poll_interval: {poll_interval}}}\ninstances:")
+    if run is not None:
+        header = header.replace("\ninstances:", f"\nrun: {run}\ninstances:")
     if rate is not None:
         caps = f"rate_limits: {{'*': {rate}}}"
         header = header.replace("{region: ap-guangzhou}", f"{{region: ap-guangzhou, {caps}}}")

@@ -206,7 +206,7 @@ def overhead(instances: int, durable: bool) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = Path(tmp)
-        plan = write_fleet_plan(work_dir / "plan.yaml", instances, rate=UNBOUNDED, poll_interval=0.05)
+        plan = write_fleet_plan(work_dir / "plan.yaml", instances, rate=UNBOUNDED, run="{poll_interval: 0.05}")
         config = {"time_scale": 100000, "options": SANDBOX_OPTIONS,
                   "rate_limits": {name: {"*": UNBOUNDED} for name in EMULATORS}}
         load = load_average()
@@ -286,6 +286,92 @@ def sidebyside(instances: int, durable: bool) -> dict[str, Any]:
                                    "ap-guangzhou", imports, time_scale)
                 results[f"peer_{name}"] = {**figures, **_side_figures(sandbox.audit(), instances)}
     return results
+
+
+def scaleout(instances: int, durable: bool, runners: int = 1, limiter: str = "shares",
+             kill_one: bool = False) -> dict[str, Any]:
+    """The mixed fleet worked by ``runners`` runner processes sharing one PostgreSQL store
+    (a throw-away server) and one rate budget. ``kill_one``: the last runner is killed
+    (SIGKILL) a third of the way in, and the delay until another runner takes over one of
+    its instances is measured (it cannot be shorter than the lease, 10 s here)."""
+    import signal
+
+    from figures import plan_bound
+    from fleet_plan import SANDBOX_OPTIONS, TIME_SCALE, WAIT_WORK, write_fleet_plan
+
+    from batchmig.testing.postgres import ThrowawayPostgres
+
+    server = ThrowawayPostgres()
+    dsn = server.start()
+    results: dict[str, Any] = {"scenario": "scaleout", "instances": instances, "runners": runners,
+                               "limiter": limiter, "load_average": load_average()}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work_dir = Path(tmp)
+            plan_path = write_fleet_plan(work_dir / "fleet.yaml", instances, run="{call_timeout: 3s}")
+            bound = plan_bound(load_plan(str(plan_path), registry()), registry(),
+                               lambda _i, step: WAIT_WORK[step] / TIME_SCALE)
+            cli = [sys.executable, "-m", "batchmig"]
+            subprocess.run([*cli, "store", "init", "--store", dsn], check=True, capture_output=True)
+            common = ["--store", dsn, "--limiter", limiter, "--lease-ttl", "10", "--no-progress"]
+            config = {"time_scale": TIME_SCALE, "options": SANDBOX_OPTIONS}
+            with SandboxProcess(work_dir / "sandbox", config) as sandbox:
+                started = time.perf_counter()
+                procs = []
+                for n in range(runners):
+                    args = (["run", str(plan_path), "--sandbox-at", str(sandbox.directory)] if n == 0
+                            else ["join", "bench-fleet"])
+                    with open(work_dir / f"r{n}.err", "wb") as err:
+                        procs.append(subprocess.Popen([*cli, *args, *common], cwd=work_dir,
+                                                      stdout=subprocess.DEVNULL, stderr=err))
+                    if n == 0:
+                        time.sleep(1.0)  # the first runner records the run in the store
+                killed_at = None
+                if kill_one and runners > 1:
+                    time.sleep(bound.seconds / 3)
+                    procs[-1].send_signal(signal.SIGKILL)
+                    killed_at = time.time()
+                codes = [proc.wait(timeout=1800) for proc in procs]
+                makespan = time.perf_counter() - started
+                audit = sandbox.audit()
+            events = [_events(work_dir / f"r{n}.err") for n in range(runners)]
+            if os.environ.get("BENCH_KEEP"):
+                for n in range(runners):
+                    (Path(os.environ["BENCH_KEEP"]) / f"r{n}.err").write_bytes((work_dir / f"r{n}.err").read_bytes())
+    finally:
+        server.destroy()
+    finished = [e for stream in events for e in stream if e.get("event") == "runner.finished"]
+    calls = sum(1 for e in audit if "decided" in e)  # every API call the sandbox judged
+    results.update({
+        "exit_codes": codes, "makespan_seconds": round(makespan, 2), "bound_seconds": bound.seconds,
+        "makespan_over_bound": round(makespan / bound.seconds, 3),
+        "store_round_trips_per_call": round(sum(e.get("store_round_trips", 0) for e in finished) / max(1, calls), 3),
+        **cap_figures(audit),
+    })
+    if killed_at is not None:
+        claims = [_seconds(e["timestamp"]) for stream in events[:-1] for e in stream
+                  if e.get("event") == "instance.claimed"]
+        later = [t - killed_at for t in claims if t > killed_at]
+        results["takeover_delay_seconds"] = round(min(later), 2) if later else None
+    return results
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    """The JSON log lines of a runner's stderr."""
+    events = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _side_figures(audit: list[dict[str, Any]], instances: int) -> dict[str, Any]:
@@ -449,7 +535,7 @@ def webhooks(instances: int, durable: bool) -> dict[str, Any]:
 
 
 SCENARIOS = {"overhead": overhead, "polling": polling, "validate": validate, "fleet": fleet,
-             "sidebyside": sidebyside, "report": report, "webhooks": webhooks}
+             "sidebyside": sidebyside, "scaleout": scaleout, "report": report, "webhooks": webhooks}
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
@@ -457,7 +543,12 @@ if __name__ == "__main__":
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--durable", action="store_true")
+    parser.add_argument("--runners", type=int, default=1, help="scaleout: runner processes")
+    parser.add_argument("--limiter", choices=["shares", "exact"], default="shares", help="scaleout: limiter mode")
+    parser.add_argument("--kill-one", action="store_true", help="scaleout: kill the last runner a third of the way in")
     args = parser.parse_args()
     logs.configure(json_output=True, console_level=logging.ERROR)
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    print(json.dumps(SCENARIOS[args.scenario](args.instances, args.durable)))
+    extra = ({"runners": args.runners, "limiter": args.limiter, "kill_one": args.kill_one}
+             if args.scenario == "scaleout" else {})
+    print(json.dumps(SCENARIOS[args.scenario](args.instances, args.durable, **extra)))

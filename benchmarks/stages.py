@@ -4,7 +4,7 @@
 sandbox, which runs in a child of its own) with py-spy, leaving idle threads out, and
 charges every sample to the stage that *owns* it, looking from the outermost frame
 in: a JSON dump made for a log line is logging, one made for the journal is the
-journal, one made for a request or answer is JSON. Prints one JSON object:
+journal, one made for a request or answer (also a poll's) is JSON. Prints one JSON object:
 {stage: share of the samples}, and the CPU per call of the same run, so the shares
 can be read as microseconds per call.
 """
@@ -29,7 +29,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("journal", ("batchmig/journal.py", "sqlite3/")),
     ("limiter", ("batchmig/ratelimit.py",)),
     ("signing", ("signing.py", "signer.py", "hmac.py", "hashlib")),
-    ("JSON", ("json/", "orjson")),
+    ("JSON", ("json/", "orjson", "_envelope (", "responses.py")),
     ("HTTP", ("aiohttp/", "yarl/", "multidict/", "http/", "ssl.py", "socket.py")),
     ("polling", ("batchmig/engine/polling.py",)),
     ("engine", ("batchmig/engine/", "batchmig_tencentcloud/", "batchmig_huaweicloud/")),
