@@ -20,21 +20,23 @@ Evenly spaced at ``(1 s + margin) / N``, a late call still fits as long as it is
 late by less than the margin.
 
 The margin is measured, not assumed. The server counts a call at some moment between
-the call leaving and its answer coming back, so how far its stamp can drift from the
-moment the call left is bounded by the answer's round trip. The pipeline reports
-when each call really left (after signing, not when the limiter let it go) and when
-its answer came back (``Release.left`` / ``Release.answered``); each key keeps the
-largest round trip of its last 2N answers and spaces calls by one second plus that
-(never less than the configured ``margin``, never more than ``MAX_MARGIN``). The
-sliding-log check counts calls from when they left, and a call of N calls ago still
-unanswered holds the next one back. Wherever within its round trip the server
-counted each call, no second on its clock holds more than the cap (the property test
-of ``tests/test_ratelimit.py``). So a quiet loopback (round trips of a millisecond)
-runs at more than 99 % of the cap, a runner 20 ms from its cloud at 98 %, and a
-stalling machine or server — whose round trips grow first — spaces its calls out
-before the cloud's second overflows. Measured on the mixed 1,000-instance benchmark:
-a fixed 0.05 s margin (95 % of the cap) still drew 0 to 7 throttles per run on a
-loaded machine; docs/benchmarks.md has the measured margin's figures.
+the call leaving and its answer coming back. The pipeline reports when each call
+really left (after signing, not when the limiter let it go) and when its answer came
+back (``Release.left`` / ``Release.answered``), and the sliding-log check becomes
+exact on the server's clock: a call may leave once a whole window has passed since
+the latest answer among the calls N or more releases back (a call among them still
+unanswered holds it back: it may reach the server any moment). Whatever the server
+counted within each round trip, no second on its clock holds more than the cap (the
+property test of ``tests/test_ratelimit.py``), and only the one call N releases after
+a slow one waits for it. Even spacing uses one second plus the typical round trip
+(an average of the recent ones, at least the configured ``margin``). So a quiet
+loopback (round trips of a millisecond) runs at more than 99 % of the cap, a runner
+20 ms from its cloud at about 98 %, and a stalling machine or server — whose answers
+come late — slows down exactly as much as its stalls before the cloud's second
+overflows. A caller that reports nothing is counted from its release, with the
+configured margin, as before. Measured on the mixed 1,000-instance benchmark: a fixed
+0.05 s margin (95 % of the cap) still drew 0 to 7 throttles per run on a loaded
+machine; docs/benchmarks.md has the measured figures.
 
 When the cloud still answers "throttled" (another client shares the account, or the
 documented cap is wrong), ``penalize`` cuts the key's rate in half for every caller
@@ -61,8 +63,11 @@ SPACED_UP_TO = 200
 """Rates (per second) up to which releases are evenly spaced."""
 
 MAX_MARGIN = 0.5
-"""The most the measured margin widens a key's second (a stall longer than this is
-taken to have ended before the next window's calls arrive)."""
+"""How long an unanswered call holds the key back at most (a call in flight for longer
+is taken to have reached the server by then: a hung answer must not stop a key)."""
+
+TRIP_WEIGHT = 0.1
+"""Weight of the newest round trip in the average that spaces a key's calls."""
 
 IN_FLIGHT_RECHECK = 0.01
 """Seconds between looks at a call of one window ago that is still unanswered."""
@@ -139,16 +144,13 @@ class Release:
         the key's log counts it, and until its answer it is in flight."""
         if self.answered_at is None:
             self.at = max(self.at, self._clock.now() if now is None else now)
-            self._state.moved(self.serial, self.at)
-            self._state.in_flight[self.serial] = self.at
+            self._state.left(self.serial, self.at)
 
     def answered(self, now: float | None = None) -> None:
-        """The answer (or the failure) came back: the round trip sizes the key's margin."""
+        """The answer (or the failure) came back: the server counted the call by now."""
         if self.answered_at is None:
-            now = self._clock.now() if now is None else now
-            self.answered_at = now
-            self._state.in_flight.pop(self.serial, None)
-            self._state.observe(now - self.at)
+            self.answered_at = self._clock.now() if now is None else now
+            self._state.answered(self.serial, self.at, self.answered_at)
 
 
 @dataclass
@@ -163,15 +165,20 @@ class _KeyState:
     """How many calls the key released in all (the serial of ``released[-1]``)."""
     in_flight: dict[int, float] = field(default_factory=dict)
     """Serial -> departure of the calls that left and are not answered yet."""
+    arrivals: dict[int, float] = field(default_factory=dict)
+    """Serial -> the latest the call can have reached the server (the answer's time; the
+    release plus the configured margin for a call never reported), for the last N or so
+    releases, in release order; ``math.inf`` while in flight."""
+    horizon: float = -math.inf
+    """The latest arrival among the calls older than those in ``arrivals``."""
     recent: deque[float] = field(default_factory=deque)
     reduced_at: float | None = None
     reduced_to: float = 0.0
     paused_until: float = 0.0
     stats: KeyStats = field(init=False)
     margin: float = field(init=False)
-    trips: deque[tuple[int, float]] = field(default_factory=deque)
-    """A sliding maximum over the last ``2 N`` answers: (answer number, round trip), decreasing."""
-    answers: int = 0
+    """The spacing's margin: the configured one, or the average round trip if longer."""
+    trip: float = 0.0
 
     def __post_init__(self) -> None:
         self.stats = KeyStats(cap=self.cap)
@@ -186,17 +193,55 @@ class _KeyState:
         if back <= len(self.released):
             self.released[-back] = max(self.released[-back], at)
 
-    def observe(self, trip: float) -> None:
-        """One more round trip: the margin becomes the largest recent one."""
-        self.answers += 1
-        trips = self.trips
-        while trips and trips[-1][1] <= trip:
-            trips.pop()
-        trips.append((self.answers, trip))
-        while trips[0][0] <= self.answers - 2 * self.reservations.maxlen:  # type: ignore[operator]
-            trips.popleft()
-        self.margin = min(MAX_MARGIN, max(self.floor_margin, trips[0][1]))
+    def released_now(self, now: float) -> None:
+        self.released.append(now)
+        self.serial += 1
+        self.arrivals[self.serial] = now + self.floor_margin
+        oldest = self.serial - 2 * (self.released.maxlen or 1)
+        while self.arrivals:
+            first = next(iter(self.arrivals))
+            if first > oldest:
+                break
+            arrival = self.arrivals.pop(first)
+            if arrival < math.inf:  # an unanswered one stays in ``in_flight``
+                self.horizon = max(self.horizon, arrival)
+
+    def left(self, serial: int, at: float) -> None:
+        self.moved(serial, at)
+        self.in_flight[serial] = at
+        if serial in self.arrivals:
+            self.arrivals[serial] = math.inf
+
+    def answered(self, serial: int, left: float, at: float) -> None:
+        self.in_flight.pop(serial, None)
+        if serial in self.arrivals:
+            self.arrivals[serial] = at
+        else:
+            self.horizon = max(self.horizon, at)
+        self.trip += TRIP_WEIGHT * (at - left - self.trip)
+        self.margin = min(MAX_MARGIN, max(self.floor_margin, self.trip))
         self.stats.margin = max(self.stats.margin, self.margin)
+
+    def latest_arrival(self, serial: int, now: float, scan: bool) -> float | None:
+        """The latest moment a call up to ``serial`` can reach (or have reached) the server;
+        None while one of them is in flight and may arrive any moment. ``scan``: look at
+        every tracked call, not only ``serial`` itself (exact; costs N at high rates)."""
+        latest = self.horizon
+        if scan:
+            for tracked, arrival in self.arrivals.items():
+                if tracked > serial:
+                    break
+                if arrival < math.inf:
+                    latest = max(latest, arrival)
+        else:
+            arrival = self.arrivals.get(serial, -math.inf)
+            latest = max(latest, arrival if arrival < math.inf else -math.inf)
+        for flying, left in self.in_flight.items():
+            if flying <= serial:
+                if now < left + MAX_MARGIN:
+                    return None
+                latest = max(latest, left + MAX_MARGIN)
+        return latest
 
 
 class RateLimiter:
@@ -296,18 +341,18 @@ class RateLimiter:
         released = state.released
         span = self._window + state.margin
         gap = self._gap(allowed, span)
-        if gap and released and released[-1] + gap > now + 1e-9:
-            return released[-1] + gap
+        # Woken at its reserved slot, a call goes unless it would follow the previous one
+        # by less than half the spacing: a task that woke late catches up instead of
+        # pushing every later call back (the window check below is what keeps the cap).
+        if gap and released and released[-1] + gap / 2 > now + 1e-9:
+            return released[-1] + gap / 2
         if len(released) >= allowed:
-            edge = released[-allowed] + span
-            left = state.in_flight.get(state.serial - allowed + 1)
-            if left is not None and now < left + MAX_MARGIN + self._window:
-                # Still unanswered: it may reach the server any moment; look again shortly.
-                edge = max(edge, min(now + IN_FLIGHT_RECHECK, left + MAX_MARGIN + self._window))
-            if edge > now + 1e-9:
-                return edge
-        released.append(now)
-        state.serial += 1
+            latest = state.latest_arrival(state.serial - allowed + 1, now, scan=allowed <= SPACED_UP_TO)
+            if latest is None:  # still unanswered: it may reach the server any moment; look again shortly
+                return now + IN_FLIGHT_RECHECK
+            if latest + self._window > now + 1e-9:
+                return latest + self._window
+        state.released_now(now)
         return None
 
     def penalize(self, key: LimitKey, retry_after: float | None = None, now: float | None = None) -> None:

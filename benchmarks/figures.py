@@ -6,18 +6,22 @@ Nothing here trusts the runner's own counts for a verdict:
   audit log — by the stamp the sandbox's throttle decided on (``decided``: what a
   cloud gateway counts) and by arrival (``arrived``: the client's own pace) — next
   to that key's cap as the sandbox applied it (``cap``).
-* ``plan_bound``: the fastest any client could finish, from the plan alone — the
-  calls each instance must make (its provider's steps; one poll per wait, batched as
-  the poller allows) and the emulated durations — so wasted calls cannot raise it.
-  For each rate key: the emulated work that must precede its first call, its calls
-  evenly spaced at the cap, and the work that must follow its last call; the bound
-  is the largest over all keys (and the longest single chain of work).
+* ``plan_bound``: how fast the plan can finish, from the plan alone — the calls each
+  instance must make (its provider's steps) and the emulated durations — so wasted
+  calls cannot raise it. Two figures: per rate key, the work that must precede its
+  first call, its calls evenly spaced at the cap and the work that must follow its
+  last call (the largest over all keys: no client can be faster); and the ideal run
+  of the plan as written — instances started in plan order, every key serving its
+  callers first come first served exactly at its cap, every answer and every
+  completion seen the instant it happens, no poll spent (an event simulation). The
+  bound is the larger of the two: what batchmig would take with no overhead at all.
 * ``detection_delays``: how long after a job finished batchmig noticed it: each wait
   step's length minus the emulated duration of the work it waited for.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import sqlite3
 import statistics
@@ -76,7 +80,11 @@ class Bound:
     """The rate-cap bound of a plan and the key that sets it."""
 
     seconds: float
+    """The larger of ``key_seconds`` and ``ideal_seconds``."""
+    key_seconds: float
     """Calls evenly spaced at each key's cap: (n - 1) / cap, plus the work before and after."""
+    ideal_seconds: float
+    """The plan run in order at exactly the caps, completions seen at once (simulated)."""
     strict_floor: float
     """The same with the calls in bursts of floor(cap) per second: no client can be faster."""
     key: str
@@ -97,23 +105,29 @@ def plan_bound(plan: Plan, registry: Registry, work_seconds: Callable[[str, str]
     """The rate-cap bound of ``plan``; ``work_seconds(instance id, wait step)`` gives the
     emulated duration (in wall seconds) of what the wait step waits for."""
     loads: dict[tuple[str, str, str], _KeyLoad] = {}
+    chains: list[list[tuple[tuple[str, str, str] | None, float]]] = []  # per instance: (key, 0) or (None, work)
     polls: dict[tuple[str, str, str], tuple[int, int]] = {}  # key -> (waits, max batch)
     critical = 0.0
     for inst in plan.instances:
         provider = registry.provider(inst.provider)
         document = plan.document.providers[inst.connection]
         stages: list[tuple[str, float]] = []  # (action, work after which it can first happen)
+        chain: list[tuple[tuple[str, str, str] | None, float]] = []
         done = 0.0
         for step in provider.steps(instance_view(inst, "bound")):
             if isinstance(step, CallStep):
-                stages.append((step.build(Placeholders()).action, done))
+                action = step.build(Placeholders()).action
+                stages.append((action, done))
+                chain.append(((inst.provider, document.region, action), 0.0))
             else:
                 done += work_seconds(inst.id, step.name)
+                chain.append((None, work_seconds(inst.id, step.name)))
                 stages.append((step.poller.action, done))
                 key = (inst.provider, document.region, step.poller.action)
                 waits, _ = polls.get(key, (0, 1))
                 polls[key] = (waits + 1, max(1, step.poller.max_batch))
         critical = max(critical, done)
+        chains.append(chain)
         for action, head in stages:
             key = (inst.provider, document.region, action)
             load = loads.setdefault(key, _KeyLoad())
@@ -133,8 +147,33 @@ def plan_bound(plan: Plan, registry: Registry, work_seconds: Callable[[str, str]
     assert best is not None, "a plan without calls has no bound"
     spaced, burst, key = best
     load = loads[key]
-    return Bound(round(max(spaced, critical), 3), round(max(burst, critical), 3), "/".join(key), load.calls,
-                 load.cap, round(critical, 3))
+    ideal = _ideal_run(chains, {k: v.cap for k, v in loads.items()})
+    return Bound(round(max(spaced, ideal, critical), 3), round(max(spaced, critical), 3), round(ideal, 3),
+                 round(max(burst, critical), 3), "/".join(key), load.calls, load.cap, round(critical, 3))
+
+
+def _ideal_run(chains: list[list[tuple[tuple[str, str, str] | None, float]]],
+               caps: Mapping[tuple[str, str, str], float]) -> float:
+    """The makespan of the plan run in order with no overhead: each key admits its
+    callers first come first served, ``1 / cap`` apart; work takes exactly its time."""
+    ready = [(0.0, index, 0) for index in range(len(chains))]  # (when, instance, stage)
+    heapq.heapify(ready)
+    free: dict[tuple[str, str, str], float] = {}
+    end = 0.0
+    while ready:
+        when, index, stage = heapq.heappop(ready)
+        chain = chains[index]
+        if stage == len(chain):
+            end = max(end, when)
+            continue
+        key, work = chain[stage]
+        if key is None:
+            heapq.heappush(ready, (when + work, index, stage + 1))
+        else:
+            at = max(when, free.get(key, 0.0))
+            free[key] = at + 1 / caps[key]
+            heapq.heappush(ready, (at, index, stage + 1))
+    return end
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,7 @@ def fleet(instances: int, durable: bool) -> dict[str, Any]:
     return {
         "scenario": "fleet", "instances": instances, "load_average": load, "counts": outcome.report["counts"],
         "makespan_seconds": round(result["wall"], 2), "bound_seconds": bound.seconds,
+        "key_bound_seconds": bound.key_seconds, "ideal_run_seconds": bound.ideal_seconds,
         "strict_floor_seconds": bound.strict_floor, "bound_key": bound.key, "bound_calls": bound.calls,
         "bound_cap": bound.cap, "makespan_over_bound": round(result["wall"] / bound.seconds, 3),
         "makespan_over_floor": round(result["wall"] / bound.strict_floor, 3),
@@ -164,6 +165,7 @@ def polling(instances: int, durable: bool) -> dict[str, Any]:
         "scenario": "polling", "instances": instances, "load_average": load,
         "succeeded": outcome.report["counts"].get("succeeded", 0),
         "makespan_seconds": round(result["wall"], 2), "bound_seconds": bound.seconds, "bound_key": bound.key,
+        "key_bound_seconds": bound.key_seconds, "ideal_run_seconds": bound.ideal_seconds,
         "makespan_over_bound": round(result["wall"] / bound.seconds, 3),
         "describe_calls": describes, "describes_per_instance": round(describes / instances, 3),
         "polls_per_job": per_job_polls(outcome.report, instances),

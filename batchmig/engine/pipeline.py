@@ -145,6 +145,9 @@ class HttpTransport:
 
 async def _read_body(response: aiohttp.ClientResponse) -> bytes:
     """The whole body (``content.read(n)`` returns only what is buffered), at most MAX_BODY."""
+    length = response.content_length
+    if length is not None and length <= MAX_BODY:  # the usual answer: read at once
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
