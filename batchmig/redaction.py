@@ -92,7 +92,7 @@ def _url_forms(text: str) -> set[str]:
     return forms | {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), form) for form in forms}
 
 
-def base64_cores(data: bytes) -> set[str]:
+def _base64_cores(data: bytes) -> set[str]:
     """What every base64 text containing ``data`` contains, at each of the 3 alignments."""
     cores = set()
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
@@ -113,7 +113,7 @@ def _markup_forms(text: str) -> set[str]:
 def _binary_forms(text: str) -> set[str]:
     data = text.encode("utf-8")
     forms = {data.hex(), data.hex().upper()}
-    for core in base64_cores(data):
+    for core in _base64_cores(data):
         forms |= {core, core.replace("/", "\\/")} | _url_forms(core)
     return forms
 
