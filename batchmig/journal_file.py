@@ -85,7 +85,11 @@ def damaged(path: Path, detail: str) -> JournalUnusableError:
 def integrity_problems(db: sqlite3.Connection) -> list[str]:
     """What ``PRAGMA integrity_check`` finds (empty when the file is whole); raises sqlite3.Error."""
     found = [str(row[0]) for row in db.execute("PRAGMA integrity_check(3)")]
-    return [line for line in found if line != "ok" and not line.startswith("*** in database")]
+    if found == ["ok"]:
+        return []
+    # A finding may come as "*** in database main ***\nPage 5: ..." in one row: keep what it says.
+    lines = [line for text in found for line in text.splitlines() if line and not line.startswith("*** in database")]
+    return lines or found
 
 
 def connect_read_only(path: Path) -> tuple[sqlite3.Connection, Callable[[], None] | None]:

@@ -1,4 +1,4 @@
-"""Campaign 7 — broken, hostile and read-only journals.
+"""Campaign 8 — broken, hostile and read-only journals.
 
 One real run (the core's ``testcloud`` through the real CLI, in-process sandbox)
 gives a whole journal. Each case copies its run directory and breaks the journal in

@@ -1,4 +1,4 @@
-"""Campaign 8 — hostile run references: every one exits 2 with a message.
+"""Campaign 9 — hostile run references: every one exits 2 with a message.
 
 ``RUN`` in ``status``, ``resume`` and ``cutover`` is a run directory or a run id (a
 unique prefix is enough) in the runs root. Tried here: paths outside the runs root
