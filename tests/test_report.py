@@ -119,3 +119,26 @@ def test_schema_command_prints_the_report_schema() -> None:
 
     result = CliRunner().invoke(main, ["schema", "--report"])
     assert result.exit_code == 0 and json.loads(result.stdout) == report_schema()
+
+
+def test_the_report_counts_every_call_of_a_start_and_two_resumes(plan_file, registry: Registry,
+                                                                  tmp_path: Path) -> None:
+    from batchmig.cutover import release_selected
+    from batchmig.sandbox.machinery import read_audit
+    from batchmig.selection import Selection
+
+    plan = plan_file(PLAN.replace("{id: c, wave: second, settings: {fail: true}}", "{id: c, wave: second}"))
+    first = run_plan(plan, registry, tmp_path)
+    assert first.statuses["a"] == "awaiting_cutover"
+    run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)  # still waiting: a second invocation
+    release_selected(first.outcome.run_dir, registry, Selection.parse(waves=["first"]))
+    third = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
+    assert set(third.statuses.values()) == {"succeeded"}
+    document = json.loads((first.outcome.run_dir / "report.json").read_text(encoding="utf-8"))
+    validate(document)
+    report = RunReport.load(document)
+    assert [i.command for i in report.invocations] == ["run", "resume", "resume"]
+    audit = list(read_audit(first.outcome.run_dir / "sandbox" / "audit.jsonl"))
+    assert report.calls.calls == len(audit) == sum(i.calls.calls for i in report.invocations)
+    assert report.started is not None and report.ended is not None and report.elapsed_seconds
+    assert report.duration_seconds == pytest.approx(sum(i.duration_seconds or 0 for i in report.invocations))
