@@ -205,7 +205,9 @@ class OutcomeUnsureError(ProviderError):
     neither in nor out — a list that may lag behind the create it is asked about, an
     answer that names nothing — which is different from returning None ("looked, and
     it is not there"). The core raises it too when the reconcile's own calls fail for
-    good, or when a job it started can no longer be watched. Either way the instance
+    good, or when a job it started can no longer be watched. A reconcile that says so
+    is asked again after a backoff (within the call's attempts and the run's retry
+    budget: a list that lags usually catches up); still unsure then, the instance
     stops as ``needs_attention`` with the message as the evidence, and ``resume``
     looks again before it sends anything.
     """

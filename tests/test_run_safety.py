@@ -301,6 +301,17 @@ def test_an_unsure_reconcile_needs_attention_and_never_re_sends(plan_file, tmp_p
         assert len(creates) == 2  # one per instance: the unsure one was looked up again, not re-sent
 
 
+def test_an_unsure_reconcile_is_asked_again_until_the_list_catches_up(plan_file, tmp_path: Path) -> None:
+    registry = make_registry(UnsurePlugin())
+    plan = plan_file(plan_text("{id: lagging}").replace("retry: {", "retry: {max_attempts: 12, "))
+    faults = [{"kind": "drop", "action": "CreateJob", "count": 1, "name": "lost"},
+              {"kind": "list_lag", "seconds": 0.5, "action": "DescribeJobs", "after": "lost"}]
+    result = run_plan(plan, registry, tmp_path, sandbox_config=SandboxConfig(600, faults=faults))
+    assert result.statuses == {"lagging": "succeeded"}
+    assert [e["action"] for e in result.audit if e.get("changed")] == ["CreateJob", "StartJob"]
+    assert result.report["calls"]["reconciled"] == 1 and result.report["calls"]["retries"] >= 1
+
+
 # ------------------------------------------------------ cutover released early (item 11)
 
 

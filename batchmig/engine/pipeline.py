@@ -343,20 +343,33 @@ class Pipeline:
     ) -> Outputs | None:
         """Did the step's call take effect? Its outputs if so, None if surely not.
 
-        Journals the verdict on ``calls``; raises ``OutcomeUnsureError`` when the
-        provider cannot tell or its lookup fails for good (after the reads' retries).
+        A provider that cannot tell yet (``OutcomeUnsureError``: e.g. a list that lags
+        behind the write) is asked again after a backoff, within the call's attempts
+        and the run's retry budget; still unsure then, or its lookups failing for good
+        (after the reads' own retries), the error is raised: the instance needs
+        attention. Journals the verdict on ``calls``.
         """
         assert step.reconcile is not None, f"mutating step {step.name} has no reconcile"
         assert self._journal is not None
-        try:
-            found = await step.reconcile(ReadCaller(self, connection), outputs)
-        except (OutcomeUnsureError, LeaseLost):
-            raise
-        except ProviderError as exc:
-            raise OutcomeUnsureError(
-                exc.code, f"could not find out whether {step.name} took effect: {exc.message}",
-                request_id=exc.request_id, http_status=exc.http_status,
-            ) from exc
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                found = await step.reconcile(ReadCaller(self, connection), outputs)
+                break
+            except LeaseLost:
+                raise
+            except OutcomeUnsureError as exc:
+                unsure = exc
+            except ProviderError as exc:
+                raise OutcomeUnsureError(
+                    exc.code, f"could not find out whether {step.name} took effect: {exc.message}",
+                    request_id=exc.request_id, http_status=exc.http_status,
+                ) from exc
+            try:
+                await self._backoff(attempt, unsure, self.key(connection, step.build(outputs).action))
+            except RetryBudgetExhausted:
+                raise unsure from None
         self._journal.resolve(instance, list(calls), "absent" if found is None else "reconciled", found)
         if found is not None:
             self.stats.reconciled += 1

@@ -24,6 +24,7 @@ from batchmig.plugin import (
     CallStep,
     Instance,
     NotFoundError,
+    OutcomeUnsureError,
     Outputs,
     Poller,
     Step,
@@ -61,7 +62,9 @@ def job_steps(instance: Instance) -> list[Step]:
 
         async def reconcile(caller: Caller, outputs: Outputs) -> Outputs | None:
             job = await _job(caller, job_id(outputs))
-            return remembered if job is not None and job.get("Status") in done else None
+            if job is None:  # it exists (it has an id): the list lags behind, so nothing is known yet
+                raise OutcomeUnsureError("JobNotListed", f"the DTS job {job_id(outputs)} is not listed (yet)")
+            return remembered if job.get("Status") in done else None
 
         return CallStep(name, build, lambda answer: remembered, reconcile, cutover=phase == "complete")
 

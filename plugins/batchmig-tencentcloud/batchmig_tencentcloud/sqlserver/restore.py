@@ -18,7 +18,18 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from batchmig.plugin import Call, Caller, CallStep, Instance, Outputs, Poller, Step, WaitStatus, WaitStep
+from batchmig.plugin import (
+    Call,
+    Caller,
+    CallStep,
+    Instance,
+    OutcomeUnsureError,
+    Outputs,
+    Poller,
+    Step,
+    WaitStatus,
+    WaitStep,
+)
 
 from batchmig_tencentcloud.sqlserver.settings import ImportSettings, SqlServerSettings
 
@@ -86,8 +97,8 @@ def _rename(instance_id: str, rename: Mapping[str, str]) -> CallStep:
         return Call("ModifyBackupMigration", params, mutating=True, resource=str(outputs["migration_id"]))
 
     async def reconcile(caller: Caller, outputs: Outputs) -> Outputs | None:
-        task = await _task(caller, instance_id, outputs["migration_id"])
-        current = {(item.get("OldName"), item.get("NewName")) for item in (task or {}).get("DBRename") or []}
+        task = await _listed_task(caller, instance_id, outputs["migration_id"])
+        current = {(item.get("OldName"), item.get("NewName")) for item in task.get("DBRename") or []}
         return {} if current == {(item["OldName"], item["NewName"]) for item in wanted} else None
 
     return CallStep("rename-databases", build, lambda answer: {}, reconcile)
@@ -99,10 +110,19 @@ def _start(instance_id: str) -> CallStep:
         return Call("StartBackupMigration", params, mutating=True, resource=str(outputs["migration_id"]))
 
     async def reconcile(caller: Caller, outputs: Outputs) -> Outputs | None:
-        task = await _task(caller, instance_id, outputs["migration_id"])
-        return {} if task is not None and task.get("Status") in STARTED else None
+        task = await _listed_task(caller, instance_id, outputs["migration_id"])
+        return {} if task.get("Status") in STARTED else None
 
     return CallStep("start-import", build, lambda answer: {}, reconcile)
+
+
+async def _listed_task(caller: Caller, instance_id: str, migration_id: str) -> Mapping[str, Any]:
+    """The import task, which exists (it has an id): if the list does not show it, the
+    list lags behind, and whether a call on it took effect cannot be told yet."""
+    task = await _task(caller, instance_id, migration_id)
+    if task is None:
+        raise OutcomeUnsureError("TaskNotListed", f"the import task {migration_id} is not listed (yet)")
+    return task
 
 
 async def _task(caller: Caller, instance_id: str, migration_id: str) -> Mapping[str, Any] | None:
@@ -216,6 +236,8 @@ def _incremental(instance_id: str, number: int, file: str, *, final: bool) -> li
 
     async def reconcile_start(caller: Caller, outputs: Outputs) -> Outputs | None:
         tasks = await _incrementals(caller, instance_id, outputs["migration_id"], outputs[slot])
+        if not tasks:  # it exists (it has an id): the list lags behind
+            raise OutcomeUnsureError("TaskNotListed", f"the incremental import {outputs[slot]} is not listed (yet)")
         return {} if any(task.get("Status") in STARTED for task in tasks) else None
 
     return [
