@@ -13,7 +13,8 @@ from typing import IO, Any
 from batchmig.listing import Format, emit, terminal_rows
 from batchmig.redaction import REDACTOR
 from batchmig.report import InstanceReport, RunReport, render_report
-from batchmig.report.tables import INSTANCE_COLUMNS, INSTANCE_CSV_COLUMNS, closing_line, instance_rows
+from batchmig.report.csv import render_instances_csv
+from batchmig.report.tables import INSTANCE_COLUMNS, closing_line, instance_rows
 from batchmig.selection import Selection
 
 STATE_WORDS = {
@@ -50,7 +51,7 @@ def print_status(
         out.write(REDACTOR(render_report(document)))
         return
     if fmt == "csv":
-        emit("", INSTANCE_CSV_COLUMNS, instance_rows(chosen), "csv", out=out)
+        out.write(render_instances_csv(chosen))
         return
     _table(f"run {report.run}", chosen, show_all, out)
     line = closing_line(report)

@@ -12,6 +12,7 @@ import pytest
 from batchmig.config import load_config
 from batchmig.errors import UsageError
 from batchmig.registry import Registry
+from batchmig.report.csv import COLUMNS as REPORT_CSV_COLUMNS
 from batchmig.testing import run_plan
 
 PLAN = """\
@@ -41,8 +42,10 @@ def test_status_lists_every_instance_off_a_terminal(cli, plan_file, registry: Re
     assert code == 0 and out.count("skipped") >= 80 and "more" not in out
     assert "81 instances: 1 failed, 80 skipped" in out
     code, out, _ = cli("status", "@last", "--runs-root", "runs", "--format", "csv", "--tag", "team=t1")
-    rows = list(csv.DictReader(io.StringIO(out)))
+    reader = csv.DictReader(io.StringIO(out))
+    rows = list(reader)
     assert code == 0 and len(rows) == 40 and rows[0]["error_code"] == "Skipped" and rows[0]["tags"] == "team=t1"
+    assert tuple(reader.fieldnames or ()) == REPORT_CSV_COLUMNS  # one CSV layout: status and report agree
     code, out, _ = cli("status", "latest", "--runs-root", "runs", "--format", "json", "--status", "failed")
     data = json.loads(out)
     assert [i["id"] for i in data["instances"]] == ["canary"] and data["selection"] == "--status failed"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 
 from batchmig.redaction import REDACTOR
 from batchmig.report.model import InstanceReport, RunReport
@@ -43,8 +44,13 @@ def instance_row(instance: InstanceReport) -> list[str]:
 
 
 def render_csv(report: RunReport) -> str:
+    return render_instances_csv(report.instances)
+
+
+def render_instances_csv(instances: Iterable[InstanceReport]) -> str:
+    """The CSV of some instances (``batchmig status --format csv`` of a selection)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    writer.writerows(instance_row(instance) for instance in report.instances)
+    writer.writerows(instance_row(instance) for instance in instances)
     return REDACTOR(out.getvalue())

@@ -1,8 +1,8 @@
-"""The report's instance table and closing line, for the terminal and for CSV.
+"""The report's instance table and closing line, for the terminal.
 
 ``batchmig status`` and the summary at the end of a run print these rows through
 ``batchmig.listing`` (so no row is ever hidden without saying so); ``--format csv``
-gives the same rows with the error split into code, message and request id.
+is the report's own CSV (``batchmig.report.csv``), one layout everywhere.
 """
 
 from __future__ import annotations
@@ -16,11 +16,6 @@ from batchmig.report.model import InstanceReport, RunReport
 INSTANCE_COLUMNS = (
     Column("id", "instance"), Column("provider", "provider"), Column("wave", "wave"), Column("status", "status"),
     Column("detail", "detail"),
-)
-INSTANCE_CSV_COLUMNS = (
-    Column("id", "id"), Column("provider", "provider"), Column("wave", "wave"), Column("status", "status"),
-    Column("step", "step"), Column("error_code", "error_code"), Column("error_message", "error_message"),
-    Column("request_id", "request_id"), Column("tags", "tags"),
 )
 
 ATTENTION_ORDER = ("needs_attention", "failed", "skipped", "interrupted", "awaiting_cutover", "running", "pending")
@@ -36,9 +31,7 @@ def instance_row(instance: InstanceReport) -> dict[str, Any]:
         detail = f"at {instance.step}"
     return {
         "id": instance.id, "provider": instance.provider, "wave": instance.wave, "status": instance.status,
-        "step": instance.step, "detail": detail, "error_code": error.code if error else None,
-        "error_message": error.message if error else None, "request_id": error.request_id if error else None,
-        "tags": instance.tags,
+        "step": instance.step, "detail": detail,
     }
 
 
