@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from batchmig.emulator import EmulatorSpec
@@ -45,6 +45,7 @@ stamps_in_any_order = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(cap=st.integers(1, 25), stamps=stamps_in_any_order)
+@example(cap=1, stamps=[1.0, 5.551115123125783e-17])  # 5.6e-17 + 1.0 rounds to 1.0: the window (0, 1] is full
 def test_no_window_ever_holds_more_than_the_cap(cap: int, stamps: list[float]) -> None:
     throttle = SlidingWindowThrottle()
     admitted: list[float] = []

@@ -50,11 +50,14 @@ class SlidingWindowThrottle:
     the one ending at ``now`` and those ending at later stamps already admitted (a
     check of ``(now - window, now]`` alone lets a late, older stamp overfill a window
     ending after it). Stamps are kept sorted; only those within two windows of the
-    newest can matter, so older ones are dropped, and a stamp more than one window
-    older than the newest (whose neighbours are gone) is refused rather than guessed.
-    The host stamps with its own monotonic clock at the moment of the decision, so in
-    the sandbox stamps arrive in order; the general case is what the property test
-    exercises.
+    newest can matter, so older ones are dropped (a third window is kept, so rounding
+    never drops one that matters), and a stamp more than one window older than the
+    newest (whose neighbours are gone) is refused rather than guessed. Membership is
+    always tested as ``t - window < s <= t``, the same float expression the counts of
+    the audit log use: ``s < t + window`` can round (1.0 + 5.6e-17 == 1.0) and let a
+    stamp into a window it overfills. The host stamps with its own monotonic clock at
+    the moment of the decision, so in the sandbox stamps arrive in order; the general
+    case is what the property test exercises.
     """
 
     def __init__(self, window: float = 1.0) -> None:
@@ -66,7 +69,7 @@ class SlidingWindowThrottle:
         stamps = self._stamps.setdefault(key, [])
         if self._fits(stamps, int(rate), now):
             bisect.insort_right(stamps, now)
-            del stamps[: bisect.bisect_right(stamps, stamps[-1] - 2 * self.window)]
+            del stamps[: bisect.bisect_right(stamps, stamps[-1] - 3 * self.window)]
             return True
         self.rejected += 1
         return False
@@ -76,14 +79,15 @@ class SlidingWindowThrottle:
             return False
         window = self.window
         position = bisect.bisect_right(stamps, now)
-        # The window ending at ``now``, then each window ending at a later stamp within reach.
+        # The window ending at ``now``, then each window ending at a later stamp that holds ``now``.
         if position - bisect.bisect_right(stamps, now - window) + 1 > cap:
             return False
-        reach = bisect.bisect_left(stamps, now + window)
-        return all(
-            later - bisect.bisect_right(stamps, stamps[later] - window) + 2 <= cap
-            for later in range(position, reach)
-        )
+        later = position
+        while later < len(stamps) and stamps[later] - window < now:
+            if later - bisect.bisect_right(stamps, stamps[later] - window) + 2 > cap:
+                return False
+            later += 1
+        return True
 
 
 @dataclass
