@@ -150,6 +150,9 @@ async def test_many_jobs_polled_with_few_list_calls(
     client: Client, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(polling, "PAGE_SIZE", 10)
+    # Real time: a restore lasts 140 s, so none ends while the 35 are created and polled, however slow
+    # the machine (at the fixture's time scale of 1000 they lasted 0.14 s and some finished first).
+    sandbox.ctx.time_scale = 1.0
     instances = [
         make_instance({**OBS_FULL, "target_instance_id": f"t{i:03d}in04"}, id=f"db{i:03d}", token=f"{i:08x}")
         for i in range(35)
@@ -167,7 +170,7 @@ async def test_many_jobs_polled_with_few_list_calls(
     # Their names share "bm-db00": the name filter puts all ten on one page.
     assert client.calls[before:] == [api.LIST]
     # Spread over the whole history (newest first): the poll pages down to the oldest.
-    sandbox.ctx.offset = 1.0  # well past every restore, at time scale 1000
+    sandbox.ctx.offset = 600.0  # ten minutes on: past every restore, within the gateway's signing skew
     before = len(client.calls)
     statuses = await wait.poller.poll(client, [batch[0], batch[15], batch[30]])
     assert [s.state for s in statuses] == ["succeeded"] * 3
