@@ -24,7 +24,13 @@ from hypothesis import strategies as st
 
 from batchmig.emulator import EmulatorSpec
 from batchmig.sandbox.host import Sandbox, SandboxConfig
-from batchmig.sandbox.machinery import AuditLog, SlidingWindowThrottle, max_admitted_per_window, read_audit
+from batchmig.sandbox.machinery import (
+    AuditLog,
+    FaultPlan,
+    SlidingWindowThrottle,
+    max_admitted_per_window,
+    read_audit,
+)
 from batchmig.testing.testcloud import DEMO_KEY_ID, DEMO_SECRET, TestcloudEmulator, sign
 
 KEY = ("testcloud", "key", "region", "DescribeJobs")
@@ -159,6 +165,22 @@ async def test_hammering_clients_get_at_most_the_cap_in_any_second(tmp_path: Pat
 def test_a_bad_fault_is_refused_with_its_place(faults: Any, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         SandboxConfig.from_mapping({"faults": faults})
+
+
+def test_a_staged_fault_fires_only_on_a_call_it_acts_on() -> None:
+    """A throttle or error answers instead of acting: a drop or a held answer drawn for the same call
+    did not happen, so it is not spent and what comes after it stays unarmed."""
+    plan = FaultPlan.from_config([
+        {"kind": "throttle", "count": 1},
+        {"kind": "error", "action": "StartJob", "count": 1},
+        {"kind": "drop", "mutating_only": True, "count": 1, "name": "lost"},
+        {"kind": "latency", "seconds": 30, "after_acting": True, "mutating_only": True, "count": 1},
+        {"kind": "hang", "seconds": 3600, "after": "lost"},
+    ])
+    kinds = [[rule.kind for rule in plan.pick("testcloud", action, True)] for action in ("CreateJob", "StartJob")]
+    assert kinds == [["throttle"], ["error"]]
+    assert [rule.kind for rule in plan.pick("testcloud", "CreateJob", True)] == ["drop", "latency"]
+    assert [rule.kind for rule in plan.pick("testcloud", "DescribeJobs", False)] == ["hang"]
 
 
 @pytest.mark.parametrize("caps", [{"testcloud": {"*": 0}}, {"testcloud": {"*": True}}, {"testcloud": 5}])

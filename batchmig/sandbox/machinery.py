@@ -151,17 +151,32 @@ class FaultPlan:
         return cls([_fault_rule(index, item) for index, item in enumerate(items)], seed)
 
     def pick(self, emulator: str, action: str, mutating: bool) -> list[FaultRule]:
-        chosen = []
+        """The rules that act on this call, in order; only they count a hit (``count``, ``after``).
+
+        An answering fault (error, throttle, echo) ends the list: the server answers it
+        without acting, so a drop, a held answer, a lagging list or a cut answer drawn
+        for the same call does not happen and has not fired — a staged "drop the next
+        create" waits for a create that is carried out, instead of being spent on one
+        a throttle turned away (and arming what comes ``after`` it for nothing).
+        """
+        drawn = []
         fired = {rule.name for rule in self.rules if rule.name and rule.hits}
         for rule in self.rules:
             if rule.after is not None and rule.after not in fired:
                 continue
             if rule.matches(emulator, action, mutating) and self._rng.random() < rule.probability:
-                rule.hits += 1
-                chosen.append(rule)
-        return chosen
+                drawn.append(rule)
+        answering = next((index for index, rule in enumerate(drawn) if rule.kind in _ANSWERING), None)
+        if answering is not None:
+            before = [rule for rule in drawn[:answering] if rule.kind in ("latency", "hang") and not rule.after_acting]
+            drawn = [*before, drawn[answering]]
+        for rule in drawn:
+            rule.hits += 1
+        return drawn
 
 
+_ANSWERING = {"error", "throttle", "echo"}
+"""Faults the server answers instead of acting."""
 _RULE_FIELDS = [name for name in FaultRule.__dataclass_fields__ if name != "hits"]
 _RANGES = {"probability": (0.0, 1.0), "seconds": (0.0, math.inf), "count": (0, math.inf), "keep_bytes": (0, math.inf)}
 _WHOLE = {"count", "keep_bytes"}
