@@ -106,6 +106,12 @@ connection, so never sent; reconciled: looked up and found (it took effect); abs
 looked up and not found."""
 UNRESOLVED_SQL = "state NOT IN (" + ", ".join(f"'{state}'" for state in sorted(RESOLVED_CALL_STATES)) + ")"
 """The same rule in SQL, for every store (the states are constants: nothing is interpolated from outside)."""
+UNRESOLVED_CALL_SQL = f"(c.{UNRESOLVED_SQL} OR (c.state IN ('done', 'reconciled') AND c.step = i.step))"
+"""SQL (calls ``c`` joined to their instance ``i``): the calls a step reconciles before
+sending anything — every unresolved one, and also one that took effect (``done``,
+``reconciled``) while its instance still stands at that call's step: the outcome was
+committed but the step's advance was not (the process died between two commits), so
+the step finds the effect and its outputs instead of sending again."""
 
 
 @dataclass(frozen=True)
@@ -430,10 +436,11 @@ class Journal:
         return dict(self._query("SELECT status, count(*) FROM instances GROUP BY status"))
 
     def unresolved_calls(self) -> dict[str, list[UnresolvedCall]]:
-        """Per instance, the mutating calls nobody knows the effect of (any state not resolved)."""
+        """Per instance, the mutating calls a step reconciles before sending (``UNRESOLVED_CALL_SQL``)."""
         result: dict[str, list[UnresolvedCall]] = {}
         for row in self._query(
-            f"SELECT id, instance, step, action, resource, state FROM calls WHERE {UNRESOLVED_SQL} ORDER BY id"
+            "SELECT c.id, c.instance, c.step, c.action, c.resource, c.state FROM calls c JOIN instances i "
+            f"ON i.id = c.instance WHERE {UNRESOLVED_CALL_SQL} ORDER BY c.id"
         ):
             result.setdefault(row[1], []).append(UnresolvedCall(*row))
         return result

@@ -207,7 +207,8 @@ def rate_table(plan: Plan, registry: Registry, connections: Mapping[str, tuple[s
 def retry_policy(plan: Plan) -> RetryPolicy:
     """The plan's ``run.retry`` settings, for a run and for its ``--check`` alike."""
     retry = plan.document.run.retry
-    return RetryPolicy(retry.max_attempts, retry.budget, retry.base_delay, retry.max_delay)
+    return RetryPolicy(retry.max_attempts, retry.budget, retry.base_delay, retry.max_delay,
+                       settle_after_timeout=plan.document.run.call_timeout)
 
 
 # --------------------------------------------------------------- running

@@ -25,7 +25,7 @@ import anyio
 import structlog
 
 from batchmig import __version__, eventloop, logs
-from batchmig.engine.pipeline import HttpTransport, Pipeline, RetryPolicy
+from batchmig.engine.pipeline import HttpTransport, Pipeline
 from batchmig.engine.shared import SharedEngine, default_lease_ttl, lease_margin
 from batchmig.errors import JournalError, UsageError
 from batchmig.plan.loader import load_plan
@@ -159,6 +159,7 @@ async def _execute_shared(
         build_connections,
         exit_code,
         rate_table,
+        retry_policy,
         sandbox_endpoints,
         sandbox_time_scale,
     )
@@ -192,11 +193,8 @@ async def _execute_shared(
             connections = build_connections(plan, registry, transport.send, endpoints)
             limiter = make_shared_limiter(store_options.limiter, rate_table(plan, registry, connections), journal)
             fence = Fence(ttl, margin)
-            retry = plan.document.run.retry
-            pipeline = Pipeline(
-                connections, limiter, transport.send, journal=journal, fence=fence,
-                retry=RetryPolicy(retry.max_attempts, retry.budget, retry.base_delay, retry.max_delay),
-            )
+            pipeline = Pipeline(connections, limiter, transport.send, journal=journal, fence=fence,
+                                retry=retry_policy(plan))
             live = LiveState() if options.progress else None
             engine = SharedEngine(plan, registry, pipeline, journal, run_id, fence=fence,
                                   wait_for_cutover=options.wait_for_cutover, poll_scale=poll_scale,
@@ -267,7 +265,8 @@ def shared_cutover(reference: str, url: str, selectors: list[str], select_all: b
             unknown = [p for p in selectors if not any(fnmatch.fnmatchcase(i, p) for i in records)]
             if unknown:
                 raise UsageError(f"no instance matches {', '.join(unknown)}")
-        store.release_cutovers(run_id, chosen)
+        store.view(run_id).release_cutovers({iid: records[iid].status for iid in chosen},
+                                            selection=" ".join(selectors) or "--all")
         return run_id, chosen, store.active_runners(run_id, 60.0)
 
 

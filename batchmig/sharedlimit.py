@@ -43,7 +43,14 @@ import anyio
 import structlog
 
 from batchmig.ratelimit import Clock, LimitKey, RateLimiter, Release
-from batchmig.store.postgres import SharedJournal, StoreUnavailable, _psycopg, connection_kwargs
+from batchmig.store.postgres import (
+    IDLE_GUARD,
+    SharedJournal,
+    StoreUnavailable,
+    _psycopg,
+    connection_kwargs,
+    store_failures,
+)
 
 log = structlog.get_logger("batchmig.sharedlimit")
 
@@ -251,15 +258,11 @@ class ShareLimiter(_SharedBase):
     async def rebalance(self, key: LimitKey, demand: int) -> int:
         """Ask for this runner's share of ``key``; shrink before commit, grow after it."""
         psycopg = _psycopg()
-        from psycopg_pool import PoolTimeout
-
         journal = self.journal
         try:
             async with journal._pool.connection() as conn, conn.transaction():
-                journal.round_trips += 3  # begin + statements + commit
-                await conn.execute(
-                    "SELECT set_config('lock_timeout', '2s', true), "
-                    "set_config('idle_in_transaction_session_timeout', '5s', true)")
+                journal.round_trips += 4  # begin, the two statements, commit
+                await conn.execute(IDLE_GUARD + ", set_config('lock_timeout', '2s', true)")
                 cursor = await conn.execute(
                     "SELECT share, paused, rate FROM batchmig_rebalance(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (str(key), journal.runner, journal.run, self._cap(key), demand, journal.ttl,
@@ -271,10 +274,10 @@ class ShareLimiter(_SharedBase):
                 if share < self._share(key).share:
                     self.set_share(key, share, paused)
             self.rebalances += 1
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable(f"the store is unreachable: {exc}") from None
-        except psycopg.errors.LockNotAvailable:
+        except psycopg.errors.LockNotAvailable:  # another runner holds the key's row: next time
             return self._share(key).share
+        except store_failures() as exc:
+            raise StoreUnavailable(f"the store is unreachable: {exc}") from None
         self.set_share(key, share, paused)
         return share
 

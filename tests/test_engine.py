@@ -125,6 +125,19 @@ def test_dropped_answers_internal_errors_and_latency(plan_file, registry: Regist
     assert calls["reconciled"] >= 1 and calls["retries"] >= 1 and calls["unknown_outcomes"] >= 1
 
 
+def test_a_create_answered_too_late_is_not_sent_twice(plan_file, registry: Registry, tmp_path: Path) -> None:
+    """The cloud acts on a create 1.3 s after it arrived, 0.3 s after the client gave up:
+    looked up at once, it is not there yet; looked up a call timeout later, it is."""
+    text = fleet(3).replace("run: {retry: {base_delay: 0.05, max_delay: 0.5}}",
+                            "run: {call_timeout: 1s, retry: {base_delay: 0.05, max_delay: 0.5}}")
+    faults = [{"kind": "hang", "seconds": 1.3, "action": "CreateJob", "count": 1}]
+    result = run_plan(plan_file(text), registry, tmp_path, sandbox_config=SandboxConfig(600, faults=faults))
+    assert set(result.statuses.values()) == {"succeeded"}
+    assert result.duplicates() == {}
+    assert sum(1 for e in result.audit if e.get("action") == "CreateJob" and e.get("changed")) == 3
+    assert result.report["calls"]["unknown_outcomes"] == 1 and result.report["calls"]["reconciled"] == 1
+
+
 def test_throttles_slow_the_key_and_are_survived(plan_file, registry: Registry, tmp_path: Path) -> None:
     text = fleet(30).replace("tc: {type: testcloud, region: eu-1}",
                              "tc: {type: testcloud, region: eu-1, rate_limits: {'*': 100}}")

@@ -25,9 +25,11 @@ def test_intents_outcomes_and_group_commits(tmp_path: Path) -> None:
         async def one(n: int) -> None:
             call_id = await journal.intent(f"i{n}", 0, "Create", f"name-{n}")
             ids.append(call_id)
-            if n % 2:
+            if n % 2:  # answered, and the step moved on with it
                 journal.outcome(call_id, "done", outputs={"Id": n}, request_id=f"r{n}")
-            journal.set_instance(f"i{n}", "running", step=1, step_name="create", outputs={"Id": n})
+                journal.set_instance(f"i{n}", "running", step=1, step_name="start", outputs={"Id": n})
+            else:  # killed before the answer
+                journal.set_instance(f"i{n}", "running", step=0, step_name="create")
 
         async with anyio.create_task_group() as tg:
             for n in range(200):
@@ -42,6 +44,31 @@ def test_intents_outcomes_and_group_commits(tmp_path: Path) -> None:
     assert len(unresolved) == 100 and all(len(v) == 1 for v in unresolved.values())
     records = journal.instances()
     assert records["i7"].outputs == {"Id": 7} and records["i7"].step == 1
+    journal.close()
+
+
+def test_a_step_reconciles_unless_its_calls_were_refused(tmp_path: Path) -> None:
+    """Unresolved: a call whose effect is not known, or one that took effect while its
+    instance still stands at its step (journal.UNRESOLVED_CALL_SQL)."""
+    journal = Journal.open(tmp_path / "journal.sqlite", create=True)
+    states = {"sent": None, "timed-out": "unknown", "answered": "done", "throttled": "throttled", "refused": "failed"}
+    journal.add_instances([(name, n, "p", "w") for n, name in enumerate([*states, "moved-on"])])
+    journal.start_writer()
+
+    async def main() -> None:
+        for name, state in states.items():
+            journal.set_instance(name, "running", step=2, step_name="start")
+            call_id = await journal.intent(name, 2, "Start", name)
+            if state:
+                journal.outcome(call_id, state)
+        journal.set_instance("moved-on", "running", step=3, step_name="wait")
+        await journal.intent("moved-on", 2, "Start", "moved-on")  # a past step's call, never answered
+        await journal.flush()
+
+    anyio.run(main)
+    unresolved = journal.unresolved_calls()
+    assert sorted(unresolved) == ["answered", "moved-on", "sent", "timed-out"]
+    assert [call.step for call in unresolved["moved-on"]] == [2]  # the engine takes only its current step's
     journal.close()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from batchmig.sandbox.machinery import (
     SlidingWindowThrottle,
     max_admitted_per_window,
     read_audit,
+    received_at,
 )
 from batchmig.testing.testcloud import DEMO_KEY_ID, DEMO_SECRET, TestcloudEmulator, sign
 
@@ -89,14 +91,38 @@ def test_late_older_stamps_cannot_overfill_any_window() -> None:
     assert all(throttle.admit(KEY, 20, 0.2 + i / 200) for i in range(19))
     assert throttle.admit(KEY, 20, 1.15)  # (0.15, 1.15] holds 20
     assert not throttle.admit(KEY, 20, 0.9)  # its own window has room, the later one would hold 21
-    assert not throttle.admit(KEY, 20, 0.1)  # more than a window older than the newest: refused
+    assert throttle.admit(KEY, 20, 0.1)  # a second late, yet no window holds more than 20
+    assert not throttle.admit(KEY, 20, 0.1)  # (-0.9, 0.1] would
     assert throttle.admit(KEY, 20, 1.3)  # the old burst has left every window ending here
+    throttle = SlidingWindowThrottle(horizon=5.0)
+    assert throttle.admit(KEY, 20, 10.0)
+    assert throttle.admit(KEY, 20, 6.5) and not throttle.admit(KEY, 20, 5.5)  # beyond what it keeps: refused
 
 
 def test_keys_are_counted_apart_and_caps_below_one_admit_nothing() -> None:
     throttle = SlidingWindowThrottle()
     assert throttle.admit(KEY, 1, 0.0) and throttle.admit((*KEY[:3], "CreateJob"), 1, 0.0)
     assert not throttle.admit(KEY, 1, 0.5) and not throttle.admit(KEY, 0.5, 5.0)
+
+
+def test_a_request_is_stamped_when_the_kernel_received_it() -> None:
+    """Read 0.3 s after it arrived (a starved emulator), a request keeps its arrival stamp."""
+    jiffy = 0.011  # the kernel keeps the time to the jiffy (HZ >= 100)
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname()) as client:
+        peer, _ = server.accept()
+        with peer:
+            before = time.monotonic()
+            client.sendall(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+            after = time.monotonic()
+            time.sleep(0.3)
+            peer.recv(1024)
+            now = time.monotonic()
+            stamp = received_at(peer, now)
+    if not hasattr(socket, "TCP_INFO"):
+        assert stamp == now
+        return
+    assert before - jiffy <= stamp <= after + jiffy
+    assert received_at(None, now) == now
 
 
 # ------------------------------------------------------------ hammering over loopback

@@ -8,19 +8,24 @@ import os
 import pwd
 import shutil
 import tempfile
+import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import anyio
 import psycopg
 import pytest
+from aiohttp import web
 from click.testing import CliRunner
 from store_helpers import fleet_plan
 
 from batchmig.cli import STATE, main
+from batchmig.engine.pipeline import HttpTransport, Pipeline
 from batchmig.errors import UsageError
 from batchmig.plan.loader import load_plan
-from batchmig.ratelimit import LimitKey
+from batchmig.plugin import Call, Connection, HttpRequest, HttpResponse
+from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.sharedlimit import ShareLimiter
 from batchmig.store.fence import Fence, LeaseLost
 from batchmig.store.postgres import PostgresStore, SharedJournal
@@ -179,20 +184,61 @@ async def test_claims_are_exclusive_in_wave_order_and_fenced_after_takeover(post
         records = store.instances(run)
         assert records["fleet-0000"].status == "running" and records["fleet-0000"].outputs == {}
         assert store.unresolved_calls(run)["fleet-0000"][0].id == call
-        # the owner writes; a lease with less than the margin left takes no new intent
+        # the owner writes; a lease with less than the margin left takes a new intent only
+        # after the next renewal (it is late, not lost)
         b.set_instance("fleet-0000", "succeeded")
         await b.flush()
         assert store.instances(run)["fleet-0000"].status == "succeeded"
         with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             conn.execute("UPDATE batchmig_instances SET lease_until = now() + interval '2 seconds' "
                          "WHERE id = 'fleet-0002'")
-        with pytest.raises(LeaseLost):
-            await b.intent("fleet-0002", 0, "CreateJob", "job-z")
+        async with anyio.create_task_group() as tg:
+            waiting = anyio.Event()
+            recorded: list[int] = []
+
+            async def intent() -> None:
+                waiting.set()
+                recorded.append(await b.intent("fleet-0002", 0, "CreateJob", "job-z"))
+
+            tg.start_soon(intent)
+            await waiting.wait()
+            await b.flush()
+            await b.flush()
+            assert recorded == [] and "fleet-0002" in b.epochs
+            assert await b.renew() == set()
+        assert len(recorded) == 1 and [i.id for i in store.unresolved_calls(run)["fleet-0002"]] == recorded
         # renewal by the same epoch works even after expiry, as long as nobody took over
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE batchmig_instances SET lease_until = now() - interval '1 second' "
+                         "WHERE id = 'fleet-0002'")
         assert await b.renew() == set()
     finally:
         await a.aclose()
         await b.aclose()
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_renewals_and_writes_of_one_runner_never_deadlock(postgres_dsn: str, tmp_path: Path) -> None:
+    """A renewal updates the runner's instance rows in one order, a batch of writes in
+    another: run together, PostgreSQL would break the deadlock by failing one of them."""
+    store, run = _new_run(postgres_dsn, fleet_plan(60), tmp_path)
+    journal = SharedJournal(store, run, "a", ttl=30, margin=5)
+    failures: list[str] = []
+    journal._store_unreachable = lambda exc: failures.append(str(exc))  # type: ignore[method-assign]
+    await journal.open()
+    try:
+        ids = [claim.record.id for claim in await journal.claim(0, 60, 100, 100, 100)]
+        for round_ in range(25):
+            for iid in ids if round_ % 2 else reversed(ids):
+                journal.set_instance(iid, "running", step=round_)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(journal.flush)
+                tg.start_soon(journal.renew)
+        assert failures == []
+        assert {r.step for r in store.instances(run).values()} == {24}
+    finally:
+        await journal.aclose()
         store.close()
 
 
@@ -252,6 +298,36 @@ async def test_no_server_side_prepared_statements_and_no_session_state(postgres_
         store.close()
 
 
+def test_operator_requests_are_journaled_with_what_they_change(postgres_dsn: str, tmp_path: Path) -> None:
+    """cutover and retry against the store: one transaction each, who asked from where."""
+    from batchmig.journal import Requester
+    from batchmig.report import build_run_report
+
+    store, run = _new_run(postgres_dsn, fleet_plan(4), tmp_path)
+    try:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE batchmig_instances SET status = 'failed', error = '{\"code\": \"X\"}' "
+                         "WHERE id IN ('fleet-0001', 'fleet-0002')")
+            conn.execute("UPDATE batchmig_instances SET owner = 'r', lease_until = now() + interval '1 minute' "
+                         "WHERE id = 'fleet-0002'")  # failed, but a runner still holds it
+        view = store.view(run)
+        first = view.release_cutovers({"fleet-0000": "awaiting_cutover"}, Requester("dba", "jump-1"),
+                                      "--select fleet-0000")
+        with pytest.raises(UsageError, match="a runner still holds fleet-0002"):
+            view.request_retry({"fleet-0001": "failed", "fleet-0002": "failed"}, Requester("dba", "jump-2"))
+        assert store.instances(run)["fleet-0001"].status == "failed"  # all or nothing
+        second = view.request_retry({"fleet-0001": "failed"}, Requester("dba", "jump-2"), "--status failed")
+        assert second > first
+        records = store.instances(run)
+        assert (records["fleet-0001"].status, records["fleet-0001"].error) == ("pending", None)
+        assert store.released_cutovers(run) == {"fleet-0000"}
+        requests = build_run_report(view).to_json_dict()["requests"]
+        assert [(r["kind"], r["user"], r["host"], r["selection"], r["instances"]) for r in requests] == [
+            ("cutover", "dba", "jump-1", "--select fleet-0000", 1), ("retry", "dba", "jump-2", "--status failed", 1)]
+    finally:
+        store.close()
+
+
 # --------------------------------------------------------------- the fence
 
 
@@ -270,6 +346,57 @@ async def test_fence_closes_a_margin_before_the_lease_ends(fake_clock):
         await fence.wait_open()
     with pytest.raises(ValueError):
         Fence(ttl=10, margin=6)
+
+
+class _FreezingConnection(Connection):
+    """Its first request is prepared across a freeze of the runner longer than the fence allows."""
+
+    account, region = "acct", "r1"
+
+    def __init__(self, url: str, freeze: float) -> None:
+        self.url, self.freeze = url, freeze
+
+    async def prepare(self, call: Call) -> HttpRequest:
+        if self.freeze:
+            time.sleep(self.freeze)  # the whole process stops, as under SIGSTOP
+            self.freeze = 0.0
+        return HttpRequest("POST", self.url, {"Content-Type": "application/json"}, b"{}")
+
+    def parse(self, call: Call, response: HttpResponse) -> dict[str, Any]:
+        return {"status": response.status}
+
+
+@pytest.mark.anyio
+async def test_a_call_admitted_before_a_freeze_leaves_only_after_a_renewal() -> None:
+    """Admitted with the fence open, the runner freezes before writing: on waking the
+    transport's last look keeps the bytes in until a renewal reopens the fence."""
+    arrived: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        arrived.append(time.monotonic())
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"  # type: ignore[union-attr]
+    fence = Fence(ttl=1.0, margin=0.4)
+    fence.renewed(time.monotonic())
+    conn = _FreezingConnection(url, freeze=0.8)
+    try:
+        async with HttpTransport(5.0) as transport, anyio.create_task_group() as tg:
+            pipeline = Pipeline({"c": ("p", conn)}, RateLimiter(lambda key: 100.0), transport.send, fence=fence)
+            tg.start_soon(pipeline.read, "c", Call("Describe", {}))
+            await anyio.sleep(1.2)  # the freeze is over; the call waits at the closed fence
+            assert arrived == [] and pipeline.stats.sent["Describe"] == 0
+            renewed = time.monotonic()
+            fence.renewed(renewed)
+        assert len(arrived) == 1 and arrived[0] >= renewed and pipeline.stats.sent["Describe"] == 1
+    finally:
+        await runner.cleanup()
 
 
 # --------------------------------------------------------- the limiter's SQL

@@ -49,6 +49,10 @@ def test_two_runners_one_run_with_manual_cutovers(postgres_dsn: str, tmp_path: P
         time.sleep(1.5)
         second = start_runner(tmp_path, "r2", "join", "fleet", *runner)
         assert _wait(first, tmp_path, "r1") == 4 and _wait(second, tmp_path, "r2") == 4  # awaiting cutover
+        for stem in ("r1", "r2"):  # each runner reports the whole run's counts, not its own part
+            finished = [json.loads(line) for line in (tmp_path / f"{stem}.err").read_text().splitlines()
+                        if '"run.finished"' in line]
+            assert finished and finished[-1]["awaiting_cutover"] == 4 and finished[-1]["succeeded"] == 56
         listed = json.loads(_cli(tmp_path, "runners", "fleet", "--store", postgres_dsn, "--format", "json").stdout)
         assert len(listed["runners"]) == 2 and all(r["stopped"] for r in listed["runners"])
         status = json.loads(_cli(tmp_path, "status", "fleet", "--store", postgres_dsn, "--format", "json").stdout)

@@ -27,6 +27,7 @@ import random
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,15 @@ from batchmig.errors import (
 )
 from batchmig.journal import InvocationLedger
 from batchmig.plugin import Call, CallStep, Connection, HttpRequest, HttpResponse, Outputs
-from batchmig.ratelimit import Clock, LimitKey, MonotonicClock, RateLimiter
+from batchmig.ratelimit import Clock, LimitKey, MonotonicClock, RateLimiter, Release
 from batchmig.store.base import JournalStore
-from batchmig.store.fence import Fence, LeaseLost
+from batchmig.store.fence import Fence, FenceClosed, LeaseLost
 
 log = structlog.get_logger("batchmig.pipeline")
 
 MAX_BODY = 16 * 1024 * 1024
+TIMEOUT = "Timeout"
+"""The code of an unknown outcome that is a call left unanswered within the call timeout."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class RetryPolicy:
     budget: int = 10000
     base_delay: float = 0.5
     max_delay: float = 60.0
+    settle_after_timeout: float = 0.0
+    """Seconds a mutating call that timed out is left to the cloud before the step looks
+    it up and sends it again (runs use the call timeout): a cloud can still act on a
+    request it is late to answer, and a look at once would miss it and create twice."""
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Full-jitter exponential backoff for retry number ``attempt`` (1-based)."""
@@ -107,7 +114,11 @@ class HttpTransport:
 
     async def __aenter__(self) -> HttpTransport:
         connector = aiohttp.TCPConnector(limit=200, ttl_dns_cache=300, ssl=self._ssl)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=True)
+        looks = aiohttp.TraceConfig()
+        looks.on_request_headers_sent.append(_last_look)
+        looks.on_request_chunk_sent.append(_last_look)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=True,
+                                              trace_configs=[looks])
         # aiohttp (3.10 on) re-sends a GET/PUT/DELETE once, silently, when a reused
         # connection breaks: outside the limiter, the retry policy and the counts — and
         # a PUT or DELETE may be a mutating call. There is no public switch; this is the
@@ -126,7 +137,7 @@ class HttpTransport:
         try:
             async with self._session.request(
                 request.method, request.url, headers=dict(request.headers), data=request.body or None,
-                allow_redirects=False,
+                allow_redirects=False, trace_request_ctx=LAST_LOOK.get(),
             ) as response:
                 sent = True
                 body = await _read_body(response)
@@ -135,12 +146,25 @@ class HttpTransport:
         except aiohttp.ClientConnectorError as exc:
             raise NotSentError("ConnectionFailed", f"cannot connect: {exc.os_error.strerror or exc}") from exc
         except TimeoutError as exc:
-            raise UnknownOutcomeError("Timeout", "no answer within the call timeout") from exc
+            raise UnknownOutcomeError(TIMEOUT, "no answer within the call timeout") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
             moment = "while reading the answer" if sent else "after sending"
             raise UnknownOutcomeError("ConnectionLost", f"the connection broke {moment}: {type(exc).__name__}") from exc
         except aiohttp.ClientError as exc:
             raise UnknownOutcomeError("ConnectionLost", f"HTTP failure: {type(exc).__name__}") from exc
+
+
+LAST_LOOK: ContextVar[Callable[[], None] | None] = ContextVar("batchmig_last_look", default=None)
+"""Called by the transport right before a request's bytes leave (aiohttp's trace hooks
+run just before each write): it raises to keep them in. The pipeline sets the runner's
+fence here, so a runner frozen between admitting a call and writing it (a stop, a
+long pause) does not send it on waking after its lease may have passed to another."""
+
+
+async def _last_look(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
+    look = context.trace_request_ctx
+    if look is not None:
+        look()
 
 
 async def _read_body(response: aiohttp.ClientResponse) -> bytes:
@@ -209,14 +233,26 @@ class Pipeline:
         """
         provider, conn = self._connections[connection]
         key = LimitKey(provider, conn.account, conn.region, call.action)
-        release = await self.limiter.acquire(key)
-        if self.fence is not None:
-            while await self.fence.wait_open():
-                # The fence was closed: the capacity this call was admitted under may
-                # belong to another runner now, so it queues at the limiter again.
-                release = await self.limiter.acquire(key)
-            if wanted is not None and not wanted():
-                raise LeaseLost("nobody waits for this call any more")
+        while True:
+            release = await self.limiter.acquire(key)
+            if self.fence is not None:
+                while await self.fence.wait_open():
+                    # The fence was closed: the capacity this call was admitted under may
+                    # belong to another runner now, so it queues at the limiter again.
+                    release = await self.limiter.acquire(key)
+                if wanted is not None and not wanted():
+                    raise LeaseLost("nobody waits for this call any more")
+            token = LAST_LOOK.set(None if self.fence is None else self.fence.last_look)
+            try:
+                return await self._send_admitted(key, conn, call, release)
+            except FenceClosed:
+                self.stats.sent[call.action] -= 1  # nothing left: admitted again once the fence reopens
+            finally:
+                LAST_LOOK.reset(token)
+
+    async def _send_admitted(
+        self, key: LimitKey, conn: Connection, call: Call, release: Release | None
+    ) -> Mapping[str, Any]:
         with anyio.CancelScope(shield=True):  # a call on the wire finishes and is accounted
             request = await conn.prepare(call)
             self.stats.sent[call.action] += 1
@@ -290,21 +326,29 @@ class Pipeline:
         """Send a step's mutating call exactly once in effect; return (outputs, request id).
 
         ``unresolved`` are the journal ids of earlier calls of this step whose effect
-        nobody knows (the process died before it found out): the step is reconciled
-        before anything is sent. Raises ``OutcomeUnsureError`` when that cannot be
-        settled, and whatever the cloud answered when it refused the call.
+        nobody knows (the process died before it found out, or another runner did): the
+        step is reconciled before anything is sent. Raises ``OutcomeUnsureError`` when
+        that cannot be settled, and whatever the cloud answered when it refused the call.
+
+        After an unknown outcome the step looks the resource up only after the backoff
+        (after a timeout, also ``settle_after_timeout``), right before sending again: a
+        request that timed out may still be queued at the cloud and act late, and
+        looking at once would miss it and create twice. A later attempt refused outright
+        (a start answered "already started") is looked up once more before the step
+        fails, since the earlier attempt may be what changed the state.
         """
         if self.read_only:
             raise PermanentError("MutatingCallRefused", f"read-only run: {step.name} was not sent")
         assert self._journal is not None
         uncertain = list(unresolved)  # calls of this step that may have taken effect
-        if uncertain:
-            found = await self._reconcile(connection, instance, step, outputs, uncertain)
-            if found is not None:
-                return found, None
+        lost_answer: str | None = None  # the request id of the last call whose answer was lost
         attempt = 0
         while True:
             attempt += 1
+            if uncertain:
+                found = await self._reconcile(connection, instance, step, outputs, uncertain)
+                if found is not None:
+                    return found, lost_answer
             call = step.build(outputs)
             call_id = await self._journal.intent(instance, step_index, call.action, call.resource)
             try:
@@ -316,14 +360,18 @@ class Pipeline:
                 await self._backoff(attempt, exc, self.key(connection, call.action))
                 continue
             except (UnknownOutcomeError, TransientError) as exc:
-                # The server may have acted (an InternalError after a commit, a lost
-                # answer): look before sending again.
+                # The server may have acted (an InternalError after a commit, a lost answer).
                 self._journal.outcome(call_id, "unknown", error=exc.as_dict(), request_id=exc.request_id)
-                uncertain = [call_id]
-                found = await self._reconcile(connection, instance, step, outputs, uncertain)
-                if found is not None:
-                    return found, exc.request_id
-                await self._backoff(attempt, exc, self.key(connection, call.action))
+                uncertain, lost_answer = [call_id], exc.request_id
+                if exc.code == TIMEOUT:
+                    await self._clock.sleep(self.retry.settle_after_timeout)
+                try:
+                    await self._backoff(attempt, exc, self.key(connection, call.action))
+                except ProviderError:  # no attempt left: what became of this one decides
+                    found = await self._reconcile(connection, instance, step, outputs, uncertain)
+                    if found is not None:
+                        return found, exc.request_id
+                    raise
                 continue
             except ProviderError as exc:
                 self._journal.outcome(call_id, "failed", error=exc.as_dict(), request_id=exc.request_id)

@@ -185,9 +185,13 @@ class Engine:
         if self._fatal is not None:
             raise self._fatal
         await self.journal.flush()
-        counts = {k: v for k, v in self.progress.by_status.items() if v}
+        counts = await self.final_counts()
         log.info("run.finished", run=self.run_id, **counts)
         self.observer.run_finished(counts, self.stop_reason)
+
+    async def final_counts(self) -> dict[str, int]:
+        """The run's instances by status, as ``run.finished`` reports them."""
+        return {k: v for k, v in self.progress.by_status.items() if v}
 
     async def _wait_until_idle(self) -> None:
         """Return when no instance task is left; let go of cutover waiters unless told to wait."""

@@ -152,9 +152,11 @@ class SharedEngine(Engine):
             if reason and not state.blocked:
                 await self._store(partial(self.shared.block, reason, index, index))
             # Each runner takes its part of what is left, so a runner that dies strands
-            # little; the rest is taken over once its lease runs out.
+            # little; what it held is taken over, by any runner with room, once its lease
+            # has run out.
             mine = sum(1 for iid in self._scopes if iid in members and iid not in self._at_cutover)
-            free = min(limit - self._running_here, math.ceil(state.unsettled / state.runners) - mine)
+            fair = math.ceil(state.unsettled / state.runners) - mine
+            free = min(limit - self._running_here, max(fair, state.orphaned))
             if free > 0:
                 claims = await self._store(partial(self.shared.claim, index, free, wave_cap, limit, max_failed)) or []
                 for claim in claims:
@@ -227,6 +229,14 @@ class SharedEngine(Engine):
                 self._changed.set()
 
         tg.start_soon(task)
+
+    async def final_counts(self) -> dict[str, int]:
+        """The whole run's counts from the store (this runner saw only its own instances
+        change); none if the store cannot say."""
+        try:
+            return await self.shared.status_counts()
+        except StoreUnavailable:
+            return {}
 
     # ----------------------------------------------------------- refresh
 

@@ -40,6 +40,7 @@ from batchmig.sandbox.machinery import (
     FaultRule,
     SlidingWindowThrottle,
     credential_fingerprint,
+    received_at,
 )
 from batchmig.sandbox.store import StateFile
 
@@ -242,9 +243,10 @@ class Sandbox:
                 action=info.action, credential=credential_fingerprint(info.credential), region=info.region,
                 mutating=info.mutating,
             )
-            # Stamp and decide with nothing awaited in between, so the stamp the throttle
-            # counts is the moment of admission and stamps reach it in order.
-            decided = time.monotonic()
+            # The throttle counts the request when it reached this machine, not when this
+            # loop got to it (see ``received_at``); nothing is awaited before the decision.
+            socket_ = request.transport.get_extra_info("socket") if request.transport else None
+            decided = received_at(socket_, time.monotonic())
             cap = self.rate(name, info.action)
             entry.update(decided=decided, cap=cap)
             key = (name, info.credential, info.region, info.action)

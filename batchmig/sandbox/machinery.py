@@ -16,9 +16,12 @@
 * ``AuditLog`` appends one JSON line per request, flushed at once, so tests can prove
   that no create or start call took effect twice, that no key was admitted more than
   its cap in any sliding second, and read back what the cloud saw. Each admitted or
-  throttled request carries ``arrived`` (the host's monotonic clock when the request
-  reached it), ``decided`` (when the throttle judged it) and ``cap`` (the key's cap at
-  that moment), so a benchmark can compare every key's worst second with its cap.
+  throttled request carries ``arrived`` (the host's monotonic clock when its handler
+  started), ``decided`` (when the kernel received it: the stamp the throttle judged)
+  and ``cap`` (the key's cap at that moment), so a benchmark can compare every key's
+  worst second with its cap.
+* ``received_at`` is when the kernel received a request's last byte: the moment a
+  cloud's gateway counts, whatever the emulator's own event loop was doing then.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import hashlib
 import json
 import math
 import random
+import socket
+import struct
 import threading
 import time
 import typing
@@ -49,19 +54,21 @@ class SlidingWindowThrottle:
     ``now`` must keep *every* window that would contain it at or under the cap, both
     the one ending at ``now`` and those ending at later stamps already admitted (a
     check of ``(now - window, now]`` alone lets a late, older stamp overfill a window
-    ending after it). Stamps are kept sorted; only those within two windows of the
-    newest can matter, so older ones are dropped (a third window is kept, so rounding
-    never drops one that matters), and a stamp more than one window older than the
-    newest (whose neighbours are gone) is refused rather than guessed. Membership is
-    always tested as ``t - window < s <= t``, the same float expression the counts of
-    the audit log use: ``s < t + window`` can round (1.0 + 5.6e-17 == 1.0) and let a
-    stamp into a window it overfills. The host stamps with its own monotonic clock at
-    the moment of the decision, so in the sandbox stamps arrive in order; the general
-    case is what the property test exercises.
+    ending after it). Stamps are kept sorted for ``horizon`` seconds behind the newest
+    (at least three windows, so rounding never drops one that matters), so a stamp up
+    to that late is decided exactly; an older one (whose neighbours are gone) is
+    refused rather than guessed. Membership is always tested as ``t - window < s <= t``,
+    the same float expression the counts of the audit log use: ``s < t + window`` can
+    round (1.0 + 5.6e-17 == 1.0) and let a stamp into a window it overfills. The host
+    stamps each request with the moment the kernel received it (``received_at``), and
+    an emulator short of CPU reads its connections in another order than their
+    requests arrived, seconds late: stamps reach the throttle out of order, which is
+    what the property test exercises.
     """
 
-    def __init__(self, window: float = 1.0) -> None:
+    def __init__(self, window: float = 1.0, horizon: float = 60.0) -> None:
         self.window = window
+        self.horizon = max(horizon, 3 * window)
         self._stamps: dict[tuple[str, ...], list[float]] = {}
         self.rejected = 0
 
@@ -69,13 +76,13 @@ class SlidingWindowThrottle:
         stamps = self._stamps.setdefault(key, [])
         if self._fits(stamps, int(rate), now):
             bisect.insort_right(stamps, now)
-            del stamps[: bisect.bisect_right(stamps, stamps[-1] - 3 * self.window)]
+            del stamps[: bisect.bisect_right(stamps, stamps[-1] - self.horizon)]
             return True
         self.rejected += 1
         return False
 
     def _fits(self, stamps: list[float], cap: int, now: float) -> bool:
-        if cap < 1 or (stamps and now <= stamps[-1] - self.window):
+        if cap < 1 or (stamps and now <= stamps[-1] - self.horizon + self.window):
             return False
         window = self.window
         position = bisect.bisect_right(stamps, now)
@@ -210,6 +217,38 @@ def _fault_rule(index: int, item: Any) -> FaultRule:
     return FaultRule(**dict(item))
 
 
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+_LAST_DATA_RECV = struct.Struct("=I")
+_LAST_DATA_RECV_OFFSET = 52
+"""``tcpi_last_data_recv`` in Linux's ``struct tcp_info``: milliseconds since data last
+arrived on the connection (8 one-byte fields, then 32-bit ones; it is the 12th)."""
+
+
+def received_at(sock: Any, now: float) -> float:
+    """When the kernel received the last byte on ``sock``, on the clock that read ``now``.
+
+    A cloud counts a request when it reaches its gateway. An emulator stamping the
+    moment its own event loop gets round to a request would, when starved of CPU (a
+    small CI machine running runners, PostgreSQL and the sandbox at once), turn a
+    backlog of evenly spaced requests into a burst no client sent. The kernel's
+    receive time does not depend on that: Linux keeps it per connection, to the
+    jiffy (1 to 10 ms, well inside a limiter's margin). An HTTP/1.1 client sends
+    nothing more on a connection until it has the answer, so once a request has been
+    read the last data received is its last byte. Elsewhere, or without a socket,
+    ``now``.
+    """
+    if _TCP_INFO is None or sock is None:
+        return now
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _LAST_DATA_RECV_OFFSET + 4)
+    except OSError:
+        return now
+    if len(info) < _LAST_DATA_RECV_OFFSET + 4:
+        return now
+    elapsed_ms: int = _LAST_DATA_RECV.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0]
+    return now - elapsed_ms / 1000.0
+
+
 def credential_fingerprint(credential: str) -> str:
     return hashlib.sha256(credential.encode()).hexdigest()[:12]
 
@@ -271,14 +310,16 @@ def duplicate_effects(entries: Iterator[dict[str, Any]] | list[dict[str, Any]]) 
 def max_per_window(entries: list[dict[str, Any]], window: float = 1.0) -> dict[tuple[str, str, str], int]:
     """The most requests one (emulator, credential, action) *sent* in any sliding window.
 
-    Counted by arrival, throttled requests included: the client's own pace, which a
-    client-side limiter keeps at the cap."""
+    Counted at the stamp the throttle decides on (``decided``: when the kernel received
+    the request), throttled requests included: the client's own pace as the cloud
+    sees it, which a client-side limiter keeps at the cap. Over the cap here means the
+    sandbox answered "throttled" at least once."""
     times: dict[tuple[str, str, str], list[float]] = {}
     for entry in entries:
         if entry.get("outcome") == "rejected":
             continue
         key = (entry["emulator"], entry.get("credential", ""), entry["action"])
-        times.setdefault(key, []).append(entry["arrived"])
+        times.setdefault(key, []).append(entry.get("decided", entry["arrived"]))
     return {key: _most_in_window(stamps, window) for key, stamps in times.items()}
 
 

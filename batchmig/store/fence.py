@@ -11,6 +11,11 @@ been handed to other runners meanwhile.
 
 Which instances were lost is decided by the renewal (its epochs no longer match);
 the engine cancels their tasks before the gate reopens, so nothing is sent for them.
+
+The gate is looked at twice: when a call is admitted, and once more right before its
+bytes leave (``last_look``, called by the transport). A runner that froze in between
+(SIGSTOP, a pause of the machine) would otherwise send on waking a call it admitted
+under a lease that may have passed to another runner meanwhile.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ class LeaseLost(PermanentError):
 
     def __init__(self, message: str) -> None:
         super().__init__("LeaseLost", message)
+
+
+class FenceClosed(Exception):
+    """The gate closed between admitting a call and its bytes leaving: nothing was sent."""
 
 
 class Fence:
@@ -56,6 +65,11 @@ class Fence:
 
     def is_open(self) -> bool:
         return self._dead is None and self._clock.now() < self._deadline
+
+    def last_look(self) -> None:
+        """Right before a request leaves: raise ``FenceClosed`` to keep it in."""
+        if not self.is_open():
+            raise FenceClosed("this runner's leases may have run out since the call was admitted")
 
     def give_up(self, reason: str) -> None:
         """The runner stops for good: every waiting and later call fails with ``LeaseLost``."""

@@ -41,13 +41,25 @@ from typing import Any
 import structlog
 
 from batchmig.errors import JournalError, UsageError
-from batchmig.journal import UNRESOLVED_SQL, InstanceRecord, OperatorRequestRow, UnresolvedCall, _private_json
+from batchmig.journal import (
+    UNRESOLVED_CALL_SQL,
+    InstanceRecord,
+    OperatorRequestRow,
+    Requester,
+    UnresolvedCall,
+    _private_json,
+)
 from batchmig.store.fence import LeaseLost
 from batchmig.store.schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
 
 log = structlog.get_logger("batchmig.store")
 
 CONNECT_TIMEOUT = 5.0
+IDLE_GUARD = "SELECT set_config('idle_in_transaction_session_timeout', '5s', true)"
+"""First in every runner transaction of several statements: a runner that freezes in the
+middle of one (SIGSTOP, a paused VM) would otherwise hold its row locks — and keep other
+runners from taking its instances over — for as long as it is frozen. Transaction-scoped,
+so safe behind PgBouncer in transaction mode."""
 
 
 class StoreUnavailable(JournalError):
@@ -66,6 +78,19 @@ def _psycopg() -> Any:
             "pip install 'batchmig[postgres]'",
         ) from None
     return psycopg
+
+
+def store_failures() -> tuple[type[BaseException], ...]:
+    """The errors that mean the store cannot be used now, not that a statement is wrong:
+    a lost or refused connection (a restart, a failover), a pool without a connection in
+    time, a session the server ended (``idle_in_transaction_session_timeout`` after a
+    runner froze mid-transaction: an ``InternalError`` to psycopg, not an operational one).
+    """
+    psycopg = _psycopg()
+    from psycopg_pool import PoolTimeout
+
+    return (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.IdleInTransactionSessionTimeout,
+            PoolTimeout)
 
 
 def redact_url(url: str) -> str:
@@ -140,7 +165,7 @@ class PostgresStore:
                 self._db = psycopg.connect(self.url, **connection_kwargs())
             with self._db.transaction():
                 yield self._db
-        except psycopg.OperationalError as exc:
+        except store_failures() as exc:
             raise StoreUnavailable(f"the store {redact_url(self.url)} failed: {_first_line(exc)}") from None
 
     def _query(self, sql: str, params: Any = ()) -> list[Any]:
@@ -151,7 +176,7 @@ class PostgresStore:
                     self._db = psycopg.connect(self.url, **connection_kwargs())
                 cursor = self._db.execute(sql, params)
                 return list(cursor.fetchall()) if cursor.description else []
-            except psycopg.OperationalError as exc:
+            except store_failures() as exc:
                 if attempt == 2 or not self._db.closed:  # a connection lost earlier: one fresh try
                     raise StoreUnavailable(f"the store {redact_url(self.url)} failed: {_first_line(exc)}") from None
         raise AssertionError("unreachable")
@@ -264,8 +289,9 @@ class PostgresStore:
 
     def unresolved_calls(self, run: str) -> dict[str, list[UnresolvedCall]]:
         result: dict[str, list[UnresolvedCall]] = {}
-        for row in self._query("SELECT id, instance, step, action, resource, state FROM batchmig_calls "
-                               f"WHERE run = %s AND {UNRESOLVED_SQL} ORDER BY id", (run,)):
+        for row in self._query("SELECT c.id, c.instance, c.step, c.action, c.resource, c.state FROM batchmig_calls c "
+                               "JOIN batchmig_instances i ON i.run = c.run AND i.id = c.instance "
+                               f"WHERE c.run = %s AND {UNRESOLVED_CALL_SQL} ORDER BY c.id", (run,)):
             result.setdefault(row[1], []).append(UnresolvedCall(*row))
         return result
 
@@ -287,10 +313,56 @@ class PostgresStore:
         return {r[0]: r[1].timestamp()
                 for r in self._query("SELECT instance, released FROM batchmig_cutovers WHERE run = %s", (run,))}
 
-    def release_cutovers(self, run: str, instance_ids: list[str]) -> None:
-        with self._transaction() as db, db.cursor() as cursor:
-            cursor.executemany("INSERT INTO batchmig_cutovers (run, instance) VALUES (%s, %s) "
-                               "ON CONFLICT DO NOTHING", [(run, i) for i in instance_ids])
+    def release_cutovers(
+        self, run: str, instances: Mapping[str, str], requester: Requester | None = None, selection: str = ""
+    ) -> int:
+        """Release the cutover of ``instances`` (id -> status now) and journal who asked,
+        in one transaction (``Journal.release_cutovers`` in the store). Returns the request's id."""
+        with self._transaction() as db:
+            request = self._request(db, run, "cutover", instances, requester, selection)
+            with db.cursor() as cursor:
+                cursor.executemany("INSERT INTO batchmig_cutovers (run, instance) VALUES (%s, %s) "
+                                   "ON CONFLICT DO NOTHING", [(run, i) for i in instances])
+            return request
+
+    def request_retry(
+        self, run: str, instances: Mapping[str, str], requester: Requester | None = None, selection: str = ""
+    ) -> int:
+        """Make ``instances`` (id -> status now) runnable again from the step where they
+        stopped — outputs and journaled calls stay — and journal who asked, in one
+        transaction (``Journal.request_retry`` in the store); any runner may claim them.
+        An instance a runner still holds is refused (nothing is changed). Returns the
+        request's id."""
+        with self._transaction() as db:
+            held = [r[0] for r in db.execute(
+                "SELECT id FROM batchmig_instances WHERE run = %s AND id = ANY(%s) AND lease_until >= now() "
+                "ORDER BY position FOR UPDATE", (run, list(instances))).fetchall()]
+            if held:
+                raise UsageError(f"a runner still holds {', '.join(held[:5])}",
+                                 "retry it once its runner has let it go (`batchmig runners RUN`)")
+            request = self._request(db, run, "retry", instances, requester, selection)
+            db.execute("UPDATE batchmig_instances SET status = 'pending', error = NULL, owner = NULL, "
+                       "lease_until = NULL, updated = clock_timestamp() WHERE run = %s AND id = ANY(%s)",
+                       (run, list(instances)))
+            return request
+
+    @staticmethod
+    def _request(db: Any, run: str, kind: str, instances: Mapping[str, str], requester: Requester | None,
+                 selection: str) -> int:
+        from psycopg.types.json import Jsonb
+
+        who = requester or Requester.current()
+        row = db.execute(
+            "INSERT INTO batchmig_requests (run, kind, username, host, selection, instances) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (run, kind, who.user, who.host, selection, Jsonb(dict(instances)))).fetchone()
+        return int(row[0])
+
+    def requests(self, run: str) -> list[OperatorRequestRow]:
+        """Every operator request of the run, oldest first."""
+        return [OperatorRequestRow(r[0], r[1], r[2].timestamp(), r[3], r[4], r[5], dict(r[6])) for r in self._query(
+            "SELECT id, kind, at, username, host, selection, instances FROM batchmig_requests "
+            "WHERE run = %s ORDER BY id", (run,))]
 
     def runners(self, run: str) -> list[RunnerRow]:
         rows = self._query(
@@ -313,7 +385,8 @@ class PostgresStore:
 
 
 class RunView:
-    """One run of the store, read like a journal (``report.build_report`` takes it)."""
+    """One run of the store, used like a run's journal: ``report.build_run_report``
+    reads it, and ``batchmig cutover``/``retry`` journal their requests through it."""
 
     def __init__(self, store: PostgresStore, run: str) -> None:
         self.store = store
@@ -341,8 +414,17 @@ class RunView:
         return self.store.released_cutover_times(self.run)
 
     def requests(self) -> list[OperatorRequestRow]:
-        """Operator requests are not journaled in the store yet (issue 11 adds them)."""
-        return []
+        return self.store.requests(self.run)
+
+    def release_cutovers(
+        self, instances: Mapping[str, str], requester: Requester | None = None, selection: str = ""
+    ) -> int:
+        return self.store.release_cutovers(self.run, instances, requester, selection)
+
+    def request_retry(
+        self, instances: Mapping[str, str], requester: Requester | None = None, selection: str = ""
+    ) -> int:
+        return self.store.request_retry(self.run, instances, requester, selection)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -357,7 +439,9 @@ def _first_line(exc: BaseException) -> str:
 class _Write:
     sql: str
     params: tuple[Any, ...]
-    instance: str | None  # fenced: zero rows means the lease on this instance is lost
+    instance: str | None
+    """Fenced by this instance's lease: zero rows updated (or, for a write that returns
+    a row, NULL in its last column) means the lease on it is lost."""
     waiter: asyncio.Future[Any] | None = None
     returns: bool = False
 
@@ -397,6 +481,10 @@ class SharedJournal:
         self._writer: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._down_since: float | None = None
+        # The writer's batches and the lease renewal update the same instance rows in
+        # different orders: one at a time, or PostgreSQL breaks the deadlock by failing one.
+        self._exclusive = asyncio.Lock()
+        self._renewed = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -459,9 +547,6 @@ class SharedJournal:
 
     async def execute(self, sql: str, params: tuple[Any, ...] = (), *, fetch: bool = True) -> list[Any]:
         """One statement in its own transaction (autocommit); raises ``StoreUnavailable`` if down."""
-        psycopg = _psycopg()
-        from psycopg_pool import PoolTimeout
-
         try:
             async with self._pool.connection() as conn:
                 self.round_trips += 1
@@ -469,7 +554,7 @@ class SharedJournal:
                 rows = list(await cursor.fetchall()) if fetch and cursor.description else []
             self._store_reachable()
             return rows
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except store_failures() as exc:
             self._store_unreachable(exc)
             raise StoreUnavailable(f"the store is unreachable: {_first_line(exc)}") from None
 
@@ -486,6 +571,7 @@ class SharedJournal:
         elif now - self._down_since > self.patience and self._failure is None:
             reason = f"the store was unreachable for more than {self.patience:g}s"
             self._failure = StoreUnavailable(f"{reason}: {_first_line(exc)}")
+            self._renewed.set()  # intents waiting for a renewal fail now
             self.on_unavailable(reason)
 
     @property
@@ -496,9 +582,7 @@ class SharedJournal:
 
     async def _write_loop(self) -> None:
         assert self._queue is not None
-        psycopg = _psycopg()
-        from psycopg_pool import PoolTimeout
-
+        failures = store_failures()
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty():
@@ -514,7 +598,7 @@ class SharedJournal:
                     await self._commit(batch)
                     self._store_reachable()
                     break
-                except (psycopg.OperationalError, PoolTimeout) as exc:
+                except failures as exc:
                     # Kept and retried: the batch is one transaction, so nothing of it is half-written.
                     self._store_unreachable(exc)
                     await asyncio.sleep(delay)
@@ -523,15 +607,16 @@ class SharedJournal:
     async def _commit(self, batch: list[_Write]) -> None:
         results: list[Any] = []
         lost: set[str] = set()
-        async with self._pool.connection() as conn, conn.transaction():
-            self.round_trips += 1
+        async with self._exclusive, self._pool.connection() as conn, conn.transaction():
+            self.round_trips += 3  # begin, the guard, commit (and one per write)
+            await conn.execute(IDLE_GUARD)
             for write in batch:
                 cursor = await conn.execute(write.sql, write.params)
                 self.round_trips += 1
                 if write.returns:
                     row = await cursor.fetchone()
-                    results.append(row[0] if row else None)
-                    if row is None and write.instance is not None:
+                    results.append(row)
+                    if (row is None or row[-1] is None) and write.instance is not None:
                         lost.add(write.instance)
                 else:
                     results.append(cursor.rowcount)
@@ -578,21 +663,32 @@ class SharedJournal:
     _FENCE = ("EXISTS (SELECT 1 FROM batchmig_instances f "
               "WHERE f.run = %s AND f.id = %s AND f.epoch = %s AND f.owner = %s)")
 
+    _INTENT = (
+        "WITH f AS (SELECT run, id, epoch, lease_until > clock_timestamp() + make_interval(secs => %s) AS roomy "
+        "             FROM batchmig_instances WHERE run = %s AND id = %s AND epoch = %s AND owner = %s FOR SHARE), "
+        "ins AS (INSERT INTO batchmig_calls (run, id, instance, step, action, resource, state, sent, runner, epoch) "
+        "        SELECT f.run, %s, f.id, %s, %s, %s, 'intent', clock_timestamp(), %s, f.epoch FROM f WHERE f.roomy "
+        "        ON CONFLICT (run, id) DO UPDATE SET state = batchmig_calls.state RETURNING id) "
+        "SELECT (SELECT id FROM ins), (SELECT roomy FROM f)"
+    )
+
     async def intent(self, instance: str, step: int, action: str, resource: object) -> int:
-        """Record a mutating call about to be sent, only while the lease has the margin left."""
-        epoch = self._fence(instance)
-        call_id = secrets.randbits(62)
-        sql = (
-            "INSERT INTO batchmig_calls (run, id, instance, step, action, resource, state, sent, runner, epoch) "
-            "SELECT f.run, %s, f.id, %s, %s, %s, 'intent', clock_timestamp(), %s, f.epoch "
-            "  FROM batchmig_instances f WHERE f.run = %s AND f.id = %s AND f.epoch = %s AND f.owner = %s "
-            "   AND f.lease_until > clock_timestamp() + make_interval(secs => %s) FOR SHARE "
-            "ON CONFLICT (run, id) DO UPDATE SET state = batchmig_calls.state RETURNING id"
-        )
-        params = (call_id, step, action, None if resource is None else str(resource), self.runner,
-                  self.run, instance, epoch, self.runner, self.margin)
-        result = await self._enqueue_and_wait(_Write(sql, params, instance, returns=True))
-        return int(result)
+        """Record a mutating call about to be sent, only while the lease has the margin left.
+
+        A lease still held but with less than the margin left (a renewal is late) is
+        not lost: the intent waits for the next renewal and is tried again; if that
+        renewal finds the lease lost, ``LeaseLost`` ends the instance's task here.
+        """
+        while True:
+            epoch = self._fence(instance)
+            renewed = self._renewed
+            params = (self.margin, self.run, instance, epoch, self.runner, secrets.randbits(62), step, action,
+                      None if resource is None else str(resource), self.runner)
+            row = await self._enqueue_and_wait(_Write(self._INTENT, params, instance, returns=True))
+            if row[0] is not None:
+                return int(row[0])
+            log.info("lease.renewal_awaited", instance=instance)
+            await renewed.wait()
 
     def outcome(
         self,
@@ -709,17 +805,20 @@ class SharedJournal:
     async def renew(self) -> set[str]:
         """Extend every held lease by ``ttl`` (the database's clock); return the ones lost."""
         held = dict(self.epochs)
-        rows = await self.execute(
-            "WITH beat AS (UPDATE batchmig_runners SET heartbeat = now() WHERE run = %s AND id = %s) "
-            "UPDATE batchmig_instances i SET lease_until = now() + make_interval(secs => %s) "
-            "  FROM unnest(%s::text[], %s::bigint[]) AS h(id, epoch) "
-            " WHERE i.run = %s AND i.id = h.id AND i.epoch = h.epoch AND i.owner = %s RETURNING i.id",
-            (self.run, self.runner, self.ttl, list(held), list(held.values()), self.run, self.runner),
-        )
+        async with self._exclusive:
+            rows = await self.execute(
+                "WITH beat AS (UPDATE batchmig_runners SET heartbeat = now() WHERE run = %s AND id = %s) "
+                "UPDATE batchmig_instances i SET lease_until = now() + make_interval(secs => %s) "
+                "  FROM unnest(%s::text[], %s::bigint[]) AS h(id, epoch) "
+                " WHERE i.run = %s AND i.id = h.id AND i.epoch = h.epoch AND i.owner = %s RETURNING i.id",
+                (self.run, self.runner, self.ttl, list(held), list(held.values()), self.run, self.runner),
+            )
         kept = {row[0] for row in rows}
         lost = {iid for iid, epoch in held.items() if iid not in kept and self.epochs.get(iid) == epoch}
         for iid in lost:
             self.epochs.pop(iid, None)
+        renewed, self._renewed = self._renewed, asyncio.Event()
+        renewed.set()  # intents that waited for more lease than was left go on (or find it lost)
         return lost
 
     async def wave_state(self, wave: int) -> WaveState:
@@ -733,13 +832,14 @@ class SharedJournal:
             "  (array_agg(id ORDER BY position) FILTER (WHERE canary AND status IN ('failed', 'skipped')))[1], "
             "  count(*) FILTER (WHERE status = 'awaiting_cutover'), "
             "  (SELECT count(*) FROM batchmig_runners WHERE run = %s AND stopped IS NULL "
-            "     AND heartbeat > now() - make_interval(secs => %s)) "
+            "     AND heartbeat > now() - make_interval(secs => %s)), "
+            "  count(*) FILTER (WHERE status IN ('pending', 'running', 'interrupted') AND lease_until < now()) "
             "FROM batchmig_instances WHERE run = %s AND wave_index = %s",
             (self.run, self.run, self.ttl, self.run, wave),
         )
-        blocked, unsettled, failed, total, canaries_done, canaries_ok, bad_canary, awaiting, live = rows[0]
+        blocked, unsettled, failed, total, canaries_done, canaries_ok, bad_canary, awaiting, live, orphaned = rows[0]
         return WaveState(blocked, int(unsettled), int(failed), int(total), bool(canaries_done),
-                         bool(canaries_ok), bad_canary, int(awaiting), max(1, int(live)))
+                         bool(canaries_ok), bad_canary, int(awaiting), max(1, int(live)), int(orphaned))
 
     async def block(self, reason: str, from_wave: int, skip_wave: int | None) -> None:
         """Stop the run's later waves (first reason wins); skip what has not started."""
@@ -762,6 +862,12 @@ class SharedJournal:
         )
         return int(rows[0][0]), int(rows[0][1])
 
+    async def status_counts(self) -> dict[str, int]:
+        """The run's instances by status, across every runner."""
+        rows = await self.execute("SELECT status, count(*) FROM batchmig_instances WHERE run = %s "
+                                  "GROUP BY status ORDER BY status", (self.run,))
+        return {str(status): int(count) for status, count in rows}
+
     async def released_now(self) -> set[str]:
         rows = await self.execute("SELECT instance FROM batchmig_cutovers WHERE run = %s", (self.run,))
         return {row[0] for row in rows}
@@ -779,3 +885,5 @@ class WaveState:
     awaiting: int
     runners: int
     """Runners whose heartbeat is recent: only to share the work out, never to decide liveness."""
+    orphaned: int
+    """Unsettled instances whose lease ran out (their runner died or froze): anyone takes them."""

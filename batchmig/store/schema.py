@@ -14,9 +14,9 @@ reference them, and errors are redacted before they are journaled.
 
 from __future__ import annotations
 
-from batchmig.journal import UNRESOLVED_SQL
+from batchmig.journal import UNRESOLVED_CALL_SQL, UNRESOLVED_SQL
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATION_LOCK = 0x62617463  # pg_advisory_xact_lock key ("batc")
 
 _V1 = r"""
@@ -348,24 +348,59 @@ $$;
 """
 
 
-def _unresolved_claims(v1: str) -> str:
-    """Version 2: a claim hands over every call whose effect is not known, not only the
-    intents — an ``unknown`` outcome whose reconcile a dead runner did not finish must be
-    reconciled before anything is re-sent, exactly as in the SQLite journal. The claim
-    function is version 1's with that one condition (and the call's state) changed."""
+def _claim_handing_over(v1: str, calls: str) -> str:
+    """Version 1's claim function, made to hand over with each instance the calls
+    matching the SQL condition ``calls`` (on ``c``, the call, and ``i``, its instance),
+    each with its state."""
     start = v1.index("CREATE FUNCTION batchmig_claim(")
     claim = v1[start:v1.index("$$;", start) + 3]
     changes = {
         "CREATE FUNCTION batchmig_claim(": "CREATE OR REPLACE FUNCTION batchmig_claim(",
         "'resource', c.resource)": "'resource', c.resource, 'state', c.state)",
-        "c.state = 'intent'": f"c.{UNRESOLVED_SQL}",
+        "c.state = 'intent'": calls,
     }
     for old, new in changes.items():
         assert claim.count(old) == 1, old
         claim = claim.replace(old, new)
+    return claim
+
+
+def _unresolved_claims(v1: str) -> str:
+    """Version 2: a claim hands over every call whose effect is not known, not only the
+    intents — an ``unknown`` outcome whose reconcile a dead runner did not finish must be
+    reconciled before anything is re-sent, exactly as in the SQLite journal."""
     return (f"DROP INDEX batchmig_calls_open;\n"
-            f"CREATE INDEX batchmig_calls_open ON batchmig_calls (run, instance) WHERE {UNRESOLVED_SQL};\n{claim}\n")
+            f"CREATE INDEX batchmig_calls_open ON batchmig_calls (run, instance) WHERE {UNRESOLVED_SQL};\n"
+            f"{_claim_handing_over(v1, f'c.{UNRESOLVED_SQL}')}\n")
 
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _unresolved_claims(_V1)}
+_REQUESTS = r"""
+-- Operator requests (`batchmig cutover`, `batchmig retry`): who asked, from where,
+-- with which selection, and each instance's status at that moment (the report's
+-- audit trail). A request and what it changes are one transaction.
+CREATE TABLE batchmig_requests (
+    run text NOT NULL REFERENCES batchmig_runs (id) ON DELETE CASCADE,
+    id bigserial,
+    kind text NOT NULL CHECK (kind IN ('cutover', 'retry')),
+    at timestamptz NOT NULL DEFAULT now(),
+    username text NOT NULL,
+    host text NOT NULL,
+    selection text NOT NULL DEFAULT '',
+    instances jsonb NOT NULL,
+    PRIMARY KEY (run, id)
+);
+"""
+
+
+def _current_step_claims(v1: str) -> str:
+    """Version 3: operator requests are journaled in the store; and a claim also hands
+    over a call that took effect while its instance still stands at that call's step
+    (journal.UNRESOLVED_CALL_SQL: the runner died between the outcome and the step's
+    advance), so the new owner reconciles it instead of sending it again."""
+    return (f"{_REQUESTS}\nDROP INDEX batchmig_calls_open;\n"
+            f"CREATE INDEX batchmig_calls_instance ON batchmig_calls (run, instance, step);\n"
+            f"{_claim_handing_over(v1, UNRESOLVED_CALL_SQL)}\n")
+
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _unresolved_claims(_V1), 3: _current_step_claims(_V1)}
 """version -> the SQL that brings the schema from version - 1 to it."""
