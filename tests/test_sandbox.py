@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from batchmig.emulator import EmulatorSpec
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 from batchmig.sandbox.machinery import (
+    RECEIVE_TICK,
     AuditLog,
     FaultPlan,
     SlidingWindowThrottle,
@@ -107,7 +108,6 @@ def test_keys_are_counted_apart_and_caps_below_one_admit_nothing() -> None:
 
 def test_a_request_is_stamped_when_the_kernel_received_it() -> None:
     """Read 0.3 s after it arrived (a starved emulator), a request keeps its arrival stamp."""
-    jiffy = 0.011  # the kernel keeps the time to the jiffy (HZ >= 100)
     with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname()) as client:
         peer, _ = server.accept()
         with peer:
@@ -116,13 +116,14 @@ def test_a_request_is_stamped_when_the_kernel_received_it() -> None:
             after = time.monotonic()
             time.sleep(0.3)
             peer.recv(1024)
-            now = time.monotonic()
-            stamp = received_at(peer, now)
+            stamp = received_at(peer)
+            read = time.monotonic()
+    assert received_at(None, lambda: 7.0) == 7.0
     if not hasattr(socket, "TCP_INFO"):
-        assert stamp == now
+        assert before <= stamp <= read
         return
-    assert before - jiffy <= stamp <= after + jiffy
-    assert received_at(None, now) == now
+    # never before it was sent (what an exact limiter relies on), at most a tick after
+    assert before <= stamp <= after + 2 * RECEIVE_TICK
 
 
 # ------------------------------------------------------------ hammering over loopback

@@ -246,7 +246,7 @@ class Sandbox:
             # The throttle counts the request when it reached this machine, not when this
             # loop got to it (see ``received_at``); nothing is awaited before the decision.
             socket_ = request.transport.get_extra_info("socket") if request.transport else None
-            decided = received_at(socket_, time.monotonic())
+            decided = received_at(socket_)
             cap = self.rate(name, info.action)
             entry.update(decided=decided, cap=cap)
             key = (name, info.credential, info.region, info.action)

@@ -36,7 +36,7 @@ import struct
 import threading
 import time
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -224,29 +224,43 @@ _LAST_DATA_RECV_OFFSET = 52
 arrived on the connection (8 one-byte fields, then 32-bit ones; it is the 12th)."""
 
 
-def received_at(sock: Any, now: float) -> float:
-    """When the kernel received the last byte on ``sock``, on the clock that read ``now``.
+RECEIVE_TICK = 0.010
+"""The coarsest step of the kernel's receive time: one jiffy at HZ = 100 (Linux's
+lowest; 250 and 1000 give 4 and 1 ms)."""
+
+
+def received_at(sock: Any, clock: Callable[[], float] = time.monotonic) -> float:
+    """When the kernel received the last byte on ``sock``, on ``clock``, never too early.
 
     A cloud counts a request when it reaches its gateway. An emulator stamping the
     moment its own event loop gets round to a request would, when starved of CPU (a
     small CI machine running runners, PostgreSQL and the sandbox at once), turn a
     backlog of evenly spaced requests into a burst no client sent. The kernel's
-    receive time does not depend on that: Linux keeps it per connection, to the
-    jiffy (1 to 10 ms, well inside a limiter's margin). An HTTP/1.1 client sends
-    nothing more on a connection until it has the answer, so once a request has been
-    read the last data received is its last byte. Elsewhere, or without a socket,
-    ``now``.
+    receive time does not depend on that: Linux keeps it per connection, in jiffies.
+    An HTTP/1.1 client sends nothing more on a connection until it has the answer, so
+    once a request has been read the last data received is its last byte.
+
+    Jiffies make that time up to one tick early or late, and a client whose limiter
+    is exact (it lets a call leave a window after the answer to the call N before,
+    with no margin) has its calls judged unfairly by a stamp one tick early: two
+    calls 1.000 s apart read as 0.99 s, and the window holds N + 1 (a 21-vs-20 seen
+    in the engine's fleet test). So the stamp is moved one tick later — never before
+    the request truly arrived — and never past ``clock`` read now (the request has
+    arrived by then): it always lies between the client's sending and its reading
+    the answer, where a client's limiter must expect the cloud to count it.
+    Elsewhere, or without a socket, ``clock`` now.
     """
     if _TCP_INFO is None or sock is None:
-        return now
+        return clock()
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _LAST_DATA_RECV_OFFSET + 4)
     except OSError:
-        return now
+        return clock()
+    now = clock()  # read after the kernel's clock, so the elapsed time is not overstated
     if len(info) < _LAST_DATA_RECV_OFFSET + 4:
         return now
     elapsed_ms: int = _LAST_DATA_RECV.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0]
-    return now - elapsed_ms / 1000.0
+    return min(now, now - elapsed_ms / 1000.0 + RECEIVE_TICK)
 
 
 def credential_fingerprint(credential: str) -> str:
