@@ -70,12 +70,16 @@ def test_two_runners_one_run_with_manual_cutovers(postgres_dsn: str, tmp_path: P
     assert figures["repeated_effects"] == 0 and figures["throttled"] == 0 and not figures["over_cap"], figures
 
 
-@pytest.mark.parametrize("limiter", ["shares", "exact"])
-def test_two_plans_on_one_account_share_the_budget(postgres_dsn: str, tmp_path: Path, limiter: str) -> None:
-    """Two independent runs (different plans) on one account: 0 throttles, never over the cap."""
+@pytest.mark.parametrize(("limiter", "concurrency"), [("shares", 40), ("exact", 40), ("shares", 6), ("exact", 6)])
+def test_two_plans_on_one_account_share_the_budget(
+    postgres_dsn: str, tmp_path: Path, limiter: str, concurrency: int
+) -> None:
+    """Two independent runs (different plans) on one account: 0 throttles, never over the
+    cap — with every instance at once, and with a few at a time (each run's demand on a
+    key then changes all the time, and so do the shares)."""
     assert _cli(tmp_path, "store", "init", "--store", postgres_dsn).returncode == 0
     for name in ("alpha", "beta"):
-        (tmp_path / f"{name}.yaml").write_text(fleet_plan(40, name=name, duration=10))
+        (tmp_path / f"{name}.yaml").write_text(fleet_plan(40, name=name, duration=10, max_concurrency=concurrency))
     with SandboxProcess(tmp_path / "sandbox", CAPPED) as sandbox:
         procs = [start_runner(tmp_path, name, "run", f"{name}.yaml", "--store", postgres_dsn, "--limiter", limiter,
                               "--sandbox-at", str(sandbox.directory), "--no-progress")
