@@ -246,7 +246,7 @@ def main() -> None:
         "plan": lambda: plan_size(v, results, plan_instances),
         "stages": lambda: stage_breakdown(results, profile_instances),
         "durability": lambda: durability(v, results, sizes[1]),
-        "scaleout": lambda: scale_out(v, results, fleet_size, (1, 2) if args.quick else (1, 2, 3)),
+        "scaleout": lambda: scale_out(v, results, fleet_size, (1, 2, 3)),
     }
     for name in SECTIONS:
         if name in only:
