@@ -206,7 +206,7 @@ def scale_out(v: Verdicts, results: dict[str, Any], instances: int, counts: tupl
                   f"load {r['load_average']}")
     killed = scenario("scaleout", instances, "--runners", "2", "--kill-one")
     results["takeover"] = killed
-    print(f"   2 runners, one killed a third of the way in (lease 10 s): another took over after "
+    print(f"   2 runners, the first killed a third of the way in (lease 10 s): another took over after "
           f"{killed.get('takeover_delay_seconds')} s; makespan {killed['makespan_seconds']} s")
     v.check("scale-out: 0 throttles with any number of runners, both limiter modes",
             all(r["sandbox_throttles"] == 0 for r in [*rows, killed]),

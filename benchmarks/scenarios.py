@@ -293,9 +293,10 @@ def sidebyside(instances: int, durable: bool) -> dict[str, Any]:
 def scaleout(instances: int, durable: bool, runners: int = 1, limiter: str = "shares",
              kill_one: bool = False) -> dict[str, Any]:
     """The mixed fleet worked by ``runners`` runner processes sharing one PostgreSQL store
-    (a throw-away server) and one rate budget. ``kill_one``: the last runner is killed
-    (SIGKILL) a third of the way in, and the delay until another runner takes over one of
-    its instances is measured (it cannot be shorter than the lease, 10 s here)."""
+    (a throw-away server) and one rate budget.
+    ``kill_one``: the first runner — which claimed the instances while the others started —
+    is killed (SIGKILL) a third of the way in, and the delay until another runner takes
+    over one of its instances is measured (it cannot be shorter than the lease, 10 s here)."""
     import signal
 
     from figures import plan_bound
@@ -331,7 +332,7 @@ def scaleout(instances: int, durable: bool, runners: int = 1, limiter: str = "sh
                 killed_at = None
                 if kill_one and runners > 1:
                     time.sleep(bound.seconds / 3)
-                    procs[-1].send_signal(signal.SIGKILL)
+                    procs[0].send_signal(signal.SIGKILL)
                     killed_at = time.time()
                 codes = [proc.wait(timeout=1800) for proc in procs]
                 makespan = time.perf_counter() - started
@@ -351,7 +352,7 @@ def scaleout(instances: int, durable: bool, runners: int = 1, limiter: str = "sh
         **cap_figures(audit),
     })
     if killed_at is not None:
-        claims = [_seconds(e["timestamp"]) for stream in events[:-1] for e in stream
+        claims = [_seconds(e["timestamp"]) for stream in events[1:] for e in stream
                   if e.get("event") == "instance.claimed"]
         later = [t - killed_at for t in claims if t > killed_at]
         results["takeover_delay_seconds"] = round(min(later), 2) if later else None
@@ -547,7 +548,7 @@ if __name__ == "__main__":
     parser.add_argument("--durable", action="store_true")
     parser.add_argument("--runners", type=int, default=1, help="scaleout: runner processes")
     parser.add_argument("--limiter", choices=["shares", "exact"], default="shares", help="scaleout: limiter mode")
-    parser.add_argument("--kill-one", action="store_true", help="scaleout: kill the last runner a third of the way in")
+    parser.add_argument("--kill-one", action="store_true", help="scaleout: kill the first runner a third of the way in")
     args = parser.parse_args()
     logs.configure(json_output=True, console_level=logging.ERROR)
     os.environ.setdefault("PYTHONHASHSEED", "0")
