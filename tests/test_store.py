@@ -26,7 +26,7 @@ from batchmig.errors import UsageError
 from batchmig.plan.loader import load_plan
 from batchmig.plugin import Call, Connection, HttpRequest, HttpResponse
 from batchmig.ratelimit import LimitKey, RateLimiter
-from batchmig.sharedlimit import ShareLimiter
+from batchmig.sharedlimit import ExactLimiter, ShareLimiter
 from batchmig.store.fence import Fence, LeaseLost
 from batchmig.store.postgres import PostgresStore, SharedJournal
 from batchmig.store.schema import SCHEMA_VERSION
@@ -413,6 +413,32 @@ def test_exact_reservations_never_exceed_the_cap_in_a_window(postgres_dsn: str, 
     assert all(b - a >= 1.05 / 20 - 1e-6 for a, b in itertools.pairwise(stamps))  # evenly spaced
     assert delays[-1] > delays[0] + 2.0  # 45 calls at 20 per 1.05 s
     store.close()
+
+
+@pytest.mark.anyio
+async def test_an_exact_slot_is_also_held_to_the_runners_own_window(postgres_dsn: str, tmp_path: Path):
+    """The database spaces a cap of 2 at 0.55 s; the local check holds the third call
+    until a window after the first call's answer, and an unanswered first call counts
+    as arriving as late as the check allows (0.5 s): at least 1.5 s after it left."""
+    store, run = _new_run(postgres_dsn, fleet_plan(1), tmp_path)
+    journal = SharedJournal(store, run, "exact", ttl=30, margin=1)
+    await journal.open()
+    limiter = ExactLimiter(lambda key: 2.0, journal)
+    key = LimitKey("testcloud", "acct", "r1", "CreateJob")
+    try:
+        first = await limiter.acquire(key)
+        assert first is not None  # departures and answers are measured, as for one runner
+        first.left()
+        left = time.monotonic()
+        second = await limiter.acquire(key)
+        assert second is not None
+        second.left()
+        second.answered()
+        assert await limiter.acquire(key) is not None
+        assert time.monotonic() - left >= 1.5 - 0.01
+    finally:
+        await journal.aclose()
+        store.close()
 
 
 @pytest.mark.anyio
