@@ -5,9 +5,19 @@ either blow the describe action's cap or starve it. Each instance registers what
 waits on with the queue for its (connection, poller); one task per queue picks the
 things that are due, earliest first, packs them into batches (``Poller.max_batch``,
 within one ``Poller.group``) and sends the polls through the pipeline, whose limiter
-paces them against the describe action's cap. At most about one second's worth of
+paces them against the describe action's cap. At most a quarter second's worth of
 polls is in flight per queue, so the due-order — not the limiter's FIFO — decides
 who is asked next, and a thing is never polled more often than ``min_interval``.
+
+Describe calls are a budget shared by every waiting instance, so a poll goes where it
+is most likely to find work finished (``Durations``): each queue learns how long its
+jobs take (the recent finished ones), polls a new job first when a small share of
+such jobs would have finished by its age, and after each "still running" asks again
+when a small share of the jobs that were still running at that age would have
+finished — so nothing is polled before it can plausibly be done, and under pressure
+the due-order favours the jobs most likely to be done. Capacity the due polls leave
+spare is not wasted: a batch is filled with other jobs that could be done, and when
+nothing is due one early poll at a time asks about the next most likely job.
 
 The hub remembers what each instance's last poll said, so a step that times out can
 say where its job stood; a status value the provider does not know is logged once
@@ -16,9 +26,11 @@ per instance (and counts as still running) instead of being polled in silence.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,12 +52,74 @@ MIN_SCALED_INTERVAL = 0.2
 MALFORMED_TOLERANCE = 5
 """Unusable poll answers in a row a waiter tolerates before its instance fails."""
 
+IN_FLIGHT_SECONDS = 0.25
+"""Polls one queue has in flight: this many seconds' worth at the describe action's cap
+(at least 4), so the due-order — not the limiter's FIFO — decides who is asked next."""
+
+PROBE_FRACTION = 0.9
+"""Spare capacity may ask about a job from this fraction of the shortest duration learned
+(so a queue whose jobs got shorter finds out); due polls wait for the learned durations."""
+
+DURATION_SAMPLES = 256
+"""Finished jobs a queue learns its jobs' durations from (the most recent ones)."""
+
+SPARE_SHARE = 0.8
+"""The describe action has spare capacity while this queue used less than this share of
+its cap in the last second: then one early poll at a time may go (a due poll waits
+behind it at most one slot of the cap)."""
+
+POLL_SHARE = 0.05
+"""A job is due when this share of the jobs still running at its last poll would be done."""
+
+
+class Durations:
+    """How long one kind of job takes, learned from the recent finished ones.
+
+    A finished job counts with its age at the answer that said so: an upper bound, so
+    what is learned errs late rather than early — a poll queue that falls behind
+    learns longer durations and asks less, never more (an estimate between the last
+    "running" and that answer would fall far short when polls are far apart). With
+    nothing learned yet every job is due at once and plausibly done at any age.
+    """
+
+    def __init__(self, window: int = DURATION_SAMPLES, share: float = POLL_SHARE) -> None:
+        self.share = share
+        self._recent: deque[float] = deque(maxlen=window)
+        self._sorted: list[float] = []
+
+    def learn(self, finished_age: float) -> None:
+        if len(self._recent) == self._recent.maxlen:
+            del self._sorted[bisect.bisect_left(self._sorted, self._recent[0])]
+        self._recent.append(finished_age)
+        bisect.insort(self._sorted, finished_age)
+
+    @property
+    def plausible(self) -> float:
+        """The youngest age at which a job of this kind may be done (the shortest seen)."""
+        return self._sorted[0] if self._sorted else 0.0
+
+    def next_poll_age(self, running_age: float | None) -> float:
+        """The age at which ``share`` of the jobs still running at ``running_age`` are done."""
+        if not self._sorted:
+            return 0.0
+        n = len(self._sorted)
+        done_before = 0.0 if running_age is None else bisect.bisect_right(self._sorted, running_age) / n
+        target = done_before + self.share * (1.0 - done_before)
+        return self._sorted[min(n - 1, math.floor(target * n))]
+
 
 @dataclass
 class _Waiter:
     instance: str
     outputs: Outputs
     group: Any
+    started: float = 0.0
+    taken: float | None = None
+    """When its latest poll was taken from the queue."""
+    running_age: float | None = None
+    """Age (seconds since the wait began) at the latest answer that said "running"."""
+    ready: float = 0.0
+    """When it may be polled at all: plausibly done and ``interval`` after its last poll."""
     done: anyio.Event = field(default_factory=anyio.Event)
     result: WaitStatus | BaseException | None = None
     polls: int = 0
@@ -64,11 +138,34 @@ class _PollQueue:
         self.counter = itertools.count()
         self.wakeup = anyio.Event()
         cap = hub.pipeline.limiter.cap(hub.pipeline.key(connection, poller.action))
-        self.slots = anyio.Semaphore(max(2, math.ceil(cap)))
+        self.slots = anyio.Semaphore(max(4, math.ceil(cap * IN_FLIGHT_SECONDS)))
+        self.cap = cap
+        self.durations = Durations()
+        self.early_in_flight = False
+        self.recent: deque[float] = deque()
+        """When this queue's polls of the last second were taken."""
 
     def add(self, waiter: _Waiter, due: float) -> None:
         heapq.heappush(self.heap, (due, next(self.counter), waiter))
         self.wakeup.set()
+
+    def schedule(self, waiter: _Waiter) -> None:
+        """Queue ``waiter`` for the poll most likely to find it done (new or still running)."""
+        waiter.ready, due = self._times(waiter)
+        self.add(waiter, due)
+
+    def _times(self, waiter: _Waiter) -> tuple[float, float]:
+        """(ready, due) of ``waiter`` on what this queue has learned so far."""
+        earliest = waiter.started if waiter.taken is None else waiter.taken + self.interval
+        ready = max(earliest, waiter.started + PROBE_FRACTION * self.durations.plausible)
+        likely = waiter.started + self.durations.next_poll_age(waiter.running_age)
+        return ready, max(earliest, likely)
+
+    def _spare(self, now: float) -> bool:
+        """Whether the describe action has room: under ``SPARE_SHARE`` of its cap used in the last second."""
+        while self.recent and self.recent[0] <= now - 1.0:
+            self.recent.popleft()
+        return len(self.recent) < self.cap * SPARE_SHARE
 
     async def run(self, tg: TaskGroup) -> None:
         # Started from the first waiting instance's task, this task inherited its log
@@ -82,11 +179,19 @@ class _PollQueue:
                 self.wakeup = anyio.Event()
                 await self.wakeup.wait()
                 continue
-            due = self.heap[0][0]
-            delay = due - clock.now()
-            if delay > 0:
+            due, _, head = self.heap[0]
+            now = clock.now()
+            if due <= now and not head.solo and self._times(head)[1] > due:
+                # Queued before this queue learned that it cannot be done yet.
+                heapq.heappop(self.heap)
+                self.schedule(head)
+                continue
+            early = due > now and head.ready <= now and not self.early_in_flight and self._spare(now)
+            if due > now and not early:
+                # Wake when the head is due or ready for an early poll, or a waiter comes.
+                wake = due if head.ready <= now else min(due, head.ready)
                 self.wakeup = anyio.Event()
-                with anyio.move_on_after(delay):
+                with anyio.move_on_after(wake - now):
                     await self.wakeup.wait()
                 continue
             await self.slots.acquire()
@@ -94,21 +199,33 @@ class _PollQueue:
             if not batch:
                 self.slots.release()
                 continue
-            tg.start_soon(self._poll, batch)
+            self.early_in_flight |= early
+            self.recent.append(now)
+            tg.start_soon(self._poll, batch, early)
 
     def _take_batch(self, now: float) -> list[_Waiter]:
+        """The head and, up to ``max_batch``, others of its group that may be polled now.
+
+        Filling the batch costs no extra call, so every member that could be done is
+        taken, most likely first; the scan is bounded so a large queue stays cheap.
+        """
         first = heapq.heappop(self.heap)[2]
         if first.cancelled:
             return []
+        first.taken = now
         batch = [first]
         if self.poller.max_batch > 1 and not first.solo:
             skipped = []
-            while self.heap and len(batch) < self.poller.max_batch and self.heap[0][0] <= now + self.interval / 2:
+            scan = 4 * self.poller.max_batch
+            horizon = now + self.interval / 2
+            while self.heap and len(batch) < self.poller.max_batch and scan > 0:
+                scan -= 1
                 entry = heapq.heappop(self.heap)
                 waiter = entry[2]
                 if waiter.cancelled:
                     continue
-                if waiter.group == first.group and not waiter.solo:
+                if waiter.group == first.group and not waiter.solo and waiter.ready <= horizon:
+                    waiter.taken = now
                     batch.append(waiter)
                 else:
                     skipped.append(entry)
@@ -116,7 +233,7 @@ class _PollQueue:
                 heapq.heappush(self.heap, entry)
         return batch
 
-    async def _poll(self, batch: list[_Waiter]) -> None:
+    async def _poll(self, batch: list[_Waiter], early: bool = False) -> None:
         try:
             caller = ReadCaller(self.hub.pipeline, self.connection,
                                 wanted=lambda: any(not waiter.cancelled for waiter in batch))
@@ -147,12 +264,17 @@ class _PollQueue:
                 status = statuses[index] if index < len(statuses) else WaitStatus.running()
                 self.hub.saw(waiter.instance, status, self.poller.name)
                 if status.state == "running":
+                    waiter.running_age = now - waiter.started
                     if not waiter.cancelled:
-                        self.add(waiter, now + self.interval)
+                        self.schedule(waiter)
                 else:
+                    self.durations.learn(now - waiter.started)
                     waiter.result = status
                     waiter.done.set()
         finally:
+            if early:
+                self.early_in_flight = False
+                self.wakeup.set()
             self.slots.release()
 
 
@@ -198,8 +320,8 @@ class PollHub:
         """
         queue = self._queue(connection, poller)
         self.last_seen.pop(instance, None)
-        waiter = _Waiter(instance, outputs, poller.group(outputs))
-        queue.add(waiter, self.clock.now())
+        waiter = _Waiter(instance, outputs, poller.group(outputs), started=self.clock.now())
+        queue.schedule(waiter)
         try:
             await waiter.done.wait()
         finally:
