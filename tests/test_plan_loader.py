@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchmig.errors import PlanError
+from batchmig.plan import loader
 from batchmig.plan.loader import load_plan
 from batchmig.registry import Registry
 
@@ -50,6 +52,21 @@ def test_a_valid_plan_resolves_defaults_waves_and_cutover(plan_file, registry: R
     assert b.cutover == "manual" and c.cutover == "auto"
     assert b.timeout("wait-job") == 600 and c.timeout("wait-job") == 600 and c.timeout("start-job") == 3600
     assert plan.waves[1].failure_budget.allows(0, 2) and not plan.waves[1].failure_budget.allows(1, 2)
+
+
+def test_only_a_large_load_is_left_out_of_the_cycle_collector(plan_file, registry: Registry,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = plan_file(GOOD)
+    frozen = gc.get_freeze_count()
+    load_plan(str(path), registry)
+    assert gc.get_freeze_count() == frozen and gc.isenabled(), "a small plan is collected as usual"
+    monkeypatch.setattr(loader, "FREEZE_AFTER_ALLOCATIONS", 0)
+    try:
+        plan = load_plan(str(path), registry)
+        assert gc.get_freeze_count() > frozen and gc.isenabled()
+        assert [inst.id for inst in plan.instances] == ["a", "b", "c"]
+    finally:
+        gc.unfreeze()
 
 
 def test_a_dozen_mistakes_are_all_reported_with_lines(registry: Registry) -> None:
