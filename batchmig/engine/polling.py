@@ -17,7 +17,7 @@ when a small share of the jobs that were still running at that age would have
 finished — so nothing is polled before it can plausibly be done, and under pressure
 the due-order favours the jobs most likely to be done. Capacity the due polls leave
 spare is not wasted: a batch is filled with other jobs that could be done, and when
-nothing is due one early poll at a time asks about the next most likely job.
+nothing is due a few early polls ask about the next most likely jobs.
 
 The hub remembers what each instance's last poll said, so a step that times out can
 say where its job stood; a status value the provider does not know is logged once
@@ -65,8 +65,10 @@ DURATION_SAMPLES = 256
 
 SPARE_SHARE = 0.8
 """The describe action has spare capacity while this queue used less than this share of
-its cap in the last second: then one early poll at a time may go (a due poll waits
-behind it at most one slot of the cap)."""
+its cap in the last second: then up to ``EARLY_POLLS`` early polls may be in flight."""
+
+EARLY_POLLS = 2
+"""Early polls in flight at once: a due poll waits behind at most this many slots of the cap."""
 
 POLL_SHARE = 0.05
 """A job is due when this share of the jobs still running at its last poll would be done."""
@@ -141,7 +143,7 @@ class _PollQueue:
         self.slots = anyio.Semaphore(max(4, math.ceil(cap * IN_FLIGHT_SECONDS)))
         self.cap = cap
         self.durations = Durations()
-        self.early_in_flight = False
+        self.early_in_flight = 0
         self.recent: deque[float] = deque()
         """When this queue's polls of the last second were taken."""
 
@@ -186,7 +188,7 @@ class _PollQueue:
                 heapq.heappop(self.heap)
                 self.schedule(head)
                 continue
-            early = due > now and head.ready <= now and not self.early_in_flight and self._spare(now)
+            early = due > now and head.ready <= now and self.early_in_flight < EARLY_POLLS and self._spare(now)
             if due > now and not early:
                 # Wake when the head is due or ready for an early poll, or a waiter comes.
                 wake = due if head.ready <= now else min(due, head.ready)
@@ -199,7 +201,7 @@ class _PollQueue:
             if not batch:
                 self.slots.release()
                 continue
-            self.early_in_flight |= early
+            self.early_in_flight += early
             self.recent.append(now)
             tg.start_soon(self._poll, batch, early)
 
@@ -273,7 +275,7 @@ class _PollQueue:
                     waiter.done.set()
         finally:
             if early:
-                self.early_in_flight = False
+                self.early_in_flight -= 1
                 self.wakeup.set()
             self.slots.release()
 
