@@ -200,6 +200,7 @@ def wait_for_requests(run_dir: Path, count: int, timeout: float = 60) -> None:
     raise AssertionError(f"the run made fewer than {count} requests in {timeout}s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("requests_before_kill", [3, 70, 170])
 def test_sigkill_then_resume_repeats_nothing(plan_file, tmp_path: Path, requests_before_kill: int) -> None:
     plan = plan_file(fleet(80, settings="{duration: 120}"))
@@ -223,6 +224,7 @@ def test_sigkill_then_resume_repeats_nothing(plan_file, tmp_path: Path, requests
     assert sorted(Counter(jobs_in_cloud(run_dir)).values()) == [1] * 80
 
 
+@pytest.mark.slow
 def test_sigint_stops_gracefully_with_the_resumable_code(plan_file, tmp_path: Path) -> None:
     plan = plan_file(fleet(60, settings="{duration: 600}"))
     run_dir = tmp_path / "run"

@@ -54,6 +54,7 @@ def report(runs: Path) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PLANS, ids=lambda p: p.name)
 def test_example_plan_rehearses_to_the_end_in_the_sandbox(path: Path, registry: Registry, tmp_path: Path) -> None:
     """`run --sandbox` as a user would; a plan that stops at a manual cutover is released."""

@@ -14,6 +14,7 @@ from store_helpers import audit_figures, fleet_plan, runner_command, start_runne
 from batchmig.testing.postgres import ThrowawayPostgres, scratch_database
 from batchmig.testing.sandbox_process import SandboxProcess
 
+pytestmark = pytest.mark.slow
 CAPPED = {"time_scale": 60, "rate_limits": {"testcloud": {"*": 20}}}
 
 
