@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from batchmig.sandbox.machinery import duplicate_effects
+from batchmig.testing.crashes import audit_length, wait_until
 
 from .cloudstate import missing_remote_ids, sandbox_state, unfinished_in_cloud
 from .conftest import SOAK
@@ -95,10 +96,13 @@ def test_faults_across_all_providers_end_in_success_or_the_right_failure(
     proc, stem = cli.start("run", str(plan), "--sandbox-at", str(box.directory), "--run-dir", str(run_dir),
                            "--no-progress")
     phases = []
-    time.sleep(2.0)
+    # The phases follow the runner, not the clock alone: its start-up and pace vary with the machine's load.
+    wait_until(lambda: audit_length(box.audit_path) > 0, 60, "the runner's first requests", proc)
+    time.sleep(1.0)
     box.configure(rate_limits={name: {"*": 1} for name in EMULATORS}, faults=THROTTLE_BURST)
     phases.append(("caps lowered to 1/s + throttle burst", len(box.audit())))
     time.sleep(3.0)
+    wait_until(lambda: b'"outcome":"throttled"' in box.audit_path.read_bytes(), 60, "a throttle at 1/s", proc)
     box.configure(rate_limits={}, faults=BASE_FAULTS)
     time.sleep(1.0)
     box.configure(faults=SILENCE)

@@ -149,7 +149,7 @@ def test_sigterm_during_start_up_leaves_nothing_or_a_resumable_run(tmp_path: Pat
 
 def test_a_refused_second_runner_touches_nothing(tmp_path: Path, cli: Cli, figures) -> None:
     plan = tmp_path / "plan.yaml"
-    original = fleet()
+    original = fleet(duration=6000)  # 100 s jobs: the first runner is still at work however slowly the others start
     plan.write_text(original)
     run_dir = tmp_path / "run"
     first, stem = cli.start("run", str(plan), "--sandbox", "--time-scale", "60", "--run-dir", str(run_dir),

@@ -455,7 +455,8 @@ async def test_forced_failures_without_and_with_precheck(client: Client) -> None
     ],
 )
 @pytest.mark.anyio
-async def test_quirks_unknown_first_state_epoch_times_numeric_mode(client: Client) -> None:
+async def test_quirks_unknown_first_state_epoch_times_numeric_mode(client: Client, sandbox: Sandbox) -> None:
+    sandbox.ctx.time_scale = 1.0  # the first state lasts 10 s, not 10 ms: however slow the machine, show sees it
     job_id = await create(client, body("quirky"))
     detail = await show(client, job_id)
     assert detail["status"] == "CONFIGURATION"
