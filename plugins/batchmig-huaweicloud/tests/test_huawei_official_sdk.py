@@ -97,6 +97,7 @@ def sdk_session(url: str) -> dict[str, Any]:
 
 @pytest.mark.anyio
 async def test_official_sdk_round_trip(sandbox: Sandbox) -> None:
+    sandbox.ctx.time_scale = 1.0  # the job runs 140 s, not 0.14 s: still running when the SDK deletes it
     result = await anyio.to_thread.run_sync(sdk_session, sandbox.url)
     shown = result["shown"]
     assert shown.id == result["job_id"] and shown.status == "TRANSFERRING"
