@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import anyio
 import pytest
+from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchmig.ratelimit import MAX_MARGIN, LimitKey, RateLimiter
+from batchmig.engine.pipeline import HttpTransport, Pipeline
+from batchmig.plugin import Call, Connection, HttpRequest, HttpResponse
+from batchmig.ratelimit import MAX_MARGIN, LimitKey, RateLimiter, Release
 from batchmig.sandbox.machinery import max_per_window
 from batchmig.testing import FakeClock
 
@@ -192,3 +198,59 @@ async def test_late_wakeups_cannot_squeeze_two_batches_into_one_second() -> None
         await limiter.acquire(KEY)
         released.append(clock.now())
     assert most_in_window(released) <= 5
+
+
+class _PostConnection(Connection):
+    account, region = "acct", "r1"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def prepare(self, call: Call) -> HttpRequest:
+        return HttpRequest("POST", self.url, {"Content-Type": "application/json"}, b"{}")
+
+    def parse(self, call: Call, response: HttpResponse) -> dict[str, Any]:
+        return {"status": response.status}
+
+
+@pytest.mark.anyio
+async def test_a_call_is_counted_from_its_write_not_from_its_hand_over() -> None:
+    """The runner stalls after handing a request to the transport and before writing it
+    (a starved machine, a pool without a free connection): the limiter must count the
+    call from the write, or an unanswered call held in flight for ``MAX_MARGIN`` could
+    reach the cloud after the limiter took it to have arrived."""
+    arrived: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        arrived.append(time.monotonic())
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"  # type: ignore[union-attr]
+    releases: list[Release] = []
+
+    class Recording(RateLimiter):
+        async def acquire(self, key: LimitKey) -> Release | None:
+            release = await super().acquire(key)
+            assert release is not None
+            releases.append(release)
+            return release
+
+    try:
+        async with HttpTransport(5.0) as transport:
+            async def stalled(request: HttpRequest) -> HttpResponse:
+                time.sleep(MAX_MARGIN + 0.3)  # the whole loop stops between hand-over and write
+                return await transport.send(request)
+
+            pipeline = Pipeline({"c": ("p", _PostConnection(url))}, Recording(lambda key: 100.0), stalled)
+            handed = time.monotonic()
+            await pipeline.read("c", Call("Describe", {}))
+        assert len(releases) == 1 and len(arrived) == 1
+        assert handed + MAX_MARGIN + 0.3 <= releases[0].at <= arrived[0]
+    finally:
+        await runner.cleanup()

@@ -156,9 +156,32 @@ class HttpTransport:
 
 LAST_LOOK: ContextVar[Callable[[], None] | None] = ContextVar("batchmig_last_look", default=None)
 """Called by the transport right before a request's bytes leave (aiohttp's trace hooks
-run just before each write): it raises to keep them in. The pipeline sets the runner's
-fence here, so a runner frozen between admitting a call and writing it (a stop, a
-long pause) does not send it on waking after its lease may have passed to another."""
+run just before each write). The pipeline sets it per call (``_before_write``): the
+runner's fence may raise to keep the bytes in, so a runner frozen between admitting a
+call and writing it (a stop, a long pause) does not send it on waking after its lease
+may have passed to another; and the limiter learns when the call really left."""
+
+
+def _before_write(fence: Fence | None, release: Release | None) -> Callable[[], None] | None:
+    """What the transport does right before writing one call's bytes.
+
+    The limiter counts an unanswered call as having reached the cloud at most
+    ``MAX_MARGIN`` after it left; "left" must be the write, not the moment the pipeline
+    handed the request over: a request can wait for one of the pool's connections, or
+    the event loop can stall, for longer than that on a starved machine, and a call
+    that reaches the cloud later than the limiter assumes can fill a second beyond the
+    cap (seen once in the scale-out soak: 21 polls in a second at a cap of 20).
+    """
+    if fence is None and release is None:
+        return None
+
+    def look() -> None:
+        if fence is not None:
+            fence.last_look()
+        if release is not None:
+            release.left()
+
+    return look
 
 
 async def _last_look(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
@@ -242,7 +265,7 @@ class Pipeline:
                     release = await self.limiter.acquire(key)
                 if wanted is not None and not wanted():
                     raise LeaseLost("nobody waits for this call any more")
-            token = LAST_LOOK.set(None if self.fence is None else self.fence.last_look)
+            token = LAST_LOOK.set(_before_write(self.fence, release))
             try:
                 return await self._send_admitted(key, conn, call, release)
             except FenceClosed:
