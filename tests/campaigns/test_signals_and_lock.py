@@ -11,10 +11,11 @@ the sandbox in the run (``--sandbox``):
 * **SIGTERM during start-up**, at delays spread over the runner's start: the run
   either leaves nothing (no journal) or a resumable one — a journal with the plan
   and every instance, the run id in the message — and ``resume`` finishes it.
-* **a second runner**: while a runner works, ``resume --accept-changed-plan`` with a
-  changed plan (one more instance) must be refused without touching the run: the
-  journal is byte-for-byte what it was, and the first runner ends with no instance
-  left pending.
+* **a second runner**: while a runner works (it waits at manual cutover gates with
+  ``--wait-for-cutover``), ``resume --accept-changed-plan`` with a changed plan (one
+  more instance) and a ``run`` into the same directory must be refused without
+  touching the run: the journal is what it was, and once released with ``cutover``
+  the first runner finishes every instance itself, with nothing left pending.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ INSTANCES = 12
 STARTUP_SIGTERMS = 30 if SOAK else 12
 
 
-def fleet(count: int = INSTANCES, name: str = "signals", duration: int = 600) -> str:
+def fleet(count: int = INSTANCES, name: str = "signals", duration: int = 600, manual_cutover: bool = False) -> str:
+    """``manual_cutover``: every job waits at a manual cutover gate until released."""
+    settings = f"duration: {duration}, incremental: true" if manual_cutover else f"duration: {duration}"
+    cutover = ", cutover: manual" if manual_cutover else ""
     lines = [f"version: 1\nname: {name}\nproviders: {{tc: {{type: testcloud, region: eu-1}}}}\n"
-             f"defaults: {{provider: tc, settings: {{testcloud: {{duration: {duration}}}}}}}\n"
+             f"defaults: {{provider: tc{cutover}, settings: {{testcloud: {{{settings}}}}}}}\n"
              "run: {retry: {base_delay: 0.05, max_delay: 0.5}}\ninstances:"]
     lines += [f"  - {{id: db-{i:02d}}}" for i in range(count)]
     return "\n".join(lines) + "\n"
@@ -148,13 +152,23 @@ def test_sigterm_during_start_up_leaves_nothing_or_a_resumable_run(tmp_path: Pat
 
 
 def test_a_refused_second_runner_touches_nothing(tmp_path: Path, cli: Cli, figures) -> None:
+    """The first runner waits at its instances' manual cutover gates (``--wait-for-cutover``), so
+    it is still at work however slowly the others start; it is released at the end."""
     plan = tmp_path / "plan.yaml"
-    original = fleet(duration=6000)  # 100 s jobs: the first runner is still at work however slowly the others start
+    original = fleet(duration=60, manual_cutover=True)
     plan.write_text(original)
     run_dir = tmp_path / "run"
     first, stem = cli.start("run", str(plan), "--sandbox", "--time-scale", "60", "--run-dir", str(run_dir),
-                            "--no-progress", plugins=PLUGINS)
-    wait_until(lambda: len(audit_of(run_dir)) >= INSTANCES, 60, "requests", first)
+                            "--wait-for-cutover", "--no-progress", plugins=PLUGINS)
+    waiting = "SELECT count(*) FROM instances WHERE status = 'awaiting_cutover'"
+
+    def all_at_the_gate() -> bool:
+        try:
+            return journal_query(run_dir, waiting) == [(INSTANCES,)]
+        except sqlite3.Error:  # no journal, or no tables yet
+            return False
+
+    wait_until(all_at_the_gate, 120, "every instance at its cutover gate", first)
     meta = journal_query(run_dir, "SELECT key, value FROM meta ORDER BY key")
     plan.write_text(original + "  - {id: intruder}\n")
     second = cli.run("resume", str(run_dir), "--accept-changed-plan", "--no-progress", plugins=PLUGINS)
@@ -167,12 +181,15 @@ def test_a_refused_second_runner_touches_nothing(tmp_path: Path, cli: Cli, figur
     assert journal_query(run_dir, "SELECT key, value FROM meta ORDER BY key") == meta
     assert journal_query(run_dir, "SELECT id FROM instances WHERE id = 'intruder'") == []
     assert journal_query(run_dir, "SELECT count(*) FROM invocations") == [(1,)]
+    assert journal_query(run_dir, waiting) == [(INSTANCES,)], "a refused runner moved an instance"
     plan.write_text(original)
-    first.send_signal(signal.SIGINT)
-    first.wait(timeout=60)
-    assert first.returncode == 3, read_outputs(stem)[1][-2000:]
-    statuses = {status for (status,) in journal_query(run_dir, "SELECT status FROM instances")}
-    assert statuses <= {"interrupted", "succeeded"}, statuses  # none left pending by the intruder
-    report = finish(cli, run_dir)
+    released = cli.run("cutover", str(run_dir), "--all", plugins=PLUGINS)
+    assert released.returncode == 0, released.stderr[-2000:]
+    first.wait(timeout=120)
+    assert first.returncode == 0, read_outputs(stem)[1][-2000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    # The first runner finished the run it started, alone: none left pending by the intruder.
+    assert [e["status"] for e in report["instances"]] == ["succeeded"] * INSTANCES
+    assert duplicate_effects(audit_of(run_dir)) == {}
     figures.update({"refused_runners": 2, "instances_added_by_refused_runner": 0,
                     "pending_after_first_runner": 0, "invocations": len(report["invocations"])})
