@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from batchmig.errors import (
     BatchmigError,
+    ExitCode,
+    Failure,
     JournalError,
     PlanError,
     PlanProblem,
@@ -21,6 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchmigError",
+    "ExitCode",
+    "Failure",
     "JournalError",
     "PlanError",
     "PlanProblem",

@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -32,6 +33,7 @@ from batchmig import __version__, eventloop, logs
 from batchmig import cli_options as opt
 from batchmig.errors import (
     BatchmigError,
+    ExitCode,
     JournalError,
     JournalUnusableError,
     PlanError,
@@ -41,12 +43,6 @@ from batchmig.errors import (
 )
 from batchmig.listing import FORMATS, Format, emit, terminal_rows
 from batchmig.operations import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_JOURNAL_UNUSABLE,
-    EXIT_NEEDS_ATTENTION,
-    EXIT_OK,
-    EXIT_USAGE,
     RunOptions,
     RunOutcome,
     resume_run,
@@ -55,9 +51,10 @@ from batchmig.operations import (
     start_run,
 )
 from batchmig.plan.loader import load_plan
+from batchmig.plugin import API_VERSION
 from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry, load_registry
-from batchmig.rundir import find_run_dir, run_is_active
+from batchmig.rundir import check_run_id, find_run_dir, make_run_id, run_is_active
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 from batchmig.scaleout import (
     StoreOptions,
@@ -86,9 +83,16 @@ Exit codes:
 """
 
 
-class _State:
-    verbose = False
+@dataclass
+class CliContext:
+    """What every command receives (click's context ``obj``): no module-global state.
+
+    The registry is built on first use from the installed plugins; a test or an
+    embedding program passes its own: ``main(args, obj=CliContext(registry=...))``.
+    """
+
     registry: Registry | None = None
+    verbose: bool = False
 
     def load(self) -> Registry:
         if self.registry is None:
@@ -96,32 +100,32 @@ class _State:
         return self.registry
 
 
-STATE = _State()
+pass_cli = click.make_pass_decorator(CliContext, ensure=True)
 
 
-def _fail(error: BaseException) -> NoReturn:
+def _fail(error: BaseException, verbose: bool) -> NoReturn:
     if isinstance(error, PlanError):
         for problem in error.problems:
             click.echo(REDACTOR(str(problem)), err=True)
         click.echo(f"error: {error} — {error.hint}", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(ExitCode.USAGE)
     if isinstance(error, UsageError | PluginError):
-        code = EXIT_USAGE
+        code = ExitCode.USAGE
     elif isinstance(error, JournalError):
-        code = EXIT_INTERRUPTED  # nothing after the failed write was sent: resumable
+        code = ExitCode.INTERRUPTED  # nothing after the failed write was sent: resumable
     elif isinstance(error, JournalUnusableError):
-        code = EXIT_JOURNAL_UNUSABLE
+        code = ExitCode.JOURNAL_UNUSABLE
     elif isinstance(error, BatchmigError):
-        code = EXIT_FAILED
+        code = ExitCode.FAILED
     elif isinstance(error, OSError) and error.strerror:  # the operator's machine said no: not a bug
         where = f": {error.filename}" if error.filename else ""
         click.echo(f"error: {printable(REDACTOR(error.strerror + where))}", err=True)
         click.echo("hint: check that the path exists, is writable by you and its disk has room "
                    "(-v shows where it happened)", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(ExitCode.USAGE)
     else:
-        code = EXIT_FAILED
-        if STATE.verbose:
+        code = ExitCode.FAILED
+        if verbose:
             raise error
         click.echo(f"internal error: {type(error).__name__}: {REDACTOR(str(error))}", err=True)
         click.echo("hint: run again with -v for the traceback, and please report it", err=True)
@@ -140,26 +144,28 @@ class _Group(click.Group):
             raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            sys.exit(ExitCode.INTERRUPTED)
         except BrokenPipeError:  # `batchmig status RUN | head`: the reader has all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(EXIT_OK)
+            sys.exit(ExitCode.OK)
         except Exception as exc:
-            if STATE.verbose and not isinstance(exc, BatchmigError):
+            verbose = isinstance(ctx.obj, CliContext) and ctx.obj.verbose
+            if verbose and not isinstance(exc, BatchmigError):
                 raise
-            _fail(exc)
+            _fail(exc, verbose)
 
 
 @click.group(cls=_Group, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="batchmig")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs and tracebacks.")
-def main(verbose: bool) -> None:
+@pass_cli
+def main(cli: CliContext, verbose: bool) -> None:
     """Migrate fleets of SQL Server databases through the clouds' migration APIs.
 
     Write a plan (see `batchmig schema` and docs/plan-format.md), check it with
     `batchmig validate`, rehearse it with `batchmig run --sandbox`, then run it.
     """
-    STATE.verbose = verbose
+    cli.verbose = verbose
     logs.configure(verbose=verbose, console_level=None if verbose else 30 if sys.stderr.isatty() else 20)
 
 
@@ -174,12 +180,13 @@ def main(verbose: bool) -> None:
               help="Also resolve every credential and secret the plan refers to, here (offline); exit 2 naming "
                    "each missing environment variable, file or profile.")
 @click.option("--sandbox", is_flag=True, help="With --env: only what a sandbox rehearsal needs (no cloud keys).")
-def validate(plan: str, fmt: Format, check_env: bool, sandbox: bool) -> None:
+@pass_cli
+def validate(cli: CliContext, plan: str, fmt: Format, check_env: bool, sandbox: bool) -> None:
     """Check PLAN offline and report every problem as file:line:column key.path: message."""
     from batchmig.checks import validate as validate_plan
 
-    if not validate_plan(plan, STATE.load(), fmt, check_env=check_env, sandbox=sandbox):
-        sys.exit(EXIT_USAGE)
+    if not validate_plan(plan, cli.load(), fmt, check_env=check_env, sandbox=sandbox):
+        sys.exit(ExitCode.USAGE)
 
 
 # ----------------------------------------------------------------------- run
@@ -201,11 +208,11 @@ def _sandbox_config(config_path: str | None, time_scale: float | None) -> Sandbo
 def _finish(outcome: RunOutcome) -> NoReturn:
     print_summary(outcome.run_report)
     click.echo(f"run {outcome.run_id}: report in {outcome.run_dir / 'report.json'}", err=True)
-    if outcome.exit_code == EXIT_INTERRUPTED:
+    if outcome.exit_code == ExitCode.INTERRUPTED:
         click.echo(f"interrupted — continue with: batchmig resume {outcome.run_id}", err=True)
-    elif outcome.exit_code == 4:
+    elif outcome.exit_code == ExitCode.AWAITING_CUTOVER:
         click.echo(f"awaiting manual cutover — release with: batchmig cutover {outcome.run_id} --select ID", err=True)
-    elif outcome.exit_code == EXIT_NEEDS_ATTENTION:
+    elif outcome.exit_code == ExitCode.NEEDS_ATTENTION:
         click.echo("needs attention — batchmig cannot tell what the cloud did for the instances above; check them "
                    f"in the cloud, then `batchmig resume {outcome.run_id}` looks again (it never re-sends blindly)",
                    err=True)
@@ -273,6 +280,7 @@ def _store_options(url: str, limiter: str, lease_ttl: float | None, patience: fl
 @click.option("--dry-run", is_flag=True, help="Print the calls each instance would make; send nothing.")
 @click.option("--check", is_flag=True, help="Read-only pre-flight of every instance against the account.")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (default: RUNS_ROOT/<run-id>).")
+@click.option("--run-id", help="The run id a --dry-run printed: names (and so calls) are exactly those it listed.")
 @opt.runs_root
 @opt.durable
 @click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
@@ -282,10 +290,12 @@ def _store_options(url: str, limiter: str, lease_ttl: float | None, patience: fl
 @_store_option()
 @_runner_options
 @_metrics_textfile
+@pass_cli
 def run(
-    plan: str, sandbox: bool, sandbox_at: Path | None, sandbox_config: str | None, time_scale: float | None,
-    dry_run: bool, check: bool, run_dir: Path | None, runs_root: str, durable: bool, wait_for_cutover: bool,
-    progress: bool | None, fmt: Format, show_all: bool, store_url: str | None, limiter: str,
+    cli: CliContext, plan: str, sandbox: bool, sandbox_at: Path | None, sandbox_config: str | None,
+    time_scale: float | None, dry_run: bool, check: bool, run_dir: Path | None, run_id: str | None, runs_root: str,
+    durable: bool, wait_for_cutover: bool, progress: bool | None, fmt: Format, show_all: bool, store_url: str | None,
+    limiter: str,
     lease_ttl: float | None, store_patience: float, metrics_textfiles: tuple[Path, ...],
 ) -> None:
     """Run PLAN: migrate every instance, journaled and resumable.
@@ -293,11 +303,13 @@ def run(
     --dry-run prints the change-window plan (every instance's calls, totals per wave
     and action, an estimated makespan; --sandbox: of a rehearsal) and sends nothing.
     """
-    registry = STATE.load()
+    registry = cli.load()
     if dry_run and check:
         raise UsageError("choose --dry-run or --check, not both")
     if sandbox and sandbox_at:
         raise UsageError("choose --sandbox (in-process) or --sandbox-at DIR (a running sandbox), not both")
+    if run_id is not None:
+        check_run_id(run_id)
     if dry_run:
         from batchmig.estimate import run_timing
         from batchmig.window import print_change_window
@@ -309,19 +321,22 @@ def run(
         elif sandbox_at:
             scale = sandbox_time_scale(sandbox_at)
         print_change_window(loaded, registry, fmt, run_timing(scale, loaded.document.run.poll_interval),
-                            show_all=show_all)
-        sys.exit(EXIT_OK)
+                            run_id or make_run_id(loaded), show_all=show_all)
+        sys.exit(ExitCode.OK)
     if check:
         from batchmig.checks import run_check
 
         config = _sandbox_config(sandbox_config, time_scale) if sandbox else None
-        sys.exit(EXIT_OK if run_check(load_plan(plan, registry), registry, config, fmt) else EXIT_FAILED)
+        sys.exit(ExitCode.OK if run_check(load_plan(plan, registry), registry, config, fmt) else ExitCode.FAILED)
     options = _run_options(runs_root, durable, wait_for_cutover, progress, metrics_textfiles)
     options.run_dir = run_dir
+    options.run_id = run_id
     options.sandbox = sandbox
     options.sandbox_at = sandbox_at
     options.sandbox_config = _sandbox_config(sandbox_config, time_scale)
     if store_url:
+        if run_id is not None:
+            raise UsageError("--run-id does not work with --store yet", "run without --run-id; the store names the run")
         store = _store_options(store_url, limiter, lease_ttl, store_patience)
         _finish(start_shared_run(plan, registry, options, store))
     _finish(start_run(plan, registry, options))
@@ -339,7 +354,9 @@ def run(
 @_store_option()
 @_runner_options
 @_metrics_textfile
-def resume(run_ref: str, runs_root: str, accept_changed_plan: bool, durable: bool, wait_for_cutover: bool,
+@pass_cli
+def resume(cli: CliContext,
+           run_ref: str, runs_root: str, accept_changed_plan: bool, durable: bool, wait_for_cutover: bool,
            progress: bool | None, store_url: str | None, limiter: str, lease_ttl: float | None,
            store_patience: float, metrics_textfiles: tuple[Path, ...]) -> None:
     """Continue RUN (an id, id prefix or run directory) where it stopped.
@@ -351,9 +368,9 @@ def resume(run_ref: str, runs_root: str, accept_changed_plan: bool, durable: boo
     """
     options = _run_options(runs_root, durable, wait_for_cutover, progress, metrics_textfiles)
     if store_url:  # in the store, resuming is joining: the leases tell what is left to do
-        _finish(join_shared_run(run_ref, STATE.load(), options,
+        _finish(join_shared_run(run_ref, cli.load(), options,
                                 _store_options(store_url, limiter, lease_ttl, store_patience)))
-    _finish(resume_run(run_ref, STATE.load(), options, accept_changed_plan=accept_changed_plan))
+    _finish(resume_run(run_ref, cli.load(), options, accept_changed_plan=accept_changed_plan))
 
 
 @main.command(epilog=EPILOG)
@@ -363,7 +380,8 @@ def resume(run_ref: str, runs_root: str, accept_changed_plan: bool, durable: boo
 @opt.runs_root
 @click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
 @opt.progress
-def join(run_ref: str, store_url: str, limiter: str, lease_ttl: float | None, store_patience: float,
+@pass_cli
+def join(cli: CliContext, run_ref: str, store_url: str, limiter: str, lease_ttl: float | None, store_patience: float,
          runs_root: str, wait_for_cutover: bool, progress: bool | None) -> None:
     """Add a runner to RUN in the shared store (from any machine).
 
@@ -371,7 +389,7 @@ def join(run_ref: str, store_url: str, limiter: str, lease_ttl: float | None, st
     died (after their lease ran out), and shares the accounts' rate budgets.
     """
     options = _run_options(runs_root, False, wait_for_cutover, progress)
-    _finish(join_shared_run(run_ref, STATE.load(), options,
+    _finish(join_shared_run(run_ref, cli.load(), options,
                             _store_options(store_url, limiter, lease_ttl, store_patience)))
 
 
@@ -403,7 +421,8 @@ def runners(run_ref: str, store_url: str, fmt: str) -> None:
 @opt.durable
 @click.option("--wait-for-cutover", is_flag=True, help="Keep running while instances await manual cutover.")
 @opt.progress
-def retry(run_ref: str, selectors: tuple[str, ...], statuses: tuple[str, ...], waves: tuple[str, ...],
+@pass_cli
+def retry(cli: CliContext, run_ref: str, selectors: tuple[str, ...], statuses: tuple[str, ...], waves: tuple[str, ...],
           tags: tuple[str, ...], runs_root: str, durable: bool, wait_for_cutover: bool, progress: bool | None) -> None:
     """Run failed or skipped instances of RUN again, inside the same run.
 
@@ -414,14 +433,14 @@ def retry(run_ref: str, selectors: tuple[str, ...], statuses: tuple[str, ...], w
     """
     from batchmig.retry import describe, request_retry
 
-    registry = STATE.load()
+    registry = cli.load()
     run_dir = find_run_dir(run_ref, Path(runs_root))
     decision = request_retry(run_dir, registry, Selection.parse(selectors, statuses, waves, tags))
     for line in describe(decision):
         click.echo(line, err=True)
     if decision.request is None:
         click.echo("nothing to retry: no selected instance failed or was skipped", err=True)
-        sys.exit(EXIT_FAILED)
+        sys.exit(ExitCode.FAILED)
     options = _run_options(runs_root, durable, wait_for_cutover, progress)
     _finish(resume_run(str(run_dir), registry, options, command="retry"))
 
@@ -433,7 +452,8 @@ def retry(run_ref: str, selectors: tuple[str, ...], statuses: tuple[str, ...], w
 @opt.show_all
 @opt.listing_format()
 @_store_option()
-def status(run_ref: str, runs_root: str, selectors: tuple[str, ...], statuses: tuple[str, ...],
+@pass_cli
+def status(cli: CliContext, run_ref: str, runs_root: str, selectors: tuple[str, ...], statuses: tuple[str, ...],
            waves: tuple[str, ...], tags: tuple[str, ...], show_all: bool, fmt: Format, store_url: str | None) -> None:
     """Show where every instance of RUN stands (works while it runs, and after a crash)."""
     selection = Selection.parse(selectors, statuses, waves, tags)
@@ -444,7 +464,7 @@ def status(run_ref: str, runs_root: str, selectors: tuple[str, ...], statuses: t
         if fmt == "text":
             click.echo(f"run {report.run} in the store: {live} runner(s) working on it")
         return
-    _, report = run_status(run_ref, Path(runs_root), STATE.load())
+    _, report = run_status(run_ref, Path(runs_root), cli.load())
     print_status(report, fmt, selection, show_all=show_all)
 
 
@@ -489,7 +509,8 @@ def show_config() -> None:
 @opt.runs_root
 @opt.listing_format("json/csv: one answer per selected instance.")
 @_store_option()
-def cutover(run_ref: str, selectors: tuple[str, ...], waves: tuple[str, ...], tags: tuple[str, ...],
+@pass_cli
+def cutover(cli: CliContext, run_ref: str, selectors: tuple[str, ...], waves: tuple[str, ...], tags: tuple[str, ...],
             select_all: bool, then_resume: bool, runs_root: str, fmt: Format, store_url: str | None) -> None:
     """Release the manual cutover of selected instances of RUN.
 
@@ -517,11 +538,11 @@ def cutover(run_ref: str, selectors: tuple[str, ...], waves: tuple[str, ...], ta
             return
         if then_resume:
             options = _run_options(runs_root, False, False, None)
-            _finish(join_shared_run(run_id, STATE.load(), options, StoreOptions(store_url)))
+            _finish(join_shared_run(run_id, cli.load(), options, StoreOptions(store_url)))
         click.echo(f"continue with: batchmig join {run_id} --store ...")
         return
     run_dir = find_run_dir(run_ref, Path(runs_root))
-    answers, request = release_selected(run_dir, STATE.load(), selection, select_all=select_all)
+    answers, request = release_selected(run_dir, cli.load(), selection, select_all=select_all)
     if fmt != "text":
         emit("", ANSWER_COLUMNS, (a.row() for a in answers), fmt)
     else:
@@ -531,7 +552,7 @@ def cutover(run_ref: str, selectors: tuple[str, ...], waves: tuple[str, ...], ta
             click.echo(f"  {shown.instance}: {shown.outcome} — {shown.detail}")
     if request is None:
         click.echo("nothing released: no selected instance waits for (or will reach) a manual cutover", err=True)
-        sys.exit(EXIT_FAILED)
+        sys.exit(ExitCode.FAILED)
     click.echo(f"journaled as request {request} (who, when, from which host: `batchmig status {run_dir.name} "
                "--format json`, key requests)", err=True)
     if run_is_active(run_dir):
@@ -539,7 +560,7 @@ def cutover(run_ref: str, selectors: tuple[str, ...], waves: tuple[str, ...], ta
         return
     if then_resume:
         options = _run_options(runs_root, False, False, None)
-        _finish(resume_run(str(run_dir), STATE.load(), options, command="cutover"))
+        _finish(resume_run(str(run_dir), cli.load(), options, command="cutover"))
     click.echo(f"continue with: batchmig resume {run_dir.name}", err=True)
 
 
@@ -584,7 +605,8 @@ def store_upgrade(store_url: str) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to FILE (0600) instead of standard output.")
 @opt.runs_root
-def report_command(run_ref: str, fmt: str, output: Path | None, runs_root: str) -> None:
+@pass_cli
+def report_command(cli: CliContext, run_ref: str, fmt: str, output: Path | None, runs_root: str) -> None:
     """Render the report of RUN (also while it runs, or after a crash).
 
     A runner writes every format into the run directory whenever it finishes or
@@ -594,7 +616,7 @@ def report_command(run_ref: str, fmt: str, output: Path | None, runs_root: str) 
     from batchmig.report.formats import render
     from batchmig.runsource import DirectorySource
 
-    text = render(DirectorySource(Path(runs_root), registry=STATE.load()).report(run_ref), fmt)
+    text = render(DirectorySource(Path(runs_root), registry=cli.load()).report(run_ref), fmt)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
@@ -614,7 +636,8 @@ def report_command(run_ref: str, fmt: str, output: Path | None, runs_root: str) 
               help="Where the access token is kept (0600). Default: serve-token beside the runs root.")
 @click.option("--new-token", is_flag=True, help="Replace the access token (the old one stops working).")
 @opt.runs_root
-def serve(runs: tuple[str, ...], port: int, bind: str, token_file: Path | None, new_token: bool,
+@pass_cli
+def serve(cli: CliContext, runs: tuple[str, ...], port: int, bind: str, token_file: Path | None, new_token: bool,
           runs_root: str) -> None:
     """A live web dashboard of RUNs (default: every run under the runs root).
 
@@ -626,7 +649,7 @@ def serve(runs: tuple[str, ...], port: int, bind: str, token_file: Path | None, 
     from batchmig.web.server import serve as serve_dashboard
 
     root = Path(runs_root)
-    source = DirectorySource(root, runs, registry=STATE.load())
+    source = DirectorySource(root, runs, registry=cli.load())
     try:
         eventloop.run(lambda: serve_dashboard(source, bind=bind, port=port, new_token=new_token,
                                               token_file=token_file or root.parent / "serve-token", say=click.echo))
@@ -639,29 +662,52 @@ def serve(runs: tuple[str, ...], port: int, bind: str, token_file: Path | None, 
 
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plugins(fmt: str) -> None:
-    """List the installed providers and emulators with their distribution and version."""
-    registry = STATE.load()
-    rows = [
-        {"kind": kind, "name": name, "distribution": origin.distribution, "version": origin.version}
-        for key, origin in sorted(registry.origins.items())
-        for kind, name in [key.split(":", 1)]
-    ]
+@pass_cli
+def plugins(cli: CliContext, fmt: str) -> None:
+    """List the installed plugins: distribution, version, hooks, plugin API, providers and emulators."""
+    registry = cli.load()
+    entries = [info.as_dict(registry) for info in registry.plugins]
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"batchmig": __version__, "plugin_api": API_VERSION, "plugins": entries}, indent=2))
         return
-    if not rows:
+    if not entries:
         click.echo("no provider plugins installed (pip install ./plugins/batchmig-tencentcloud ...)")
-    for row in rows:
-        description = ""
-        if row["kind"] == "provider":
-            description = registry.providers[row["name"]].description
-        click.echo(f"{row['kind']:9} {row['name']:20} {row['distribution']} {row['version']}  {description}")
+    for entry in entries:
+        api = ", ".join(map(str, entry["api_versions"])) or "undeclared"
+        click.echo(f"{entry['distribution']} {entry['version']}  (plugin API {api}; "
+                   f"requires batchmig {entry['requires_batchmig'] or 'unstated'})")
+        click.echo(f"  hooks: {', '.join(entry['hooks'])}")
+        for provider in entry["providers"]:
+            click.echo(f"  provider {provider['name']:20} {provider['description']}")
+        for emulator in entry["emulators"]:
+            click.echo(f"  emulator {emulator}")
+
+
+@main.group("plugin")
+def plugin_group() -> None:
+    """Write provider plugins."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--directory", type=click.Path(path_type=Path, file_okay=False),
+              help="Where to write the distribution (default: ./batchmig-NAME).")
+def plugin_new(name: str, directory: Path | None) -> None:
+    """Generate the provider distribution batchmig-NAME: provider, emulator, tests, README.
+
+    It installs (`pip install -e DIR[test]`) and passes its conformance suite and
+    ruff/mypy (strict) as generated; then replace the example API with your cloud's.
+    """
+    from batchmig.scaffold import new_plugin
+
+    target = new_plugin(name, directory)
+    click.echo(f"wrote {target}: pip install -e '{target}[test]' && (cd {target} && pytest)")
 
 
 @main.command()
 @click.option("--report", "of_report", is_flag=True, help="The JSON Schema of report.json instead.")
-def schema(of_report: bool) -> None:
+@pass_cli
+def schema(cli: CliContext, of_report: bool) -> None:
     """Print the plan's JSON Schema (with the installed providers' settings)."""
     if of_report:
         from batchmig.report import report_schema
@@ -670,7 +716,7 @@ def schema(of_report: bool) -> None:
         return
     from batchmig.plan.schema import plan_schema
 
-    click.echo(json.dumps(plan_schema(STATE.load()), indent=2))
+    click.echo(json.dumps(plan_schema(cli.load()), indent=2))
 
 
 # ------------------------------------------------------------------- sandbox
@@ -701,9 +747,11 @@ def tls_hint(ca: Path) -> str:
 @click.option("--config", "config_path", type=click.Path(path_type=str), help="YAML: time_scale, faults...")
 @click.option("--time-scale", type=float, help="Emulated seconds per real second (default 60).")
 @click.option("--tls", is_flag=True, help="Serve https (CA certificate in DIR/ca.pem) for https-only clients.")
-def sandbox_serve(port: int, directory: Path, config_path: str | None, time_scale: float | None, tls: bool) -> None:
+@pass_cli
+def sandbox_serve(cli: CliContext,
+                  port: int, directory: Path, config_path: str | None, time_scale: float | None, tls: bool) -> None:
     """Serve every installed emulator on 127.0.0.1 until interrupted."""
-    registry = STATE.load()
+    registry = cli.load()
     config = _sandbox_config(config_path, time_scale)
 
     async def serve() -> None:

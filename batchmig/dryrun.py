@@ -9,6 +9,10 @@ the instances a run would have in flight, and hands each instance's calls out as
 scheduled; totals per wave and per action add up on the way. A 100,000-instance plan
 is never held as 100,000 call lists (``batchmig.estimate`` says how the time is
 estimated).
+
+Names batchmig gives what it creates derive from the run id, so a dry run lists the
+calls of one particular run: the one started with the same ``--run-id`` (the CLI
+mints one and prints it when none is given).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from batchmig.engine.runner import instance_view
 from batchmig.estimate import PlanEstimate, Simulation, StepCost, Timing
 from batchmig.plan.model import Plan, PlannedInstance, step_value
-from batchmig.plugin import DEFAULT_RATE, CallStep
+from batchmig.plugin import DEFAULT_RATE, CallStep, WaitItem
 from batchmig.registry import Registry
 
 
@@ -92,9 +96,10 @@ class InstancePlanner:
     """Builds ``InstancePlan``s, remembering what all instances of a configuration share
     (rates, the plan's estimates), so a large plan costs little beyond its providers' steps."""
 
-    def __init__(self, plan: Plan, registry: Registry) -> None:
+    def __init__(self, plan: Plan, registry: Registry, run_id: str) -> None:
         self.plan = plan
         self.registry = registry
+        self.run_id = run_id
         self._rates: dict[tuple[str, str], float] = {}
         self._planned: dict[str, float | None] = {}
 
@@ -106,7 +111,7 @@ class InstancePlanner:
         calls: list[DryRunCall] = []
         costs: list[StepCost] = []
         gate = "none"
-        view = instance_view(inst, "dry-run")
+        view = instance_view(inst, self.run_id)
         for step in provider.steps(view):
             if isinstance(step, CallStep):
                 call = step.build(Placeholders())
@@ -117,7 +122,7 @@ class InstancePlanner:
                                       self._rate(inst, call.action), call.mutating, step=step.name))
                 continue
             poller = step.poller
-            example = poller.example(Placeholders()) if poller.example else None
+            example = poller.example(WaitItem(view, Placeholders(), step.context)) if poller.example else None
             calls.append(DryRunCall(step.name, poller.action, False, example.params if example else {}, wait=True))
             work = self._plan_estimate(step.name)
             if work is None:
@@ -152,10 +157,11 @@ class ChangeWindow:
     action, the makespan) is complete once the iteration is.
     """
 
-    def __init__(self, plan: Plan, registry: Registry, timing: Timing | None = None) -> None:
+    def __init__(self, plan: Plan, registry: Registry, run_id: str, timing: Timing | None = None) -> None:
         self.plan = plan
         self.registry = registry
-        self._simulation = Simulation(plan, timing or Timing(), InstancePlanner(plan, registry))
+        self.run_id = run_id
+        self._simulation = Simulation(plan, timing or Timing(), InstancePlanner(plan, registry, run_id))
 
     def __iter__(self) -> Iterator[ScheduledInstance]:
         for item, start, end in self._simulation:
@@ -166,10 +172,12 @@ class ChangeWindow:
         return self._simulation.result()
 
 
-def dry_run(plan: Plan, registry: Registry, timing: Timing | None = None) -> tuple[dict[str, list[DryRunCall]],
-                                                                                 PlanEstimate]:
-    """Every instance's calls (by id) and the estimate, in memory: for tests and small plans."""
-    window = ChangeWindow(plan, registry, timing)
+def dry_run(
+    plan: Plan, registry: Registry, run_id: str, timing: Timing | None = None
+) -> tuple[dict[str, list[DryRunCall]], PlanEstimate]:
+    """Every instance's calls (by id) in run ``run_id`` and the estimate, in memory: for
+    tests and small plans."""
+    window = ChangeWindow(plan, registry, run_id, timing)
     listing = {item.instance.id: list(item.instance.calls) for item in window}
     return listing, window.estimate
 

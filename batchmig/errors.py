@@ -19,14 +19,59 @@ exit with a documented code instead of a traceback::
 
 Provider plugins raise the ``ProviderError`` subclasses from ``Connection.parse``; the
 core maps transport failures (refused, reset, timeout) itself, at one boundary.
+
+When an instance fails, its error becomes a ``Failure``: a typed record (kind, code,
+message, request id, step) that the engine journals and the report renders, so the
+cloud's code and request id reach the operator unchanged.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from enum import IntEnum
+from typing import Any
 
 from batchmig.redaction import REDACTOR
+
+__all__ = [
+    "BatchmigError",
+    "ExitCode",
+    "Failure",
+    "JournalError",
+    "NotFoundError",
+    "OutcomeUnsureError",
+    "PermanentError",
+    "PlanError",
+    "PlanProblem",
+    "PluginError",
+    "ProviderError",
+    "ThrottleError",
+    "TransientError",
+    "UnknownOutcomeError",
+    "UsageError",
+]
+
+
+class ExitCode(IntEnum):
+    """The documented exit codes of the ``batchmig`` command (``batchmig --help``)."""
+
+    OK = 0
+    """Every instance succeeded (or: the plan is valid)."""
+    FAILED = 1
+    """Some instances failed or were skipped."""
+    USAGE = 2
+    """Invalid plan, command line or plugin; nothing was called."""
+    INTERRUPTED = 3
+    """Stopped before the end; ``batchmig resume RUN`` continues without repeating a call."""
+    AWAITING_CUTOVER = 4
+    """Instances wait for a manual cutover; ``batchmig cutover RUN --select ...`` releases them."""
+    JOURNAL_UNUSABLE = 5
+    """The run's journal is damaged or unusable (``JournalUnusableError``): not resumable as it is."""
+    NEEDS_ATTENTION = 6
+    """Instances need attention: batchmig cannot tell safely what the cloud did (look, then resume)."""
+
 
 _UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
@@ -211,3 +256,38 @@ class OutcomeUnsureError(ProviderError):
     stops as ``needs_attention`` with the message as the evidence, and ``resume``
     looks again before it sends anything.
     """
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an instance (or a call) failed: the typed record from engine to report.
+
+    ``kind`` is the error class in lower case (``permanent``, ``throttle``,
+    ``unknownoutcome``, ``outcomeunsure``...) or ``failed`` (the cloud's job failed),
+    ``timeout``, ``skipped`` or ``internal`` (a provider bug); ``code`` is the
+    cloud's own code where there is one; ``request_id`` the cloud's request id.
+    """
+
+    kind: str
+    code: str
+    message: str
+    request_id: str | None = None
+    step: str | None = None
+
+    @classmethod
+    def from_error(cls, error: ProviderError, step: str | None = None) -> Failure:
+        return cls(error.kind, error.code, error.message, error.request_id, step)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Failure:
+        """Read a journaled failure back (unknown keys are ignored)."""
+        return cls(
+            kind=str(data.get("kind", "failed")),
+            code=str(data.get("code", "")),
+            message=str(data.get("message", "")),
+            request_id=data.get("request_id") if isinstance(data.get("request_id"), str) else None,
+            step=data.get("step") if isinstance(data.get("step"), str) else None,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

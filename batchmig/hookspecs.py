@@ -28,9 +28,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from batchmig.errors import PlanProblem
-    from batchmig.plan.model import Plan
-    from batchmig.plugin import EmulatorRegistry, ProviderRegistry
+    from batchmig.plugin import EmulatorRegistry, Plan, PlanProblem, ProviderRegistry
 
 hookspec = pluggy.HookspecMarker("batchmig")
 
@@ -69,8 +67,10 @@ def batchmig_check_plan(plan: Plan) -> Sequence[PlanProblem] | None:
     For rules that span instances (e.g. "no two instances restore into the same
     target database"). Called by ``batchmig validate`` and before every run.
 
-    :param plan: the loaded plan (``batchmig.plan.model.Plan``); use
-        ``plan.locate(path)`` to turn a key path into a located ``PlanProblem``.
+    :param plan: the loaded plan (``batchmig.plugin.Plan``): ``plan.instances`` are
+        ``PlannedInstance`` records (id, provider, connection, wave, settings...);
+        ``plan.locate(path, message)`` turns a key path such as
+        ``instances.3.settings.bucket`` into a located ``PlanProblem``.
 
     All results are collected; return None or an empty sequence when all is well.
     """

@@ -40,7 +40,7 @@ import anyio
 import orjson
 
 from batchmig import journal_file
-from batchmig.errors import JournalError
+from batchmig.errors import Failure, JournalError
 from batchmig.private_files import create_private_file, make_private_dir
 from batchmig.redaction import REDACTOR
 
@@ -124,7 +124,7 @@ class InstanceRecord:
     step: int
     step_name: str | None
     outputs: dict[str, Any]
-    error: dict[str, Any] | None
+    error: Failure | None
     updated: float
 
 
@@ -426,7 +426,7 @@ class Journal:
         return {
             row[0]: InstanceRecord(
                 row[0], row[1], row[2], row[3], row[4], row[5], row[6], _json_object(self.path, row, 7, "outputs"),
-                _json_object(self.path, row, 8, "error") if row[8] else None, row[9],
+                Failure.from_dict(_json_object(self.path, row, 8, "error")) if row[8] else None, row[9],
             )
             for row in rows
         }
@@ -611,10 +611,11 @@ class Journal:
         *,
         outputs: Mapping[str, Any] | None = None,
         request_id: str | None = None,
-        error: Mapping[str, Any] | None = None,
+        error: Failure | None = None,
     ) -> None:
         """Record the answer to an intent: done, failed, throttled, or unknown (no usable answer)."""
-        values = (state, time.time(), _private_json(outputs or {}), request_id, _private_json(error or None), call_id)
+        error_json = _private_json(error.as_dict() if error else None)
+        values = (state, time.time(), _private_json(outputs or {}), request_id, error_json, call_id)
         self._submit(
             lambda db: db.execute(
                 "UPDATE calls SET state = ?, finished = ?, outputs = ?, request_id = ?, error = ? WHERE id = ?",
@@ -638,10 +639,10 @@ class Journal:
         step: int | None = None,
         step_name: str | None = None,
         outputs: Mapping[str, Any] | None = None,
-        error: Mapping[str, Any] | None = None,
+        error: Failure | None = None,
     ) -> None:
         sets = ["status = ?", "updated = ?", "error = ?"]
-        values: list[Any] = [status, time.time(), _private_json(error or None)]
+        values: list[Any] = [status, time.time(), _private_json(error.as_dict() if error else None)]
         if step is not None:
             sets += ["step = ?", "step_name = ?"]
             values += [step, step_name]

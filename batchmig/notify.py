@@ -48,6 +48,7 @@ import structlog
 from batchmig import __version__
 from batchmig.credentials import is_reference, resolve_secret
 from batchmig.engine.observer import RunObserver
+from batchmig.errors import Failure
 from batchmig.plan.model import NotifyEvent, WebhookDoc
 from batchmig.redaction import REDACTOR
 from batchmig.report.build import run_state
@@ -174,18 +175,18 @@ class Notifier(RunObserver):
         self._emit("run.started", {"instances": instances}, f"started, {instances} instances")
 
     def instance_changed(self, instance: str, wave: str, old: str | None, new: str,
-                         error: Mapping[str, Any] | None) -> None:
+                         error: Failure | None) -> None:
         if new == "awaiting_cutover":
             self._waiting.add(instance)
             self._arrived.append(instance)
         elif old == "awaiting_cutover":
             self._waiting.discard(instance)
         if new == "failed":
-            error = dict(error or {})
-            detail = f"{error.get('code', '')}: {error.get('message', '')}"
-            if error.get("request_id"):
-                detail += f" (request {error['request_id']})"
-            self._emit("instance.failed", {"instance": instance, "wave": wave, "error": error},
+            detail = f"{error.code}: {error.message}" if error else ""
+            if error and error.request_id:
+                detail += f" (request {error.request_id})"
+            self._emit("instance.failed", {"instance": instance, "wave": wave,
+                                           "error": error.as_dict() if error else {}},
                        f"instance {instance} (wave {wave}) failed: {detail}")
 
     def wave_finished(self, wave: str, counts: Mapping[str, int]) -> None:

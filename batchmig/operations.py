@@ -44,7 +44,7 @@ from batchmig.credentials import ResolvedCredentials, resolve_credentials
 from batchmig.engine.observer import Observers
 from batchmig.engine.pipeline import HttpTransport, Pipeline, RetryPolicy
 from batchmig.engine.runner import Engine
-from batchmig.errors import BatchmigError, JournalError, PluginError, UsageError
+from batchmig.errors import BatchmigError, ExitCode, JournalError, PluginError, UsageError
 from batchmig.estimate import run_timing
 from batchmig.journal import (
     AWAITING_CUTOVER,
@@ -78,21 +78,13 @@ log = structlog.get_logger("batchmig.run")
 HANDED_ON = ("html", "junit", "markdown", "csv")
 """The report files written beside report.json whenever a runner finishes or stops."""
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 3
-EXIT_AWAITING_CUTOVER = 4
-EXIT_JOURNAL_UNUSABLE = 5
-"""The run's journal is damaged or unusable (``JournalUnusableError``): not resumable as it is."""
-EXIT_NEEDS_ATTENTION = 6
-"""Instances need attention: batchmig cannot tell safely what the cloud did (look, then resume)."""
-
 
 @dataclass
 class RunOptions:
     runs_root: Path = DEFAULT_RUNS_ROOT
     run_dir: Path | None = None
+    run_id: str | None = None
+    """The id a dry run printed (``--run-id``): the run then makes the calls it listed."""
     sandbox: bool = False
     sandbox_config: SandboxConfig = field(default_factory=SandboxConfig)
     sandbox_at: Path | None = None
@@ -109,7 +101,7 @@ class RunOptions:
 class RunOutcome:
     run_id: str
     run_dir: Path
-    exit_code: int
+    exit_code: ExitCode
     run_report: RunReport
 
     @functools.cached_property
@@ -217,10 +209,15 @@ def retry_policy(plan: Plan) -> RetryPolicy:
 def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOutcome:
     with stop_signals(options) as stop:
         plan = load_plan(plan_path, registry)
-        run_id = make_run_id(plan)
+        run_id = options.run_id or make_run_id(plan)
         run_dir = options.run_dir or options.runs_root / run_id
         if (run_dir / "journal.sqlite").exists():
             raise UsageError(f"{run_dir} already holds a run", "use `batchmig resume` to continue it")
+        if options.run_id and (options.runs_root / run_id).exists():
+            # A run id seeds the names of what a run creates: a second run under it would
+            # find (and adopt) the first one's resources instead of creating its own.
+            raise UsageError(f"run id {run_id} was used before ({options.runs_root / run_id})",
+                             "dry-run again for a fresh id, or `batchmig resume` that run")
         if stop.reason:
             raise UsageError(f"{stop.reason} before the run was created: nothing was written or sent",
                              "run the plan again")
@@ -468,18 +465,18 @@ def _first_leaf(group: BaseExceptionGroup) -> BaseException:  # type: ignore[typ
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-def exit_code(statuses: list[str], *, interrupted: bool) -> int:
+def exit_code(statuses: list[str], *, interrupted: bool) -> ExitCode:
     """The first that applies: interrupted (3), needs attention (5), failed or skipped (1),
     awaiting cutover (4), else 0. ``abandoned`` instances do not count."""
     if interrupted or any(s in (INTERRUPTED, PENDING, RUNNING) for s in statuses):
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     if NEEDS_ATTENTION in statuses:
-        return EXIT_NEEDS_ATTENTION
+        return ExitCode.NEEDS_ATTENTION
     if any(s in (FAILED, SKIPPED) for s in statuses):
-        return EXIT_FAILED
+        return ExitCode.FAILED
     if any(s == AWAITING_CUTOVER for s in statuses):
-        return EXIT_AWAITING_CUTOVER
-    return EXIT_OK
+        return ExitCode.AWAITING_CUTOVER
+    return ExitCode.OK
 
 
 # ---------------------------------------------------------- status, cutover

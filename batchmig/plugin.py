@@ -13,14 +13,16 @@ The life of one instance::
 
     steps = provider.steps(instance)          # ordered CallStep / WaitStep records
     for step in steps:
-        CallStep:  call = step.build(outputs)  -> pipeline -> response
-                   outputs |= step.read(response)   (journaled: remote ids)
+        CallStep:  call = step.build(outputs)  -> pipeline -> Connection.parse -> Answer
+                   outputs |= step.read(answer)     (journaled: remote ids only)
         WaitStep:  the engine's poller batches the instance with others and calls
-                   step.poller.poll(caller, [outputs...]) until succeeded / failed
+                   step.poller.poll(caller, [WaitItem(instance, outputs, step.context)...])
+                   until succeeded / failed
 
-``outputs`` is the instance's journaled memory: a flat mapping of the remote ids and
-facts earlier steps read from their answers. On resume it is restored from the
-journal, so a step must take everything it needs from ``instance`` and ``outputs``.
+``outputs`` is the instance's journaled memory: a flat mapping of the remote ids
+earlier steps read from their answers. On resume it is restored from the journal, so a
+step must take everything it needs from ``instance`` (the plan) and ``outputs`` (the
+cloud); plan settings never need to ride in ``outputs``, since pollers get the instance.
 
 Plugins may import from ``batchmig``, ``batchmig.plugin``, ``batchmig.emulator``,
 ``batchmig.errors`` and ``batchmig.testing`` only.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,14 +45,19 @@ from batchmig.errors import (
     NotFoundError,
     OutcomeUnsureError,
     PermanentError,
+    PlanProblem,
     ProviderError,
     ThrottleError,
     TransientError,
     UnknownOutcomeError,
 )
+from batchmig.lookups import Listing, Seen, find_created, poll_listed
+from batchmig.plan.model import Plan, PlannedInstance
 
 __all__ = [
+    "API_VERSION",
     "DEFAULT_RATE",
+    "Answer",
     "Call",
     "CallStep",
     "Caller",
@@ -60,23 +68,31 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "Instance",
+    "Listing",
     "NotFoundError",
     "OutcomeUnsureError",
     "Outputs",
     "PermanentError",
+    "Plan",
+    "PlanProblem",
+    "PlannedInstance",
     "Poller",
     "Provider",
     "ProviderConfig",
     "ProviderError",
     "ProviderRegistry",
     "ProviderSpec",
+    "Seen",
     "Step",
     "ThrottleError",
     "TransientError",
     "UnknownOutcomeError",
+    "WaitItem",
     "WaitStatus",
     "WaitStep",
+    "find_created",
     "hookimpl",
+    "poll_listed",
     "register_secret",
     "register_secret_encoding",
 ]
@@ -87,11 +103,20 @@ if TYPE_CHECKING:
 hookimpl = pluggy.HookimplMarker("batchmig")
 """Decorator for a plugin's hook implementations (see ``batchmig.hookspecs``)."""
 
+API_VERSION = 1
+"""The version of this plugin API (hooks, records, protocols), raised on every change
+that breaks a plugin. A plugin module declares the versions it was written for::
+
+    BATCHMIG_PLUGIN_API = (1,)
+
+and a batchmig that speaks none of them refuses to load it, naming its distribution.
+"""
+
 DEFAULT_RATE = 20.0
 """Requests per second per action when neither the provider nor the plan says more."""
 
 Outputs = Mapping[str, Any]
-"""Remote ids and facts that earlier steps read from their answers (journaled)."""
+"""Remote ids that earlier steps read from their answers (journaled)."""
 
 
 # --------------------------------------------------------------------------- calls
@@ -104,13 +129,21 @@ class Call:
     ``mutating`` marks calls that change the cloud (create, start, complete...). The
     core journals an intent before sending one, and dry-run never sends one.
     ``resource`` names what the call acts on (a deterministic name or a remote id)
-    for logs, the report and the sandbox's duplicate detection.
+    for logs, the report and the sandbox's duplicate detection. ``client_token`` is
+    the idempotency token the call carries in its parameters, if the API takes one
+    (``Instance.client_token``): the conformance suite checks that it is in the
+    signed request and the same on every attempt and after a resume.
+
+    ``params`` is the provider's own description of the request: a flat mapping for
+    RPC-style APIs, or ``{"path": ..., "query": ..., "body": ...}`` for REST-shaped
+    ones — ``Connection.prepare`` is the only reader, and dry-run prints it as given.
     """
 
     action: str
     params: Mapping[str, Any]
     mutating: bool = False
     resource: str | None = None
+    client_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +165,22 @@ class HttpResponse:
     body: bytes
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A successful answer, as ``Connection.parse`` reads it.
+
+    ``payload`` is the decoded body, what steps and pollers read. ``request_id`` is
+    the cloud's id of the request — from the body (``RequestId``) or a header
+    (``x-request-id``, ``x-amzn-requestid``): the journal and the report keep it for
+    every mutating call. ``headers`` are the response headers the provider wants kept
+    (lower-case names), e.g. the ``location`` a REST create answers with.
+    """
+
+    payload: Mapping[str, Any]
+    request_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 HttpFetch = Callable[[HttpRequest], Awaitable[HttpResponse]]
 """Raw HTTP for a connection's own housekeeping (e.g. fetching an IAM token).
 
@@ -147,8 +196,12 @@ class Caller(Protocol):
     It refuses mutating calls: only the engine sends those, from ``CallStep``s.
     """
 
-    async def read(self, call: Call) -> Mapping[str, Any]:
+    async def read(self, call: Call) -> Answer:
         """Send ``call`` and return the parsed answer; raises ``ProviderError``."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait on the run's clock (e.g. before listing again what may lag)."""
         ...
 
 
@@ -231,14 +284,16 @@ class Connection(ABC):
         """Turn ``call`` into a signed request. Called again for every attempt."""
 
     @abstractmethod
-    def parse(self, call: Call, response: HttpResponse) -> Mapping[str, Any]:
-        """Return the answer's payload, or raise the fitting ``ProviderError``.
+    def parse(self, call: Call, response: HttpResponse) -> Answer:
+        """Return the ``Answer`` (payload, request id, kept headers), or raise the
+        fitting ``ProviderError``.
 
         Classify by the cloud's error code: ``ThrottleError`` for rate refusals,
         ``TransientError`` for what a retry may cure, ``NotFoundError`` for a missing
         resource, ``PermanentError`` for the rest. A body that cannot be understood
         is a ``TransientError`` for a read and ``UnknownOutcomeError`` for a write.
-        Keep the cloud's request id on every error.
+        Keep the cloud's request id on every error and on the answer, wherever the
+        cloud puts it (body or header).
         """
 
 
@@ -263,6 +318,15 @@ class Instance:
     settings: Any
     cutover: Literal["auto", "manual"] = "auto"
     token: str = ""
+
+    def client_token(self, label: str) -> str:
+        """A deterministic idempotency token (UUID-shaped) for the call ``label``.
+
+        The same for every attempt and every resume of this run, different in every
+        other run; pass it as the API's ``ClientToken`` and as ``Call.client_token``.
+        """
+        digest = hashlib.sha256(f"{self.id}/{self.token}/{label}".encode()).digest()
+        return str(uuid.UUID(bytes=digest[:16]))
 
     def resource_name(self, label: str, *, max_length: int = 60, separator: str = "-") -> str:
         """A deterministic, run-unique name such as ``bm-db01-a1b2c3d4-full``.
@@ -309,7 +373,21 @@ class WaitStatus:
         return cls("failed", message, code=code, request_id=request_id)
 
 
-def _no_group(outputs: Outputs) -> Hashable:
+@dataclass(frozen=True)
+class WaitItem:
+    """One thing an instance waits on, as a poller sees it.
+
+    ``instance`` is the plan's instance (settings and all), ``outputs`` what earlier
+    steps read from the cloud, ``context`` the ``WaitStep``'s own facts (e.g. which
+    job of a chain, or what "done" means for this wait).
+    """
+
+    instance: Instance
+    outputs: Outputs
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _no_group(item: WaitItem) -> Hashable:
     return None
 
 
@@ -320,7 +398,7 @@ class Poller:
     The engine collects every instance waiting on a poller with the same ``name`` on
     the same connection, and calls ``poll`` with up to ``max_batch`` of them that
     share a ``group`` (e.g. the same target instance id, when the describe call is
-    per instance). ``poll`` returns one ``WaitStatus`` per given ``outputs``, in the
+    per instance). ``poll`` returns one ``WaitStatus`` per given ``WaitItem``, in the
     same order; a thing missing from the answer should be reported ``running``
     (or ``failed``, if its absence is final). ``action`` is the describe action the
     poll spends, so the engine can pace polls against that action's rate.
@@ -329,11 +407,11 @@ class Poller:
 
     name: str
     action: str
-    poll: Callable[[Caller, Sequence[Outputs]], Awaitable[Sequence[WaitStatus]]]
+    poll: Callable[[Caller, Sequence[WaitItem]], Awaitable[Sequence[WaitStatus]]]
     max_batch: int = 1
-    group: Callable[[Outputs], Hashable] = _no_group
+    group: Callable[[WaitItem], Hashable] = _no_group
     min_interval: float = 2.0
-    example: Callable[[Outputs], Call] | None = None
+    example: Callable[[WaitItem], Call] | None = None
     """The call one poll makes, for dry-run listings (built from placeholder outputs)."""
 
 
@@ -342,24 +420,33 @@ class CallStep:
     """One API call of an instance's workflow.
 
     ``build`` makes the call from the outputs so far (in dry-run the outputs are
-    placeholders such as ``<MigrationId>``). ``read`` picks what to remember from the
-    answer. A mutating step must have ``reconcile``: after a lost answer (or on resume
-    after a crash before the outcome was known) it looks the resource up and returns
-    the outputs ``read`` would have produced if the call took effect, or None if it
-    surely did not (then the call is sent again). When what it sees cannot settle it
-    (an empty list that may lag behind the create, an answer that names nothing), it
-    raises ``OutcomeUnsureError`` with what it saw: the instance then needs attention
-    and nothing is re-sent. ``cutover`` marks the step that switches production
-    over; it obeys the plan's cutover policy.
+    placeholders such as ``<MigrationId>``). ``read`` picks the remote ids to remember
+    from the ``Answer``. A mutating step needs one of two ways to survive a lost
+    answer (or a crash between intent and outcome):
+
+    ``reconcile``
+        looks the resource up and returns the outputs ``read`` would have produced
+        if the call took effect, or None if it surely did not (then the call is sent
+        again). When what it sees cannot settle it (an empty list that may lag behind
+        the create, an answer that names nothing), it raises ``OutcomeUnsureError``
+        with what it saw: the instance then needs attention and nothing is re-sent.
+    ``idempotent=True``
+        the call may simply be sent again: it carries a client token
+        (``Call.client_token``) or is idempotent by nature (a PUT of a whole
+        resource). Then ``read`` must cope with the answer to a repeat.
+
+    ``cutover`` marks the step that switches production over; it obeys the plan's
+    cutover policy.
     """
 
     name: str
     build: Callable[[Outputs], Call]
-    read: Callable[[Mapping[str, Any]], Outputs] = lambda answer: {}
+    read: Callable[[Answer], Outputs] = lambda answer: {}
     reconcile: Callable[[Caller, Outputs], Awaitable[Outputs | None]] | None = None
     """Returned outputs may hold None for a value no lookup can recover (e.g. a flow id);
     later steps must then cope without it."""
     cutover: bool = False
+    idempotent: bool = False
 
 
 @dataclass(frozen=True)
@@ -368,10 +455,14 @@ class WaitStep:
 
     Succeeded statuses' ``outputs`` are merged into the instance's outputs; a failed
     status fails the instance with its message. The plan's step timeout applies.
+    ``context`` is handed to the poller in every ``WaitItem`` of this wait: facts
+    from the plan the poll needs (which job of a chain, which phase), so they never
+    have to be copied into the journaled outputs.
     """
 
     name: str
     poller: Poller
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 Step = CallStep | WaitStep

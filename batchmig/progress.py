@@ -33,6 +33,7 @@ from batchmig.dryrun import InstancePlan, InstancePlanner
 from batchmig.engine.observer import RunObserver
 from batchmig.engine.pipeline import Pipeline
 from batchmig.engine.runner import Engine
+from batchmig.errors import Failure
 from batchmig.estimate import Simulation, StepCost, Timing
 from batchmig.journal import AWAITING_CUTOVER, FINAL_STATUSES
 from batchmig.plan.model import Plan
@@ -69,7 +70,7 @@ class LiveState(RunObserver):
         self.wave_settled = set()
 
     def instance_changed(self, instance: str, wave: str, old: str | None, new: str,
-                         error: Mapping[str, Any] | None) -> None:
+                         error: Failure | None) -> None:
         if new in FINAL_STATUSES or new == AWAITING_CUTOVER:
             self.in_step.pop(instance, None)
             if wave == self.wave:
@@ -94,7 +95,7 @@ class EtaModel:
 
     def __init__(self, plan: Plan, registry: Registry, timing: Timing, engine: Engine, state: LiveState) -> None:
         self.plan = plan
-        self.planner = InstancePlanner(plan, registry)
+        self.planner = InstancePlanner(plan, registry, engine.run_id)
         self.timing = timing
         self.engine = engine
         self.state = state

@@ -23,11 +23,21 @@ from batchmig.private_files import open_private_fd
 JOURNAL_NAME = "journal.sqlite"
 LATEST = ("latest", "@last")
 """References to the newest run under the runs root."""
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 def make_run_id(plan: Plan) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", plan.name).strip("-")[:40] or "run"
     return f"{slug}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id given on the command line (``--run-id``), checked: it names a directory
+    and seeds every name the run gives what it creates."""
+    if not RUN_ID.match(run_id) or run_id in LATEST:
+        raise UsageError(f"invalid run id {run_id!r}",
+                         "use letters, digits, '.', '_' and '-' (at most 80), starting with a letter or digit")
+    return run_id
 
 
 def find_run_dir(reference: str, runs_root: Path) -> Path:

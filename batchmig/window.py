@@ -45,10 +45,12 @@ ACTION_COLUMNS = (
 
 
 def print_change_window(
-    plan: Plan, registry: Registry, fmt: Format, timing: Timing, *, show_all: bool = False, out: IO[str] | None = None
+    plan: Plan, registry: Registry, fmt: Format, timing: Timing, run_id: str, *, show_all: bool = False,
+    out: IO[str] | None = None,
 ) -> PlanEstimate:
+    """Print the change window of run ``run_id`` (whose names the calls use)."""
     out = out or sys.stdout
-    window = ChangeWindow(plan, registry, timing)
+    window = ChangeWindow(plan, registry, run_id, timing)
     if fmt == "json":
         _json(window, out)
     elif fmt == "csv":
@@ -66,7 +68,7 @@ def _text(plan: Plan, window: ChangeWindow, show_all: bool, out: IO[str]) -> Non
         lines = shutil.get_terminal_size().lines
         first, hidden = _first_in_plan_order(window, lines)
         estimate = window.estimate
-        summary_lines = len(summary(estimate, plan))
+        summary_lines = len(summary(estimate, plan)) + 1
         room = max(5, lines - 6 - (5 + len(estimate.waves)) - (5 + len(estimate.actions)) - 3 - summary_lines)
         hidden.update(item.instance.wave for item in first[room:])
         rows = itertools.chain((item.row() for item in first[:room]),
@@ -82,6 +84,8 @@ def _text(plan: Plan, window: ChangeWindow, show_all: bool, out: IO[str]) -> Non
     print(file=out)
     for line in summary(estimate, plan):
         print(REDACTOR(line), file=out)
+    print(f"names (and so calls) are those of run {window.run_id}: `batchmig run {plan.path} --run-id "
+          f"{window.run_id}` makes exactly these calls", file=out)
 
 
 def summary(estimate: PlanEstimate, plan: Plan) -> list[str]:
@@ -145,6 +149,7 @@ def _json(window: ChangeWindow, out: IO[str]) -> None:
         first = False
     estimate = window.estimate
     tail = {
+        "run_id": window.run_id,
         "waves": [{**_wave_row(w), "start_seconds": round(w.start, 1), "end_seconds": round(w.end, 1),
                    "busiest_action": w.busiest.name if w.busiest else None} for w in estimate.waves],
         "actions": [{"action": a.name, "calls": a.calls, "mutating": a.mutating, "cap": a.rate,

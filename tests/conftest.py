@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from batchmig.cli import STATE, main
+from batchmig.cli import CliContext, main
 from batchmig.plugin import (
     Call,
     Connection,
@@ -66,16 +66,20 @@ def secret_registry() -> Registry:
 
 
 class Cli:
-    """The real ``batchmig`` command line, in-process: ``cli("status", "latest") -> (exit, stdout, stderr)``."""
+    """The real ``batchmig`` command line, in-process: ``cli("status", "latest") -> (exit, stdout, stderr)``.
+
+    Its registry reaches the commands as click's ``obj`` (``CliContext``), as an embedding program would pass it.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.context = CliContext(registry=registry)
 
     def __call__(self, *args: str) -> tuple[int, str, str]:
-        result = CliRunner().invoke(main, list(args))
+        result = CliRunner().invoke(main, list(args), obj=self.context)
         return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
-def cli(secret_registry: Registry) -> Iterator[Cli]:
+def cli(secret_registry: Registry) -> Cli:
     """The CLI with testcloud and pwcloud registered."""
-    STATE.registry = secret_registry
-    yield Cli()
-    STATE.registry = None
+    return Cli(secret_registry)

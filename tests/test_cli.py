@@ -10,22 +10,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from batchmig.cli import STATE, main
+from batchmig.cli import CliContext, main
 from batchmig.testing import make_registry
 from batchmig.testing.testcloud import TestcloudPlugin
 
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(autouse=True)
-def testcloud_registry():
-    STATE.registry = make_registry(TestcloudPlugin())
-    yield
-    STATE.registry = None
-
-
 def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
+    """The CLI with only the core's testcloud plugin: the registry comes in through click's obj."""
+    result = CliRunner().invoke(main, list(args), obj=CliContext(registry=make_registry(TestcloudPlugin())))
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -86,6 +80,25 @@ def test_plugins_lists_distribution(tmp_path: Path) -> None:
     assert code == 0 and "testcloud" in out
 
 
+def test_plugins_json_lists_hooks_versions_and_providers() -> None:
+    code, out, _ = invoke("plugins", "--format", "json")
+    data = json.loads(out)
+    [entry] = data["plugins"]
+    assert code == 0 and data["plugin_api"] == 1
+    assert entry["hooks"] == ["batchmig_register_emulators", "batchmig_register_providers"]
+    assert entry["api_versions"] == [1]
+    assert [p["name"] for p in entry["providers"]] == ["testcloud"] and entry["emulators"] == ["testcloud"]
+
+
+def test_installed_plugins_report_their_distribution_and_core_requirement() -> None:
+    result = CliRunner().invoke(main, ["plugins", "--format", "json"], obj=CliContext())
+    entries = {e["distribution"]: e for e in json.loads(result.stdout)["plugins"]}
+    tencent = entries["batchmig-tencentcloud"]
+    assert tencent["entry_point"] == "tencentcloud" and tencent["api_versions"] == [1]
+    assert tencent["requires_batchmig"] and {p["name"] for p in tencent["providers"]} == {"tencent-sqlserver",
+                                                                                          "tencent-dts"}
+
+
 def test_a_run_end_to_end_through_the_cli(plan_file, tmp_path: Path) -> None:
     plan = plan_file("version: 1\nproviders: {tc: {type: testcloud, region: r}}\ndefaults: {provider: tc}\n"
                      "instances: [{id: a}, {id: b, settings: {fail: true}}]\n")
@@ -100,3 +113,43 @@ def test_a_run_end_to_end_through_the_cli(plan_file, tmp_path: Path) -> None:
                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
     data = json.loads(status.stdout)
     assert data["counts"] == {"failed": 1, "succeeded": 1} and data["active"] is False
+
+
+def test_schema_keeps_each_providers_nested_models_apart() -> None:
+    """Two plugins with a nested model of the same name (Huawei's ``Tag``) must not overwrite each other."""
+    from pydantic import BaseModel
+
+    from batchmig.plan.schema import plan_schema
+    from batchmig.plugin import ProviderSpec, hookimpl
+    from batchmig.testing.testcloud import TestcloudProvider
+
+    class Tag(BaseModel):
+        colour: str
+
+    class TaggedSettings(BaseModel):
+        tag: Tag
+
+    class TaggedProvider(TestcloudProvider):
+        settings_model = TaggedSettings
+
+    class Tagged:
+        @hookimpl
+        def batchmig_register_providers(self, registry) -> None:
+            registry.add(ProviderSpec("tagged-cloud", TaggedProvider()))
+
+    installed = CliContext().load()
+    schema = plan_schema(make_registry(Tagged(), entry_points=True))
+    defs = schema["$defs"]
+    assert defs["tagged-cloud.Tag"]["properties"] == {"colour": {"title": "Colour", "type": "string"}}
+    assert defs["settings:tagged-cloud"]["properties"]["tag"] == {"$ref": "#/$defs/tagged-cloud.Tag"}
+    if "huawei-drs" in installed.providers:
+        assert set(defs["huawei-drs.Tag"]["properties"]) == {"key", "value"}
+    assert not any(ref.startswith("#/$defs/Tag") for ref in _refs(schema))
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "$ref"] + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []

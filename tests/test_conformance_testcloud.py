@@ -10,4 +10,4 @@ class TestTestcloudConformance(ProviderConformance):
     provider = "testcloud"
     region = "eu-1"
     plugins = (TestcloudPlugin(),)
-    samples = [{"duration": 20}, {"duration": 40, "incremental": True}]
+    samples = [{"duration": 20}, {"duration": 40, "incremental": True}, {"duration": 30, "client_token": True}]

@@ -28,7 +28,7 @@ def plan_text(count: int, *, waves: str = "", defaults: str = "", settings: str 
 
 def estimate(plan_file, registry: Registry, text: str, timing: Timing = CLOUD):
     plan = load_plan(str(plan_file(text)), registry)
-    window = ChangeWindow(plan, registry, timing)
+    window = ChangeWindow(plan, registry, "window-test", timing)
     items = list(window)
     return window.estimate, items
 
@@ -79,20 +79,20 @@ def test_the_text_plan_fits_a_terminal_and_says_what_it_holds_back(plan_file, re
     monkeypatch.setenv("COLUMNS", "160")
     plan = load_plan(str(plan_file(plan_text(300))), registry)
     out = Terminal()
-    print_change_window(plan, registry, "text", CLOUD, out=out)
+    print_change_window(plan, registry, "text", CLOUD, "window-test", out=out)
     text = out.getvalue()
     assert len(text.splitlines()) <= 40 + 2, text
     assert "more (" in text and "in wave default) — use --all or --format json|csv" in text
     assert "db-0000" in text and "estimated makespan: " in text and "per wave" in text and "CreateJob" in text
     piped = io.StringIO()
-    print_change_window(plan, registry, "text", CLOUD, out=piped)
+    print_change_window(plan, registry, "text", CLOUD, "window-test", out=piped)
     assert piped.getvalue().count("db-") == 300 and "more" not in piped.getvalue()
 
 
 def test_json_keeps_every_call_and_csv_every_instance(plan_file, registry: Registry) -> None:
     plan = load_plan(str(plan_file(plan_text(5, settings="{incremental: true}"))), registry)
     out = io.StringIO()
-    print_change_window(plan, registry, "json", CLOUD, out=out)
+    print_change_window(plan, registry, "json", CLOUD, "window-test", out=out)
     data = json.loads(out.getvalue())
     first = data["instances"][0]
     assert [c["action"] for c in first["calls"]] == ["CreateJob", "StartJob", "DescribeJobs", "CompleteJob",
@@ -101,7 +101,7 @@ def test_json_keeps_every_call_and_csv_every_instance(plan_file, registry: Regis
     assert data["estimate"]["makespan_seconds"] > data["estimate"]["rate_bound_seconds"] > 0
     assert [w["wave"] for w in data["waves"]] == ["default"] and len(data["actions"]) == 3
     out = io.StringIO()
-    print_change_window(plan, registry, "csv", CLOUD, out=out)
+    print_change_window(plan, registry, "csv", CLOUD, "window-test", out=out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert len(rows) == 5 and rows[0]["mutating"] == "3" and rows[0]["gate"] == "auto"
 
@@ -112,7 +112,7 @@ def test_memory_stays_bounded_by_what_is_in_flight(plan_file, registry: Registry
         plan = load_plan(str(plan_file(text, name=f"p{count}.yaml")), registry)
         tracemalloc.start()
         try:
-            for _ in ChangeWindow(plan, registry, CLOUD):
+            for _ in ChangeWindow(plan, registry, "window-test", CLOUD):
                 pass
             return tracemalloc.get_traced_memory()[1]
         finally:
@@ -124,5 +124,5 @@ def test_memory_stays_bounded_by_what_is_in_flight(plan_file, registry: Registry
 
 def test_dry_run_in_memory_for_small_plans(plan_file, registry: Registry) -> None:
     plan = load_plan(str(plan_file(plan_text(2))), registry)
-    listing, result = dry_run(plan, registry)
+    listing, result = dry_run(plan, registry, "window-test")
     assert sorted(listing) == ["db-0000", "db-0001"] and result.instances == 2

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from batchmig.cutover import release_selected
-from batchmig.errors import UsageError
-from batchmig.operations import EXIT_AWAITING_CUTOVER, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from batchmig.errors import ExitCode, UsageError
 from batchmig.registry import Registry
 from batchmig.sandbox.host import SandboxConfig
 from batchmig.selection import Selection
@@ -41,7 +40,7 @@ def fleet(count: int, extra: str = "", settings: str = "{duration: 30}") -> str:
 
 def test_a_fleet_succeeds_within_the_caps(plan_file, registry: Registry, tmp_path: Path) -> None:
     result = run_plan(plan_file(fleet(60)), registry, tmp_path)
-    assert result.outcome.exit_code == EXIT_OK
+    assert result.outcome.exit_code == ExitCode.OK
     assert set(result.statuses.values()) == {"succeeded"}
     assert result.duplicates() == {}
     assert max(result.max_per_second().values()) <= 20
@@ -58,7 +57,7 @@ def test_a_fleet_succeeds_within_the_caps(plan_file, registry: Registry, tmp_pat
 def test_failures_are_isolated_and_explained(plan_file, registry: Registry, tmp_path: Path) -> None:
     text = fleet(6) + "  - {id: bad-job, settings: {fail: true}}\n  - {id: refused, settings: {reject: true}}\n"
     result = run_plan(plan_file(text), registry, tmp_path)
-    assert result.outcome.exit_code == EXIT_FAILED
+    assert result.outcome.exit_code == ExitCode.FAILED
     by_id = {e["id"]: e for e in result.report["instances"]}
     assert by_id["bad-job"]["status"] == "failed" and by_id["bad-job"]["error"]["code"] == "JobFailed"
     refused = by_id["refused"]["error"]
@@ -97,13 +96,13 @@ def test_manual_cutover_waits_then_resumes_after_release(plan_file, registry: Re
     text = fleet(2) + "  - {id: gated, cutover: manual, settings: {incremental: true, duration: 10}}\n"
     plan = plan_file(text)
     first = run_plan(plan, registry, tmp_path)
-    assert first.outcome.exit_code == EXIT_AWAITING_CUTOVER
+    assert first.outcome.exit_code == ExitCode.AWAITING_CUTOVER
     assert first.statuses["gated"] == "awaiting_cutover"
     assert not any(e["action"] == "CompleteJob" for e in first.audit)
     answers, request = release_selected(first.outcome.run_dir, registry, Selection.parse(ids=["gat*"]))
     assert [(a.instance, a.outcome) for a in answers] == [("gated", "released")] and request
     second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
-    assert second.outcome.exit_code == EXIT_OK
+    assert second.outcome.exit_code == ExitCode.OK
     assert second.statuses["gated"] == "succeeded"
     assert sum(1 for e in second.audit if e["action"] == "CompleteJob" and e.get("changed")) == 1
     assert second.duplicates() == {}
@@ -218,7 +217,7 @@ def test_sigkill_then_resume_repeats_nothing(plan_file, tmp_path: Path, requests
     before = audit_of(run_dir)
     resumed = cli("resume", str(run_dir), cwd=tmp_path)
     _, err = resumed.communicate(timeout=120)
-    assert resumed.returncode == EXIT_OK, unfinished(run_dir) or err.decode()[-2000:]
+    assert resumed.returncode == ExitCode.OK, unfinished(run_dir) or err.decode()[-2000:]
     entries = audit_of(run_dir)
     assert len(entries) > len(before)
     from batchmig.sandbox.machinery import duplicate_effects
@@ -238,12 +237,12 @@ def test_sigint_stops_gracefully_with_the_resumable_code(plan_file, tmp_path: Pa
     wait_for_requests(run_dir, 50)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_INTERRUPTED, err.decode()[-2000:]
+    assert proc.returncode == ExitCode.INTERRUPTED, err.decode()[-2000:]
     assert b"batchmig resume" in err
     assert b"Traceback" not in err
     resumed = cli("resume", str(run_dir), cwd=tmp_path)
     _, err = resumed.communicate(timeout=120)
-    assert resumed.returncode == EXIT_OK, err.decode()[-2000:]
+    assert resumed.returncode == ExitCode.OK, err.decode()[-2000:]
     from batchmig.sandbox.machinery import duplicate_effects
 
     assert duplicate_effects(audit_of(run_dir)) == {}

@@ -34,7 +34,7 @@ def registry(installed_registry: Registry) -> Registry:
 @pytest.mark.parametrize("path", PLANS, ids=lambda p: p.name)
 def test_example_plan_is_valid_and_dry_runs(path: Path, registry: Registry) -> None:
     plan = load_plan(str(path), registry)
-    listing, estimate = dry_run(plan, registry)
+    listing, estimate = dry_run(plan, registry, "example")
     assert len(listing) == len(plan.instances) > 0
     assert estimate.rate_bound > 0 and estimate.makespan > estimate.rate_bound
     validator = jsonschema.Draft202012Validator(plan_schema(registry))

@@ -176,7 +176,7 @@ def test_an_os_error_reaching_the_cli_is_not_called_internal(capsys: pytest.Capt
     from batchmig.cli import _fail
 
     with pytest.raises(SystemExit) as exited:
-        _fail(OSError(28, "No space left on device", "/runs/r/report.json"))
+        _fail(OSError(28, "No space left on device", "/runs/r/report.json"), verbose=False)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and "error: No space left on device: /runs/r/report.json" in err
     assert "internal" not in err and "hint:" in err

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from batchmig.engine.polling import Durations, PollHub, _PollQueue, _Waiter
-from batchmig.plugin import Caller, Outputs, Poller, WaitStatus
-from batchmig.testing import FakeClock
+from batchmig.plugin import Caller, Poller, WaitItem, WaitStatus
+from batchmig.testing import FakeClock, make_instance
+from batchmig.testing.testcloud import TestcloudProvider
 
 INTERVAL = 0.5
 
@@ -22,10 +23,10 @@ INTERVAL = 0.5
 def make_queue(clock: FakeClock, answers: dict[str, str] | None = None, max_batch: int = 1) -> _PollQueue:
     """A queue on a stub hub; its poller answers each job's state from ``answers``."""
 
-    async def poll(_caller: Caller, batch: Sequence[Outputs]) -> list[WaitStatus]:
+    async def poll(_caller: Caller, batch: Sequence[WaitItem]) -> list[WaitStatus]:
         states = answers or {}
-        return [WaitStatus.running() if states.get(str(o["id"]), "running") == "running"
-                else WaitStatus.succeeded() for o in batch]
+        return [WaitStatus.running() if states.get(str(item.outputs["id"]), "running") == "running"
+                else WaitStatus.succeeded() for item in batch]
 
     pipeline = SimpleNamespace(limiter=SimpleNamespace(cap=lambda _key: 20.0), key=lambda *_: "key")
     hub: Any = PollHub.__new__(PollHub)
@@ -35,7 +36,8 @@ def make_queue(clock: FakeClock, answers: dict[str, str] | None = None, max_batc
 
 
 def waiter(job: str, clock: FakeClock, group: str = "g") -> _Waiter:
-    return _Waiter(job, {"id": job}, group, started=clock.now())
+    item = WaitItem(make_instance(TestcloudProvider(), "testcloud", {}, id=job), {"id": job})
+    return _Waiter(job, item, group, started=clock.now())
 
 
 def due_of(queue: _PollQueue, job: str) -> float:

@@ -73,3 +73,111 @@ def test_plan_checks_from_plugins_are_collected(plan_file) -> None:
         load_plan(str(path), registry)
     assert [str(p).split(" ", 1)[1] for p in info.value.problems] == ["instances.1.id: no instance may be called prod"]
     assert info.value.problems[0].line == 3
+
+
+# ------------------------------------------------------------- strict registration
+
+
+class Misspelt:
+    @hookimpl
+    def batchmig_register_provider(self, registry) -> None:  # the hook is batchmig_register_providers
+        registry.add(ProviderSpec("misspelt", TestcloudProvider()))
+
+
+def test_a_misspelt_hook_is_an_error_naming_the_plugin_and_the_right_hook() -> None:
+    with pytest.raises(PluginError, match=r"Misspelt .*batchmig_register_provider, which is not a batchmig hook; "
+                                          r"did you mean batchmig_register_providers\?"):
+        load_registry([Misspelt()], entry_points=False)
+
+
+class Unmarked:
+    def batchmig_register_providers(self, registry) -> None:
+        registry.add(ProviderSpec("unmarked", TestcloudProvider()))
+
+
+def test_a_hook_without_the_marker_is_an_error() -> None:
+    with pytest.raises(PluginError, match="batchmig_register_providers is not marked @hookimpl"):
+        load_registry([Unmarked()], entry_points=False)
+
+
+@pytest.mark.parametrize("name", ["Acme_SQL Server!", "Acme", "acme--sql", "-acme", "acme-", "", "1acme"])
+def test_provider_names_must_be_kebab_case(name: str) -> None:
+    class BadName:
+        @hookimpl
+        def batchmig_register_providers(self, registry) -> None:
+            registry.add(ProviderSpec(name, TestcloudProvider()))
+
+    with pytest.raises(PluginError, match="lowercase kebab-case"):
+        load_registry([BadName()], entry_points=False)
+
+
+class AsyncHook:
+    @hookimpl
+    async def batchmig_register_emulators(self, registry) -> None:
+        raise AssertionError("never awaited")
+
+
+def test_an_async_hook_is_refused() -> None:
+    with pytest.raises(PluginError, match="hook batchmig_register_emulators is async"):
+        load_registry([AsyncHook()], entry_points=False)
+
+
+def test_registration_calls_are_visible_to_pluggy_monitoring(monkeypatch) -> None:
+    from batchmig import registry as registry_module
+
+    seen: list[str] = []
+    original = registry_module.new_plugin_manager
+
+    def monitored():
+        manager = original()
+        manager.add_hookcall_monitoring(lambda name, impls, kwargs: seen.append(name), lambda *a: None)
+        return manager
+
+    monkeypatch.setattr(registry_module, "new_plugin_manager", monitored)
+    load_registry([TestcloudPlugin()], entry_points=False)
+    assert seen == ["batchmig_register_providers", "batchmig_register_emulators"]
+
+
+class FromTheFuture:
+    BATCHMIG_PLUGIN_API = (7, 8)
+
+    @hookimpl
+    def batchmig_register_providers(self, registry) -> None:
+        registry.add(ProviderSpec("future-cloud", TestcloudProvider()))
+
+
+def test_a_plugin_for_another_plugin_api_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(PluginError, match=r"FromTheFuture .*supports batchmig plugin API 7, 8, but batchmig "
+                                          r"\S+ speaks plugin API 1"):
+        load_registry([FromTheFuture()], entry_points=False)
+
+
+def test_a_malformed_api_declaration_is_refused() -> None:
+    class Sloppy:
+        BATCHMIG_PLUGIN_API = "1"
+
+    with pytest.raises(PluginError, match="must be a tuple of ints"):
+        load_registry([Sloppy()], entry_points=False)
+
+
+def test_the_registry_is_typed_at_registration() -> None:
+    class WrongRecord:
+        @hookimpl
+        def batchmig_register_providers(self, registry) -> None:
+            registry.add({"name": "dicts-are-not-specs"})
+
+    with pytest.raises(PluginError, match="expected a ProviderSpec"):
+        load_registry([WrongRecord()], entry_points=False)
+
+
+def test_a_misspelt_hook_in_an_installed_distribution_names_it(tmp_path: Path, monkeypatch) -> None:
+    make_distribution(tmp_path, "typoplug", (
+        "from batchmig.plugin import hookimpl\n"
+        "@hookimpl\n"
+        "def batchmig_register_emulator(registry):\n"
+        "    pass\n"
+    ))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match=r"typoplug 9\.9 implements batchmig_register_emulator"):
+        load_registry()
+    sys.modules.pop("typoplug_mod", None)

@@ -144,22 +144,21 @@ def _steps(run_dir: Path) -> list[object]:
     return [step for instance in read_report(run_dir / "report.json").instances for step in instance.steps]
 
 
-def test_report_command_renders_every_format(finished: Path, registry: Registry, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from batchmig.cli import STATE, main
+def test_report_command_renders_every_format(finished: Path, registry: Registry, tmp_path: Path) -> None:
+    from batchmig.cli import CliContext, main
 
-    monkeypatch.setattr(STATE, "registry", registry)
+    cli = CliContext(registry=registry)
     out = tmp_path / "run.xml"
-    result = CliRunner().invoke(main, ["report", str(finished), "--format", "junit", "-o", str(out)])
+    result = CliRunner().invoke(main, ["report", str(finished), "--format", "junit", "-o", str(out)], obj=cli)
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     xmlschema.XMLSchema(str(JUNIT_XSD)).validate(str(out))
     for fmt in ("markdown", "csv", "json", "html"):
-        result = CliRunner().invoke(main, ["report", str(finished), "--format", fmt])
+        result = CliRunner().invoke(main, ["report", str(finished), "--format", fmt], obj=cli)
         assert result.exit_code == 0 and result.stdout.strip(), (fmt, result.output)
-    document = json.loads(CliRunner().invoke(main, ["report", str(finished), "--format", "json"]).stdout)
+    document = json.loads(CliRunner().invoke(main, ["report", str(finished), "--format", "json"], obj=cli).stdout)
     assert document["instances"] == json.loads((finished / "report.json").read_text())["instances"]
-    missing = CliRunner().invoke(main, ["report", "no-such-run", "--runs-root", str(tmp_path)])
+    missing = CliRunner().invoke(main, ["report", "no-such-run", "--runs-root", str(tmp_path)], obj=cli)
     assert missing.exit_code == 2 and "no run 'no-such-run'" in missing.output
 
 

@@ -21,17 +21,9 @@ from aiohttp import web
 from batchmig.cutover import release_selected
 from batchmig.emulator import EmulatorSpec
 from batchmig.engine.pipeline import HttpTransport
-from batchmig.errors import UnknownOutcomeError, UsageError
+from batchmig.errors import ExitCode, UnknownOutcomeError, UsageError
 from batchmig.journal import Journal
-from batchmig.operations import (
-    EXIT_AWAITING_CUTOVER,
-    EXIT_FAILED,
-    EXIT_NEEDS_ATTENTION,
-    EXIT_OK,
-    RunOptions,
-    resume_run,
-    start_run,
-)
+from batchmig.operations import RunOptions, resume_run, start_run
 from batchmig.plugin import (
     Caller,
     CallStep,
@@ -84,7 +76,7 @@ def journal_dump(path: Path) -> list[str]:
 def test_removed_instances_are_abandoned_and_added_ones_run(plan_file, registry: Registry, tmp_path: Path) -> None:
     plan = plan_file(plan_text(f"{{id: keep, {GATED[1:]}", f"{{id: dropped, {GATED[1:]}", "{id: done}"))
     first = run_plan(plan, registry, tmp_path)
-    assert first.outcome.exit_code == EXIT_AWAITING_CUTOVER
+    assert first.outcome.exit_code == ExitCode.AWAITING_CUTOVER
     job = first.report["instances"][1]["remote_ids"]["JobId"]
     plan.write_text(plan_text(f"{{id: keep, {GATED[1:]}", "{id: done}", "{id: added}"))
     release(first.outcome.run_dir, registry, "keep")
@@ -92,7 +84,7 @@ def test_removed_instances_are_abandoned_and_added_ones_run(plan_file, registry:
     second = resume_run(first.outcome.run_id, registry, options, accept_changed_plan=True)
     assert second.statuses == {"keep": "succeeded", "dropped": "abandoned", "done": "succeeded",
                                "added": "succeeded"}
-    assert second.exit_code == EXIT_OK  # the operator removed it: it does not fail the run
+    assert second.exit_code == ExitCode.OK  # the operator removed it: it does not fail the run
     abandoned = next(e for e in second.report["instances"] if e["id"] == "dropped")
     assert abandoned["error"]["code"] == "RemovedFromPlan"
     assert job in abandoned["error"]["message"] and "awaiting_cutover" in abandoned["error"]["message"]
@@ -136,12 +128,12 @@ def test_the_retry_budget_is_the_runs_across_invocations(plan_file, registry: Re
     plan = plan_file(plan_text(f"{{id: gated, {GATED[1:]}", header=header))
     throttles = SandboxConfig(600, faults=[{"kind": "throttle", "count": 3}])
     first = run_plan(plan, registry, tmp_path, sandbox_config=throttles)
-    assert first.outcome.exit_code == EXIT_AWAITING_CUTOVER
+    assert first.outcome.exit_code == ExitCode.AWAITING_CUTOVER
     assert first.report["calls"]["retries"] == 3
     release(first.outcome.run_dir, registry, "gated")
     # The resumed sandbox throttles 3 calls again, but only 1 retry of the run's 4 is left.
     second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
-    assert second.outcome.exit_code == EXIT_FAILED
+    assert second.outcome.exit_code == ExitCode.FAILED
     assert second.report["instances"][0]["error"]["code"] == "RetryBudgetExhausted"
     assert second.report["calls"]["retries"] == 4
     journal = Journal.open(second.outcome.run_dir / "journal.sqlite")
@@ -159,7 +151,7 @@ def test_the_report_counts_every_invocations_calls(plan_file, registry: Registry
     first = run_plan(plan, registry, tmp_path, sandbox_config=drops)
     release(first.outcome.run_dir, registry, "gated")
     second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
-    assert second.outcome.exit_code == EXIT_OK
+    assert second.outcome.exit_code == ExitCode.OK
     calls = second.report["calls"]
     by_action: dict[str, int] = {}
     for entry in second.audit:
@@ -215,7 +207,7 @@ def test_a_poll_that_exhausts_its_retries_needs_attention_and_resume_finishes(
         options = RunOptions(runs_root=tmp_path / "runs", sandbox_at=box.directory, handle_signals=False)
         first = start_run(str(plan), registry, options)
         assert first.statuses == {"watched": "needs_attention"}
-        assert first.exit_code == EXIT_NEEDS_ATTENTION
+        assert first.exit_code == ExitCode.NEEDS_ATTENTION
         error = first.report["instances"][0]["error"]
         assert error["step"] == "wait-job" and error["code"] == "Throttled"
         assert "may still be running" in error["message"]
@@ -291,7 +283,7 @@ def test_an_unsure_reconcile_needs_attention_and_never_re_sends(plan_file, tmp_p
         options = RunOptions(runs_root=tmp_path / "runs", sandbox_at=box.directory, handle_signals=False)
         first = start_run(str(plan), registry, options)
         (unsure,) = [iid for iid, status in first.statuses.items() if status == "needs_attention"]
-        assert first.exit_code == EXIT_NEEDS_ATTENTION
+        assert first.exit_code == ExitCode.NEEDS_ATTENTION
         error = next(e for e in first.report["instances"] if e["id"] == unsure)["error"]
         assert error["code"] == "SearchMayLag" and error["step"] == "create-job" and "listed yet" in error["message"]
         box.configure(faults=[])  # the list has caught up
@@ -331,4 +323,4 @@ def test_a_cutover_released_before_the_gate_is_a_pre_approval(plan_file, registr
     (result,) = results
     assert [e["action"] for e in result.audit if e.get("changed")][:2] == ["CreateJob", "StartJob"]
     assert result.statuses == {"early": "succeeded"}, result.report["instances"]
-    assert result.outcome.exit_code == EXIT_OK
+    assert result.outcome.exit_code == ExitCode.OK

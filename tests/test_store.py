@@ -11,7 +11,6 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import anyio
 import psycopg
@@ -20,11 +19,11 @@ from aiohttp import web
 from click.testing import CliRunner
 from store_helpers import fleet_plan
 
-from batchmig.cli import STATE, main
+from batchmig.cli import CliContext, main
 from batchmig.engine.pipeline import HttpTransport, Pipeline
 from batchmig.errors import UsageError
 from batchmig.plan.loader import load_plan
-from batchmig.plugin import Call, Connection, HttpRequest, HttpResponse
+from batchmig.plugin import Answer, Call, Connection, HttpRequest, HttpResponse
 from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.sharedlimit import ExactLimiter, ShareLimiter
 from batchmig.store.fence import Fence, LeaseLost
@@ -100,13 +99,12 @@ if os.geteuid() == 0:
 
 @pytest.fixture
 def cli_registry():
-    STATE.registry = make_registry(TestcloudPlugin())
-    yield STATE.registry
-    STATE.registry = None
+    return make_registry(TestcloudPlugin())
 
 
-def _cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
+def _cli(*args: str, registry=None) -> tuple[int, str]:
+    """The CLI with the testcloud registry handed in through click's obj (no module global)."""
+    result = CliRunner().invoke(main, list(args), obj=CliContext(registry=registry or make_registry(TestcloudPlugin())))
     return result.exit_code, result.output
 
 
@@ -362,8 +360,8 @@ class _FreezingConnection(Connection):
             self.freeze = 0.0
         return HttpRequest("POST", self.url, {"Content-Type": "application/json"}, b"{}")
 
-    def parse(self, call: Call, response: HttpResponse) -> dict[str, Any]:
-        return {"status": response.status}
+    def parse(self, call: Call, response: HttpResponse) -> Answer:
+        return Answer({"status": response.status})
 
 
 @pytest.mark.anyio

@@ -164,9 +164,9 @@ def echo_cloud() -> Iterator[str]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             quoted = f"{self.headers}\n{body.decode()}"
-            answer = json.dumps({"error": {"code": "InvalidParameter", "message": quoted},
-                                 "request_id": "req-echo-1"}).encode()
+            answer = json.dumps({"error": {"code": "InvalidParameter", "message": quoted}}).encode()
             self.send_response(400)
+            self.send_header("X-Test-Request-Id", "req-echo-1")  # testcloud's request ids travel in a header
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)

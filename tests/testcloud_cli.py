@@ -4,10 +4,9 @@ The core's tests use it for subprocess runs (signals, SIGKILL, exit codes) witho
 installing a provider distribution: ``python tests/testcloud_cli.py run plan.yaml --sandbox``.
 """
 
-from batchmig.cli import STATE, main
+from batchmig.cli import CliContext, main
 from batchmig.testing import make_registry
 from batchmig.testing.testcloud import TestcloudPlugin
 
 if __name__ == "__main__":
-    STATE.registry = make_registry(TestcloudPlugin())
-    main()
+    main(obj=CliContext(registry=make_registry(TestcloudPlugin())))

@@ -17,6 +17,8 @@ from typing import Any
 
 import structlog
 
+from batchmig.errors import Failure
+
 log = structlog.get_logger("batchmig.engine")
 
 
@@ -27,7 +29,7 @@ class RunObserver:
         """The engine starts (a first run or a resume)."""
 
     def instance_changed(self, instance: str, wave: str, old: str | None, new: str,
-                         error: Mapping[str, Any] | None) -> None:
+                         error: Failure | None) -> None:
         """An instance's status changed (``error`` is set for failed and skipped)."""
 
     def step_started(self, instance: str, provider: str, step: str) -> None:
@@ -70,7 +72,7 @@ class Observers(RunObserver):
         self._each("run_started", run_id, instances)
 
     def instance_changed(self, instance: str, wave: str, old: str | None, new: str,
-                         error: Mapping[str, Any] | None) -> None:
+                         error: Failure | None) -> None:
         self._each("instance_changed", instance, wave, old, new, error)
 
     def step_started(self, instance: str, provider: str, step: str) -> None:

@@ -5,8 +5,9 @@
       → Connection.prepare (sign, fresh each attempt) → HTTP → Connection.parse
       → retry policy: throttle / transient retry with backoff and jitter within the
         per-call attempts and the run's retry budget; permanent errors fail; an unknown
-        outcome of a mutating call is reconciled (looked up), never blindly re-sent
-      → journal outcome
+        outcome of a mutating call is reconciled (looked up), never blindly re-sent —
+        unless its step is idempotent (a client token), then the same call is re-sent
+      → journal outcome (with the answer's request id)
 
 A mutating step whose earlier call has no resolved outcome — the process died with
 it on the wire, or while it reconciled a lost answer — is reconciled before anything
@@ -38,6 +39,7 @@ import structlog
 
 from batchmig.engine.traffic import CALL, RETRY, THROTTLE, Traffic
 from batchmig.errors import (
+    Failure,
     NotSentError,
     OutcomeUnsureError,
     PermanentError,
@@ -47,7 +49,7 @@ from batchmig.errors import (
     UnknownOutcomeError,
 )
 from batchmig.journal import InvocationLedger
-from batchmig.plugin import Call, CallStep, Connection, HttpRequest, HttpResponse, Outputs
+from batchmig.plugin import Answer, Call, CallStep, Connection, HttpRequest, HttpResponse, Outputs
 from batchmig.ratelimit import Clock, LimitKey, MonotonicClock, RateLimiter, Release
 from batchmig.store.base import JournalStore
 from batchmig.store.fence import Fence, FenceClosed, LeaseLost
@@ -234,13 +236,13 @@ class Pipeline:
         self._journal = journal
         self._invocation = invocation
         self.retry = retry or RetryPolicy()
-        self._clock = clock or MonotonicClock()
+        self.clock = clock or MonotonicClock()
         self._rng = random.Random(seed)
         self._retries_left = invocation.retries_left(self.retry.budget) if invocation else self.retry.budget
         self.read_only = read_only
         self.fence = fence  # with a shared store: no call while this runner's leases may have run out
         self.stats = CallStats()
-        self.traffic = Traffic(self._clock.now)
+        self.traffic = Traffic(self.clock.now)
 
     def key(self, connection: str, action: str) -> LimitKey:
         provider, conn = self._connections[connection]
@@ -248,7 +250,7 @@ class Pipeline:
 
     async def _attempt(
         self, connection: str, call: Call, wanted: Callable[[], bool] | None = None
-    ) -> Mapping[str, Any]:
+    ) -> Answer:
         """One admitted request: limiter, sign, send, parse. Shielded once sent.
 
         ``wanted`` (polls of several instances) says whether anyone still waits for the
@@ -275,7 +277,7 @@ class Pipeline:
 
     async def _send_admitted(
         self, key: LimitKey, conn: Connection, call: Call, release: Release | None
-    ) -> Mapping[str, Any]:
+    ) -> Answer:
         with anyio.CancelScope(shield=True):  # a call on the wire finishes and is accounted
             request = await conn.prepare(call)
             self.stats.sent[call.action] += 1
@@ -316,7 +318,7 @@ class Pipeline:
         if self._invocation is not None:  # spent before it is made, across kills
             self.record_invocation()
             await self._invocation.flush()
-        await self._clock.sleep(self.retry.delay(attempt, self._rng))
+        await self.clock.sleep(self.retry.delay(attempt, self._rng))
 
     def record_invocation(self, **final: Any) -> None:
         """Queue this invocation's counters (``final``: ended, exit_code, stop_reason)."""
@@ -325,7 +327,7 @@ class Pipeline:
 
     async def read(
         self, connection: str, call: Call, wanted: Callable[[], bool] | None = None
-    ) -> Mapping[str, Any]:
+    ) -> Answer:
         """A read-only call with retries. Refuses mutating calls."""
         if call.mutating:
             raise PermanentError("MutatingCallRefused", f"{call.action} changes state; only steps may send it")
@@ -350,8 +352,10 @@ class Pipeline:
 
         ``unresolved`` are the journal ids of earlier calls of this step whose effect
         nobody knows (the process died before it found out, or another runner did): the
-        step is reconciled before anything is sent. Raises ``OutcomeUnsureError`` when
-        that cannot be settled, and whatever the cloud answered when it refused the call.
+        step is reconciled before anything is sent — unless it is idempotent, then the
+        same call (same client token) is simply sent again. Raises ``OutcomeUnsureError``
+        when that cannot be settled, and whatever the cloud answered when it refused the
+        call.
 
         After an unknown outcome the step looks the resource up only after the backoff
         (after a timeout, also ``settle_after_timeout``), right before sending again: a
@@ -368,7 +372,7 @@ class Pipeline:
         attempt = 0
         while True:
             attempt += 1
-            if uncertain:
+            if uncertain and not step.idempotent:
                 found = await self._reconcile(connection, instance, step, outputs, uncertain)
                 if found is not None:
                     return found, lost_answer
@@ -379,35 +383,48 @@ class Pipeline:
                 result = read_answer(step, answer)
             except (ThrottleError, NotSentError) as exc:  # refused before acting, or never sent: send again
                 state = "throttled" if isinstance(exc, ThrottleError) else "unsent"
-                self._journal.outcome(call_id, state, error=exc.as_dict(), request_id=exc.request_id)
+                self._journal.outcome(call_id, state, error=Failure.from_error(exc), request_id=exc.request_id)
                 await self._backoff(attempt, exc, self.key(connection, call.action))
                 continue
             except (UnknownOutcomeError, TransientError) as exc:
-                # The server may have acted (an InternalError after a commit, a lost answer).
-                self._journal.outcome(call_id, "unknown", error=exc.as_dict(), request_id=exc.request_id)
-                uncertain, lost_answer = [call_id], exc.request_id
+                # The server may have acted (an InternalError after a commit, a lost answer):
+                # look before sending again — or, for an idempotent call, send the very same
+                # call (same client token) again, whose answer settles this one too.
+                self._journal.outcome(call_id, "unknown", error=Failure.from_error(exc), request_id=exc.request_id)
+                if step.idempotent:
+                    uncertain.append(call_id)
+                else:
+                    uncertain = [call_id]
+                lost_answer = exc.request_id
                 if exc.code == TIMEOUT:
-                    await self._clock.sleep(self.retry.settle_after_timeout)
+                    await self.clock.sleep(self.retry.settle_after_timeout)
                 try:
                     await self._backoff(attempt, exc, self.key(connection, call.action))
                 except ProviderError:  # no attempt left: what became of this one decides
+                    if step.idempotent:
+                        raise OutcomeUnsureError(
+                            exc.code, f"{step.name} may have taken effect ({exc.message}); resume sends the same "
+                            "call (same client token) again", request_id=exc.request_id,
+                            http_status=exc.http_status,
+                        ) from exc
                     found = await self._reconcile(connection, instance, step, outputs, uncertain)
                     if found is not None:
                         return found, exc.request_id
                     raise
                 continue
             except ProviderError as exc:
-                self._journal.outcome(call_id, "failed", error=exc.as_dict(), request_id=exc.request_id)
-                if uncertain:
+                self._journal.outcome(call_id, "failed", error=Failure.from_error(exc), request_id=exc.request_id)
+                if uncertain and not step.idempotent:
                     # Refused now — perhaps because an earlier call of this step did take
                     # effect after all (a start refused as "already running"): look once more.
                     found = await self._reconcile(connection, instance, step, outputs, uncertain)
                     if found is not None:
                         return found, exc.request_id
                 raise
-            request_id = _request_id(answer)
-            self._journal.outcome(call_id, "done", outputs=result, request_id=request_id)
-            return result, request_id
+            self._journal.outcome(call_id, "done", outputs=result, request_id=answer.request_id)
+            if uncertain and step.idempotent:  # the repeat answered for the same client token: one effect
+                self._journal.resolve(instance, uncertain, "reconciled", result)
+            return result, answer.request_id
 
     async def _reconcile(
         self, connection: str, instance: str, step: CallStep, outputs: Outputs, calls: Sequence[int]
@@ -448,23 +465,15 @@ class Pipeline:
         return found
 
 
-def read_answer(step: CallStep, answer: Mapping[str, Any]) -> dict[str, Any]:
+def read_answer(step: CallStep, answer: Answer) -> dict[str, Any]:
     """``step.read(answer)``; an answer without the fields it needs is an unknown outcome."""
     try:
         return dict(step.read(answer))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise UnknownOutcomeError(
             "MalformedAnswer", f"the answer to {step.name} lacks what batchmig needs ({type(exc).__name__}: {exc})",
-            request_id=_request_id(answer),
+            request_id=answer.request_id,
         ) from exc
-
-
-def _request_id(answer: Mapping[str, Any]) -> str | None:
-    for key in ("RequestId", "request_id", "_request_id"):
-        value = answer.get(key)
-        if isinstance(value, str):
-            return value
-    return None
 
 
 class ReadCaller:
@@ -475,5 +484,8 @@ class ReadCaller:
         self._connection = connection
         self._wanted = wanted
 
-    async def read(self, call: Call) -> Mapping[str, Any]:
+    async def read(self, call: Call) -> Answer:
         return await self._pipeline.read(self._connection, call, self._wanted)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._pipeline.clock.sleep(seconds)

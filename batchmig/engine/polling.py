@@ -41,7 +41,7 @@ from anyio.abc import TaskGroup
 
 from batchmig.engine.pipeline import Pipeline, ReadCaller
 from batchmig.errors import ProviderError, TransientError
-from batchmig.plugin import Outputs, Poller, WaitStatus
+from batchmig.plugin import Poller, WaitItem, WaitStatus
 from batchmig.ratelimit import Clock
 
 log = structlog.get_logger("batchmig.polling")
@@ -113,7 +113,7 @@ class Durations:
 @dataclass
 class _Waiter:
     instance: str
-    outputs: Outputs
+    item: WaitItem
     group: Any
     started: float = 0.0
     taken: float | None = None
@@ -240,7 +240,7 @@ class _PollQueue:
             caller = ReadCaller(self.hub.pipeline, self.connection,
                                 wanted=lambda: any(not waiter.cancelled for waiter in batch))
             try:
-                statuses: Sequence[WaitStatus] | None = await self.poller.poll(caller, [w.outputs for w in batch])
+                statuses: Sequence[WaitStatus] | None = await self.poller.poll(caller, [w.item for w in batch])
                 error: BaseException | None = None
             except ProviderError as exc:
                 statuses, error = None, exc
@@ -315,14 +315,15 @@ class PollHub:
             self._tg.start_soon(queue.run, self._tg)
         return queue
 
-    async def wait(self, connection: str, poller: Poller, outputs: Outputs, instance: str) -> WaitStatus:
-        """Return the terminal status (succeeded or failed) of the thing ``outputs`` names.
+    async def wait(self, connection: str, poller: Poller, item: WaitItem) -> WaitStatus:
+        """Return the terminal status (succeeded or failed) of the thing ``item`` names.
 
         Raises the ``ProviderError`` of a poll that failed for good (after retries).
         """
         queue = self._queue(connection, poller)
+        instance = item.instance.id
         self.last_seen.pop(instance, None)
-        waiter = _Waiter(instance, outputs, poller.group(outputs), started=self.clock.now())
+        waiter = _Waiter(instance, item, poller.group(item), started=self.clock.now())
         queue.schedule(waiter)
         try:
             await waiter.done.wait()

@@ -28,7 +28,7 @@ import structlog
 from batchmig.engine.observer import RunObserver
 from batchmig.engine.pipeline import Pipeline, read_answer
 from batchmig.engine.polling import PollHub
-from batchmig.errors import JournalError, OutcomeUnsureError, ProviderError, UnknownOutcomeError
+from batchmig.errors import Failure, JournalError, OutcomeUnsureError, ProviderError, UnknownOutcomeError
 from batchmig.journal import (
     AWAITING_CUTOVER,
     FAILED,
@@ -41,7 +41,7 @@ from batchmig.journal import (
     SUCCEEDED,
 )
 from batchmig.plan.model import Plan, PlannedInstance, Wave
-from batchmig.plugin import CallStep, Instance, Step, WaitStatus, WaitStep
+from batchmig.plugin import CallStep, Instance, Step, WaitItem, WaitStatus, WaitStep
 from batchmig.ratelimit import Clock, MonotonicClock
 from batchmig.registry import Registry
 from batchmig.store.base import JournalStore
@@ -70,9 +70,9 @@ def instance_view(plan_instance: PlannedInstance, run_id: str) -> Instance:
 class StepFailed(Exception):
     """A step ended the instance: ``status`` is failed, or needs_attention."""
 
-    def __init__(self, error: dict[str, Any], status: str = FAILED) -> None:
-        super().__init__(error.get("message", ""))
-        self.error = error
+    def __init__(self, failure: Failure, status: str = FAILED) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
         self.status = status
 
 
@@ -81,8 +81,7 @@ NOT_COUNTED_OK = frozenset({FAILED, NEEDS_ATTENTION})
 
 
 def needs_attention(step: str, code: str, message: str, request_id: str | None = None) -> StepFailed:
-    error = {"kind": NEEDS_ATTENTION, "code": code, "message": message, "request_id": request_id, "step": step}
-    return StepFailed(error, NEEDS_ATTENTION)
+    return StepFailed(Failure(NEEDS_ATTENTION, code, message, request_id, step), NEEDS_ATTENTION)
 
 
 @dataclass
@@ -221,7 +220,7 @@ class Engine:
     def _skip_all(self, ids: tuple[str, ...] | list[str], reason: str) -> None:
         for iid in ids:
             if self.status.get(iid) not in FINAL_STATUSES:
-                self._set(iid, SKIPPED, error={"kind": "skipped", "code": "Skipped", "message": reason})
+                self._set(iid, SKIPPED, error=Failure("skipped", "Skipped", reason))
 
     async def _run_wave(self, tg: anyio.abc.TaskGroup, wave: Wave, global_slots: anyio.Semaphore) -> str:
         """Run one wave; return why later waves must not start ('' if they may)."""
@@ -344,7 +343,7 @@ class Engine:
                     while index < len(steps):
                         step = steps[index]
                         earlier = [call.id for call in unresolved if call.step == index]
-                        outputs = await self._run_step(pinst, index, step, outputs, earlier)
+                        outputs = await self._run_step(pinst, view, index, step, outputs, earlier)
                         index += 1
                         upcoming = steps[index].name if index < len(steps) else None
                         self._set(iid, RUNNING, step=index, step_name=upcoming, outputs=outputs)
@@ -354,17 +353,16 @@ class Engine:
                     self._set(iid, INTERRUPTED)
                     log.info("instance.interrupted", step=index)
             except StepFailed as exc:
-                self._set(iid, exc.status, error=exc.error)
+                self._set(iid, exc.status, error=exc.failure)
                 log.error("instance.needs_attention" if exc.status == NEEDS_ATTENTION else "instance.failed",
-                          **exc.error)
+                          **exc.failure.as_dict())
             except LeaseLost:
                 log.warning("instance.lease_lost", step=index)  # another runner goes on with it
             except JournalError as exc:
                 self._fatal = exc
                 self.stop("the journal cannot be written")
             except Exception as exc:  # a provider bug must not take the run down
-                error = {"kind": "internal", "code": type(exc).__name__, "message": f"provider error: {exc}"}
-                self._set(iid, FAILED, error=error)
+                self._set(iid, FAILED, error=Failure("internal", type(exc).__name__, f"provider error: {exc}"))
                 log.exception("instance.crashed", step=index)
             finally:
                 self._scopes.pop(iid, None)
@@ -372,7 +370,8 @@ class Engine:
                 settle()
 
     async def _run_step(
-        self, pinst: PlannedInstance, index: int, step: Step, outputs: dict[str, Any], unresolved: list[int]
+        self, pinst: PlannedInstance, view: Instance, index: int, step: Step, outputs: dict[str, Any],
+        unresolved: list[int],
     ) -> dict[str, Any]:
         iid = pinst.id
         started = time.time()
@@ -385,15 +384,13 @@ class Engine:
                         await self._await_cutover(iid, step.name)
                     new = await self._call(pinst, index, step, outputs, unresolved)
                 else:
-                    new = await self._wait(pinst, step, outputs)
+                    new = await self._wait(pinst, view, step, outputs)
         except TimeoutError:
             self._step_done(pinst, index, step.name, started, FAILED)
             seen = self._hub.last_seen.pop(iid, None) if isinstance(step, WaitStep) else None
             last = f"; last seen: {_describe(seen)}" if seen is not None else ""
-            raise StepFailed({
-                "kind": "timeout", "code": "StepTimeout", "step": step.name,
-                "message": f"step {step.name} did not finish within {_human(timeout)}{last}",
-            }) from None
+            message = f"step {step.name} did not finish within {_human(timeout)}{last}"
+            raise StepFailed(Failure("timeout", "StepTimeout", message, step=step.name)) from None
         except LeaseLost:
             raise  # not a failure of the instance: another runner goes on with it
         except OutcomeUnsureError as exc:
@@ -401,7 +398,7 @@ class Engine:
             raise needs_attention(step.name, exc.code, exc.message, exc.request_id) from exc
         except ProviderError as exc:
             self._step_done(pinst, index, step.name, started, FAILED)
-            raise StepFailed({**exc.as_dict(), "step": step.name}) from exc
+            raise StepFailed(Failure.from_error(exc, step.name)) from exc
         except StepFailed as exc:
             self._step_done(pinst, index, step.name, started, exc.status)
             raise
@@ -412,9 +409,11 @@ class Engine:
         self.journal.step_finished(pinst.id, index, name, started, status)
         self.observer.step_finished(pinst.id, pinst.provider, name, time.time() - started, status)
 
-    async def _wait(self, pinst: PlannedInstance, step: WaitStep, outputs: dict[str, Any]) -> dict[str, Any]:
+    async def _wait(
+        self, pinst: PlannedInstance, view: Instance, step: WaitStep, outputs: dict[str, Any]
+    ) -> dict[str, Any]:
         try:
-            status = await self._hub.wait(pinst.connection, step.poller, outputs, pinst.id)
+            status = await self._hub.wait(pinst.connection, step.poller, WaitItem(view, dict(outputs), step.context))
         except LeaseLost:
             raise
         except ProviderError as exc:
@@ -426,10 +425,8 @@ class Engine:
                 exc.request_id,
             ) from exc
         if status.state == "failed":
-            raise StepFailed({
-                "kind": "failed", "code": status.code or "JobFailed", "message": status.message,
-                "request_id": status.request_id, "step": step.name,
-            })
+            raise StepFailed(Failure("failed", status.code or "JobFailed", status.message, status.request_id,
+                                     step.name))
         return dict(status.outputs)
 
     async def _call(

@@ -12,12 +12,18 @@ same keys and types, with no key required in a mapping the merge reaches (lists
 are replaced, not merged, so their items keep their required keys). A plan that
 ``batchmig validate`` accepts therefore always passes the schema; the provider's
 required keys and cross-field rules are checked by ``validate`` on the merged result.
+
+Each provider's models live under its own names (``settings:<provider>``,
+``options:<provider>`` and ``<provider>.<Model>`` for the models they nest), so two
+plugins that both call a model ``Tag`` cannot overwrite each other's definition.
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+from pydantic import BaseModel
 
 from batchmig.plan.model import PlanDocument
 from batchmig.registry import Registry
@@ -36,15 +42,13 @@ def plan_schema(registry: Registry) -> dict[str, Any]:
     option_refs = []
     for name, spec in sorted(registry.providers.items()):
         provider = spec.provider
-        model_schema = provider.settings_model.model_json_schema(ref_template="#/$defs/{model}")
-        defs.update(model_schema.pop("$defs", {}))
+        model_schema = _provider_schema(provider.settings_model, name, defs)
         defs[f"settings:{name}"] = {**model_schema, "title": f"{name} settings"}
         defs[f"partial-settings:{name}"] = _partial(model_schema, defs) | {
             "title": f"{name} settings (defaults merged in by the loader)"}
         partial_refs[name] = {"$ref": f"#/$defs/partial-settings:{name}"}
         if provider.options_model is not None:
-            options_schema = provider.options_model.model_json_schema(ref_template="#/$defs/{model}")
-            defs.update(options_schema.pop("$defs", {}))
+            options_schema = _provider_schema(provider.options_model, name, defs)
             defs[f"options:{name}"] = {**options_schema, "title": f"{name} options"}
             option_refs.append({"$ref": f"#/$defs/options:{name}"})
     any_settings = {"anyOf": list(partial_refs.values())} if partial_refs else {"type": "object"}
@@ -62,6 +66,14 @@ def plan_schema(registry: Registry) -> dict[str, Any]:
                       "description": config["type"].get("description", "")}
     if option_refs:
         config["options"] = {"description": config["options"].get("description", ""), "anyOf": option_refs}
+    return schema
+
+
+def _provider_schema(model: type[BaseModel], provider: str, defs: dict[str, Any]) -> dict[str, Any]:
+    """``model``'s schema; the models it nests go into ``defs`` as ``<provider>.<Model>``."""
+    schema = model.model_json_schema(ref_template=f"#/$defs/{provider}." + "{model}")
+    for nested, definition in schema.pop("$defs", {}).items():
+        defs[f"{provider}.{nested}"] = definition
     return schema
 
 

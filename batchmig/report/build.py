@@ -14,8 +14,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from batchmig.errors import Failure
 from batchmig.journal import (
     AWAITING_CUTOVER,
     FAILED,
@@ -48,8 +49,6 @@ from batchmig.report.model import (
     span,
     timestamp,
 )
-
-_ERROR_FIELDS = ("kind", "code", "message", "request_id", "step")
 
 
 @dataclass(frozen=True)
@@ -201,17 +200,10 @@ def _instance(record: InstanceRecord, steps: Sequence[StepRecord], plan: Plan | 
     )
 
 
-def error_record(error: Mapping[str, Any]) -> ErrorRecord:
-    """A journaled error (a free mapping) as a record; unknown keys go to ``details``."""
-    request_id, step = error.get("request_id"), error.get("step")
-    return ErrorRecord(
-        kind=str(error.get("kind", "failed")),
-        code=str(error.get("code", "")),
-        message=str(error.get("message", "")),
-        request_id=None if request_id is None else str(request_id),
-        step=None if step is None else str(step),
-        details={key: value for key, value in error.items() if key not in _ERROR_FIELDS and value is not None},
-    )
+def error_record(error: Failure) -> ErrorRecord:
+    """The journal's ``Failure`` of an instance as the report's record."""
+    return ErrorRecord(kind=error.kind, code=error.code, message=error.message, request_id=error.request_id,
+                       step=error.step)
 
 
 def _waves(instances: Sequence[InstanceReport], plan: Plan | None) -> tuple[WaveSummary, ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from batchmig.errors import Failure
 from batchmig.journal import InstanceRecord, UnresolvedCall
 
 STORE_ENV = "BATCHMIG_STORE"
@@ -57,7 +58,7 @@ class JournalStore(Protocol):
         *,
         outputs: Mapping[str, Any] | None = None,
         request_id: str | None = None,
-        error: Mapping[str, Any] | None = None,
+        error: Failure | None = None,
     ) -> None: ...
 
     def set_instance(
@@ -68,7 +69,7 @@ class JournalStore(Protocol):
         step: int | None = None,
         step_name: str | None = None,
         outputs: Mapping[str, Any] | None = None,
-        error: Mapping[str, Any] | None = None,
+        error: Failure | None = None,
     ) -> None: ...
 
     def step_finished(self, instance: str, step: int, name: str, started: float, status: str) -> None: ...

@@ -40,7 +40,7 @@ from typing import Any
 
 import structlog
 
-from batchmig.errors import JournalError, UsageError
+from batchmig.errors import Failure, JournalError, UsageError
 from batchmig.journal import (
     UNRESOLVED_CALL_SQL,
     InstanceRecord,
@@ -284,7 +284,8 @@ class PostgresStore:
         rows = self._query(
             "SELECT id, position, provider, wave, status, step, step_name, outputs, error, updated "
             "FROM batchmig_instances WHERE run = %s ORDER BY position", (run,))
-        return {r[0]: InstanceRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], dict(r[7]), r[8], r[9].timestamp())
+        return {r[0]: InstanceRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], dict(r[7]), _failure(r[8]),
+                                     r[9].timestamp())
                 for r in rows}
 
     def unresolved_calls(self, run: str) -> dict[str, list[UnresolvedCall]]:
@@ -697,7 +698,7 @@ class SharedJournal:
         *,
         outputs: Mapping[str, Any] | None = None,
         request_id: str | None = None,
-        error: Mapping[str, Any] | None = None,
+        error: Failure | None = None,
         instance: str | None = None,
     ) -> None:
         """What became of an intent. Fenced through the call's own instance and epoch."""
@@ -707,7 +708,8 @@ class SharedJournal:
             "SELECT 1 FROM batchmig_instances f WHERE f.run = c.run AND f.id = c.instance "
             "AND f.epoch = c.epoch AND f.owner = %s)"
         )
-        params = (state, _private_json(outputs or {}), request_id, _private_json(error or None), self.run, call_id,
+        error_json = _private_json(error.as_dict() if error else None)
+        params = (state, _private_json(outputs or {}), request_id, error_json, self.run, call_id,
                   self.runner)
         self._enqueue(_Write(sql, params, instance))
 
@@ -719,13 +721,13 @@ class SharedJournal:
         step: int | None = None,
         step_name: str | None = None,
         outputs: Mapping[str, Any] | None = None,
-        error: Mapping[str, Any] | None = None,
+        error: Failure | None = None,
     ) -> None:
         epoch = self.epochs.get(instance)
         if epoch is None:
             return  # not (or no longer) ours: nothing to write
         sets = ["status = %s", "updated = clock_timestamp()", "error = %s::jsonb"]
-        values: list[Any] = [status, _private_json(error or None)]
+        values: list[Any] = [status, _private_json(error.as_dict() if error else None)]
         if step is not None:
             sets += ["step = %s", "step_name = %s"]
             values += [step, step_name]
@@ -796,7 +798,7 @@ class SharedJournal:
         claims = []
         for iid, epoch, status, step, step_name, outputs, error, intents in rows:
             self.epochs[iid] = int(epoch)
-            record = InstanceRecord(iid, 0, "", "", status, step, step_name, dict(outputs), error, 0.0)
+            record = InstanceRecord(iid, 0, "", "", status, step, step_name, dict(outputs), _failure(error), 0.0)
             unresolved = tuple(UnresolvedCall(int(i["id"]), iid, int(i["step"]), i["action"], i["resource"],
                                               i.get("state", "intent")) for i in intents)
             claims.append(Claim(record, int(epoch), unresolved))
@@ -887,3 +889,10 @@ class WaveState:
     """Runners whose heartbeat is recent: only to share the work out, never to decide liveness."""
     orphaned: int
     """Unsettled instances whose lease ran out (their runner died or froze): anyone takes them."""
+
+
+def _failure(error: Any) -> Failure | None:
+    """A journaled error (JSON) as the engine's typed ``Failure``."""
+    if not error:
+        return None
+    return Failure.from_dict(json.loads(error) if isinstance(error, str) else error)

@@ -50,12 +50,11 @@ def split_plugin_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def main() -> None:
-    from batchmig.cli import STATE
+    from batchmig.cli import CliContext
     from batchmig.cli import main as cli_main
 
     specs, args = split_plugin_options(sys.argv[1:])
-    STATE.registry = registry_from_specs(specs)
-    cli_main(args, prog_name="batchmig")
+    cli_main(args, prog_name="batchmig", obj=CliContext(registry=registry_from_specs(specs)))
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from batchmig.registry import Registry, load_registry
+from batchmig.testing.driver import Send, http_client
 from batchmig.testing.helpers import FakeClock, write_plan
 from batchmig.testing.postgres import DSN_ENV, ThrowawayPostgres, scratch_database
 
@@ -91,3 +92,10 @@ def postgres_dsn(postgres_server: str) -> Iterator[str]:
     """A fresh empty database on the session's server (dropped afterwards), as a URL."""
     with scratch_database(postgres_server) as url:
         yield url
+
+
+@pytest.fixture
+async def http_send() -> AsyncIterator[Send]:
+    """The engine's HTTP transport as ``send(HttpRequest) -> HttpResponse`` (async tests only)."""
+    async with http_client() as send:
+        yield send

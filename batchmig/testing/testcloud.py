@@ -8,8 +8,9 @@ calls with deterministic names, and an optional cutover step.
 Wire protocol: ``POST /`` with a JSON body; headers ``X-Test-Action``,
 ``X-Test-Region``, ``X-Test-Key`` (key id), ``X-Test-Date`` (epoch seconds) and
 ``X-Test-Signature`` = hex HMAC-SHA256(secret, action \\n date \\n host \\n
-sha256(body)). Answers: ``{"result": {...}, "request_id": ...}`` or
-``{"error": {"code", "message"}, "request_id": ...}`` with status 400/404/429/500.
+sha256(body)). Answers: ``{"result": {...}}`` or ``{"error": {"code", "message"}}``
+with status 400/404/429/500; the request id is only in the ``X-Test-Request-Id``
+header (as with many REST APIs), so a request id reaches the journal from a header.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -29,27 +30,34 @@ from pydantic import BaseModel, ConfigDict, Field
 from batchmig.emulator import Emulator as EmulatorBase
 from batchmig.emulator import EmulatorReject, EmulatorReply, EmulatorSpec, RequestInfo, SandboxContext
 from batchmig.plugin import (
+    Answer,
     Call,
     Caller,
     CallStep,
     Connection,
+    EmulatorRegistry,
     HttpFetch,
     HttpRequest,
     HttpResponse,
     Instance,
+    Listing,
     NotFoundError,
     Outputs,
     PermanentError,
     Poller,
     Provider,
     ProviderConfig,
+    ProviderError,
+    ProviderRegistry,
     ProviderSpec,
     Step,
     ThrottleError,
     TransientError,
     UnknownOutcomeError,
+    WaitItem,
     WaitStatus,
     WaitStep,
+    find_created,
     hookimpl,
 )
 
@@ -79,6 +87,8 @@ class TestcloudSettings(BaseModel):
     incremental: bool = Field(default=False, description="The job waits for a cutover (CompleteJob).")
     fail: bool = Field(default=False, description="The emulated job ends failed.")
     reject: bool = Field(default=False, description="CreateJob is refused with a permanent error.")
+    client_token: bool = Field(default=False, description="Create the job with a ClientToken (idempotent create, "
+                               "no reconcile) instead of by name.")
 
 
 class TestcloudConnection(Connection):
@@ -103,10 +113,10 @@ class TestcloudConnection(Connection):
         }
         return HttpRequest("POST", self._url, headers, body)
 
-    def parse(self, call: Call, response: HttpResponse) -> Mapping[str, Any]:
+    def parse(self, call: Call, response: HttpResponse) -> Answer:
+        request_id = response.headers.get("x-test-request-id")
         try:
             data = json.loads(response.body)
-            request_id = data.get("request_id")
             error = data.get("error")
             result = data.get("result") if error is None else None
             if error is None and not isinstance(result, dict):
@@ -116,30 +126,30 @@ class TestcloudConnection(Connection):
             raise kind("BadAnswer", f"unreadable answer (HTTP {response.status})",
                        http_status=response.status) from None
         if error is None:
-            return {**(result or {}), "request_id": request_id}
+            return Answer(result or {}, request_id)
         code, message = str(error.get("code")), str(error.get("message"))
-        extra = {"request_id": request_id, "http_status": response.status}
+        refusal: type[ProviderError] = PermanentError
         if response.status == 429:
-            raise ThrottleError(code, message, **extra)
-        if response.status >= 500:
-            raise TransientError(code, message, **extra)
-        if response.status == 404:
-            raise NotFoundError(code, message, **extra)
-        raise PermanentError(code, message, **extra)
+            refusal = ThrottleError
+        elif response.status >= 500:
+            refusal = TransientError
+        elif response.status == 404:
+            refusal = NotFoundError
+        raise refusal(code, message, request_id=request_id, http_status=response.status)
 
 
 async def _describe(caller: Caller, **params: Any) -> list[dict[str, Any]]:
     answer = await caller.read(Call("DescribeJobs", params))
-    return list(answer.get("jobs", []))
+    return list(answer.payload.get("jobs", []))
 
 
-async def _poll_jobs(caller: Caller, items: Sequence[Outputs]) -> list[WaitStatus]:
-    jobs = {job["id"]: job for job in await _describe(caller, JobIds=[o["JobId"] for o in items])}
+async def _poll_jobs(caller: Caller, items: Sequence[WaitItem]) -> list[WaitStatus]:
+    jobs = {job["id"]: job for job in await _describe(caller, JobIds=[i.outputs["JobId"] for i in items])}
     statuses = []
-    for outputs in items:
-        job = jobs.get(outputs["JobId"])
+    for item in items:
+        job = jobs.get(item.outputs["JobId"])
         if job is None:
-            statuses.append(WaitStatus.failed(f"job {outputs['JobId']} disappeared", "JobNotFound"))
+            statuses.append(WaitStatus.failed(f"job {item.outputs['JobId']} disappeared", "JobNotFound"))
         elif job["status"] in ("succeeded", "ready"):
             statuses.append(WaitStatus.succeeded({"JobStatus": job["status"]}))
         elif job["status"] == "failed":
@@ -157,7 +167,7 @@ JOBS_POLLER = Poller(
     poll=_poll_jobs,
     max_batch=50,
     min_interval=1.0,
-    example=lambda o: Call("DescribeJobs", {"JobIds": [o["JobId"]]}),
+    example=lambda item: Call("DescribeJobs", {"JobIds": [item.outputs["JobId"]]}),
 )
 
 
@@ -186,9 +196,12 @@ class TestcloudProvider(Provider):
         settings: TestcloudSettings = instance.settings
         name = instance.resource_name("job")
 
-        async def find_created(caller: Caller, outputs: Outputs) -> Outputs | None:
-            jobs = await _describe(caller, Name=name)
-            return {"JobId": jobs[0]["id"]} if jobs else None
+        by_name = Listing(page=lambda offset: Call("DescribeJobs", {"Name": name}),
+                          items=lambda answer: answer.payload["jobs"])
+
+        async def reconcile_create(caller: Caller, outputs: Outputs) -> Outputs | None:
+            job = await find_created(caller, by_name, lambda job: job["name"] == name, what=f"the job {name}")
+            return {"JobId": job["id"]} if job else None
 
         async def find_started(caller: Caller, outputs: Outputs) -> Outputs | None:
             jobs = await _describe(caller, JobIds=[outputs["JobId"]])
@@ -198,17 +211,18 @@ class TestcloudProvider(Provider):
             jobs = await _describe(caller, JobIds=[outputs["JobId"]])
             return {} if jobs and jobs[0]["status"] in ("completing", "succeeded") else None
 
+        create = {"Name": name, "Duration": settings.duration, "Incremental": settings.incremental,
+                  "Fail": settings.fail, "Reject": settings.reject}
+        token = instance.client_token("create-job") if settings.client_token else None
+        if token is not None:
+            create["ClientToken"] = token
         steps: list[Step] = [
             CallStep(
                 "create-job",
-                build=lambda o: Call(
-                    "CreateJob",
-                    {"Name": name, "Duration": settings.duration, "Incremental": settings.incremental,
-                     "Fail": settings.fail, "Reject": settings.reject},
-                    mutating=True, resource=name,
-                ),
-                read=lambda answer: {"JobId": answer["JobId"]},
-                reconcile=find_created,
+                build=lambda o: Call("CreateJob", create, mutating=True, resource=name, client_token=token),
+                read=lambda answer: {"JobId": answer.payload["JobId"]},
+                reconcile=None if token else reconcile_create,
+                idempotent=token is not None,
             ),
             CallStep(
                 "start-job",
@@ -234,8 +248,7 @@ class TestcloudProvider(Provider):
 
 
 def _answer(status: int, payload: dict[str, Any]) -> web.Response:
-    payload["request_id"] = str(uuid.uuid4())
-    return web.json_response(payload, status=status)
+    return web.json_response(payload, status=status, headers={"X-Test-Request-Id": str(uuid.uuid4())})
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -304,12 +317,18 @@ class TestcloudEmulator(EmulatorBase):
         if info.action == "CreateJob":
             if params.get("Reject"):
                 return EmulatorReply(_error(400, "InvalidParameterValue", "the job was rejected as configured"))
+            token = params.get("ClientToken")
+            earlier = self.ctx.store.get("token", str(token)) if token else None
+            if earlier is not None:  # an idempotent repeat: the same job, no new effect
+                return EmulatorReply(_answer(200, {"result": {"JobId": earlier["job"]}}), resource=earlier["name"])
             job_id = f"job-{self.ctx.store.next_id('job'):06d}"
             job = {"id": job_id, "name": params.get("Name", ""), "status": "created",
                    "duration": float(params.get("Duration", 60)), "incremental": bool(params.get("Incremental")),
                    "fail": bool(params.get("Fail")), "started": None, "completed": None,
                    "created": self.ctx.now()}
             self.ctx.store.put("job", job_id, job)
+            if token:
+                self.ctx.store.put("token", str(token), {"job": job_id, "name": job["name"]})
             return EmulatorReply(_answer(200, {"result": {"JobId": job_id}}), resource=job["name"], changed=True)
         if info.action == "DescribeJobs":
             if "Name" in params:  # a search, which lags behind creates under a list_lag fault
@@ -334,12 +353,14 @@ class TestcloudEmulator(EmulatorBase):
 class TestcloudPlugin:
     """Register with ``load_registry([TestcloudPlugin()])`` (it has no entry point)."""
 
+    BATCHMIG_PLUGIN_API = (1,)
+
     @hookimpl
-    def batchmig_register_providers(self, registry: Any) -> None:
+    def batchmig_register_providers(self, registry: ProviderRegistry) -> None:
         registry.add(ProviderSpec(NAME, TestcloudProvider(), "the core's test provider", emulator=NAME))
 
     @hookimpl
-    def batchmig_register_emulators(self, registry: Any) -> None:
+    def batchmig_register_emulators(self, registry: EmulatorRegistry) -> None:
         registry.add(
             EmulatorSpec(NAME, TestcloudEmulator, {"key_id": DEMO_KEY_ID, "secret": DEMO_SECRET}, "test cloud")
         )

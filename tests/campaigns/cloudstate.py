@@ -26,7 +26,7 @@ from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller
 from batchmig.engine.runner import instance_view
 from batchmig.operations import build_connections, rate_table
 from batchmig.plan.loader import load_plan
-from batchmig.plugin import WaitStep
+from batchmig.plugin import WaitItem, WaitStep
 from batchmig.ratelimit import RateLimiter
 from batchmig.registry import load_registry
 
@@ -96,10 +96,12 @@ async def _poll_all(plan_path: Path, status: Mapping[str, Any], sandbox_dir: Pat
 
         async def poll_one(entry: Mapping[str, Any]) -> None:
             pinst = plan.instance(entry["id"])
-            steps = registry.provider(pinst.provider).steps(instance_view(pinst, status["run"]))
+            view = instance_view(pinst, status["run"])
+            steps = registry.provider(pinst.provider).steps(view)
             last = [step for step in steps if isinstance(step, WaitStep)][-1]
+            item = WaitItem(view, entry["remote_ids"], last.context)
             async with slots:
-                answer = await last.poller.poll(ReadCaller(pipeline, pinst.connection), [entry["remote_ids"]])
+                answer = await last.poller.poll(ReadCaller(pipeline, pinst.connection), [item])
             if answer[0].state != "succeeded":
                 found[entry["id"]] = f"{last.name}: {answer[0].state} {answer[0].message}"
 

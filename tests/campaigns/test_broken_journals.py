@@ -39,7 +39,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from batchmig.cli import STATE, main
+from batchmig.cli import CliContext, main
 from batchmig.testing import make_registry
 from batchmig.testing.testcloud import TestcloudPlugin
 
@@ -74,11 +74,15 @@ def whole_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home / "run"
 
 
+CLI = CliContext()
+"""What the CLI receives through click's obj in these tests (no module global in batchmig)."""
+
+
 @pytest.fixture(autouse=True)
 def testcloud_registry() -> Iterator[None]:
-    STATE.registry = make_registry(TestcloudPlugin())
+    CLI.registry = make_registry(TestcloudPlugin())
     yield
-    STATE.registry = None
+    CLI.registry = None
 
 
 def copy_run(whole_run: Path, where: Path) -> Path:
@@ -87,7 +91,7 @@ def copy_run(whole_run: Path, where: Path) -> Path:
 
 
 def in_process(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
+    result = CliRunner().invoke(main, list(args), obj=CLI)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"{args}: {type(result.exception).__name__}: {result.exception}")
     return result.exit_code, result.stdout + result.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from batchmig import logs
-from batchmig.errors import PlanError
+from batchmig.errors import Failure, PlanError
 from batchmig.journal import FAILED, Journal
 from batchmig.plan.loader import load_plan
 from batchmig.plugin import register_secret
@@ -67,8 +67,8 @@ def test_the_journal_redacts_secrets_from_error_messages(tmp_path: Path) -> None
     journal = Journal.open(tmp_path / "journal.sqlite", create=True)
     journal.add_instances([("a", 0, "testcloud", "default")])
     journal.start_writer()
-    journal.set_instance("a", FAILED, error={"code": "InvalidParameter", "message": f"bad SecretKey {secret}",
-                                             "details": [secret]})
+    journal.set_instance("a", FAILED, error=Failure("permanent", "InvalidParameter", f"bad SecretKey {secret}",
+                                                    request_id=secret, step=secret))
     journal.close()
     raw = (tmp_path / "journal.sqlite").read_bytes() + (tmp_path / "journal.sqlite-wal").read_bytes() \
         if (tmp_path / "journal.sqlite-wal").exists() else (tmp_path / "journal.sqlite").read_bytes()
@@ -76,7 +76,7 @@ def test_the_journal_redacts_secrets_from_error_messages(tmp_path: Path) -> None
     db = sqlite3.connect(tmp_path / "journal.sqlite")
     (error,) = db.execute("SELECT error FROM instances").fetchone()
     db.close()
-    assert json.loads(error)["message"] == "bad SecretKey ***"
+    assert json.loads(error)["message"] == "bad SecretKey ***" and json.loads(error)["step"] == "***"
 
 
 def test_a_provider_can_register_a_secret_it_reads_itself(monkeypatch: pytest.MonkeyPatch) -> None:

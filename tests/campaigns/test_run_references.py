@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchmig.cli import STATE, main
+from batchmig.cli import CliContext, main
 from batchmig.testing import make_registry
 from batchmig.testing.testcloud import TestcloudPlugin
 
@@ -65,11 +65,15 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+CLI = CliContext()
+"""What the CLI receives through click's obj in these tests (no module global in batchmig)."""
+
+
 @pytest.fixture(autouse=True)
 def testcloud_registry() -> Iterator[None]:
-    STATE.registry = make_registry(TestcloudPlugin())
+    CLI.registry = make_registry(TestcloudPlugin())
     yield
-    STATE.registry = None
+    CLI.registry = None
 
 
 def names_a_journal(reference: str) -> bool:
@@ -93,9 +97,10 @@ def assert_refused(code: int, output: str, reference: str) -> None:
 
 def test_the_real_runs_are_found_by_id_prefix_and_path(runs_root: Path) -> None:
     for reference in (RUN_IDS[0], "refs-20240101-000000-a", str(runs_root / RUN_IDS[1])):
-        result = CliRunner().invoke(main, ["status", reference, "--runs-root", str(runs_root), "--format", "json"])
+        result = CliRunner().invoke(main, ["status", reference, "--runs-root", str(runs_root), "--format", "json"],
+                                    obj=CLI)
         assert result.exit_code == 0, result.output
-    ambiguous = CliRunner().invoke(main, ["status", "refs-2024", "--runs-root", str(runs_root)])
+    ambiguous = CliRunner().invoke(main, ["status", "refs-2024", "--runs-root", str(runs_root)], obj=CLI)
     assert_refused(ambiguous.exit_code, ambiguous.output, "refs-2024")
     assert "matches several runs" in ambiguous.output
 
@@ -110,7 +115,7 @@ THROUGH_SUBPROCESS = ["/etc", "/etc/passwd", "../x", "*", "/etc/*", "", "\x1b[31
 def test_hostile_references_are_refused_by_every_command(command: list[str], runs_root: Path, figures) -> None:
     codes = set()
     for reference in HOSTILE:
-        result = CliRunner().invoke(main, [*command, "--runs-root", str(runs_root), "--", reference])
+        result = CliRunner().invoke(main, [*command, "--runs-root", str(runs_root), "--", reference], obj=CLI)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise AssertionError(f"{reference!r}: {type(result.exception).__name__}: {result.exception}")
         assert_refused(result.exit_code, result.output, reference)
@@ -132,7 +137,7 @@ def test_a_broken_runs_root_is_a_usage_error(runs_root_kind: str, tmp_path: Path
     if runs_root_kind == "a file":
         root.write_text("x")
     for reference in ("some-run", "*", "/etc"):
-        result = CliRunner().invoke(main, ["status", reference, "--runs-root", str(root)])
+        result = CliRunner().invoke(main, ["status", reference, "--runs-root", str(root)], obj=CLI)
         assert_refused(result.exit_code, result.output, reference)
 
 
@@ -145,7 +150,8 @@ def test_a_broken_runs_root_is_a_usage_error(runs_root_kind: str, tmp_path: Path
                                                  "\\", "refs", "-", "\0", "\x1b", " "]), max_size=12)),
 ))
 def test_generated_references_are_refused_or_found(reference: str, runs_root: Path) -> None:
-    result = CliRunner().invoke(main, ["status", "--runs-root", str(runs_root), "--format", "json", "--", reference])
+    result = CliRunner().invoke(main, ["status", "--runs-root", str(runs_root), "--format", "json", "--", reference],
+                                obj=CLI)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"{reference!r}: {type(result.exception).__name__}: {result.exception}")
     if result.exit_code == 0:  # only a reference that names one of the real runs may succeed
@@ -160,7 +166,7 @@ def test_nothing_outside_the_root_is_reached_by_an_id(runs_root: Path, tmp_path:
     outside = tmp_path / "outside-run"
     shutil.copytree(runs_root / RUN_IDS[0], outside)
     for reference in ("outside-run", "../outside-run", "*outside*", "../*"):
-        result = CliRunner().invoke(main, ["status", reference, "--runs-root", str(runs_root)])
+        result = CliRunner().invoke(main, ["status", reference, "--runs-root", str(runs_root)], obj=CLI)
         assert_refused(result.exit_code, result.output, reference)
-    found = CliRunner().invoke(main, ["status", str(outside), "--runs-root", str(runs_root)])
+    found = CliRunner().invoke(main, ["status", str(outside), "--runs-root", str(runs_root)], obj=CLI)
     assert found.exit_code == 0, found.output

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import anyio
 import orjson
 from batchmig.errors import PermanentError, TransientError, UnknownOutcomeError
-from batchmig.plugin import Call, Connection, Credentials, HttpFetch, HttpRequest, HttpResponse
+from batchmig.plugin import Answer, Call, Connection, Credentials, HttpFetch, HttpRequest, HttpResponse
 
 from batchmig_huaweicloud import api
 from batchmig_huaweicloud.auth import AkSk, IamToken, resolve_project_id, sdk_headers
@@ -156,7 +156,9 @@ class DrsConnection(Connection):
 
     # ------------------------------------------------------------------- parse
 
-    def parse(self, call: Call, response: HttpResponse) -> Mapping[str, Any]:
+    def parse(self, call: Call, response: HttpResponse) -> Answer:
+        # DRS carries the request id in a header only: it goes into the Answer, where
+        # the journal and the report take it from.
         request_id = response.headers.get("x-request-id")
         operation = api.ACTIONS.get(call.action)
         mutating = call.mutating or (operation is not None and operation.mutating)
@@ -181,6 +183,4 @@ class DrsConnection(Connection):
                 "UnreadableAnswer", f"HTTP {response.status} without {what}", request_id=request_id,
                 http_status=response.status,
             )
-        if request_id:
-            payload.setdefault("_request_id", request_id)
-        return payload
+        return Answer(payload, request_id)

@@ -6,23 +6,18 @@ not load aiohttp server code it never uses.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from batchmig.emulator import Emulator, EmulatorSpec, SandboxContext
-from batchmig.plugin import ProviderSpec, hookimpl
+from batchmig.plugin import EmulatorRegistry, ProviderRegistry, ProviderSpec, hookimpl
 
 from batchmig_huaweicloud.demo import DEMO_CREDENTIALS
 from batchmig_huaweicloud.provider import DrsProvider
 
-__all__ = ["DEMO_CREDENTIALS", "batchmig_register_emulators", "batchmig_register_providers"]
+__all__ = ["BATCHMIG_PLUGIN_API", "DEMO_CREDENTIALS", "batchmig_register_emulators", "batchmig_register_providers"]
+
+BATCHMIG_PLUGIN_API = (1,)
+"""The batchmig plugin-API versions this distribution is written for."""
 
 PROVIDER = "huawei-drs"
-
-
-class Registry(Protocol):
-    """What the registration hooks receive (``batchmig.hookspecs`` is not public API)."""
-
-    def add(self, spec: Any) -> None: ...
 
 
 def _build_emulator(ctx: SandboxContext) -> Emulator:
@@ -32,7 +27,7 @@ def _build_emulator(ctx: SandboxContext) -> Emulator:
 
 
 @hookimpl
-def batchmig_register_providers(registry: Registry) -> None:
+def batchmig_register_providers(registry: ProviderRegistry) -> None:
     registry.add(
         ProviderSpec(
             name=PROVIDER,
@@ -44,7 +39,7 @@ def batchmig_register_providers(registry: Registry) -> None:
 
 
 @hookimpl
-def batchmig_register_emulators(registry: Registry) -> None:
+def batchmig_register_emulators(registry: EmulatorRegistry) -> None:
     registry.add(
         EmulatorSpec(
             name=PROVIDER,

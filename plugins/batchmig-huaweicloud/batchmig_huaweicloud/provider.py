@@ -15,6 +15,7 @@ from typing import Any
 
 from batchmig.errors import PermanentError, ProviderError
 from batchmig.plugin import (
+    Answer,
     Call,
     Caller,
     CallStep,
@@ -54,9 +55,9 @@ RATE_LIMITS: Mapping[str, float] = {
 
 
 def _job_outputs(job: JobPlan, job_id: str) -> dict[str, Any]:
-    # ``job_id``/``job_name`` are the job the next wait step watches; the labelled
-    # keys keep every job of a chain in the report.
-    return {"job_id": job_id, "job_name": job.name, f"{job.label}_job_id": job_id}
+    # One key per job, so every job of a chain is in the report; the wait step
+    # finds its own by its label (WaitStep.context).
+    return {f"{job.label}_job_id": job_id}
 
 
 class DrsProvider(Provider):
@@ -118,7 +119,7 @@ class DrsProvider(Provider):
                     cutover=job.cutover,
                 )
             )
-            steps.append(WaitStep(name=job.wait_step, poller=JOB_POLLER))
+            steps.append(WaitStep(job.wait_step, JOB_POLLER, {"label": job.label, "job_name": job.name}))
         return steps
 
     def check(self, instance: Instance) -> Sequence[tuple[str, str]]:
@@ -128,7 +129,7 @@ class DrsProvider(Provider):
         problems: list[str] = []
         for job in self.jobs(instance):
             try:
-                existing = await find_job_by_name(caller, job.name, max_pages=2)
+                existing = await find_job_by_name(caller, job.name, relists=0, max_pages=2)
             except ProviderError as exc:
                 return [f"cannot list DRS backup migration jobs: {exc}"]
             if existing is not None:
@@ -144,8 +145,8 @@ def _builder(settings: DrsSettings, job: JobPlan) -> Callable[[Outputs], Call]:
     return lambda outputs: Call(api.CREATE, {"body": body}, mutating=True, resource=job.name)
 
 
-def _reader(job: JobPlan) -> Callable[[Mapping[str, Any]], Outputs]:
-    return lambda answer: _job_outputs(job, str(answer["job_id"]))
+def _reader(job: JobPlan) -> Callable[[Answer], Outputs]:
+    return lambda answer: _job_outputs(job, str(answer.payload["job_id"]))
 
 
 def _reconciler(
@@ -156,13 +157,13 @@ def _reconciler(
         if found is None:
             return None
         detail = await caller.read(show_call(str(found["id"])))
-        mismatch = _mismatch(settings, job, detail)
+        mismatch = _mismatch(settings, job, detail.payload)
         if mismatch:
             # Someone else's job has our name: adopting it would report their restore.
             raise PermanentError(
                 "batchmig.NameTaken",
                 f"DRS task {job.name!r} ({found['id']}) exists but {mismatch}; rename it or set task_name",
-                request_id=detail.get("_request_id"),
+                request_id=detail.request_id,
             )
         return _job_outputs(job, str(found["id"]))
 

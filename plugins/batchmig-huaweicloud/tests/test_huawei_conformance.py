@@ -35,11 +35,11 @@ class TestHuaweiDrsConformance(ProviderConformance):
     ]
 
     def write_plan(
-        self, directory: Path, copies: int = 1, rate_limits: dict[str, float] | None = None
+        self, directory: Path, copies: int = 1, rate_limits: dict[str, float] | None = None, cutover: str = "auto"
     ) -> Path:
         # DRS refuses two restores of one database into one target at once (and a
         # second full restore without is_cover), so every copy gets its own target.
-        path = super().write_plan(directory, copies, rate_limits)
+        path = super().write_plan(directory, copies, rate_limits, cutover)
         plan = json.loads(path.read_text(encoding="utf-8"))
         for instance in plan["instances"]:
             settings = instance["settings"]

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from batchmig.errors import PermanentError
 from batchmig.plugin import Call, HttpRequest, HttpResponse
-from huawei_kit import make_config
+from batchmig.testing import provider_config
 
 from batchmig_huaweicloud import api, signer
 from batchmig_huaweicloud.demo import DEMO_CREDENTIALS
@@ -48,9 +48,15 @@ class FakeIam:
         return HttpResponse(201, {"x-subject-token": f"MIItoken{self.issued}"}, json.dumps(body).encode())
 
 
-def connect(fetch: Callable[[HttpRequest], object], clock: list[float], **config: object):  # type: ignore[no-untyped-def]
+def config(url: str | None, credentials: Any = None, options: DrsOptions | None = None, region: str = "cn-north-4"):  # type: ignore[no-untyped-def]
+    """The plan's ``hw`` entry: the sandbox's demo keys unless ``credentials`` says otherwise."""
+    creds = DEMO_CREDENTIALS if credentials is None else credentials
+    return provider_config("huawei-drs", url, creds, region=region, options=options or DrsOptions(), name="hw")
+
+
+def connect(fetch: Callable[[HttpRequest], object], clock: list[float], url: str | None, **more: Any):  # type: ignore[no-untyped-def]
     provider = DrsProvider(clock=lambda: clock[0])
-    return provider.connect(make_config(**config), fetch)  # type: ignore[arg-type]
+    return provider.connect(config(url, **more), fetch)  # type: ignore[arg-type]
 
 
 def verify(request: HttpRequest, secret_key: str) -> None:
@@ -204,10 +210,10 @@ async def test_missing_credentials_fail_permanently_with_a_hint() -> None:
 
 def test_account_is_the_plan_label_or_a_fingerprint() -> None:
     provider = DrsProvider()
-    conn = provider.connect(make_config(None), FakeIam())
+    conn = provider.connect(config(None), FakeIam())
     assert conn.account.startswith("ak-") and len(conn.account) == 15
     assert DEMO_CREDENTIALS["ak"] not in conn.account and DEMO_CREDENTIALS["sk"] not in repr(conn)
-    labelled = make_config(None)
+    labelled = config(None)
     object.__setattr__(labelled, "account", "prod-cn")
     assert provider.connect(labelled, FakeIam()).account == "prod-cn"
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-import anyio
 import pytest
 from batchmig.errors import NotFoundError, PermanentError, ThrottleError, TransientError
-from batchmig.plugin import Call, HttpRequest
-from huawei_kit import Client, Sandbox, http_send, make_client
+from batchmig.plugin import Call, HttpFetch, HttpRequest
+from batchmig.testing import EmulatorHost, FakeSandboxContext, StepDriver
 
 from batchmig_huaweicloud import api, signer
 from batchmig_huaweicloud.demo import DEMO_CREDENTIALS
@@ -87,21 +86,26 @@ RDS_EXAMPLE = {
 }
 
 
-async def create(client: Client, payload: dict[str, Any]) -> str:
-    answer = await client.send(Call(api.CREATE, {"body": payload}, mutating=True))
+async def send(client: StepDriver, call: Call) -> dict[str, Any]:
+    """One call through the connection; the answer's payload."""
+    return dict((await client.send(call)).payload)
+
+
+async def create(client: StepDriver, payload: dict[str, Any]) -> str:
+    answer = await send(client, Call(api.CREATE, {"body": payload}, mutating=True))
     return str(answer["job_id"])
 
 
-async def show(client: Client, job_id: str) -> dict[str, Any]:
-    return dict(await client.send(Call(api.SHOW, {"job_id": job_id})))
+async def show(client: StepDriver, job_id: str) -> dict[str, Any]:
+    return await send(client, Call(api.SHOW, {"job_id": job_id}))
 
 
-async def wait_terminal(client: Client, job_id: str) -> dict[str, Any]:
+async def wait_terminal(client: StepDriver, job_id: str) -> dict[str, Any]:
     for _ in range(500):
         detail = await show(client, job_id)
         if detail["status"] in ("SUCCESS", "FAILED", "PRECHECK FAILED"):
             return detail
-        await anyio.sleep(0.01)
+        await client.sleep(0.01)  # ten cloud seconds at the sandbox's time scale
     raise AssertionError("job never finished")
 
 
@@ -109,8 +113,8 @@ async def wait_terminal(client: Client, job_id: str) -> dict[str, Any]:
 
 
 async def signed(
-    http: aiohttp.ClientSession,
-    sandbox: Sandbox,
+    http_send: HttpFetch,
+    sandbox: EmulatorHost,
     *,
     ak: str = DEMO_CREDENTIALS["ak"],
     sk: str = DEMO_CREDENTIALS["sk"],
@@ -138,13 +142,13 @@ async def signed(
     )
     if tamper:
         url = url.replace("limit=5", "limit=6")
-    answer = await http_send(http, HttpRequest("GET", url, headers))
+    answer = await http_send(HttpRequest("GET", url, headers))
     return answer.status, json.loads(answer.body)
 
 
 @pytest.mark.anyio
-async def test_gateway_accepts_any_signed_header_set(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
-    status, payload = await signed(http, sandbox)
+async def test_gateway_accepts_any_signed_header_set(sandbox: EmulatorHost, http_send: HttpFetch) -> None:
+    status, payload = await signed(http_send, sandbox)
     assert (status, payload) == (200, {"count": 0, "jobs": []})
     # Go SDK style: only x-sdk-date signed, Host not signed at all.
     path = f"/v5/{PROJECT}/backup-migration-jobs"
@@ -152,47 +156,46 @@ async def test_gateway_accepts_any_signed_header_set(sandbox: Sandbox, http: aio
     canonical = signer.canonical_request("GET", path, [], headers, ["x-sdk-date"], b"")
     sig = signer.signature(DEMO_CREDENTIALS["sk"], signer.string_to_sign(headers["X-Sdk-Date"], canonical))
     headers["Authorization"] = signer.authorization_header(DEMO_CREDENTIALS["ak"], ["x-sdk-date"], sig)
-    answer = await http_send(http, HttpRequest("GET", sandbox.url + path, headers))
+    answer = await http_send(HttpRequest("GET", sandbox.url + path, headers))
     assert answer.status == 200
     assert answer.headers.get("x-request-id")
 
 
 @pytest.mark.anyio
-async def test_gateway_rejections(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
-    status, payload = await signed(http, sandbox, tamper=True)
+async def test_gateway_rejections(sandbox: EmulatorHost, http_send: HttpFetch) -> None:
+    status, payload = await signed(http_send, sandbox, tamper=True)
     assert status == 401 and payload["error_code"] == "APIGW.0301"
     assert "verify aksk signature fail, canonicalRequest:GET|/v5/" in payload["error_msg"]
     assert payload["request_id"]
-    status, payload = await signed(http, sandbox, ak="NOSUCHKEY")
+    status, payload = await signed(http_send, sandbox, ak="NOSUCHKEY")
     assert status == 401 and "ak not exist" in payload["error_msg"]
-    status, payload = await signed(http, sandbox, date=time.time() - 16 * 60)
+    status, payload = await signed(http_send, sandbox, date=time.time() - 16 * 60)
     assert status == 401 and "15 minutes" in payload["error_msg"]
-    status, _ = await signed(http, sandbox, date=time.time() + 14 * 60)
+    status, _ = await signed(http_send, sandbox, date=time.time() + 14 * 60)
     assert status == 200
-    answer = await http_send(
-        http, HttpRequest("GET", sandbox.url + f"/v5/{PROJECT}/backup-migration-jobs", {})
+    answer = await http_send(HttpRequest("GET", sandbox.url + f"/v5/{PROJECT}/backup-migration-jobs", {})
     )
     assert answer.status == 401 and b"x-auth-token not found" in answer.body
-    answer = await http_send(http, HttpRequest("GET", sandbox.url + "/v5/p/nothing-here", {}))
+    answer = await http_send(HttpRequest("GET", sandbox.url + "/v5/p/nothing-here", {}))
     assert answer.status == 404 and json.loads(answer.body)["error_code"] == "APIGW.0101"
-    status, payload = await signed(http, sandbox, extra={"X-Project-Id": "another"})
+    status, payload = await signed(http_send, sandbox, extra={"X-Project-Id": "another"})
     assert status == 403 and payload["error_code"] == "DRS.M00261"
 
 
 @pytest.mark.anyio
-async def test_five_failures_lock_the_key(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
+async def test_five_failures_lock_the_key(sandbox: EmulatorHost, http_send: HttpFetch) -> None:
     for _ in range(5):
-        status, _ = await signed(http, sandbox, sk="wrong")
+        status, _ = await signed(http_send, sandbox, sk="wrong")
         assert status == 401
-    status, payload = await signed(http, sandbox)
+    status, payload = await signed(http_send, sandbox)
     assert status == 401 and "reach the limit" in payload["error_msg"]
-    sandbox.ctx.offset = 301
-    status, _ = await signed(http, sandbox, date=time.time() + 301)
+    sandbox.context.advance(301)
+    status, _ = await signed(http_send, sandbox, date=time.time() + 301)
     assert status == 200
 
 
 @pytest.mark.anyio
-async def test_tokens_and_projects(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
+async def test_tokens_and_projects(sandbox: EmulatorHost, http_send: HttpFetch) -> None:
     auth = {
         "auth": {
             "identity": {
@@ -209,8 +212,7 @@ async def test_tokens_and_projects(sandbox: Sandbox, http: aiohttp.ClientSession
         }
     }
     url = sandbox.url + "/v3/auth/tokens?nocatalog=true"
-    answer = await http_send(
-        http, HttpRequest("POST", url, {"Content-Type": "application/json"}, json.dumps(auth).encode())
+    answer = await http_send(HttpRequest("POST", url, {"Content-Type": "application/json"}, json.dumps(auth).encode())
     )
     assert answer.status == 201
     token = answer.headers["x-subject-token"]
@@ -218,27 +220,25 @@ async def test_tokens_and_projects(sandbox: Sandbox, http: aiohttp.ClientSession
     project = detail["project"]["id"]
     assert detail["project"]["name"] == "ap-southeast-1" and detail["expires_at"].endswith("Z")
     jobs = f"{sandbox.url}/v5/{project}/backup-migration-jobs"
-    ok = await http_send(http, HttpRequest("GET", jobs, {"X-Auth-Token": token}))
+    ok = await http_send(HttpRequest("GET", jobs, {"X-Auth-Token": token}))
     assert ok.status == 200
-    other = await http_send(http, HttpRequest("GET", jobs.replace(project, PROJECT), {"X-Auth-Token": token}))
+    other = await http_send(HttpRequest("GET", jobs.replace(project, PROJECT), {"X-Auth-Token": token}))
     assert other.status == 403
-    bad = await http_send(http, HttpRequest("GET", jobs, {"X-Auth-Token": "MIIforged"}))
+    bad = await http_send(HttpRequest("GET", jobs, {"X-Auth-Token": "MIIforged"}))
     assert bad.status == 401 and b"decrypt token fail" in bad.body
-    sandbox.ctx.offset = 24 * 3600 / sandbox.ctx.time_scale + 1
-    expired = await http_send(http, HttpRequest("GET", jobs, {"X-Auth-Token": token}))
+    sandbox.context.advance(24 * 3600 / sandbox.context.time_scale + 1)
+    expired = await http_send(HttpRequest("GET", jobs, {"X-Auth-Token": token}))
     assert expired.status == 401 and b"token expires" in expired.body
     auth["auth"]["identity"]["password"]["user"]["password"] = "nope"  # type: ignore[index]
-    denied = await http_send(http, HttpRequest("POST", url, {}, json.dumps(auth).encode()))
+    denied = await http_send(HttpRequest("POST", url, {}, json.dumps(auth).encode()))
     assert denied.status == 401 and json.loads(denied.body)["error"]["code"] == 401
 
 
 @pytest.mark.anyio
 async def test_sandbox_credentials_come_from_the_context() -> None:
-    from huawei_kit import FakeContext
-
     from batchmig_huaweicloud.emulator import HuaweiDrsEmulator
 
-    emulator = HuaweiDrsEmulator(FakeContext(credentials={"OTHERAK": "othersk"}))
+    emulator = HuaweiDrsEmulator(FakeSandboxContext(credentials={"OTHERAK": "othersk"}))
     assert emulator._gateway._secrets["OTHERAK"] == "othersk"
     assert emulator.rate_limits[api.CREATE] == 10.0
 
@@ -247,7 +247,7 @@ async def test_sandbox_credentials_come_from_the_context() -> None:
 
 
 @pytest.mark.anyio
-async def test_create_show_list_update_delete_shapes(client: Client, sandbox: Sandbox) -> None:
+async def test_create_show_list_update_delete_shapes(client: StepDriver, sandbox: EmulatorHost) -> None:
     job_id = await create(client, body())
     assert job_id[-5:-3] == "jb" and job_id.count("-") == 4
     detail = await show(client, job_id)
@@ -259,53 +259,55 @@ async def test_create_show_list_update_delete_shapes(client: Client, sandbox: Sa
     assert detail["target_db_info"]["target_instance_id"] == TARGET
     assert detail["options"]["recovery_mode"] in ("full", "1")
     assert detail["instance_name"] == "" and detail["new_db_names"] == "[]"
-    listed = await client.send(Call(api.LIST, {"query": {"name": "drs-75"}}))
+    listed = await send(client, Call(api.LIST, {"query": {"name": "drs-75"}}))
     assert listed["count"] == 1
     assert set(listed["jobs"][0]) >= {"id", "name", "status", "engine_type", "create_time", "error_log"}
     with pytest.raises(PermanentError) as running:
-        await client.send(Call(api.DELETE, {"job_id": job_id}, mutating=True))
+        await send(client, Call(api.DELETE, {"job_id": job_id}, mutating=True))
     assert running.value.code == "DRS.10000001"  # the delete page's documented 400
-    await client.send(
+    await send(client,
         Call(api.UPDATE, {"job_id": job_id, "body": {"name": "renamed-1", "description": "x"}}, mutating=True)
     )
     finished = await wait_terminal(client, job_id)
     assert finished["status"] == "SUCCESS" and finished["finish_time"].endswith("Z")
     assert finished["base_info"]["name"] == "renamed-1"
-    deleted = await client.send(Call(api.DELETE, {"job_id": job_id}, mutating=True))
-    assert set(deleted) <= {"_request_id"}
+    deleted = await send(client, Call(api.DELETE, {"job_id": job_id}, mutating=True))
+    assert deleted == {}  # the request id travels in the Answer, not the payload
     with pytest.raises(NotFoundError) as gone:
         await show(client, job_id)
     assert gone.value.code == "DRS.10000010" and gone.value.http_status == 400
-    assert (await client.send(Call(api.LIST, {"query": {}})))["count"] == 0
-    assert next(e.resource for e in sandbox.audit if e.changed) == "DRS-7526"
+    assert (await send(client, Call(api.LIST, {"query": {}})))["count"] == 0
+    assert next(e["resource"] for e in sandbox.audit if e.get("changed")) == "DRS-7526"
 
 
 @pytest.mark.anyio
-async def test_list_filters_and_pages(client: Client) -> None:
-    ids = [await create(client, body(f"job-{i:02d}", is_cover=True)) for i in range(7)]
-    page = await client.send(Call(api.LIST, {"query": {"limit": 3, "offset": 0}}))
+async def test_list_filters_and_pages(client: StepDriver) -> None:
+    ids = []
+    for i in range(7):
+        ids.append(await create(client, body(f"job-{i:02d}", is_cover=True)))
+        await client.sleep(0.001)  # a cloud second apart: newest first is well defined
+    page = await send(client, Call(api.LIST, {"query": {"limit": 3, "offset": 0}}))
     assert page["count"] == 7 and [j["id"] for j in page["jobs"]] == ids[::-1][:3]
-    last = await client.send(Call(api.LIST, {"query": {"limit": 3, "offset": 6}}))
+    last = await send(client, Call(api.LIST, {"query": {"limit": 3, "offset": 6}}))
     assert [j["id"] for j in last["jobs"]] == [ids[0]]
-    asc = await client.send(Call(api.LIST, {"query": {"sort_dir": "asc", "limit": 1}}))
+    asc = await send(client, Call(api.LIST, {"query": {"sort_dir": "asc", "limit": 1}}))
     assert asc["jobs"][0]["id"] == ids[0]
     for job_id in ids:
         await wait_terminal(client, job_id)
     # The six later ones failed their precheck: the first was restoring the same database.
-    failed = await client.send(
-        Call(api.LIST, {"query": {"status": "precheck failed", "dbs_instance_ids": [TARGET]}})
-    )
+    query = {"status": "precheck failed", "dbs_instance_ids": [TARGET]}
+    failed = await send(client, Call(api.LIST, {"query": query}))
     assert failed["count"] == 6
-    other_target = await client.send(Call(api.LIST, {"query": {"dbs_instance_ids": ["elsewhere"]}}))
+    other_target = await send(client, Call(api.LIST, {"query": {"dbs_instance_ids": ["elsewhere"]}}))
     assert other_target["count"] == 0
     with pytest.raises(PermanentError):
-        await client.send(Call(api.LIST, {"query": {"dbs_instance_ids": [f"i{i}" for i in range(11)]}}))
+        await send(client, Call(api.LIST, {"query": {"dbs_instance_ids": [f"i{i}" for i in range(11)]}}))
     with pytest.raises(PermanentError):
-        await client.send(Call(api.LIST, {"query": {"limit": "many"}}))
+        await send(client, Call(api.LIST, {"query": {"limit": "many"}}))
 
 
 @pytest.mark.anyio
-async def test_the_seed_rds_example_is_accepted(client: Client) -> None:
+async def test_the_seed_rds_example_is_accepted(client: StepDriver) -> None:
     job_id = await create(client, RDS_EXAMPLE)
     detail = await wait_terminal(client, job_id)
     assert detail["status"] == "SUCCESS"
@@ -364,7 +366,7 @@ def broken(path: str, value: Any) -> dict[str, Any]:
 )
 @pytest.mark.anyio
 async def test_create_rules_answer_http_400(
-    client: Client, path: str, value: Any, code: str, fragment: str
+    client: StepDriver, path: str, value: Any, code: str, fragment: str
 ) -> None:
     with pytest.raises(PermanentError) as refused:
         await create(client, broken(path, value))
@@ -410,11 +412,11 @@ def test_rds_required_fields_answer_empty(field: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_incremental_needs_a_restoring_database(client: Client) -> None:
+async def test_incremental_needs_a_restoring_database(client: StepDriver) -> None:
     orphan = await create(client, body("incre-first", recovery_mode="incre", is_last_backup=False))
     failed = await wait_terminal(client, orphan)
     assert failed["status"] == "PRECHECK FAILED" and "RESTORING" in failed["error_log"]
-    listed = await client.send(Call(api.LIST, {"query": {"name": "incre-first"}}))
+    listed = await send(client, Call(api.LIST, {"query": {"name": "incre-first"}}))
     assert listed["jobs"][0]["error_log"] == failed["error_log"]
 
     full = await create(client, body("chain-full", is_last_backup=False))
@@ -432,7 +434,7 @@ async def test_incremental_needs_a_restoring_database(client: Client) -> None:
 
 
 @pytest.mark.anyio
-async def test_forced_failures_without_and_with_precheck(client: Client) -> None:
+async def test_forced_failures_without_and_with_precheck(client: StepDriver) -> None:
     payload = body("restore-fails")
     payload["backup_info"]["files"][0]["name"] = "db-restore-fail.bak"
     detail = await wait_terminal(client, await create(client, payload))
@@ -455,8 +457,7 @@ async def test_forced_failures_without_and_with_precheck(client: Client) -> None
     ],
 )
 @pytest.mark.anyio
-async def test_quirks_unknown_first_state_epoch_times_numeric_mode(client: Client, sandbox: Sandbox) -> None:
-    sandbox.ctx.time_scale = 1.0  # the first state lasts 10 s, not 10 ms: however slow the machine, show sees it
+async def test_quirks_unknown_first_state_epoch_times_numeric_mode(client: StepDriver) -> None:
     job_id = await create(client, body("quirky"))
     detail = await show(client, job_id)
     assert detail["status"] == "CONFIGURATION"
@@ -465,15 +466,13 @@ async def test_quirks_unknown_first_state_epoch_times_numeric_mode(client: Clien
 
 
 def test_timed_transitions_are_computed_from_stored_times() -> None:
-    from huawei_kit import FakeContext
-
     from batchmig_huaweicloud.emulator.restores import JobBook
 
-    ctx = FakeContext(time_scale=1.0, options={"precheck_seconds": 10, "full_restore_seconds": 100})
+    ctx = FakeSandboxContext(time_scale=1.0, options={"precheck_seconds": 10, "full_restore_seconds": 100})
     book = JobBook(ctx)
     job = book.create(PROJECT, validate_create(body()))
     assert book.status(job) == "TRANSFERRING"
-    ctx.offset = 200  # a restarted sandbox finds it finished, with no task running meanwhile
+    ctx.advance(200)  # a restarted sandbox finds it finished, with no task running meanwhile
     assert book.status(book.get(PROJECT, job["id"]) or {}) == "SUCCESS"
 
 
@@ -481,10 +480,10 @@ def test_timed_transitions_are_computed_from_stored_times() -> None:
 
 
 @pytest.mark.anyio
-async def test_throttle_and_faults_in_huawei_dialect(client: Client, sandbox: Sandbox) -> None:
-    sandbox.faults += [(api.LIST, "throttle")]
+async def test_throttle_and_faults_in_huawei_dialect(client: StepDriver, sandbox: EmulatorHost) -> None:
+    sandbox.inject("throttle", action=api.LIST)
     with pytest.raises(ThrottleError) as throttled:
-        await client.send(Call(api.LIST, {"query": {}}))
+        await send(client, Call(api.LIST, {"query": {}}))
     assert throttled.value.code == "APIGW.0308" and throttled.value.http_status == 429
     assert "limit:20,time:1 second" in throttled.value.message and throttled.value.request_id
     from batchmig.emulator import RequestInfo
@@ -492,7 +491,7 @@ async def test_throttle_and_faults_in_huawei_dialect(client: Client, sandbox: Sa
     info = RequestInfo(api.CREATE, "ak", "r", True)
     drs_limit = sandbox.emulator.error(info, "throttle", "DRS.M01503")
     assert drs_limit.status == 400
-    sandbox.faults += [(api.SHOW, "internal")]
+    sandbox.inject("error", action=api.SHOW)
     with pytest.raises(TransientError) as internal:
         await show(client, "whatever")
     assert internal.value.http_status == 500 and internal.value.code == "DRS.M00004"
@@ -501,11 +500,11 @@ async def test_throttle_and_faults_in_huawei_dialect(client: Client, sandbox: Sa
 
 @pytest.mark.anyio
 async def test_drs_errors_follow_x_language_and_the_gateway_speaks_english(
-    sandbox: Sandbox, http: aiohttp.ClientSession
+    sandbox: EmulatorHost, make_client: Callable[..., StepDriver]
 ) -> None:
-    chinese = make_client(sandbox.url, http, options=DrsOptions(language="zh-cn"))
-    english = make_client(sandbox.url, http, options=DrsOptions(language="en-us"))
-    default = make_client(sandbox.url, http)
+    chinese = make_client(options=DrsOptions(language="zh-cn"))
+    english = make_client(options=DrsOptions(language="en-us"))
+    default = make_client()
     for client, expected in ((chinese, "任务不存在"), (english, "Job does not exist"), (default, "Job does not exist")):
         with pytest.raises(NotFoundError) as missing:
             await show(client, "no-such-jb000")
@@ -513,21 +512,23 @@ async def test_drs_errors_follow_x_language_and_the_gateway_speaks_english(
     with pytest.raises(PermanentError) as refused:
         await create(chinese, broken("base_info.name", KeyError))
     assert refused.value.code == "DRS.10000001" and "参数 base_info.name 为空" in refused.value.message
-    sandbox.faults += [(api.LIST, "throttle")]
+    sandbox.inject("throttle", action=api.LIST)
     with pytest.raises(ThrottleError) as throttled:
         await chinese.send(Call(api.LIST, {"query": {}}))
     assert "throttling threshold" in throttled.value.message  # APIGW ignores X-Language
 
 
 @pytest.mark.anyio
-async def test_a_lagging_list_leaves_new_jobs_out_and_show_does_not(client: Client, sandbox: Sandbox) -> None:
-    sandbox.list_lag = 30
+async def test_a_lagging_list_leaves_new_jobs_out_and_show_does_not(
+    client: StepDriver, sandbox: EmulatorHost[FakeSandboxContext]
+) -> None:
+    sandbox.inject("list_lag", seconds=30, count=None)
     job_id = await create(client, body("lagging-job"))
-    listed = await client.send(Call(api.LIST, {"query": {"name": "lagging"}}))
+    listed = await send(client, Call(api.LIST, {"query": {"name": "lagging"}}))
     assert (listed["count"], listed["jobs"]) == (0, [])
     assert (await show(client, job_id))["id"] == job_id
-    sandbox.ctx.offset += 30
-    assert (await client.send(Call(api.LIST, {"query": {"name": "lagging"}})))["count"] == 1
+    sandbox.context.advance(30)
+    assert (await send(client, Call(api.LIST, {"query": {"name": "lagging"}})))["count"] == 1
 
 
 def test_routes() -> None:

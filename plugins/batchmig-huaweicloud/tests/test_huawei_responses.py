@@ -13,11 +13,13 @@ from batchmig.errors import (
     TransientError,
     UnknownOutcomeError,
 )
-from batchmig.plugin import Call, HttpResponse
-from huawei_kit import make_config
+from batchmig.plugin import Answer, Call, HttpResponse
+from batchmig.testing import provider_config
 
 from batchmig_huaweicloud import api
+from batchmig_huaweicloud.demo import DEMO_CREDENTIALS
 from batchmig_huaweicloud.provider import DrsProvider
+from batchmig_huaweicloud.settings import DrsOptions
 
 SHOW = Call(api.SHOW, {"job_id": "j1"})
 LIST = Call(api.LIST, {"query": {"name": "bm-db01-1234abcd-full"}})
@@ -34,7 +36,8 @@ async def _no_fetch(request: object) -> HttpResponse:
 
 
 def parse(call: Call, response: HttpResponse) -> object:
-    connection = DrsProvider().connect(make_config("http://127.0.0.1:1"), _no_fetch)
+    config = provider_config("huawei-drs", "http://127.0.0.1:1", DEMO_CREDENTIALS, options=DrsOptions())
+    connection = DrsProvider().connect(config, _no_fetch)
     return connection.parse(call, response)
 
 
@@ -143,11 +146,8 @@ def test_cloud_message_is_kept() -> None:
     assert "rid-1" in str(caught.value)
 
 
-def test_success_payloads() -> None:
-    assert parse(CREATE, answer(200, {"job_id": "j-1"})) == {"job_id": "j-1", "_request_id": "rid-1"}
-    assert parse(Call(api.DELETE, {"job_id": "j"}, mutating=True), answer(200, b"", None)) == {}
-    assert parse(LIST, answer(200, {"count": 0, "jobs": []}, None)) == {"count": 0, "jobs": []}
-    assert parse(SHOW, answer(200, {"id": "j", "status": "SUCCESS"}, None)) == {
-        "id": "j",
-        "status": "SUCCESS",
-    }
+def test_success_answers_carry_the_header_request_id_beside_the_payload() -> None:
+    assert parse(CREATE, answer(200, {"job_id": "j-1"})) == Answer({"job_id": "j-1"}, "rid-1")
+    assert parse(Call(api.DELETE, {"job_id": "j"}, mutating=True), answer(200, b"", None)) == Answer({})
+    assert parse(LIST, answer(200, {"count": 0, "jobs": []}, None)) == Answer({"count": 0, "jobs": []})
+    assert parse(SHOW, answer(200, {"id": "j", "status": "SUCCESS"}, None)) == Answer({"id": "j", "status": "SUCCESS"})

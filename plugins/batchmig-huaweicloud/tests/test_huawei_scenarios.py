@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from batchmig.errors import PermanentError
-from batchmig.plugin import CallStep, WaitStep
-from huawei_kit import Client, InstanceFailedError, Sandbox, make_client, make_instance, run_instance
+from batchmig.plugin import CallStep, Instance, WaitItem, WaitStep
+from batchmig.testing import EmulatorHost, StepDriver, make_instance
 
 from batchmig_huaweicloud import api, polling
 from batchmig_huaweicloud.demo import DEMO_CREDENTIALS
 from batchmig_huaweicloud.provider import DrsProvider
 from batchmig_huaweicloud.settings import DrsOptions
+
+PROVIDER = DrsProvider()
 
 TARGET = "0a3182607bc549bcb46cc9a8755761a6in04"
 OBS_FULL: dict[str, Any] = {
@@ -38,8 +40,12 @@ RDS_FULL: dict[str, Any] = {
 }
 
 
-def created_bodies(client: Client, sandbox: Sandbox) -> list[dict[str, Any]]:
-    jobs = sorted(sandbox.ctx.store.values("job"), key=lambda job: job["created_wall"])
+def instance(settings: dict[str, Any], *, id: str = "db01", token: str = "a1b2c3d4") -> Instance:
+    return make_instance(DrsProvider(), "huawei-drs", settings, id=id, token=token)
+
+
+def created_bodies(client: StepDriver, sandbox: EmulatorHost) -> list[dict[str, Any]]:
+    jobs = sorted(sandbox.context.store.values("job"), key=lambda job: job["created_wall"])
     return [
         {"name": j["base_info"]["name"], **j["options"], "source": j["backup_info"]["file_source"]}
         for j in jobs
@@ -47,21 +53,21 @@ def created_bodies(client: Client, sandbox: Sandbox) -> list[dict[str, Any]]:
 
 
 @pytest.mark.anyio
-async def test_obs_full(client: Client, sandbox: Sandbox) -> None:
-    instance = make_instance(OBS_FULL)
-    outputs = await run_instance(client, instance)
-    assert outputs["job_status"] == "SUCCESS" and outputs["full_job_id"] == outputs["job_id"]
-    assert outputs["job_name"] == "bm-db01-a1b2c3d4-full"
+async def test_obs_full(client: StepDriver, sandbox: EmulatorHost) -> None:
+    run = await client.run(instance(OBS_FULL))
+    outputs = run.outputs
+    assert outputs["job_status"] == "SUCCESS" and outputs["full_job_id"]
+    assert "job_name" not in outputs  # the plan's name is the plan's: not copied into the journal
     (job,) = created_bodies(client, sandbox)
     assert (job["recovery_mode"], job["is_last_backup"], job["source"]) == ("full", True, "OBS")
-    assert sandbox.created() == ["bm-db01-a1b2c3d4-full"]
+    assert sandbox.resources(api.CREATE) == ["bm-db01-a1b2c3d4-full"]
     assert client.calls.count(api.SHOW) == 0  # waits used the list call
 
 
 @pytest.mark.anyio
-async def test_obs_full_and_incremental_chain_with_manual_cutover(client: Client, sandbox: Sandbox) -> None:
-    instance = make_instance(OBS_CHAIN)
-    steps = client.provider.steps(instance)
+async def test_obs_full_and_incremental_chain_with_manual_cutover(client: StepDriver, sandbox: EmulatorHost) -> None:
+    chain = instance(OBS_CHAIN)
+    steps = PROVIDER.steps(chain)
     assert [s.name for s in steps] == [
         "create-full",
         "wait-full",
@@ -72,126 +78,121 @@ async def test_obs_full_and_incremental_chain_with_manual_cutover(client: Client
     ]
     assert [s.cutover for s in steps if isinstance(s, CallStep)] == [False, False, True]
 
-    paused = await run_instance(client, instance, approve_cutover=False)
-    assert paused["stopped_at"] == "create-incr-2"
+    paused = await client.run(chain, approve_cutover=False)
+    assert paused.state == "awaiting_cutover" and paused.step == "create-incr-2"
     jobs = created_bodies(client, sandbox)
     assert [(j["recovery_mode"], j["is_last_backup"]) for j in jobs] == [("full", False), ("incre", False)]
     # Database RESTORING, not yet online: the operator approves the cutover later.
-    outputs = await run_instance(client, instance, resume=paused)
+    outputs = (await client.run(chain, resume=paused)).outputs
     jobs = created_bodies(client, sandbox)
     assert [(j["recovery_mode"], j["is_last_backup"]) for j in jobs][-1] == ("incre", True)
     assert {outputs["full_job_id"], outputs["incr-1_job_id"], outputs["incr-2_job_id"]} == {
-        j["id"] for j in sandbox.ctx.store.values("job")
+        j["id"] for j in sandbox.context.store.values("job")
     }
-    assert sandbox.created() == [f"bm-db01-a1b2c3d4-{label}" for label in ("full", "incr-1", "incr-2")]
+    assert sandbox.resources(api.CREATE) == [f"bm-db01-a1b2c3d4-{label}" for label in ("full", "incr-1", "incr-2")]
 
 
 @pytest.mark.anyio
-async def test_chain_left_restoring_has_no_cutover(client: Client, sandbox: Sandbox) -> None:
-    instance = make_instance({**OBS_CHAIN, "is_last_backup": False})
-    assert not any(s.cutover for s in client.provider.steps(instance) if isinstance(s, CallStep))
-    await run_instance(client, instance)
+async def test_chain_left_restoring_has_no_cutover(client: StepDriver, sandbox: EmulatorHost) -> None:
+    left = instance({**OBS_CHAIN, "is_last_backup": False})
+    assert not any(s.cutover for s in PROVIDER.steps(left) if isinstance(s, CallStep))
+    await client.run(left)
     assert [j["is_last_backup"] for j in created_bodies(client, sandbox)] == [False, False, False]
 
 
 @pytest.mark.anyio
-async def test_rds_full_backup(client: Client, sandbox: Sandbox) -> None:
-    outputs = await run_instance(client, make_instance(RDS_FULL))
+async def test_rds_full_backup(client: StepDriver, sandbox: EmulatorHost) -> None:
+    outputs = (await client.run(instance(RDS_FULL))).outputs
     assert outputs["job_status"] == "SUCCESS"
-    (job,) = sandbox.ctx.store.values("job")
+    (job,) = sandbox.context.store.values("job")
     assert job["target_db_info"]["file_id"] == RDS_FULL["file_id"]
     assert job["backup_info"]["files"][0]["rds_version"] == "2019_EE"
     assert "bucket_name" not in job["backup_info"]
 
 
 @pytest.mark.anyio
-async def test_failure_reports_error_log(client: Client) -> None:
+async def test_failure_reports_error_log(client: StepDriver) -> None:
     settings = {**OBS_FULL, "files": [{"name": "db01-precheck-fail.bak"}]}
-    with pytest.raises(
-        InstanceFailedError, match=re.escape("PRECHECK FAILED: The backup file db01-precheck-fail.bak")
-    ):
-        await run_instance(client, make_instance(settings))
+    run = await client.run(instance(settings))
+    assert run.state == "failed" and run.status is not None
+    assert re.search(re.escape("PRECHECK FAILED: The backup file db01-precheck-fail.bak"), run.status.message)
 
 
 @pytest.mark.anyio
-async def test_lost_create_answer_is_reconciled_not_repeated(client: Client, sandbox: Sandbox) -> None:
-    sandbox.faults.append((api.CREATE, "drop_after"))
-    outputs = await run_instance(client, make_instance(OBS_FULL))
+async def test_lost_create_answer_is_reconciled_not_repeated(client: StepDriver, sandbox: EmulatorHost) -> None:
+    sandbox.inject("drop", action=api.CREATE)
+    outputs = (await client.run(instance(OBS_FULL))).outputs
     assert outputs["job_status"] == "SUCCESS"
-    assert sandbox.created() == ["bm-db01-a1b2c3d4-full"]  # created once, though the client never heard
+    assert sandbox.resources(api.CREATE) == ["bm-db01-a1b2c3d4-full"]  # created once, though the client never heard
     assert client.calls.count(api.CREATE) == 1
-    (job,) = sandbox.ctx.store.values("job")
-    assert outputs["job_id"] == job["id"]
+    (job,) = sandbox.context.store.values("job")
+    assert outputs["full_job_id"] == job["id"]
 
 
 @pytest.mark.anyio
-async def test_reconcile_says_none_when_nothing_was_created(client: Client, sandbox: Sandbox) -> None:
-    step = client.provider.steps(make_instance(OBS_FULL))[0]
-    assert isinstance(step, CallStep) and step.reconcile is not None
-    assert await step.reconcile(client, {}) is None
-    assert sandbox.created() == []
+async def test_reconcile_says_none_when_nothing_was_created(client: StepDriver, sandbox: EmulatorHost) -> None:
+    step = PROVIDER.steps(instance(OBS_FULL))[0]
+    assert isinstance(step, CallStep)
+    assert await client.reconcile(step, {}) is None
+    assert sandbox.resources(api.CREATE) == []
 
 
 @pytest.mark.anyio
-async def test_reconcile_refuses_someone_elses_job_with_our_name(client: Client) -> None:
-    mine = make_instance({**OBS_FULL, "task_name": "shared-name"})
-    theirs = make_instance(
+async def test_reconcile_refuses_someone_elses_job_with_our_name(client: StepDriver) -> None:
+    mine = instance({**OBS_FULL, "task_name": "shared-name"})
+    theirs = instance(
         {**OBS_FULL, "task_name": "shared-name", "target_instance_id": "other-in04"}, id="x"
     )
-    await run_instance(client, theirs)
-    step = client.provider.steps(mine)[0]
-    assert isinstance(step, CallStep) and step.reconcile is not None
+    await client.run(theirs)
+    step = PROVIDER.steps(mine)[0]
+    assert isinstance(step, CallStep)
     with pytest.raises(PermanentError, match="restores into other-in04"):
-        await step.reconcile(client, {})
+        await client.reconcile(step, {})
 
 
 @pytest.mark.anyio
 async def test_many_jobs_polled_with_few_list_calls(
-    client: Client, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    client: StepDriver, sandbox: EmulatorHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(polling, "PAGE_SIZE", 10)
-    # Real time: a restore lasts 140 s, so none ends while the 35 are created and polled, however slow
-    # the machine (at the fixture's time scale of 1000 they lasted 0.14 s and some finished first).
-    sandbox.ctx.time_scale = 1.0
+    # The emulator's clock moves only when the test says (FakeSandboxContext), so no restore (140 cloud
+    # seconds) ends while the 35 are created and polled, however slow the machine.
     instances = [
-        make_instance({**OBS_FULL, "target_instance_id": f"t{i:03d}in04"}, id=f"db{i:03d}", token=f"{i:08x}")
+        instance({**OBS_FULL, "target_instance_id": f"t{i:03d}in04"}, id=f"db{i:03d}", token=f"{i:08x}")
         for i in range(35)
     ]
     batch = []
-    for instance in instances:
-        create = client.provider.steps(instance)[0]
-        assert isinstance(create, CallStep)
-        batch.append(dict(create.read(await client.send(create.build({})))))
-    wait = client.provider.steps(instances[0])[1]
+    for one in instances:
+        run = await client.run(one, stop_before="wait-full")
+        batch.append(run.item("wait-full"))
+    wait = PROVIDER.steps(instances[0])[1]
     assert isinstance(wait, WaitStep) and wait.poller.action == api.LIST
     before = len(client.calls)
-    statuses = await wait.poller.poll(client, batch[:10])
+    statuses = await client.poll(wait, batch[:10])
     assert [s.state for s in statuses] == ["running"] * 10
     # Their names share "bm-db00": the name filter puts all ten on one page.
     assert client.calls[before:] == [api.LIST]
     # Spread over the whole history (newest first): the poll pages down to the oldest.
-    sandbox.ctx.offset = 600.0  # ten minutes on: past every restore, within the gateway's signing skew
+    sandbox.context.advance(1.0)  # well past every restore, at time scale 1000
     before = len(client.calls)
-    statuses = await wait.poller.poll(client, [batch[0], batch[15], batch[30]])
+    statuses = await client.poll(wait, [batch[0], batch[15], batch[30]])
     assert [s.state for s in statuses] == ["succeeded"] * 3
     assert client.calls[before:] == [api.LIST] * 4
 
 
 @pytest.mark.anyio
 async def test_unseen_jobs_fall_back_to_show(
-    client: Client, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    client: StepDriver, sandbox: EmulatorHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(polling, "PAGE_SIZE", 2)
     monkeypatch.setattr(polling, "MAX_PAGES", 1)
-    outputs = []
+    items = []
     for i in range(4):
-        instance = make_instance({**OBS_FULL, "target_instance_id": f"t{i}"}, id=f"db{i}", token=f"{i:08x}")
-        create = client.provider.steps(instance)[0]
-        assert isinstance(create, CallStep)
-        outputs.append(dict(create.read(await client.send(create.build({})))))
-    outputs.append({"job_id": "gone-jb000", "job_name": "bm-gone"})
+        one = instance({**OBS_FULL, "target_instance_id": f"t{i}"}, id=f"db{i}", token=f"{i:08x}")
+        items.append((await client.run(one, stop_before="wait-full")).item("wait-full"))
+    items.append(WaitItem(items[0].instance, {"full_job_id": "gone-jb000"}, {"label": "full", "job_name": "bm-gone"}))
     before = len(client.calls)
-    statuses = await polling.poll_jobs(client, outputs)
+    statuses = await polling.poll_jobs(client, items)
     assert client.calls[before:].count(api.SHOW) == 3  # two oldest jobs and the missing one
     assert [s.state for s in statuses] == ["running"] * 4 + ["failed"]
     assert "no longer exists" in statuses[-1].message
@@ -199,29 +200,23 @@ async def test_unseen_jobs_fall_back_to_show(
 
 @pytest.mark.anyio
 async def test_token_auth_and_project_lookup_against_the_sandbox(
-    sandbox: Sandbox, http: aiohttp.ClientSession
+    sandbox: EmulatorHost, make_client: Callable[..., StepDriver]
 ) -> None:
     options = DrsOptions(auth="token", iam_user="sandbox-user", iam_domain="sandbox-domain")
-    token_client = make_client(
-        sandbox.url, http, credentials={"iam_password": "sandbox-password"}, options=options
-    )
-    assert (await run_instance(token_client, make_instance(OBS_FULL)))["job_status"] == "SUCCESS"
+    token_client = make_client(credentials={"iam_password": "sandbox-password"}, options=options)
+    assert (await token_client.run(instance(OBS_FULL))).outputs["job_status"] == "SUCCESS"
     aksk_only = make_client(
-        sandbox.url,
-        http,
-        credentials={"ak": DEMO_CREDENTIALS["ak"], "sk": DEMO_CREDENTIALS["sk"]},
-        region="ap-southeast-1",
+        credentials={"ak": DEMO_CREDENTIALS["ak"], "sk": DEMO_CREDENTIALS["sk"]}, region="ap-southeast-1"
     )
-    outputs = await run_instance(aksk_only, make_instance(OBS_FULL, id="db02"))
+    outputs = (await aksk_only.run(instance(OBS_FULL, id="db02"))).outputs
     assert outputs["job_status"] == "SUCCESS"
-    assert (
-        sandbox.count("KeystoneListProjects") == 1 and sandbox.count("KeystoneCreateUserTokenByPassword") == 1
-    )
+    assert len(sandbox.calls("KeystoneListProjects")) == len(sandbox.calls("KeystoneCreateUserTokenByPassword")) == 1
 
 
 def test_dry_run_calls_are_pure_and_only_creates_mutate() -> None:
-    steps = DrsProvider().steps(make_instance(OBS_CHAIN))
-    calls = [s.build({"job_id": "<job_id>"}) for s in steps if isinstance(s, CallStep)]
+    chain = instance(OBS_CHAIN)
+    steps = PROVIDER.steps(chain)
+    calls = [s.build({}) for s in steps if isinstance(s, CallStep)]
     assert all(c.action == api.CREATE and c.mutating for c in calls)
     assert [c.resource for c in calls] == [f"bm-db01-a1b2c3d4-{x}" for x in ("full", "incr-1", "incr-2")]
     body = calls[0].params["body"]
@@ -233,4 +228,4 @@ def test_dry_run_calls_are_pure_and_only_creates_mutate() -> None:
     assert body["base_info"]["tags"] == [{"key": "wave", "value": "1"}]
     wait = steps[1]
     assert isinstance(wait, WaitStep) and wait.poller.example is not None
-    assert wait.poller.example({"job_name": "<name>"}).action == api.LIST
+    assert wait.poller.example(WaitItem(chain, {}, wait.context)).action == api.LIST

@@ -23,11 +23,9 @@ from importlib.metadata import version
 from types import ModuleType
 from typing import Any
 
-import aiohttp
-import anyio
 import pytest
-from batchmig.plugin import Call, HttpRequest
-from huawei_kit import Client, Sandbox, http_send
+from batchmig.plugin import Call, HttpFetch, HttpRequest
+from batchmig.testing import EmulatorHost, StepDriver
 
 from batchmig_huaweicloud import api, signer
 from batchmig_huaweicloud.demo import DEMO_CREDENTIALS, DEMO_REGION
@@ -151,8 +149,8 @@ def reachable(model: type, module: ModuleType) -> set[str]:
 
 
 class Recorder:
-    def __init__(self, client: Client, sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
-        self.client, self.sandbox, self.http = client, sandbox, http
+    def __init__(self, client: StepDriver, sandbox: EmulatorHost, send: HttpFetch) -> None:
+        self.client, self.sandbox, self.send = client, sandbox, send
         self.answers: list[Answer] = []
 
     async def drs(self, action: str, **params: Any) -> Any:
@@ -160,7 +158,7 @@ class Recorder:
         return await self._record(action, request)
 
     async def _record(self, action: str, request: HttpRequest) -> Any:
-        response = await http_send(self.http, request)
+        response = await self.send(request)
         assert 200 <= response.status < 300, (action, response.status, response.body[:300])
         payload = json.loads(response.body)
         self.answers.append(Answer(action, {k.title(): v for k, v in response.headers.items()}, payload))
@@ -191,7 +189,7 @@ async def until_terminal(ask: Recorder, job_id: str) -> dict[str, Any]:
         detail: dict[str, Any] = await ask.drs(api.SHOW, job_id=job_id)
         if detail["status"] in ("SUCCESS", "FAILED", "PRECHECK FAILED"):
             return detail
-        await anyio.sleep(0.01)
+        await ask.client.sleep(0.01)  # ten cloud seconds at the sandbox's time scale
     raise AssertionError(f"{job_id} never finished")
 
 
@@ -217,8 +215,8 @@ async def drs_answers(ask: Recorder) -> list[Answer]:
     return ask.answers
 
 
-async def test_every_answer_matches_the_sdk_model(client: Client, sandbox: Sandbox, http: aiohttp.ClientSession):
-    answers = await drs_answers(Recorder(client, sandbox, http))
+async def test_every_answer_matches_the_sdk_model(client: StepDriver, sandbox: EmulatorHost, http_send: HttpFetch):
+    answers = await drs_answers(Recorder(client, sandbox, http_send))
     installed = min(version("huaweicloudsdkdrs"), version("huaweicloudsdkiam"), key=_numbers)
     coverage, problems = Coverage(strict=_numbers(installed) >= COMPARED_WITH), []
     by_action: dict[str, int] = defaultdict(int)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from batchmig.errors import PermanentError, ProviderError, ThrottleError, TransientError, UnknownOutcomeError
-from batchmig.plugin import Call, Connection, HttpRequest, HttpResponse, ProviderConfig
+from batchmig.plugin import Answer, Call, Connection, HttpRequest, HttpResponse, ProviderConfig
 
 from batchmig_tencentcloud import secret_refs
 from batchmig_tencentcloud.codes import error_for
@@ -109,7 +109,7 @@ class TencentConnection(Connection):
         headers["Authorization"] = signature.authorization
         return HttpRequest(method="POST", url=self.url, headers=headers, body=body)
 
-    def parse(self, call: Call, response: HttpResponse) -> Mapping[str, Any]:
+    def parse(self, call: Call, response: HttpResponse) -> Answer:
         answer = _envelope(response.body)
         if answer is None:
             raise self._unreadable(call, response, "the body is not a Tencent Cloud API answer")
@@ -128,7 +128,7 @@ class TencentConnection(Connection):
             missing.insert(0, "RequestId")
         if missing:
             raise self._unreadable(call, response, f"the answer lacks {', '.join(missing)}", request_id)
-        return answer
+        return Answer(answer, request_id)
 
     @staticmethod
     def _unreadable(

@@ -7,25 +7,17 @@ connections until ``connect`` and emulators are built only by the sandbox host.
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
-
 from batchmig.emulator import EmulatorSpec
-from batchmig.plugin import ProviderSpec, hookimpl
+from batchmig.plugin import EmulatorRegistry, ProviderRegistry, ProviderSpec, hookimpl
 
 from batchmig_tencentcloud.dts import DtsProvider
 from batchmig_tencentcloud.emulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, DtsEmulator, SqlServerEmulator
 from batchmig_tencentcloud.sqlserver import SqlServerProvider
 
-__all__ = ["DEMO_CREDENTIALS", "batchmig_register_emulators", "batchmig_register_providers"]
+__all__ = ["BATCHMIG_PLUGIN_API", "DEMO_CREDENTIALS", "batchmig_register_emulators", "batchmig_register_providers"]
 
-_Spec = TypeVar("_Spec", contravariant=True)
-
-
-class _Registry(Protocol[_Spec]):
-    """What the hooks are handed (``batchmig.hookspecs`` is not public API)."""
-
-    def add(self, spec: _Spec) -> None: ...
-
+BATCHMIG_PLUGIN_API = (1,)
+"""The batchmig plugin-API versions this distribution is written for."""
 
 DEMO_CREDENTIALS = {"secret_id": DEMO_SECRET_ID, "secret_key": DEMO_SECRET_KEY}
 """Accepted by both sandbox emulators; they grant nothing anywhere else."""
@@ -40,7 +32,7 @@ or ``target_password`` resolve to these (the DTS emulator checks no database pas
 
 
 @hookimpl
-def batchmig_register_providers(registry: _Registry[ProviderSpec]) -> None:
+def batchmig_register_providers(registry: ProviderRegistry) -> None:
     registry.add(
         ProviderSpec(
             name="tencent-sqlserver",
@@ -60,7 +52,7 @@ def batchmig_register_providers(registry: _Registry[ProviderSpec]) -> None:
 
 
 @hookimpl
-def batchmig_register_emulators(registry: _Registry[EmulatorSpec]) -> None:
+def batchmig_register_emulators(registry: EmulatorRegistry) -> None:
     registry.add(
         EmulatorSpec(
             name="tencent-sqlserver",

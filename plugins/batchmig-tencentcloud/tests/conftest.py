@@ -1,36 +1,34 @@
-"""Fixtures: a fake sandbox clock/store, loopback emulators, and a driver per API."""
+"""Fixtures: each API's emulator on loopback (batchmig's kit), a connection and a step driver."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from tencent_harness import Driver, FakeSandbox, Server, provider_config, serve
+from batchmig.emulator import Emulator, SandboxContext
+from batchmig.testing import EmulatorHost, FakeSandboxContext, StepDriver, http_client, provider_config
 
-from batchmig_tencentcloud.connection import TencentConnection
+from batchmig_tencentcloud.connection import ApiInfo, TencentConnection
 from batchmig_tencentcloud.dts.provider import DTS_API
-from batchmig_tencentcloud.emulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, DtsEmulator, SqlServerEmulator
+from batchmig_tencentcloud.emulator import DtsEmulator, SqlServerEmulator
+from batchmig_tencentcloud.plugin import DEMO_CREDENTIALS
 from batchmig_tencentcloud.sqlserver.provider import SQLSERVER_API
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def sandbox() -> FakeSandbox:
-    return FakeSandbox()
+def sandbox() -> FakeSandboxContext:
+    return FakeSandboxContext()
 
 
 @dataclass
 class Env:
-    sandbox: FakeSandbox
-    server: Server
-    driver: Driver
+    sandbox: FakeSandboxContext
+    server: EmulatorHost
+    driver: StepDriver
     connection: TencentConnection
+    http: aiohttp.ClientSession
 
 
 @pytest.fixture
@@ -39,25 +37,23 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.fixture
-async def sqlserver(sandbox: FakeSandbox, http: aiohttp.ClientSession) -> AsyncIterator[Env]:
-    async with serve(SqlServerEmulator(sandbox)) as server:
-        config = provider_config(
-            "tencent-sqlserver", server.url, secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY
-        )
-        connection = TencentConnection(config, SQLSERVER_API, clock=sandbox.now)
-        yield Env(sandbox, server, Driver(connection, http, sandbox), connection)
+async def _env(
+    factory: Callable[[SandboxContext], Emulator], api: ApiInfo, provider: str, sandbox: FakeSandboxContext,
+    http: aiohttp.ClientSession, **credentials: str,
+) -> AsyncIterator[Env]:
+    async with EmulatorHost(factory, sandbox) as host, http_client() as send:
+        config = provider_config(provider, host.url, {**DEMO_CREDENTIALS, **credentials}, region="ap-guangzhou")
+        connection = TencentConnection(config, api, clock=sandbox.now)
+        yield Env(sandbox, host, StepDriver(connection, send, clock=sandbox), connection, http)
 
 
 @pytest.fixture
-async def dts(sandbox: FakeSandbox, http: aiohttp.ClientSession) -> AsyncIterator[Env]:
-    async with serve(DtsEmulator(sandbox)) as server:
-        config = provider_config(
-            "tencent-dts",
-            server.url,
-            secret_id=DEMO_SECRET_ID,
-            secret_key=DEMO_SECRET_KEY,
-            target_password="target-secret",
-        )
-        connection = TencentConnection(config, DTS_API, clock=sandbox.now)
-        yield Env(sandbox, server, Driver(connection, http, sandbox), connection)
+async def sqlserver(sandbox: FakeSandboxContext, http: aiohttp.ClientSession) -> AsyncIterator[Env]:
+    async for env in _env(SqlServerEmulator, SQLSERVER_API, "tencent-sqlserver", sandbox, http):
+        yield env
+
+
+@pytest.fixture
+async def dts(sandbox: FakeSandboxContext, http: aiohttp.ClientSession) -> AsyncIterator[Env]:
+    async for env in _env(DtsEmulator, DTS_API, "tencent-dts", sandbox, http, target_password="target-secret"):
+        yield env

@@ -13,7 +13,7 @@ from batchmig.errors import (
     UnknownOutcomeError,
 )
 from batchmig.plugin import Call, HttpResponse
-from tencent_harness import provider_config
+from batchmig.testing import provider_config
 
 from batchmig_tencentcloud import secret_refs
 from batchmig_tencentcloud.codes import classify
@@ -28,7 +28,7 @@ KEYS = {"secret_id": "AKIDtest", "secret_key": "secret-key-value"}
 
 
 def connection(endpoint=None, options=None, api=SQLSERVER_API, clock=lambda: 1700000000.0, **credentials):
-    config = provider_config("tencent-sqlserver", endpoint, options=options, **(KEYS | credentials))
+    config = provider_config("tencent-sqlserver", endpoint, KEYS | credentials, region="ap-guangzhou", options=options)
     return TencentConnection(config, api, clock=clock)
 
 
@@ -98,7 +98,7 @@ async def test_missing_credentials_are_a_permanent_error():
 def test_account_is_the_label_or_a_fingerprint_never_the_secret():
     conn = connection()
     assert conn.account.startswith("akid-") and "AKIDtest" not in conn.account
-    config = provider_config("tencent-sqlserver", None, **KEYS)
+    config = provider_config("tencent-sqlserver", None, KEYS, region="ap-guangzhou")
     labelled = TencentConnection(type(config)(**{**config.__dict__, "account": "prod"}), SQLSERVER_API)
     assert labelled.account == "prod"
 
@@ -175,7 +175,7 @@ def test_success_returns_the_response_object():
     parsed = connection().parse(
         Call("CreateBackup", {}, mutating=True), answer({"FlowId": 5293, "RequestId": "r"})
     )
-    assert parsed["FlowId"] == 5293 and parsed["RequestId"] == "r"
+    assert parsed.payload["FlowId"] == 5293 and parsed.request_id == "r"
 
 
 @pytest.mark.parametrize(

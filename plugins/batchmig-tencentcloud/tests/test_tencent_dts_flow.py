@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from batchmig.errors import PermanentError
 from batchmig.plugin import Call, CallStep, Instance
-from tencent_harness import call_step, reconcile, wait_step
+from batchmig.testing import call_step, wait_step
 
 from batchmig_tencentcloud.dts import DtsProvider, DtsSettings
 
@@ -60,13 +60,13 @@ async def test_create_check_start_complete(dts):
         "complete-job", "wait-complete",
     ]  # fmt: skip
     assert [step.name for step in steps if isinstance(step, CallStep) and step.cutover] == ["complete-job"]
-    run = await dts.driver.run(steps)
+    run = await dts.driver.run(inst, steps)
     assert run.state == "succeeded", run
     [job] = dts.sandbox.store.values("job")
     assert job["JobName"] == inst.resource_name("dts")
     assert json.loads(job["DatabaseInfo"])[1] == {"Database": "hr", "Schema": "dbo", "Table": ["staff"]}
     answer = await dts.driver.read(Call("DescribeMigrateJobs", {"JobId": run.outputs["job_id"]}))
-    assert answer["JobList"][0]["Status"] == 9
+    assert answer.payload["JobList"][0]["Status"] == 9
 
 
 async def test_passwords_reach_the_server_but_not_the_call(dts):
@@ -74,7 +74,7 @@ async def test_passwords_reach_the_server_but_not_the_call(dts):
     call = call_step(PROVIDER.steps(inst), "create-job").build({})
     text = json.dumps(call.params)
     assert "source-secret" not in text and "target-secret" not in text
-    await dts.driver.run(PROVIDER.steps(inst)[:1])
+    await dts.driver.run(inst, PROVIDER.steps(inst)[:1])
     [job] = dts.sandbox.store.values("job")
     assert job["SrcInfo"]["Password"] == "source-secret"
     assert job["DstInfo"]["Password"] == "target-secret"
@@ -84,32 +84,34 @@ async def test_lost_answers_are_reconciled_without_duplicates(dts):
     inst = instance(JOB)
     steps = PROVIDER.steps(inst)
     mutating = [step.name for step in steps if isinstance(step, CallStep)]
-    run = await dts.driver.run(steps, lose=mutating)
+    run = await dts.driver.run(inst, steps, lose=mutating)
     assert run.state == "succeeded", run
     for action in ("CreateMigrateJob", "CreateMigrateCheckJob", "StartMigrateJob", "CompleteMigrateJob"):
-        assert len(dts.server.changes(action)) == 1, action
+        assert len(dts.server.effects(action)) == 1, action
 
 
 async def test_start_reconcile_is_none_before_the_start(dts):
     inst = instance(JOB)
     steps = PROVIDER.steps(inst)
-    run = await dts.driver.run(steps, stop_before="start-job")
-    assert await reconcile(call_step(steps, "start-job"), dts.driver, run.outputs) is None
-    assert await reconcile(call_step(steps, "complete-job"), dts.driver, run.outputs) is None
-    assert await reconcile(call_step(steps, "create-job"), dts.driver, {}) == {
+    run = await dts.driver.run(inst, steps, stop_before="start-job")
+    assert await dts.driver.reconcile(call_step(steps, "start-job"), run.outputs) is None
+    assert await dts.driver.reconcile(call_step(steps, "complete-job"), run.outputs) is None
+    assert await dts.driver.reconcile(call_step(steps, "create-job"), {}) == {
         "job_id": run.outputs["job_id"]
     }
 
 
 async def test_existing_job_by_id_full_only(dts):
-    created = await dts.driver.run(PROVIDER.steps(instance({**JOB, "migrate_type": "full"}, id="other"))[:1])
+    other = instance({**JOB, "migrate_type": "full"}, id="other")
+    created = await dts.driver.run(other, PROVIDER.steps(other)[:1])
     settings = {"job_id": created.outputs["job_id"], "migrate_type": "full"}
     inst = instance(settings)
     assert await PROVIDER.preflight(dts.driver, inst) == []
     steps = PROVIDER.steps(inst)
     assert [step.name for step in steps] == ["check-job", "wait-check", "start-job", "wait-migration"]
-    run = await dts.driver.run(steps)
-    assert run.state == "succeeded" and run.outputs["job_id"] == created.outputs["job_id"]
+    run = await dts.driver.run(inst, steps)
+    assert run.state == "succeeded"
+    assert run.outputs == {"dts_ready": False}  # the plan's job_id is the plan's: not copied into the journal
     [problem] = await PROVIDER.preflight(dts.driver, inst)
     assert "status 9" in problem
 
@@ -119,7 +121,8 @@ async def test_preflight_finds_missing_job_and_wrong_type(dts):
         dts.driver, instance({"job_id": "dts-nothere", "migrate_type": "full"})
     )
     assert "does not exist" in problem
-    created = await dts.driver.run(PROVIDER.steps(instance({**JOB, "migrate_type": "full"}))[:1])
+    full = instance({**JOB, "migrate_type": "full"})
+    created = await dts.driver.run(full, PROVIDER.steps(full)[:1])
     wrong = instance({"job_id": created.outputs["job_id"], "migrate_type": "full-incremental"})
     [problem] = await PROVIDER.preflight(dts.driver, wrong)
     assert "MigrateType 2" in problem
@@ -127,7 +130,7 @@ async def test_preflight_finds_missing_job_and_wrong_type(dts):
 
 async def test_failed_check_reports_the_check_message(dts):
     settings = {**JOB, "job": {**JOB["job"], "name": "sandbox-fail-check-job"}}
-    run = await dts.driver.run(PROVIDER.steps(instance(settings)))
+    run = await dts.driver.run(instance(settings), PROVIDER.steps(instance(settings)))
     assert run.state == "failed" and run.step == "wait-check"
     assert "do not exist" in run.status.message and run.status.code == "CheckNotPassed"
     assert not dts.server.calls("StartMigrateJob")
@@ -135,31 +138,30 @@ async def test_failed_check_reports_the_check_message(dts):
 
 async def test_failed_migration_reports_error_info(dts):
     settings = {**JOB, "job": {**JOB["job"], "databases": [{"name": "sandbox-fail-migration"}]}}
-    run = await dts.driver.run(PROVIDER.steps(instance(settings)))
+    run = await dts.driver.run(instance(settings), PROVIDER.steps(instance(settings)))
     assert run.state == "failed" and run.step == "wait-migration"
     assert "source database went offline" in run.status.message
 
 
 async def test_emulator_refuses_start_before_a_passed_check(dts):
-    run = await dts.driver.run(PROVIDER.steps(instance(JOB))[:1])
+    run = await dts.driver.run(instance(JOB), PROVIDER.steps(instance(JOB))[:1])
     with pytest.raises(PermanentError) as failure:
         await dts.driver.send(Call("StartMigrateJob", {"JobId": run.outputs["job_id"]}, mutating=True))
     assert failure.value.code == "FailedOperation.StatusInConflict" and failure.value.request_id
 
 
 async def test_many_jobs_are_polled_with_list_calls(dts):
-    outputs = []
+    items = []
     for n in range(120):
-        run = await dts.driver.run(
-            PROVIDER.steps(instance(JOB, id=f"db{n}", token=f"t{n}")), stop_before="wait-check"
-        )
-        outputs.append(run.outputs)
-    poller = wait_step(PROVIDER.steps(instance(JOB)), "wait-check").poller
-    assert poller.max_batch == 100
+        inst = instance(JOB, id=f"db{n}", token=f"t{n}")
+        run = await dts.driver.run(inst, PROVIDER.steps(inst), stop_before="wait-check")
+        items.append(run.item())
+    wait = wait_step(PROVIDER.steps(instance(JOB)), "wait-check")
+    assert wait.poller.max_batch == 100
     before = len(dts.server.calls("DescribeMigrateJobs"))
-    statuses = await poller.poll(dts.driver, outputs[:100])
+    statuses = await dts.driver.poll(wait, items[:100])
     assert {s.state for s in statuses} == {"running"}
     assert len(dts.server.calls("DescribeMigrateJobs")) - before == 2  # two pages of 100 cover them
     dts.sandbox.advance(120)
-    statuses = await poller.poll(dts.driver, outputs[100:])
+    statuses = await dts.driver.poll(wait, items[100:])
     assert {s.state for s in statuses} == {"succeeded"}

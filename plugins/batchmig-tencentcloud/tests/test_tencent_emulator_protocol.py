@@ -40,8 +40,17 @@ async def raw(env, action, params, *, method="POST", version="2018-03-28", servi
         **({"X-TC-Region": region} if region else {}), **(extra_headers or {}),
     }  # fmt: skip
     url = env.server.url + ("?" + query if query else "")
-    async with env.driver.session.request(method, url, headers=headers, data=body) as reply:
+    async with env.http.request(method, url, headers=headers, data=body) as reply:
         return reply.status, reply.headers["Content-Type"], json.loads(await reply.read())["Response"]
+
+
+def payloads(env):
+    """The driver's ``send``, returning the answer's payload."""
+
+    async def send(call):
+        return (await env.driver.send(call)).payload
+
+    return send
 
 
 async def code_of(env, *args, **kwargs):
@@ -139,7 +148,7 @@ async def test_flow_and_backup_statuses_have_different_meanings(sqlserver):
 
 
 async def test_sqlserver_preconditions(sqlserver):
-    read = sqlserver.driver.send
+    read = payloads(sqlserver)
     with pytest.raises(NotFoundError, match="InstanceNotFound"):
         await read(Call("CreateBackup", {"InstanceId": "mssql-nothere"}, mutating=True))
     base = {"InstanceId": "mssql-abcd1234", "UploadType": "COS_UPLOAD", "BackupFiles": ["full.bak"]}
@@ -169,7 +178,7 @@ async def test_sqlserver_preconditions(sqlserver):
 
 
 async def test_import_task_view_tracks_allowed_actions(sqlserver):
-    read = sqlserver.driver.send
+    read = payloads(sqlserver)
     base = {"InstanceId": "mssql-abcd1234", "UploadType": "COS_URL", "BackupFiles": ["https://b/full.bak"]}
     created = await read(
         Call("CreateBackupMigration", {**base, "RecoveryType": "FULL", "MigrationName": "m"})
@@ -193,7 +202,7 @@ JOB = {
 
 
 async def test_dts_preconditions(dts):
-    send = dts.driver.send
+    send = payloads(dts)
     with pytest.raises(NotFoundError, match="JobNotExist"):
         await send(Call("CreateMigrateCheckJob", {"JobId": "dts-nothere"}))
     with pytest.raises(Exception, match="InvalidParameterValue"):
@@ -281,26 +290,27 @@ async def test_error_messages_follow_x_tc_language(sqlserver, dts, language, exp
 
 
 async def test_lagging_lists_leave_new_resources_out_and_per_id_reads_do_not(sqlserver, dts):
-    sqlserver.server.list_lag = dts.server.list_lag = 30
-    send = sqlserver.driver.send
+    for env in (sqlserver, dts):
+        env.server.inject("list_lag", seconds=30, count=None)
+    send, send_dts = payloads(sqlserver), payloads(dts)
     created = await send(Call("CreateBackupMigration", {
         "InstanceId": "mssql-abcd1234", "RecoveryType": "FULL", "UploadType": "COS_URL", "MigrationName": "lag",
         "BackupFiles": ["https://b.cos.ap-guangzhou.myqcloud.com/a.bak"]}))  # fmt: skip
     backup = await send(Call("CreateBackup", {"InstanceId": "mssql-abcd1234", "BackupName": "lagging"}))
-    job = await dts.driver.send(Call("CreateMigrateJob", JOB))
+    job = await send_dts(Call("CreateMigrateJob", JOB))
     lists = [
         (send, Call("DescribeBackupMigration", {"InstanceId": "mssql-abcd1234", "MigrationName": "lag"}),
          "BackupMigrationSet"),
         (send, Call("DescribeBackups", {"InstanceId": "mssql-abcd1234", "StartTime": "2000-01-01 00:00:00",
                                         "EndTime": "2100-01-01 00:00:00"}), "Backups"),
-        (dts.driver.send, Call("DescribeMigrateJobs", {"JobId": job["JobId"]}), "JobList"),
+        (send_dts, Call("DescribeMigrateJobs", {"JobId": job["JobId"]}), "JobList"),
     ]  # fmt: skip
     for ask, call, items in lists:
         answer = await ask(call)
         assert (answer["TotalCount"], answer[items]) == (0, [])
     by_flow = {"InstanceId": "mssql-abcd1234", "FlowId": str(backup["FlowId"])}
     assert (await send(Call("DescribeBackupByFlowId", by_flow)))["BackupName"] == "lagging"
-    check = await dts.driver.send(Call("DescribeMigrateCheckJob", {"JobId": job["JobId"]}))
+    check = await send_dts(Call("DescribeMigrateCheckJob", {"JobId": job["JobId"]}))
     assert check["CheckFlag"] == 3
     sqlserver.sandbox.advance(30)  # (both emulators share the fake clock)
     for ask, call, _ in lists:

@@ -8,9 +8,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from batchmig.plugin import Call, CallStep, Instance, WaitStep
-from batchmig.testing import make_registry
-from tencent_harness import FakeSandbox
+from batchmig.plugin import Call, CallStep, Instance, WaitItem, WaitStep
+from batchmig.testing import FakeSandboxContext, make_registry
 
 import batchmig_tencentcloud
 from batchmig_tencentcloud import plugin
@@ -38,7 +37,7 @@ def test_registration():
     dts = registry.emulators["tencent-dts"].demo_credentials
     assert dts == {**plugin.DEMO_CREDENTIALS, "source_password": "sandbox-source-pw",
                    "target_password": "sandbox-target-pw"}
-    sandbox = FakeSandbox()
+    sandbox = FakeSandboxContext()
     assert isinstance(registry.emulators["tencent-sqlserver"].factory(sandbox), SqlServerEmulator)
     assert isinstance(registry.emulators["tencent-dts"].factory(sandbox), DtsEmulator)
 
@@ -81,14 +80,14 @@ def test_every_step_builds_from_placeholders():
     )  # fmt: skip
     dts = DtsSettings.model_validate({"job_id": "dts-1kl0iy0v", "migrate_type": "full-incremental"})
     for name, settings in (("tencent-sqlserver", sql), ("tencent-dts", dts)):
-        steps = registry.provider(name).steps(Instance("db01", name, "tc", settings, token="abc"))
-        for step in steps:
+        inst = Instance("db01", name, "tc", settings, token="abc")
+        for step in registry.provider(name).steps(inst):
             if isinstance(step, CallStep):
                 call = step.build(Placeholders())
                 assert isinstance(call, Call) and call.mutating and step.reconcile is not None
             else:
                 assert isinstance(step, WaitStep) and step.poller.example is not None
-                assert isinstance(step.poller.example(Placeholders()), Call)
+                assert isinstance(step.poller.example(WaitItem(inst, Placeholders(), step.context)), Call)
 
 
 def test_a_created_job_names_the_database_passwords_it_needs():

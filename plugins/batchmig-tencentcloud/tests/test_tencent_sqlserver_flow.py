@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from batchmig.plugin import Call, CallStep, Instance, Outputs
-from tencent_harness import call_step, reconcile, wait_step
+from batchmig.plugin import Call, CallStep, Instance
+from batchmig.testing import StepRun, call_step, wait_step
 
 from batchmig_tencentcloud.sqlserver import SqlServerProvider, SqlServerSettings
 
@@ -22,20 +22,20 @@ def instance(settings: dict[str, Any], *, id: str = "db01", token: str = "t0k3n"
     return made
 
 
-def list_imports(inst: Instance, outputs: Outputs) -> Call:
+def list_imports(run: StepRun) -> Call:
     """The import poller's list call (DescribeBackupMigration of the target instance)."""
-    example = wait_step(PROVIDER.steps(inst), "wait-import").poller.example
+    example = wait_step(run.steps, "wait-import").poller.example
     assert example is not None
-    return example(outputs)
+    return example(run.item("wait-import"))
 
 
 async def test_backup_instance(sqlserver):
     inst = instance({"instance_id": "mssql-abcd1234", "scenario": "backup"})
-    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    run = await sqlserver.driver.run(inst, PROVIDER.steps(inst))
     assert run.state == "succeeded", run
     assert run.outputs["backup_id"] > 0
     assert run.outputs["backup_file"].endswith(".bak")
-    assert [e.resource for e in sqlserver.server.changes("CreateBackup")] == [
+    assert sqlserver.server.resources("CreateBackup") == [
         f"backup:mssql-abcd1234/{inst.resource_name('backup')}"
     ]
 
@@ -51,7 +51,7 @@ async def test_backup_of_listed_databases_sends_strategy_1(sqlserver):
     call = call_step(PROVIDER.steps(inst), "create-backup").build({})
     assert call.params["Strategy"] == 1 and call.params["DBNames"] == ["sales", "hr"]
     assert call.params["StorageStrategy"] == 1 and call.mutating
-    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    run = await sqlserver.driver.run(inst, PROVIDER.steps(inst))
     assert run.state == "succeeded"
 
 
@@ -59,22 +59,22 @@ async def test_failed_backup_fails_the_wait(sqlserver):
     inst = instance(
         {"instance_id": "mssql-abcd1234", "scenario": "backup", "backup": {"name": "sandbox-fail-1"}}
     )
-    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    run = await sqlserver.driver.run(inst, PROVIDER.steps(inst))
     assert run.state == "failed" and run.step == "wait-backup"
     assert "sandbox-fail-1" in run.status.message
 
 
 async def test_lost_backup_answer_is_reconciled_and_waited_by_name(sqlserver):
     inst = instance({"instance_id": "mssql-abcd1234", "scenario": "backup"})
-    run = await sqlserver.driver.run(PROVIDER.steps(inst), lose={"create-backup"})
+    run = await sqlserver.driver.run(inst, PROVIDER.steps(inst), lose={"create-backup"})
     assert run.state == "succeeded"
-    assert len(sqlserver.server.changes("CreateBackup")) == 1
+    assert len(sqlserver.server.effects("CreateBackup")) == 1
     assert sqlserver.server.calls("DescribeBackups")  # waited by name, without the FlowId
 
 
 async def test_backup_reconcile_says_not_done_when_nothing_was_created(sqlserver):
     inst = instance({"instance_id": "mssql-abcd1234", "scenario": "backup"})
-    assert await reconcile(call_step(PROVIDER.steps(inst), "create-backup"), sqlserver.driver, {}) is None
+    assert await sqlserver.driver.reconcile(call_step(PROVIDER.steps(inst), "create-backup"), {}) is None
 
 
 FULL: dict[str, Any] = {
@@ -87,7 +87,7 @@ FULL: dict[str, Any] = {
 async def test_full_import(sqlserver):
     inst = instance(FULL)
     assert [step.name for step in PROVIDER.steps(inst)] == ["create-import", "start-import", "wait-import"]
-    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    run = await sqlserver.driver.run(inst, PROVIDER.steps(inst))
     assert run.state == "succeeded", run
     assert run.outputs["migration_id"].startswith("mssql-backup-migration-")
     task = sqlserver.sandbox.store.get("migration", f"ap-guangzhou/{run.outputs['migration_id']}")
@@ -97,7 +97,7 @@ async def test_full_import(sqlserver):
 
 async def test_full_import_of_a_corrupt_file_fails_with_the_task_message(sqlserver):
     inst = instance({**FULL, "import": {"backup_file": "https://b.cos.myqcloud.com/sandbox-corrupt.bak"}})
-    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    run = await sqlserver.driver.run(inst, PROVIDER.steps(inst))
     assert run.state == "failed" and run.step == "wait-import"
     assert "damaged" in run.status.message and run.status.request_id
 
@@ -126,7 +126,7 @@ async def test_full_log_import_with_rename_and_incrementals(sqlserver):
     assert [step.name for step in steps if isinstance(step, CallStep) and step.cutover] == [
         "start-final-incremental"
     ]
-    run = await sqlserver.driver.run(steps)
+    run = await sqlserver.driver.run(inst, steps)
     assert run.state == "succeeded", run
     key = f"ap-guangzhou/{run.outputs['migration_id']}"
     task = sqlserver.sandbox.store.get("migration", key)
@@ -138,65 +138,64 @@ async def test_full_log_import_with_rename_and_incrementals(sqlserver):
         (["sales_log1.trn"], "NO"),
         (["sales_log2.trn"], "YES"),
     ]
-    answer = await sqlserver.driver.read(list_imports(inst, run.outputs))
-    [view] = answer["BackupMigrationSet"]
+    answer = await sqlserver.driver.read(list_imports(run))
+    [view] = answer.payload["BackupMigrationSet"]
     assert view["Status"] == 9
 
 
 async def test_manual_cutover_stops_at_status_8_until_the_final_incremental(sqlserver):
     inst = instance(LOG)
-    run = await sqlserver.driver.run(PROVIDER.steps(inst), stop_before="start-final-incremental")
+    run = await sqlserver.driver.run(inst, PROVIDER.steps(inst), stop_before="start-final-incremental")
     assert run.state == "stopped"
     sqlserver.sandbox.advance(3600)
-    answer = await sqlserver.driver.read(list_imports(inst, run.outputs))
-    assert answer["BackupMigrationSet"][0]["Status"] == 8
+    answer = await sqlserver.driver.read(list_imports(run))
+    assert answer.payload["BackupMigrationSet"][0]["Status"] == 8
 
 
 async def test_every_mutating_step_reconciles_after_a_lost_answer(sqlserver):
     inst = instance(LOG)
     steps = PROVIDER.steps(inst)
     mutating = [step.name for step in steps if isinstance(step, CallStep)]
-    run = await sqlserver.driver.run(steps, lose=mutating)
+    run = await sqlserver.driver.run(inst, steps, lose=mutating)
     assert run.state == "succeeded", run
     for action in ("CreateBackupMigration", "StartBackupMigration", "ModifyBackupMigration"):
-        assert len(sqlserver.server.changes(action)) == 1, action
-    assert len(sqlserver.server.changes("CreateIncrementalMigration")) == 2
-    assert len(sqlserver.server.changes("StartIncrementalMigration")) == 2
+        assert len(sqlserver.server.effects(action)) == 1, action
+    assert len(sqlserver.server.effects("CreateIncrementalMigration")) == 2
+    assert len(sqlserver.server.effects("StartIncrementalMigration")) == 2
 
 
 async def test_reconcile_of_starts_is_none_before_the_start(sqlserver):
     inst = instance(LOG)
     steps = PROVIDER.steps(inst)
-    run = await sqlserver.driver.run(steps, stop_before="start-import")
-    assert await reconcile(call_step(steps, "start-import"), sqlserver.driver, run.outputs) is None
-    run = await sqlserver.driver.run(steps[2:], run.outputs, stop_before="start-incremental-1")
-    assert await reconcile(call_step(steps, "start-incremental-1"), sqlserver.driver, run.outputs) is None
-    assert (
-        await reconcile(call_step(steps, "create-final-incremental"), sqlserver.driver, run.outputs) is None
-    )
+    driver = sqlserver.driver
+    run = await driver.run(inst, steps, stop_before="start-import")
+    assert await driver.reconcile(call_step(steps, "start-import"), run.outputs) is None
+    run = await driver.run(inst, steps[2:], run.outputs, stop_before="start-incremental-1")
+    assert await driver.reconcile(call_step(steps, "start-incremental-1"), run.outputs) is None
+    assert await driver.reconcile(call_step(steps, "create-final-incremental"), run.outputs) is None
 
 
 async def test_backup_then_import(sqlserver):
     inst = instance({**FULL, "scenario": "backup-then-import"})
     assert [step.name for step in PROVIDER.steps(inst)][:2] == ["create-backup", "wait-backup"]
-    run = await sqlserver.driver.run(PROVIDER.steps(inst))
+    run = await sqlserver.driver.run(inst, PROVIDER.steps(inst))
     assert run.state == "succeeded"
     assert run.outputs["backup_id"] and run.outputs["migration_id"]
 
 
 async def test_imports_into_one_instance_are_polled_with_one_call(sqlserver):
     instances = [instance(FULL, id=f"db{n}", token=f"tok{n}") for n in range(5)]
-    outputs = []
+    items = []
     for inst in instances:
-        run = await sqlserver.driver.run(PROVIDER.steps(inst), stop_before="wait-import")
-        outputs.append(run.outputs)
-    poller = wait_step(PROVIDER.steps(instances[0]), "wait-import").poller
-    assert len({poller.group(o) for o in outputs}) == 1 and poller.max_batch >= 5
+        run = await sqlserver.driver.run(inst, PROVIDER.steps(inst), stop_before="wait-import")
+        items.append(run.item())
+    wait = wait_step(PROVIDER.steps(instances[0]), "wait-import")
+    assert len({wait.poller.group(item) for item in items}) == 1 and wait.poller.max_batch >= 5
     before = len(sqlserver.server.calls("DescribeBackupMigration"))
-    statuses = await poller.poll(sqlserver.driver, outputs)
+    statuses = await sqlserver.driver.poll(wait, items)
     assert [s.state for s in statuses] == ["running"] * 5
     sqlserver.sandbox.advance(3600)
-    statuses = await poller.poll(sqlserver.driver, outputs)
+    statuses = await sqlserver.driver.poll(wait, items)
     assert [s.state for s in statuses] == ["succeeded"] * 5
     assert len(sqlserver.server.calls("DescribeBackupMigration")) - before == 2
 
@@ -206,7 +205,7 @@ async def test_preflight(sqlserver):
     missing = instance({**FULL, "instance_id": "mssql-nothere"})
     [problem] = await PROVIDER.preflight(sqlserver.driver, missing)
     assert "does not exist" in problem
-    run = await sqlserver.driver.run(PROVIDER.steps(instance(FULL)), stop_before="wait-import")
+    run = await sqlserver.driver.run(instance(FULL), PROVIDER.steps(instance(FULL)), stop_before="wait-import")
     assert run.state == "stopped"
     [problem] = await PROVIDER.preflight(sqlserver.driver, instance(FULL))
     assert "status 10 (migrating)" in problem

@@ -6,9 +6,9 @@ completing (older versions also emit 2 created and 6 waiting to run). StartMigra
 is only allowed at 4, so the start step always follows a waited-for check.
 
 Every wait uses one poller, ``tencent-dts.jobs``, whose answer depends on the phase
-the job's outputs record (``dts_phase``). One poller means the engine can batch every
-waiting job of a connection into list calls of DescribeMigrateJobs (100 per page)
-instead of one call per job.
+its wait step names (``WaitStep.context["phase"]``). One poller means the engine can
+batch every waiting job of a connection into list calls of DescribeMigrateJobs (100
+per page, newest first) instead of one call per job.
 """
 
 from __future__ import annotations
@@ -23,23 +23,26 @@ from batchmig.plugin import (
     Caller,
     CallStep,
     Instance,
+    Listing,
     NotFoundError,
     OutcomeUnsureError,
     Outputs,
     Poller,
     Step,
+    WaitItem,
     WaitStatus,
     WaitStep,
+    find_created,
+    poll_listed,
 )
 
 from batchmig_tencentcloud import secret_refs
 from batchmig_tencentcloud.dts.settings import CONSISTENCY, MIGRATE_TYPES, DtsSettings, JobSpec, SourceSpec
 
-__all__ = ["JOBS_POLLER", "create_params", "job_steps"]
+__all__ = ["JOBS_POLLER", "create_params", "job_id", "job_steps"]
 
 STARTED = frozenset({6, 7, 8, 9, 10, 11, 12})
 COMPLETED = frozenset({9, 12})
-CHECKING = frozenset({3, 4, 5})
 PAGE = 100
 
 
@@ -50,37 +53,43 @@ def job_steps(instance: Instance) -> list[Step]:
         name = settings.job.name or instance.resource_name("dts")
         steps.append(_create(create_params(settings.job, name, settings.migrate_type), name))
 
-    def job_id(outputs: Outputs) -> str:
-        return settings.job_id or str(outputs["job_id"])
-
     def phase_step(name: str, action: str, phase: str, done: frozenset[int], **extra: Any) -> CallStep:
         def build(outputs: Outputs) -> Call:
-            return Call(action, {"JobId": job_id(outputs), **extra}, mutating=True, resource=job_id(outputs))
-
-        # The answers carry nothing; the job id comes from the settings or create-job.
-        remembered = {"dts_phase": phase} | ({"job_id": settings.job_id} if settings.job_id else {})
+            job = job_id(instance, outputs)
+            return Call(action, {"JobId": job, **extra}, mutating=True, resource=job)
 
         async def reconcile(caller: Caller, outputs: Outputs) -> Outputs | None:
-            job = await _job(caller, job_id(outputs))
-            if job is None:  # it exists (it has an id): the list lags behind, so nothing is known yet
-                raise OutcomeUnsureError("JobNotListed", f"the DTS job {job_id(outputs)} is not listed (yet)")
-            return remembered if job.get("Status") in done else None
+            job = job_id(instance, outputs)
+            if phase == "check":  # the check job's own read does not lag behind a new job, unlike the list
+                answer = await caller.read(Call("DescribeMigrateCheckJob", {"JobId": job}))
+                return {} if answer.payload.get("Status") not in (None, "unavailable") else None
+            found = await _job(caller, job)
+            if found is None:  # it exists (it has an id): the list lags behind, so nothing is known yet
+                raise OutcomeUnsureError("JobNotListed", f"the DTS job {job} is not listed (yet)")
+            return {} if found.get("Status") in done else None
 
-        return CallStep(name, build, lambda answer: remembered, reconcile, cutover=phase == "complete")
+        # The answers carry nothing; the job id comes from the settings or create-job.
+        return CallStep(name, build, lambda answer: {}, reconcile, cutover=phase == "complete")
 
     steps += [
-        phase_step("check-job", "CreateMigrateCheckJob", "check", CHECKING),
-        WaitStep("wait-check", JOBS_POLLER),
+        phase_step("check-job", "CreateMigrateCheckJob", "check", frozenset()),
+        WaitStep("wait-check", JOBS_POLLER, {"phase": "check"}),
         phase_step("start-job", "StartMigrateJob", "migrate", STARTED),
-        WaitStep("wait-migration", JOBS_POLLER),
+        WaitStep("wait-migration", JOBS_POLLER, {"phase": "migrate"}),
     ]
     if settings.migrate_type == "full-incremental":
         extra = {"CompleteMode": settings.complete_mode} if settings.complete_mode else {}
         steps += [
             phase_step("complete-job", "CompleteMigrateJob", "complete", COMPLETED, **extra),
-            WaitStep("wait-complete", JOBS_POLLER),
+            WaitStep("wait-complete", JOBS_POLLER, {"phase": "complete"}),
         ]
     return steps
+
+
+def job_id(instance: Instance, outputs: Outputs) -> str:
+    """The job an instance works on: the plan's ``job_id``, else the one create-job made."""
+    settings: DtsSettings = instance.settings
+    return settings.job_id or str(outputs["job_id"])
 
 
 # ------------------------------------------------------------------- creation
@@ -88,16 +97,14 @@ def job_steps(instance: Instance) -> list[Step]:
 
 def _create(params: Mapping[str, Any], name: str) -> CallStep:
     async def reconcile(caller: Caller, outputs: Outputs) -> Outputs | None:
-        answer = await caller.read(Call("DescribeMigrateJobs", {"JobName": name, "Limit": PAGE}))
-        for job in answer.get("JobList") or []:
-            if job.get("JobName") == name:
-                return {"job_id": job["JobId"]}
-        return None
+        job = await find_created(caller, _jobs(JobName=name), lambda job: job.get("JobName") == name,
+                                 what=f"the DTS job {name}")
+        return None if job is None else {"job_id": job["JobId"]}
 
     return CallStep(
         "create-job",
         lambda outputs: Call("CreateMigrateJob", params, mutating=True, resource=f"job:{name}"),
-        lambda answer: {"job_id": answer["JobId"]},
+        lambda answer: {"job_id": answer.payload["JobId"]},
         reconcile,
     )
 
@@ -125,63 +132,55 @@ def _source_info(source: SourceSpec) -> dict[str, Any]:
 # -------------------------------------------------------------------- polling
 
 
-async def _job(caller: Caller, job_id: str) -> Mapping[str, Any] | None:
-    answer = await caller.read(Call("DescribeMigrateJobs", {"JobId": job_id}))
-    for job in answer.get("JobList") or []:
-        if job.get("JobId") == job_id:
-            found: Mapping[str, Any] = job
-            return found
-    return None
+def _jobs(**filters: Any) -> Listing:
+    """DescribeMigrateJobs, newest first (optionally filtered by JobName or JobId)."""
+
+    def page(offset: int) -> Call:
+        params = {**filters, "Offset": offset, "Limit": PAGE, "Order": "CreateTime", "OrderSeq": "DESC"}
+        return Call("DescribeMigrateJobs", params)
+
+    return Listing(page, lambda answer: answer.payload["JobList"], PAGE)
 
 
-def _page(offset: int) -> Call:
-    params = {"Offset": offset, "Limit": PAGE, "Order": "CreateTime", "OrderSeq": "DESC"}
-    return Call("DescribeMigrateJobs", params)
+def _job_key(job: Mapping[str, Any]) -> object:
+    return job.get("JobId")
 
 
-async def _poll_jobs(caller: Caller, batch: Sequence[Outputs]) -> list[WaitStatus]:
-    wanted = {str(outputs["job_id"]) for outputs in batch}
-    jobs: dict[str, Mapping[str, Any]] = {}
+async def _job(caller: Caller, job: str) -> Mapping[str, Any] | None:
+    seen = await poll_listed(caller, _jobs(JobId=job), [job], _job_key)
+    return seen[job].record if job in seen else None
+
+
+async def _poll_jobs(caller: Caller, batch: Sequence[WaitItem]) -> list[WaitStatus]:
+    wanted = [job_id(item.instance, item.outputs) for item in batch]
     # Newest first: jobs being waited on are recent. A page costs one call, as does
     # one job looked up alone, so read at most one page per 10 jobs waited on.
-    offset, pages = 0, 0
-    while wanted - jobs.keys() and pages < math.ceil(len(wanted) / 10):
-        answer = await caller.read(_page(offset))
-        page = answer.get("JobList") or []
-        jobs |= {job["JobId"]: job for job in page if job.get("JobId") in wanted}
-        offset, pages = offset + len(page), pages + 1
-        if not page or offset >= int(answer.get("TotalCount") or 0):
-            break
-    for job_id in sorted(wanted - jobs.keys()):
-        job = await _job(caller, job_id)
-        if job is not None:
-            jobs[job_id] = job
+    seen = await poll_listed(caller, _jobs(), wanted, _job_key,
+                             describe=lambda job: _jobs(JobId=job).page(0),
+                             max_pages=math.ceil(len(set(wanted)) / 10))
     statuses = []
-    for outputs in batch:
-        job_id = str(outputs["job_id"])
-        job = jobs.get(job_id)
-        if job is None:  # lists lag behind creates: only a per-id read may say it is gone
-            statuses.append(await _missing_from_list(caller, job_id))
+    for item, job in zip(batch, wanted, strict=True):
+        found = seen.get(job)
+        if found is None or found.record is None:  # lists lag behind creates; the check job's read does not
+            statuses.append(await _unlisted(caller, job))
             continue
-        status = _status(job, outputs)
+        status = _status(found.record, job, item.context["phase"])
         if status is None:  # a failed check: its reason is only in DescribeMigrateCheckJob
-            status = await _check_failure(caller, str(outputs["job_id"]))
+            status = await _check_failure(caller, job)
         statuses.append(status)
     return statuses
 
 
-async def _missing_from_list(caller: Caller, job_id: str) -> WaitStatus:
-    """A job the list did not show: gone, or not listed yet (DescribeMigrateJobs is eventually
-    consistent). DescribeMigrateCheckJob reads the job itself and tells the two apart."""
+async def _unlisted(caller: Caller, job_id: str) -> WaitStatus:
+    """A job the lists do not show (yet): gone if its check job is gone too, else running."""
     try:
         await caller.read(Call("DescribeMigrateCheckJob", {"JobId": job_id}))
-    except NotFoundError as exc:
-        return WaitStatus.failed(f"the DTS job {job_id} no longer exists", exc.code, exc.request_id)
-    return WaitStatus.running(f"the DTS job {job_id} exists but is not listed yet")
+    except NotFoundError as error:
+        return WaitStatus.failed(f"the DTS job {job_id} no longer exists", error.code, error.request_id)
+    return WaitStatus.running(f"the DTS job {job_id} is not listed yet")
 
 
-def _status(job: Mapping[str, Any], outputs: Outputs) -> WaitStatus | None:
-    phase = outputs.get("dts_phase")
+def _status(job: Mapping[str, Any], job_id: str, phase: str) -> WaitStatus | None:
     status = job.get("Status")
     if status == 10:
         return WaitStatus.failed(_error_info(job) or f"the DTS job {job.get('JobId')} failed", "MigrationFailed")
@@ -196,10 +195,8 @@ def _status(job: Mapping[str, Any], outputs: Outputs) -> WaitStatus | None:
 
 async def _check_failure(caller: Caller, job_id: str) -> WaitStatus:
     answer = await caller.read(Call("DescribeMigrateCheckJob", {"JobId": job_id}))
-    message = answer.get("ErrorMessage") or "the migration check did not pass"
-    return WaitStatus.failed(
-        f"the check of {job_id} failed: {message}", "CheckNotPassed", answer.get("RequestId")
-    )
+    message = answer.payload.get("ErrorMessage") or "the migration check did not pass"
+    return WaitStatus.failed(f"the check of {job_id} failed: {message}", "CheckNotPassed", answer.request_id)
 
 
 def _error_info(job: Mapping[str, Any]) -> str:
@@ -220,7 +217,7 @@ JOBS_POLLER = Poller(
     poll=_poll_jobs,
     max_batch=PAGE,
     min_interval=15.0,
-    example=lambda outputs: _page(0),
+    example=lambda item: _jobs().page(0),
 )
 
 

@@ -89,7 +89,7 @@ class DtsProvider(Provider):
             answer = await caller.read(Call("DescribeMigrateJobs", {"JobId": settings.job_id}))
         except ProviderError as error:
             return [f"could not look up {settings.job_id}: {error}"]
-        jobs = [job for job in answer.get("JobList") or [] if job.get("JobId") == settings.job_id]
+        jobs = [job for job in answer.payload.get("JobList") or [] if job.get("JobId") == settings.job_id]
         if not jobs:
             return [f"the DTS job {settings.job_id} does not exist in this region and account"]
         problems = []

@@ -11,20 +11,54 @@ and DescribeBackups by name when it does not. Both report the *backup* status
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from batchmig.errors import NotFoundError
-from batchmig.plugin import Call, Caller, CallStep, Instance, Outputs, Poller, Step, WaitStatus, WaitStep
+from batchmig.plugin import (
+    Answer,
+    Call,
+    Caller,
+    CallStep,
+    Instance,
+    Listing,
+    Outputs,
+    Poller,
+    Step,
+    WaitItem,
+    WaitStatus,
+    WaitStep,
+    find_created,
+    poll_listed,
+)
 
 from batchmig_tencentcloud.sqlserver.settings import SqlServerSettings
 
-__all__ = ["BACKUP_POLLER", "backup_steps"]
+__all__ = ["BACKUP_POLLER", "backup_steps", "backups_named"]
 
 _BEIJING = timezone(timedelta(hours=8))
 # DescribeBackups needs a time window; a month either side of now outlasts any run.
 _WINDOW = timedelta(days=30)
+
+
+def backups_named(instance_id: str, name: str) -> Listing:
+    """DescribeBackups of the instance filtered by BackupName (a search: it may lag)."""
+
+    def page(offset: int) -> Call:
+        now = datetime.fromtimestamp(time.time(), _BEIJING)
+        params = {
+            "InstanceId": instance_id,
+            "StartTime": (now - _WINDOW).strftime("%Y-%m-%d %H:%M:%S"),
+            "EndTime": (now + _WINDOW).strftime("%Y-%m-%d %H:%M:%S"),
+            "BackupName": name,
+            "Limit": 100,
+        }
+        if offset:  # documented as a page number; batchmig's lookups only need the first page
+            params["Offset"] = offset // 100
+        return Call("DescribeBackups", params)
+
+    return Listing(page, lambda answer: answer.payload["Backups"])
 
 
 def backup_steps(instance: Instance) -> list[Step]:
@@ -44,60 +78,41 @@ def backup_steps(instance: Instance) -> list[Step]:
     def build(outputs: Outputs) -> Call:
         return Call("CreateBackup", params, mutating=True, resource=f"backup:{instance_id}/{name}")
 
-    def read(answer: Mapping[str, Any]) -> Outputs:
-        return {"instance_id": instance_id, "backup_name": name, "backup_flow_id": answer["FlowId"]}
+    def read(answer: Answer) -> Outputs:
+        return {"backup_flow_id": answer.payload["FlowId"]}
 
     async def reconcile(caller: Caller, outputs: Outputs) -> Outputs | None:
-        found = await find_backup(caller, instance_id, name)
-        if found is None:
-            return None
-        return {"instance_id": instance_id, "backup_name": name, "backup_flow_id": None}
+        found = await find_created(caller, backups_named(instance_id, name),
+                                   lambda backup: backup.get("BackupName") == name, what=f"the backup {name}")
+        # The backup's list entry has no FlowId; the wait then polls by name.
+        return None if found is None else {"backup_flow_id": None}
 
     return [
         CallStep("create-backup", build, read, reconcile),
-        WaitStep("wait-backup", BACKUP_POLLER),
+        WaitStep("wait-backup", BACKUP_POLLER, {"backup_name": name}),
     ]
 
 
-async def find_backup(caller: Caller, instance_id: str, name: str) -> Mapping[str, Any] | None:
-    """The manual backup called ``name`` on the instance, if there is one."""
-    now = datetime.fromtimestamp(time.time(), _BEIJING)
-    answer = await caller.read(
-        Call(
-            "DescribeBackups",
-            {
-                "InstanceId": instance_id,
-                "StartTime": (now - _WINDOW).strftime("%Y-%m-%d %H:%M:%S"),
-                "EndTime": (now + _WINDOW).strftime("%Y-%m-%d %H:%M:%S"),
-                "BackupName": name,
-                "Limit": 100,
-            },
-        )
-    )
-    for backup in answer.get("Backups") or []:
-        if backup.get("BackupName") == name:
-            result: Mapping[str, Any] = backup
-            return result
-    return None
-
-
-async def _poll(caller: Caller, batch: Sequence[Outputs]) -> list[WaitStatus]:
+async def _poll(caller: Caller, batch: Sequence[WaitItem]) -> list[WaitStatus]:
     statuses = []
-    for outputs in batch:
-        instance_id, flow_id = outputs["instance_id"], outputs.get("backup_flow_id")
+    for item in batch:
+        instance_id, name = item.instance.settings.instance_id, item.context["backup_name"]
+        flow_id = item.outputs.get("backup_flow_id")
         try:
             if flow_id is not None:
-                backup: Mapping[str, Any] | None = await caller.read(_by_flow(instance_id, flow_id))
+                backup: Any = (await caller.read(_by_flow(instance_id, flow_id))).payload
             else:
-                backup = await find_backup(caller, instance_id, outputs["backup_name"])
+                seen = await poll_listed(caller, backups_named(instance_id, name), [name],
+                                         lambda backup: backup.get("BackupName"))
+                backup = seen[name].record if name in seen else None
         except NotFoundError as error:
             statuses.append(WaitStatus.failed(error.message, error.code, error.request_id))
             continue
-        statuses.append(_status(backup, outputs["backup_name"]))
+        statuses.append(_status(backup, name))
     return statuses
 
 
-def _status(backup: Mapping[str, Any] | None, name: str) -> WaitStatus:
+def _status(backup: Any, name: str) -> WaitStatus:
     if backup is None:
         return WaitStatus.failed(f"the backup {name} no longer exists", "ResourceNotFound.BackupNotFound")
     status = backup.get("Status")
@@ -119,5 +134,5 @@ BACKUP_POLLER = Poller(
     poll=_poll,
     max_batch=1,
     min_interval=10.0,
-    example=lambda outputs: _by_flow(outputs["instance_id"], outputs["backup_flow_id"]),
+    example=lambda item: _by_flow(item.instance.settings.instance_id, item.outputs["backup_flow_id"]),
 )

@@ -93,7 +93,7 @@ class SqlServerProvider(Provider):
             answer = await caller.read(Call("DescribeDBInstances", {"InstanceIdSet": [instance_id]}))
         except ProviderError as error:
             return [f"could not look up {instance_id}: {error}"]
-        found = [item for item in answer.get("DBInstances") or [] if item.get("InstanceId") == instance_id]
+        found = [item for item in answer.payload.get("DBInstances") or [] if item.get("InstanceId") == instance_id]
         if not found:
             return [f"the instance {instance_id} does not exist in this region and account"]
         status = found[0].get("Status")

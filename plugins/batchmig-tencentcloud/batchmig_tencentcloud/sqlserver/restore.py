@@ -19,16 +19,21 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from batchmig.plugin import (
+    Answer,
     Call,
     Caller,
     CallStep,
     Instance,
+    Listing,
     OutcomeUnsureError,
     Outputs,
     Poller,
     Step,
+    WaitItem,
     WaitStatus,
     WaitStep,
+    find_created,
+    poll_listed,
 )
 
 from batchmig_tencentcloud.sqlserver.settings import ImportSettings, SqlServerSettings
@@ -37,6 +42,7 @@ __all__ = ["IMPORT_POLLER", "INCREMENTAL_POLLER", "import_steps"]
 
 STARTED = frozenset({7, 8, 9, 10, 12})
 """Task statuses that prove a start call took effect."""
+PAGE = 100
 
 
 def import_steps(instance: Instance) -> list[Step]:
@@ -55,7 +61,29 @@ def import_steps(instance: Instance) -> list[Step]:
     return steps
 
 
+def _import(settings: SqlServerSettings) -> ImportSettings:
+    assert settings.import_ is not None
+    return settings.import_
+
+
 # ------------------------------------------------------------------ full import
+
+
+def _offset(offset: int) -> dict[str, int]:
+    # Only past the first page: whether Offset counts rows or pages is not documented
+    # clearly, and batchmig's lookups nearly always end on the first page.
+    return {"Offset": offset} if offset else {}
+
+
+def _imports(instance_id: str, **filters: Any) -> Listing:
+    """DescribeBackupMigration of an instance, newest first (optionally filtered)."""
+
+    def page(offset: int) -> Call:
+        params = {"InstanceId": instance_id, **filters, "OrderBy": "createTime", "OrderByType": "desc",
+                  "Limit": PAGE, **_offset(offset)}
+        return Call("DescribeBackupMigration", params)
+
+    return Listing(page, lambda answer: answer.payload["BackupMigrationSet"], PAGE)
 
 
 def _create(instance_id: str, name: str, spec: ImportSettings) -> CallStep:
@@ -67,24 +95,18 @@ def _create(instance_id: str, name: str, spec: ImportSettings) -> CallStep:
         "BackupFiles": [spec.backup_file],
     }
 
-    def outputs_for(migration_id: str) -> Outputs:
-        return {"instance_id": instance_id, "migration_id": migration_id, "recovery_type": spec.recovery_type}
-
     async def reconcile(caller: Caller, outputs: Outputs) -> Outputs | None:
-        answer = await caller.read(
-            Call("DescribeBackupMigration", {"InstanceId": instance_id, "MigrationName": name, "Limit": 100})
-        )
-        for task in answer.get("BackupMigrationSet") or []:
-            if task.get("MigrationName") == name:
-                return outputs_for(task["MigrationId"])
-        return None
+        task = await find_created(caller, _imports(instance_id, MigrationName=name),
+                                  lambda task: task.get("MigrationName") == name,
+                                  what=f"the import task {name}")
+        return None if task is None else {"migration_id": task["MigrationId"]}
 
     return CallStep(
         "create-import",
         lambda outputs: Call(
             "CreateBackupMigration", params, mutating=True, resource=f"migration:{instance_id}/{name}"
         ),
-        lambda answer: outputs_for(answer["BackupMigrationId"]),
+        lambda answer: {"migration_id": answer.payload["BackupMigrationId"]},
         reconcile,
     )
 
@@ -125,49 +147,43 @@ async def _listed_task(caller: Caller, instance_id: str, migration_id: str) -> M
     return task
 
 
+def _describe_import(instance_id: str, migration_id: str) -> Call:
+    return Call("DescribeBackupMigration", {"InstanceId": instance_id, "BackupMigrationId": migration_id})
+
+
 async def _task(caller: Caller, instance_id: str, migration_id: str) -> Mapping[str, Any] | None:
-    answer = await caller.read(
-        Call("DescribeBackupMigration", {"InstanceId": instance_id, "BackupMigrationId": migration_id})
-    )
-    for task in answer.get("BackupMigrationSet") or []:
-        if task.get("MigrationId") == migration_id:
-            found: Mapping[str, Any] = task
-            return found
-    return None
+    seen = await poll_listed(caller, _imports(instance_id, BackupMigrationId=migration_id), [migration_id],
+                             _migration_id)
+    return seen[migration_id].record if migration_id in seen else None
 
 
-def _list_imports(outputs: Outputs) -> Call:
+def _migration_id(task: Mapping[str, Any]) -> object:
+    return task.get("MigrationId")
+
+
+async def _poll_imports(caller: Caller, batch: Sequence[WaitItem]) -> list[WaitStatus]:
     # Newest first: the tasks being waited on are the recent ones, so one page of 100
-    # covers every import into this instance that a run starts.
-    params = {
-        "InstanceId": outputs["instance_id"],
-        "OrderBy": "createTime",
-        "OrderByType": "desc",
-        "Limit": 100,
-    }
-    return Call("DescribeBackupMigration", params)
-
-
-async def _poll_imports(caller: Caller, batch: Sequence[Outputs]) -> list[WaitStatus]:
-    answer = await caller.read(_list_imports(batch[0]))
-    request_id = answer.get("RequestId")
-    tasks = {task.get("MigrationId"): task for task in answer.get("BackupMigrationSet") or []}
+    # covers every import into this instance that a run starts; the rest by id.
+    instance_id = batch[0].instance.settings.instance_id
+    seen = await poll_listed(
+        caller, _imports(instance_id), [item.outputs["migration_id"] for item in batch], _migration_id,
+        describe=lambda migration_id: _describe_import(instance_id, migration_id),
+    )
     statuses = []
-    for outputs in batch:
-        migration_id = outputs["migration_id"]
-        task = tasks.get(migration_id) or await _task(caller, outputs["instance_id"], migration_id)
-        statuses.append(_import_status(task, outputs, request_id))
+    for item in batch:
+        found = seen.get(str(item.outputs["migration_id"]))
+        full_only = _import(item.instance.settings).recovery_type == "FULL"
+        statuses.append(_import_status(found.record if found else None, item, full_only,
+                                       found.request_id if found else None))
     return statuses
 
 
-def _import_status(task: Mapping[str, Any] | None, outputs: Outputs, request_id: Any) -> WaitStatus:
-    migration_id = outputs["migration_id"]
-    if task is None:
-        return WaitStatus.failed(
-            f"the import task {migration_id} no longer exists", "ResourceNotFound.FullBackupMigrationNotExist"
-        )
+def _import_status(task: Mapping[str, Any] | None, item: WaitItem, full_only: bool, request_id: Any) -> WaitStatus:
+    migration_id = item.outputs["migration_id"]
+    if task is None:  # lists lag behind creates, even filtered by id: not listed is not gone
+        return WaitStatus.running(f"the import task {migration_id} is not listed yet")
     status, message = task.get("Status"), task.get("Message") or ""
-    if status == 9 or (status == 8 and outputs.get("recovery_type") != "FULL"):
+    if status == 9 or (status == 8 and not full_only):
         return WaitStatus.succeeded({}, message)
     if status == 10:
         return WaitStatus.failed(
@@ -182,18 +198,18 @@ def _progress(task: Mapping[str, Any]) -> str:
     return f"status {task.get('Status')}" + (f", {progress}%" if progress is not None else "")
 
 
-def _group_by_instance(outputs: Outputs) -> Hashable:
-    return str(outputs["instance_id"])
+def _group_by_instance(item: WaitItem) -> Hashable:
+    return str(item.instance.settings.instance_id)
 
 
 IMPORT_POLLER = Poller(
     name="tencent-sqlserver.import",
     action="DescribeBackupMigration",
     poll=_poll_imports,
-    max_batch=100,
+    max_batch=PAGE,
     group=_group_by_instance,
     min_interval=15.0,
-    example=_list_imports,
+    example=lambda item: _imports(item.instance.settings.instance_id).page(0),
 )
 
 
@@ -205,9 +221,6 @@ def _incremental(instance_id: str, number: int, file: str, *, final: bool) -> li
     recovery = "YES" if final else "NO"
     slot = f"incremental_{number}_id"
 
-    def outputs_for(incremental_id: str) -> Outputs:
-        return {slot: incremental_id, "incremental_id": incremental_id, "incremental_recovery": recovery}
-
     def create(outputs: Outputs) -> Call:
         params = {
             "InstanceId": instance_id,
@@ -218,13 +231,15 @@ def _incremental(instance_id: str, number: int, file: str, *, final: bool) -> li
         resource = f"incremental:{outputs['migration_id']}/{file}"
         return Call("CreateIncrementalMigration", params, mutating=True, resource=resource)
 
+    def read(answer: Answer) -> Outputs:
+        return {slot: answer.payload["IncrementalMigrationId"]}
+
     async def reconcile_create(caller: Caller, outputs: Outputs) -> Outputs | None:
         # Incrementals have no name; one task per backup file (check() forbids repeats).
-        tasks = await _incrementals(caller, instance_id, outputs["migration_id"])
-        for task in tasks:
-            if list(task.get("BackupFiles") or []) == [file]:
-                return outputs_for(task["MigrationId"])
-        return None
+        task = await find_created(caller, _incrementals(instance_id, outputs["migration_id"]),
+                                  lambda task: list(task.get("BackupFiles") or []) == [file],
+                                  what=f"the incremental import of {file}")
+        return None if task is None else {slot: task["MigrationId"]}
 
     def start(outputs: Outputs) -> Call:
         params = {
@@ -235,65 +250,58 @@ def _incremental(instance_id: str, number: int, file: str, *, final: bool) -> li
         return Call("StartIncrementalMigration", params, mutating=True, resource=str(outputs[slot]))
 
     async def reconcile_start(caller: Caller, outputs: Outputs) -> Outputs | None:
-        tasks = await _incrementals(caller, instance_id, outputs["migration_id"], outputs[slot])
-        if not tasks:  # it exists (it has an id): the list lags behind
-            raise OutcomeUnsureError("TaskNotListed", f"the incremental import {outputs[slot]} is not listed (yet)")
-        return {} if any(task.get("Status") in STARTED for task in tasks) else None
+        incremental_id = str(outputs[slot])
+        listing = _incrementals(instance_id, outputs["migration_id"], incremental_id)
+        seen = await poll_listed(caller, listing, [incremental_id], _migration_id)
+        task = seen[incremental_id].record if incremental_id in seen else None
+        if task is None:  # it exists (it has an id): the list lags behind
+            raise OutcomeUnsureError("TaskNotListed", f"the incremental import {incremental_id} is not listed (yet)")
+        return {} if task.get("Status") in STARTED else None
 
     return [
-        CallStep(f"create-{label}", create, lambda answer: outputs_for(answer["IncrementalMigrationId"]),
-                 reconcile_create),
+        CallStep(f"create-{label}", create, read, reconcile_create),
         CallStep(f"start-{label}", start, lambda answer: {}, reconcile_start, cutover=final),
-        WaitStep(f"wait-{label}", INCREMENTAL_POLLER),
-    ]  # fmt: skip
+        WaitStep(f"wait-{label}", INCREMENTAL_POLLER, {"slot": slot, "final": final}),
+    ]
 
 
-def _list_incrementals(outputs: Outputs, incremental_id: str | None = None) -> Call:
-    params: dict[str, Any] = {
-        "InstanceId": outputs["instance_id"],
-        "BackupMigrationId": outputs["migration_id"],
-        "Limit": 100,
-    }
-    if incremental_id is not None:
-        params["IncrementalMigrationId"] = incremental_id
-    return Call("DescribeIncrementalMigration", params)
+def _incrementals(instance_id: str, migration_id: str, incremental_id: str | None = None) -> Listing:
+    """DescribeIncrementalMigration of one import task (optionally of one incremental)."""
+
+    def page(offset: int) -> Call:
+        params: dict[str, Any] = {"InstanceId": instance_id, "BackupMigrationId": migration_id,
+                                  "Limit": PAGE, **_offset(offset)}
+        if incremental_id is not None:
+            params["IncrementalMigrationId"] = incremental_id
+        return Call("DescribeIncrementalMigration", params)
+
+    return Listing(page, lambda answer: answer.payload["IncrementalMigrationSet"], PAGE)
 
 
-async def _incrementals(
-    caller: Caller, instance_id: str, migration_id: str, incremental_id: str | None = None
-) -> list[Mapping[str, Any]]:
-    outputs = {"instance_id": instance_id, "migration_id": migration_id}
-    answer = await caller.read(_list_incrementals(outputs, incremental_id))
-    return list(answer.get("IncrementalMigrationSet") or [])
+def _incremental_id(item: WaitItem) -> str:
+    return str(item.outputs[item.context["slot"]])
 
 
-async def _poll_incrementals(caller: Caller, batch: Sequence[Outputs]) -> list[WaitStatus]:
-    answer = await caller.read(_list_incrementals(batch[0]))
-    request_id = answer.get("RequestId")
-    tasks = {task.get("MigrationId"): task for task in answer.get("IncrementalMigrationSet") or []}
+async def _poll_incrementals(caller: Caller, batch: Sequence[WaitItem]) -> list[WaitStatus]:
+    instance_id, migration_id = batch[0].instance.settings.instance_id, batch[0].outputs["migration_id"]
+    seen = await poll_listed(
+        caller, _incrementals(instance_id, migration_id), [_incremental_id(item) for item in batch], _migration_id,
+        describe=lambda incremental_id: _incrementals(instance_id, migration_id, incremental_id).page(0),
+    )
     statuses = []
-    for outputs in batch:
-        incremental_id = outputs["incremental_id"]
-        task = tasks.get(incremental_id)
-        if task is None:
-            found = await _incrementals(
-                caller, outputs["instance_id"], outputs["migration_id"], incremental_id
-            )
-            task = found[0] if found else None
-        statuses.append(_incremental_status(task, outputs, request_id))
+    for item in batch:
+        found = seen.get(_incremental_id(item))
+        statuses.append(_incremental_status(found.record if found else None, item,
+                                            found.request_id if found else None))
     return statuses
 
 
-def _incremental_status(task: Mapping[str, Any] | None, outputs: Outputs, request_id: Any) -> WaitStatus:
-    incremental_id = outputs["incremental_id"]
-    if task is None:
-        return WaitStatus.failed(
-            f"the incremental import task {incremental_id} no longer exists",
-            "ResourceNotFound.IncreBackupMigrationNotExist",
-        )
+def _incremental_status(task: Mapping[str, Any] | None, item: WaitItem, request_id: Any) -> WaitStatus:
+    incremental_id = _incremental_id(item)
+    if task is None:  # lists lag behind creates, even filtered by id: not listed is not gone
+        return WaitStatus.running(f"the incremental import task {incremental_id} is not listed yet")
     status, message = task.get("Status"), task.get("Message") or ""
-    final = outputs.get("incremental_recovery") == "YES"
-    if status == 9 or (status == 8 and not final):
+    if status == 9 or (status == 8 and not item.context["final"]):
         return WaitStatus.succeeded({}, message)
     if status == 10:
         return WaitStatus.failed(
@@ -302,16 +310,16 @@ def _incremental_status(task: Mapping[str, Any] | None, outputs: Outputs, reques
     return WaitStatus.running(_progress(task))
 
 
-def _group_by_task(outputs: Outputs) -> Hashable:
-    return (outputs["instance_id"], outputs["migration_id"])
+def _group_by_task(item: WaitItem) -> Hashable:
+    return (item.instance.settings.instance_id, item.outputs["migration_id"])
 
 
 INCREMENTAL_POLLER = Poller(
     name="tencent-sqlserver.incremental",
     action="DescribeIncrementalMigration",
     poll=_poll_incrementals,
-    max_batch=100,
+    max_batch=PAGE,
     group=_group_by_task,
     min_interval=10.0,
-    example=lambda outputs: _list_incrementals(outputs),
+    example=lambda item: _incrementals(item.instance.settings.instance_id, item.outputs["migration_id"]).page(0),
 )
