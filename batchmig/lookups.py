@@ -75,6 +75,10 @@ def records(listing: Listing, answer: Answer) -> list[Record]:
     return list(found)
 
 
+class _TooManyPages(Exception):
+    """The search had more pages than ``max_pages``: what it did not read may hold the resource."""
+
+
 async def _scan(caller: Caller, listing: Listing, matches: Callable[[Record], bool],
                 max_pages: int) -> Record | None:
     for number in range(max_pages):
@@ -84,7 +88,7 @@ async def _scan(caller: Caller, listing: Listing, matches: Callable[[Record], bo
                 return record
         if len(page) < listing.page_size:
             return None
-    return None
+    raise _TooManyPages(f"the search fills more than {max_pages} pages of {listing.page_size}")
 
 
 async def find_created(
@@ -111,7 +115,9 @@ async def find_created(
     is read ``1 + relists`` times, ``pause`` seconds apart: found in any → found;
     empty in all → None, unless ``lists_lag`` (lists can lag longer than that window)
     — then, as when no list answer was usable, ``OutcomeUnsureError`` is raised
-    with the evidence: a person must look before anything is created again.
+    with the evidence: a person must look before anything is created again. So is a
+    search with more than ``max_pages`` pages (of which it read none without a match):
+    a page it did not read is never taken as "not there".
     """
     problems: list[str] = []
     for attempt in range(1 + relists):
@@ -122,6 +128,12 @@ async def find_created(
         except ProviderError as exc:
             problems.append(f"{exc.code}: {exc.message}")
             found = None
+        except _TooManyPages as exc:  # an unread page is not "not there": no second create on it
+            raise OutcomeUnsureError(
+                "ReconcileUnsure",
+                f"cannot tell whether {what} was created: {exc}, and it is not in those. "
+                "Look it up in the cloud's console before resuming",
+            ) from None
         if found is not None:
             return found
         if describe is not None:

@@ -89,6 +89,16 @@ async def test_an_unusable_list_is_never_read_as_nothing_there() -> None:
         await find_created(ScriptedCloud([], broken_reads=10), listing(), named("bm-a"), what="x", relists=2)
 
 
+async def test_a_search_longer_than_its_page_limit_is_never_read_as_not_created() -> None:
+    others = [{"id": f"j{n}", "name": f"bm-other-{n}", "created": float(n)} for n in range(7)]
+    cloud = ScriptedCloud(others)  # 7 jobs, pages of 2, 3 pages read: the 4th may hold it
+    with pytest.raises(OutcomeUnsureError, match="more than 3 pages of 2"):
+        await find_created(cloud, listing(), named("bm-a"), what="the job bm-a", max_pages=3)
+    assert len(cloud.calls) == 3  # and no relisting window spent on it either
+    assert await find_created(ScriptedCloud(others), listing(), named("bm-a"), what="x", max_pages=4,
+                              relists=0) is None  # the 4th page is short: the search was read to its end
+
+
 async def test_poll_listed_pages_newest_first_then_describes_the_rest() -> None:
     jobs = [{"id": f"j{n}", "name": f"bm-{n}", "created": float(n)} for n in range(6)]
     cloud = ScriptedCloud(jobs)

@@ -25,6 +25,7 @@ from batchmig.errors import ExitCode, UnknownOutcomeError, UsageError
 from batchmig.journal import Journal
 from batchmig.operations import RunOptions, resume_run, start_run
 from batchmig.plugin import (
+    Call,
     Caller,
     CallStep,
     HttpRequest,
@@ -246,19 +247,21 @@ def test_an_unknown_status_is_logged_once_and_named_at_the_timeout(
 
 class UnsureProvider(TestcloudProvider):
     """testcloud, but a by-name search that finds nothing right after a lost create is
-    no proof: the search may lag behind the create (eventual consistency)."""
+    no proof: the search may lag behind the create (eventual consistency). It looks
+    once per reconcile, so the engine's own asking again is what catches up."""
 
     def steps(self, instance: Instance) -> Sequence[Step]:
         steps = list(super().steps(instance))
         create = steps[0]
         assert isinstance(create, CallStep) and create.reconcile is not None
-        looked_up = create.reconcile
+        name = instance.resource_name("job")
 
         async def reconcile(caller: Caller, outputs: Outputs) -> Outputs | None:
-            found = await looked_up(caller, outputs)
-            if found is None:
-                raise OutcomeUnsureError("SearchMayLag", f"no job named {instance.resource_name('job')} listed yet")
-            return found
+            answer = await caller.read(Call("DescribeJobs", {"Name": name}))
+            found = [job for job in answer.payload["jobs"] if job["name"] == name]
+            if not found:
+                raise OutcomeUnsureError("SearchMayLag", f"no job named {name} listed yet")
+            return {"JobId": found[0]["id"]}
 
         steps[0] = replace(create, reconcile=reconcile)
         return steps
