@@ -133,7 +133,7 @@ def test_the_retry_budget_is_the_runs_across_invocations(plan_file, registry: Re
     assert first.report["calls"]["retries"] == 3
     release(first.outcome.run_dir, registry, "gated")
     # The resumed sandbox throttles 3 calls again, but only 1 retry of the run's 4 is left.
-    second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
+    second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id, sandbox_config=SandboxConfig(600))
     assert second.outcome.exit_code == ExitCode.FAILED
     assert second.report["instances"][0]["error"]["code"] == "RetryBudgetExhausted"
     assert second.report["calls"]["retries"] == 4
@@ -151,7 +151,7 @@ def test_the_report_counts_every_invocations_calls(plan_file, registry: Registry
     drops = SandboxConfig(600, seed=1, faults=[{"kind": "drop", "mutating_only": True, "count": 2}])
     first = run_plan(plan, registry, tmp_path, sandbox_config=drops)
     release(first.outcome.run_dir, registry, "gated")
-    second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
+    second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id, sandbox_config=SandboxConfig(600))
     assert second.outcome.exit_code == ExitCode.OK
     calls = second.report["calls"]
     by_action: dict[str, int] = {}
@@ -327,3 +327,20 @@ def test_a_cutover_released_before_the_gate_is_a_pre_approval(plan_file, registr
     assert [e["action"] for e in result.audit if e.get("changed")][:2] == ["CreateJob", "StartJob"]
     assert result.statuses == {"early": "succeeded"}, result.report["instances"]
     assert result.outcome.exit_code == ExitCode.OK
+
+
+def test_an_idempotent_call_whose_answers_were_all_lost_needs_attention_and_resume_repeats_it(
+    plan_file, registry: Registry, tmp_path: Path
+) -> None:
+    """With a client token nothing is looked up: out of attempts, the outcome is unknown
+    (needs attention, not failed); resume sends the same call again, and the cloud acts once."""
+    text = plan_text("{id: tok, settings: {client_token: true}}")
+    plan = plan_file(text.replace("retry: {", "retry: {max_attempts: 2, "))
+    lost = SandboxConfig(600, faults=[{"kind": "drop", "action": "CreateJob", "count": 2}])
+    first = run_plan(plan, registry, tmp_path, sandbox_config=lost)
+    assert first.statuses == {"tok": "needs_attention"}
+    assert first.report["instances"][0]["error"]["step"] == "create-job"
+    second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id, sandbox_config=lost)
+    creates = [e for e in second.audit if e["action"] == "CreateJob"]
+    assert len(creates) == 4  # two per invocation, each answer lost again (the sandbox's faults restart with it)
+    assert len({e["resource"] for e in creates}) == 1 and sum(1 for e in creates if e.get("changed")) == 1
