@@ -133,7 +133,7 @@ def test_the_retry_budget_is_the_runs_across_invocations(plan_file, registry: Re
     assert first.report["calls"]["retries"] == 3
     release(first.outcome.run_dir, registry, "gated")
     # The resumed sandbox throttles 3 calls again, but only 1 retry of the run's 4 is left.
-    second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id, sandbox_config=SandboxConfig(600))
+    second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
     assert second.outcome.exit_code == ExitCode.FAILED
     assert second.report["instances"][0]["error"]["code"] == "RetryBudgetExhausted"
     assert second.report["calls"]["retries"] == 4
@@ -151,7 +151,7 @@ def test_the_report_counts_every_invocations_calls(plan_file, registry: Registry
     drops = SandboxConfig(600, seed=1, faults=[{"kind": "drop", "mutating_only": True, "count": 2}])
     first = run_plan(plan, registry, tmp_path, sandbox_config=drops)
     release(first.outcome.run_dir, registry, "gated")
-    second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id, sandbox_config=SandboxConfig(600))
+    second = run_plan(plan, registry, tmp_path, resume=first.outcome.run_id)
     assert second.outcome.exit_code == ExitCode.OK
     calls = second.report["calls"]
     by_action: dict[str, int] = {}
