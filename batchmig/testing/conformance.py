@@ -110,6 +110,14 @@ class ProviderConformance:
     def registry(self) -> Registry:
         return load_registry(self.plugins, entry_points=not self.plugins)
 
+    def copy_sample(self, settings: dict[str, Any], copy: int) -> dict[str, Any]:
+        """The settings of copy number ``copy`` of a sample, for the tests that run
+        several copies of every sample (and the kill cases, which each need fresh
+        targets). Copies are identical by default; override this when your provider
+        refuses two instances with one target (e.g. one database restored twice),
+        returning settings with a target of their own for every ``copy``."""
+        return settings
+
     def write_plan(
         self, directory: Path, copies: int = 1, rate_limits: dict[str, float] | None = None,
         cutover: str = "auto",
@@ -120,7 +128,8 @@ class ProviderConformance:
         if rate_limits:
             config["rate_limits"] = rate_limits
         instances = [
-            {"id": f"conf-{copy}-{index}", "provider": "p", "cutover": cutover, "settings": settings}
+            {"id": f"conf-{copy}-{index}", "provider": "p", "cutover": cutover,
+             "settings": self.copy_sample(dict(settings), copy)}
             for copy in range(copies)
             for index, settings in enumerate(self.samples)
         ]
