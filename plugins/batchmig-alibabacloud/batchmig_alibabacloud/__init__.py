@@ -1,4 +1,4 @@
-"""Alibabacloud provider for batchmig (``alibabacloud``), with its sandbox emulator."""
+"""Alibaba Cloud ApsaraDB RDS for SQL Server provider for batchmig (``alibaba-rds-sqlserver``), with its emulator."""
 
 from __future__ import annotations
 

@@ -1,21 +1,25 @@
-"""The Alibabacloud wire protocol, client side: sign a described call, read the answer.
+"""The ApsaraDB RDS wire protocol (API 2014-08-15), client side: sign a call, read the answer.
 
-Every request is ``POST /`` with the parameters as a JSON body and four headers:
-``X-Api-Action``, ``X-Api-Key`` (the key id), ``X-Api-Date`` (epoch seconds) and
-``X-Api-Signature``, the hex HMAC-SHA256 of ``action\\ndate\\nsha256(body)`` under the
-secret. A success is ``200 {"Result": {...}}``, an error ``4xx/5xx {"Error": {"Code",
-"Message"}}``; the request id travels in the ``X-Request-Id`` header of both, so it
-is put into the ``Answer`` (and onto every error) here.
+RPC style as the official SDK sends it: ``POST /`` with the action's parameters in the
+query string and an empty body, the action and version in ``x-acs-action`` /
+``x-acs-version``, and the V3 signature (``signing.py``) in ``Authorization``. An STS
+token, when the credentials carry one, travels in ``x-acs-security-token`` (signed).
+
+A success is HTTP 200 with a JSON body holding ``RequestId``; an error is a 4xx/5xx
+with ``{"RequestId", "HostId", "Code", "Message", "Recommend"}``. Errors are classified
+by ``Code`` first (``ERROR_KINDS``), by HTTP status second: an unknown 4xx is permanent,
+an unknown 5xx transient. The request id is on the answer and on every error.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from batchmig.plugin import (
     Answer,
@@ -32,75 +36,116 @@ from batchmig.plugin import (
     UnknownOutcomeError,
 )
 
-__all__ = ["AlibabacloudConnection", "sign"]
+from batchmig_alibabacloud.signing import authorization, canonical_query, payload_hash
 
-THROTTLE_CODES = frozenset({"Throttled"})
-NOT_FOUND_CODES = frozenset({"ImportNotFound"})
+__all__ = ["API_VERSION", "ERROR_KINDS", "AlibabaConnection", "classify", "endpoint_for", "wire_value"]
+
+API_VERSION = "2014-08-15"
+
+ERROR_KINDS: dict[str, type[ProviderError]] = {
+    # Throttling, documented for every product (HTTP 400; some answer 429).
+    "Throttling": ThrottleError,
+    "Throttling.User": ThrottleError,
+    "Throttling.Api": ThrottleError,
+    "Throttling.Concurrent": ThrottleError,
+    "ServiceUnavailable": TransientError,
+    "InternalError": TransientError,
+    "UnknownError": TransientError,
+    "ServiceUnavailableTemp": TransientError,
+    # The DB instance (or the migration task) named does not exist.
+    "Forbidden.InstanceNotFound": NotFoundError,
+    "InvalidDBInstanceId.NotFound": NotFoundError,
+    "InvalidMigrateTaskId.NotFound": NotFoundError,
+    # Everything else that is documented is permanent: a repeat gets the same refusal.
+    "MissingParameter": PermanentError,
+    "InvalidParameter": PermanentError,
+    "UnsupportedOperation": PermanentError,
+    "NoSuchVersion": PermanentError,
+    "InvalidAccessKeyId.NotFound": PermanentError,
+    "IncompleteSignature": PermanentError,
+    "SignatureDoesNotMatch": PermanentError,
+    "SignatureNonceUsed": TransientError,  # a fresh nonce is drawn on every attempt
+    "InvalidTimeStamp.Expired": TransientError,  # re-signed with a fresh date on every attempt
+    "Forbidden": PermanentError,
+    "Forbidden.RAM": PermanentError,
+    "Forbidden.RiskControl": PermanentError,
+    "InvalidAction": PermanentError,
+    "InvalidAction.NotFound": PermanentError,
+    "InsufficientBalance": PermanentError,
+    "IncorrectDBInstanceState": PermanentError,
+    "IncorrectMigrateTaskStatus": PermanentError,
+    "InvalidDBName.Duplicate": PermanentError,
+}
+"""Documented codes (and the few assumed ones the README lists) by what a repeat would do."""
 
 
-def sign(secret: str, action: str, date: str, body: bytes) -> str:
-    """The request signature (shared with the emulator, which verifies it)."""
-    message = "\n".join([action, date, hashlib.sha256(body).hexdigest()])
-    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+def classify(code: str, message: str, status: int, request_id: str | None) -> ProviderError:
+    """The error an error answer means: by code, then by status (4xx permanent, 5xx transient)."""
+    kind = ERROR_KINDS.get(code)
+    if kind is None:
+        kind = ThrottleError if status == 429 else TransientError if status >= 500 else PermanentError
+    return kind(code or f"HTTP{status}", message, request_id=request_id, http_status=status)
 
 
-class AlibabacloudConnection(Connection):
-    """One provider configuration of the plan, ready to sign calls."""
+def endpoint_for(region: str) -> str:
+    """The public endpoint of a region (``rds.<region>.aliyuncs.com``, served for every region)."""
+    return f"https://rds.{region}.aliyuncs.com"
+
+
+def wire_value(value: object) -> str:
+    """A parameter as the query string carries it (booleans as ``True``/``False``)."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return str(value)
+
+
+class AlibabaConnection(Connection):
+    """One ``providers:`` entry of the plan, ready to sign calls with its AccessKey."""
 
     def __init__(self, config: ProviderConfig, clock: Callable[[], float] = time.time) -> None:
         self.region = config.region
-        self._key_id = config.credentials.secret("key_id") or ""
-        self._secret = config.credentials.secret("secret") or ""
-        # The rate-limit account: the plan's label, else a fingerprint (never a secret).
-        self.account = config.account or "key-" + hashlib.sha256(self._key_id.encode()).hexdigest()[:10]
-        self._url = (config.endpoint or f"https://imports.{config.region}.alibabacloud.example").rstrip("/") + "/"
+        self._key_id = config.credentials.secret("access_key_id") or ""
+        self._secret = config.credentials.secret("access_key_secret") or ""
+        self._token = config.credentials.secret("security_token") or ""
+        # The rate-limit account: the plan's label, else a fingerprint of the key id (never the secret).
+        self.account = config.account or "ak-" + hashlib.sha256(self._key_id.encode()).hexdigest()[:10]
+        self._url = (config.endpoint or endpoint_for(config.region)).rstrip("/") + "/"
         self._clock = clock
 
     async def prepare(self, call: Call) -> HttpRequest:
         if not self._key_id or not self._secret:
-            raise PermanentError("MissingCredentials", "set ALIBABACLOUD_KEY_ID and ALIBABACLOUD_SECRET")
-        body = json.dumps(dict(call.params), separators=(",", ":")).encode()
-        date = str(int(self._clock()))  # fresh on every attempt: a retry is signed anew
+            raise PermanentError("MissingCredentials",
+                                 "set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        query = {name: wire_value(value) for name, value in call.params.items() if value is not None}
         headers = {
-            "Content-Type": "application/json",
-            "X-Api-Action": call.action,
-            "X-Api-Key": self._key_id,
-            "X-Api-Date": date,
-            "X-Api-Region": self.region,
-            "X-Api-Signature": sign(self._secret, call.action, date, body),
+            "host": urlsplit(self._url).netloc,
+            "x-acs-action": call.action,
+            "x-acs-version": API_VERSION,
+            # Fresh on every attempt: a retry is a new request (the cloud refuses a nonce seen before).
+            "x-acs-date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock())),
+            "x-acs-signature-nonce": uuid.uuid4().hex,
+            "x-acs-content-sha256": payload_hash(b""),
+            "accept": "application/json",
         }
-        return HttpRequest("POST", self._url, headers, body)
+        if self._token:
+            headers["x-acs-security-token"] = self._token
+        headers["Authorization"] = authorization(self._key_id, self._secret, "POST", "/", query, headers)
+        return HttpRequest("POST", f"{self._url}?{canonical_query(query)}" if query else self._url, headers)
 
     def parse(self, call: Call, response: HttpResponse) -> Answer:
-        request_id = response.headers.get("x-request-id")
         try:
             document: Any = json.loads(response.body)
         except ValueError:
             document = None
-        if not isinstance(document, dict):
-            raise _unreadable(call, response, request_id)
-        error = document.get("Error")
-        if isinstance(error, dict):
-            raise _error(str(error.get("Code", "")), str(error.get("Message", "")), request_id, response.status)
-        result = document.get("Result")
-        if response.status != 200 or not isinstance(result, dict):
-            raise _unreadable(call, response, request_id)
-        return Answer(result, request_id)
-
-
-def _error(code: str, message: str, request_id: str | None, status: int) -> ProviderError:
-    """Classify by the cloud's code first, its HTTP status second."""
-    if code in THROTTLE_CODES or status == 429:
-        return ThrottleError(code, message, request_id=request_id, http_status=status)
-    if code in NOT_FOUND_CODES:
-        return NotFoundError(code, message, request_id=request_id, http_status=status)
-    if status >= 500:
-        return TransientError(code, message, request_id=request_id, http_status=status)
-    return PermanentError(code, message, request_id=request_id, http_status=status)
-
-
-def _unreadable(call: Call, response: HttpResponse, request_id: str | None) -> ProviderError:
-    # A write whose answer cannot be read may have taken effect; a read is just retried.
-    kind = UnknownOutcomeError if call.mutating else TransientError
-    return kind("UnreadableAnswer", f"HTTP {response.status}: not a Alibabacloud answer",
-                request_id=request_id, http_status=response.status)
+        found = document.get("RequestId") if isinstance(document, dict) else None
+        request_id = str(found) if found else None
+        if isinstance(document, dict) and response.status >= 400 and document.get("Code"):
+            raise classify(str(document["Code"]), str(document.get("Message", "")), response.status, request_id)
+        if response.status >= 400:  # no error body (a proxy, a gateway): the status says it all
+            raise classify("", f"HTTP {response.status} without an RDS error body", response.status, request_id)
+        if response.status != 200 or not isinstance(document, dict) or request_id is None:
+            # A write whose answer cannot be read may have acted; a read is just asked again.
+            kind = UnknownOutcomeError if call.mutating else TransientError
+            raise kind("UnreadableAnswer", f"HTTP {response.status}: not an RDS answer",
+                       request_id=request_id, http_status=response.status)
+        return Answer(document, request_id)

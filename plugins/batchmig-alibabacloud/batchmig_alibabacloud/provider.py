@@ -1,23 +1,31 @@
-"""The ``alibabacloud`` provider: import a SQL Server backup, then bring the database online.
+"""The ``alibaba-rds-sqlserver`` provider: restore SQL Server backups from OSS into ApsaraDB RDS.
 
-An instance becomes five steps::
+One-shot (``mode: one-shot``)::
 
-    create-import   CreateImport, idempotent: it carries a client token, so a lost
-                    answer is simply sent again (no reconcile needed)
-    start-import    StartImport; not idempotent: after a lost answer, ``reconcile``
-                    reads the import by id and sees whether it left "created"
-    wait-restored   polls until the backup is restored (the database is not online)
-    bring-online    BringOnline: the cutover (a plan's ``cutover: manual`` stops here)
-    wait-online     polls until the database is online
+    survey-tasks   DescribeMigrateTasks: the ids of the database's earlier tasks (see tasks.py)
+    create-full    CreateMigrateTask BackupMode=FULL IsOnlineDB=True CheckDBMode=...
+    wait-full      until the task is Success (restored, checked and online)
 
-One poller serves both waits (its ``WaitStep.context`` says which state ends each):
-it lists imports newest first, a page for up to a hundred waiting instances, and asks
-about the few it did not see by id (batchmig's ``poll_listed``).
+Chain (``mode: chain``), with the plan's cutover policy on ``bring-online``::
+
+    survey-tasks   as above
+    create-full    CreateMigrateTask BackupMode=FULL IsOnlineDB=False
+    wait-full      until the task is Waiting (restored, waiting for incremental/log files)
+    create-log-N   CreateMigrateTask BackupMode=UPDF MigrateTaskId=<full task>, per file in ``logs``
+    wait-log-N     until that UPDF task is Success
+    bring-online   CreateOnlineDatabaseTask (the cutover): idempotent by its ClientToken
+    wait-online    until the FULL task is Success
+
+``CreateMigrateTask`` takes no client token: its steps are reconciled by the
+database's task shape (``tasks.reconcile_task``). ``run --check`` reads the instance
+(``DescribeDBInstanceAttribute``, read-only): it must exist, run SQL Server, be
+``Running``, and its version decides between ``OSSUrls`` (2008 R2) and
+``OssObjectPositions`` (later versions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from batchmig.plugin import (
     Answer,
@@ -27,146 +35,138 @@ from batchmig.plugin import (
     Connection,
     HttpFetch,
     Instance,
-    Listing,
     Outputs,
-    Poller,
     Provider,
     ProviderConfig,
     ProviderError,
     Step,
-    WaitItem,
-    WaitStatus,
     WaitStep,
-    poll_listed,
-)
-from pydantic import BaseModel, ConfigDict, Field
-
-from batchmig_alibabacloud.connection import AlibabacloudConnection
-
-__all__ = ["IMPORTS_POLLER", "AlibabacloudProvider", "AlibabacloudSettings", "imports"]
-
-PAGE = 100
-FAILED = frozenset({"failed"})
-SYSTEM_DATABASES = frozenset({"master", "model", "msdb", "tempdb"})
-
-
-class AlibabacloudSettings(BaseModel):
-    """``settings:`` of one alibabacloud instance (its JSON Schema is in ``batchmig schema``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    database: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description="Database to restore.")
-    backup_url: str = Field(pattern=r"^https://\S+$", description="Where the full backup (.bak) is.")
-    overwrite: bool = Field(default=False, description="Replace a database of the same name.")
-
-
-def imports(**filters: object) -> Listing:
-    """DescribeImports, newest first (optionally filtered by ImportIds)."""
-
-    def page(offset: int) -> Call:
-        return Call("DescribeImports", {**filters, "Order": "newest", "Limit": PAGE, "Offset": offset})
-
-    return Listing(page, lambda answer: answer.payload["Imports"], PAGE)
-
-
-async def _poll(caller: Caller, batch: Sequence[WaitItem]) -> list[WaitStatus]:
-    wanted = [str(item.outputs["import_id"]) for item in batch]
-    seen = await poll_listed(caller, imports(), wanted, lambda record: record.get("ImportId"),
-                             describe=lambda import_id: imports(ImportIds=[import_id]).page(0))
-    statuses = []
-    for item, import_id in zip(batch, wanted, strict=True):
-        found = seen.get(import_id)
-        record = found.record if found else None
-        state = str(record.get("Status")) if record else "unseen"
-        if found is not None and found.gone is not None:
-            statuses.append(WaitStatus.failed(f"import {import_id} no longer exists", found.gone.code))
-        elif state == item.context["until"]:
-            statuses.append(WaitStatus.succeeded())
-        elif state in FAILED and record is not None:
-            statuses.append(WaitStatus.failed(str(record.get("Message") or "the import failed"), "ImportFailed",
-                                              found.request_id if found else None))
-        else:
-            statuses.append(WaitStatus.running(state))
-    return statuses
-
-
-IMPORTS_POLLER = Poller(
-    name="alibabacloud.imports",
-    action="DescribeImports",
-    poll=_poll,
-    max_batch=PAGE,
-    min_interval=10.0,
-    example=lambda item: imports().page(0),
 )
 
+from batchmig_alibabacloud.connection import AlibabaConnection
+from batchmig_alibabacloud.settings import AlibabaSettings, BackupFile, settings_problems, version_problem
+from batchmig_alibabacloud.tasks import TASKS_POLLER, reconcile_task
 
-class AlibabacloudProvider(Provider):
-    """Alibabacloud SQL Server imports."""
+__all__ = ["ACTIONS", "DEFAULT_RATE_LIMITS", "AlibabaRdsProvider"]
 
-    settings_model = AlibabacloudSettings
-    actions = frozenset({"CreateImport", "StartImport", "BringOnline", "DescribeImports"})
-    default_rate_limits = {"CreateImport": 10.0, "StartImport": 10.0, "BringOnline": 10.0, "DescribeImports": 20.0}
-    credential_env = {"key_id": "ALIBABACLOUD_KEY_ID", "secret": "ALIBABACLOUD_SECRET"}
-    required_credentials = ("key_id", "secret")
+ACTIONS = frozenset({"CreateMigrateTask", "CreateOnlineDatabaseTask", "DescribeMigrateTasks",
+                     "DescribeMigrateTaskById", "DescribeDBInstanceAttribute"})
+
+DEFAULT_RATE_LIMITS = {
+    "CreateMigrateTask": 5.0,
+    "CreateOnlineDatabaseTask": 5.0,
+    "DescribeMigrateTasks": 10.0,
+    "DescribeMigrateTaskById": 10.0,
+    "DescribeDBInstanceAttribute": 10.0,
+}
+"""Alibaba Cloud publishes no rate quota for these RDS actions (Quota Center lists none):
+conservative caps, well below the 20/s the other clouds document; a plan raises or
+lowers them per action under ``providers.<name>.rate_limits``."""
+
+
+def read_into(output: str) -> Callable[[Answer], Outputs]:
+    """Read a CreateMigrateTask answer: the new task's id goes to ``output``."""
+
+    def read(answer: Answer) -> Outputs:
+        task = answer.payload.get("MigrateTaskId")
+        if not task:
+            raise KeyError("the CreateMigrateTask answer names no MigrateTaskId")
+        return {output: str(task)}
+
+    return read
+
+
+def _log_steps(settings: AlibabaSettings, number: int, log: BackupFile) -> list[Step]:
+    """``create-log-N`` (an UPDF task on the chain's FULL task) and ``wait-log-N``."""
+    output = f"log_task_{number}"
+    file = log.params()
+
+    def create(outputs: Outputs) -> Call:
+        params = {"DBInstanceId": settings.instance_id, "DBName": settings.database, "BackupMode": "UPDF",
+                  "IsOnlineDB": False, "MigrateTaskId": outputs["full_task"], **file}
+        return Call("CreateMigrateTask", params, mutating=True,
+                    resource=f"{settings.instance_id}/{settings.database}/UPDF-{number}")
+
+    def known(outputs: Outputs) -> list[str]:
+        return [str(outputs["full_task"]), *(str(outputs[f"log_task_{k}"]) for k in range(1, number))]
+
+    return [
+        CallStep(f"create-log-{number}", create, read_into(output),
+                 reconcile=reconcile_task(settings, "UPDF", output, known)),
+        WaitStep(f"wait-log-{number}", TASKS_POLLER, {"task": output, "until": "Success"}),
+    ]
+
+
+class AlibabaRdsProvider(Provider):
+    """ApsaraDB RDS for SQL Server: backup migration from OSS (API 2014-08-15)."""
+
+    settings_model = AlibabaSettings
+    actions = ACTIONS
+    default_rate_limits = DEFAULT_RATE_LIMITS
+    credential_env = {
+        "access_key_id": "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "access_key_secret": "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "security_token": "ALIBABA_CLOUD_SECURITY_TOKEN",
+    }
+    required_credentials = ("access_key_id", "access_key_secret")
+    step_estimates = {"wait-full": 1800.0, "wait-log-*": 300.0, "wait-online": 300.0}
 
     def connect(self, config: ProviderConfig, fetch: HttpFetch) -> Connection:
-        # ``fetch`` is raw HTTP for a connection's own housekeeping (e.g. fetching a
-        # token); this API signs every request, so it needs none.
-        return AlibabacloudConnection(config)
+        return AlibabaConnection(config)
 
     def check(self, instance: Instance) -> Sequence[tuple[str, str]]:
-        """Rules the settings model cannot express, as (key path, message)."""
-        settings: AlibabacloudSettings = instance.settings
-        if settings.database.lower() in SYSTEM_DATABASES:
-            return [("database", f"{settings.database} is a system database; it cannot be imported")]
-        return ()
+        return settings_problems(instance.settings)
 
     async def preflight(self, caller: Caller, instance: Instance) -> Sequence[str]:
+        settings: AlibabaSettings = instance.settings
         try:
-            await caller.read(imports().page(0))
+            answer = await caller.read(Call("DescribeDBInstanceAttribute", {"DBInstanceId": settings.instance_id}))
         except ProviderError as error:
-            return [f"cannot list imports with these credentials: {error}"]
-        return []
+            return [f"cannot read RDS instance {settings.instance_id}: {error}"]
+        found = answer.payload.get("Items", {}).get("DBInstanceAttribute") or [{}]
+        attributes = found[0]
+        problems = []
+        if attributes.get("Engine") != "SQLServer":
+            problems.append(f"{settings.instance_id} runs {attributes.get('Engine')}, not SQL Server")
+        if attributes.get("DBInstanceStatus") != "Running":
+            problems.append(f"{settings.instance_id} is {attributes.get('DBInstanceStatus')}, not Running")
+        version = str(attributes.get("EngineVersion") or "")
+        wrong = version_problem(version, settings) if version else None
+        if wrong:
+            problems.append(f"{settings.instance_id} runs SQL Server {version}: {wrong}")
+        return problems
 
     def steps(self, instance: Instance) -> Sequence[Step]:
-        settings: AlibabacloudSettings = instance.settings
-        name = instance.resource_name("import")
-        token = instance.client_token("create-import")
-        create = {"Name": name, "Database": settings.database, "BackupUrl": settings.backup_url,
-                  "Overwrite": settings.overwrite, "ClientToken": token}
+        settings: AlibabaSettings = instance.settings
+        chain = settings.mode == "chain"
+        target = {"DBInstanceId": settings.instance_id, "DBName": settings.database}
+        where = f"{settings.instance_id}/{settings.database}"
+        full = {**target, "BackupMode": "FULL", "IsOnlineDB": not chain, **settings.full.params()}
+        if not chain:
+            full["CheckDBMode"] = settings.check_db_mode
 
-        def read_created(answer: Answer) -> Outputs:
-            return {"import_id": answer.payload["ImportId"]}
+        steps: list[Step] = [
+            WaitStep("survey-tasks", TASKS_POLLER),
+            CallStep("create-full",
+                     lambda outputs: Call("CreateMigrateTask", full, mutating=True, resource=f"{where}/FULL"),
+                     read_into("full_task"),
+                     reconcile=reconcile_task(settings, "FULL", "full_task", lambda outputs: ())),
+            WaitStep("wait-full", TASKS_POLLER, {"task": "full_task", "until": "Waiting" if chain else "Success"}),
+        ]
+        if not chain:
+            return steps
+        for number, log in enumerate(settings.logs, start=1):
+            steps += _log_steps(settings, number, log)
+        token = instance.client_token("bring-online")
 
-        def by_id(action: str) -> CallStep:
-            def build(outputs: Outputs) -> Call:
-                return Call(action, {"ImportId": outputs["import_id"]}, mutating=True,
-                            resource=str(outputs["import_id"]))
-
-            async def reconcile(caller: Caller, outputs: Outputs) -> Outputs | None:
-                import_id = str(outputs["import_id"])
-                seen = await poll_listed(caller, imports(ImportIds=[import_id]), [import_id],
-                                         lambda record: record.get("ImportId"))
-                record = seen[import_id].record if import_id in seen else None
-                before = "created" if action == "StartImport" else "restored"
-                return {} if record is not None and record.get("Status") != before else None
-
-            return CallStep(action_label(action), build, reconcile=reconcile, cutover=action == "BringOnline")
+        def bring_online(outputs: Outputs) -> Call:
+            params = {**target, "MigrateTaskId": outputs["full_task"], "CheckDBMode": settings.check_db_mode,
+                      "ClientToken": token}
+            return Call("CreateOnlineDatabaseTask", params, mutating=True, resource=f"{where}/online",
+                        client_token=token)
 
         return [
-            CallStep(
-                "create-import",
-                lambda outputs: Call("CreateImport", create, mutating=True, resource=name, client_token=token),
-                read_created,
-                idempotent=True,
-            ),
-            by_id("StartImport"),
-            WaitStep("wait-restored", IMPORTS_POLLER, {"until": "restored"}),
-            by_id("BringOnline"),
-            WaitStep("wait-online", IMPORTS_POLLER, {"until": "online"}),
+            *steps,
+            CallStep("bring-online", bring_online, idempotent=True, cutover=True),
+            WaitStep("wait-online", TASKS_POLLER, {"task": "full_task", "until": "Success"}),
         ]
-
-
-def action_label(action: str) -> str:
-    """``StartImport`` -> ``start-import``, ``BringOnline`` -> ``bring-online``."""
-    return "".join(f"-{ch.lower()}" if ch.isupper() else ch for ch in action).lstrip("-")

@@ -6,12 +6,25 @@ from typing import Any, ClassVar
 
 from batchmig.testing.conformance import ProviderConformance, Strictness
 
+OSS = "oss-cn-hangzhou.aliyuncs.com:bm-backups"
 
-class TestAlibabacloudConformance(ProviderConformance):
-    provider = "alibabacloud"
-    region = "eu-1"
+
+class TestAlibabaRdsConformance(ProviderConformance):
+    provider = "alibaba-rds-sqlserver"
+    region = "cn-hangzhou"
     strictness = Strictness.FULL
     samples: ClassVar[list[dict[str, Any]]] = [
-        {"database": "sales", "backup_url": "https://backups.example/sales.bak"},
-        {"database": "hr", "backup_url": "https://backups.example/hr.bak", "overwrite": True},
+        # One-shot: a FULL task that brings the database online.
+        {"instance_id": "rm-conf0001", "database": "sales", "full": {"oss_object": f"{OSS}:sales/sales_full.bak"}},
+        # A chain: FULL, two log files, then CreateOnlineDatabaseTask as the cutover.
+        {"instance_id": "rm-conf0001", "database": "hr", "mode": "chain",
+         "full": {"oss_object": f"{OSS}:hr/hr_full.bak"},
+         "logs": [{"oss_object": f"{OSS}:hr/hr_log1.trn"}, {"oss_object": f"{OSS}:hr/hr_log2.trn"}]},
+        # SQL Server 2008 R2: by shared URL.
+        {"instance_id": "rm-conf2008r2", "database": "legacy",
+         "full": {"urls": ["https://bm-backups.oss-cn-hangzhou.aliyuncs.com/legacy.bak?Expires=1&Signature=x"]}},
     ]
+
+    def copy_sample(self, settings: dict[str, Any], copy: int) -> dict[str, Any]:
+        # One database is migrated once (the plan refuses two): each copy restores its own.
+        return {**settings, "database": f"{settings['database']}_{copy}"}
