@@ -87,9 +87,14 @@ def classify(code: str, message: str, status: int, request_id: str | None) -> Pr
     return kind(code or f"HTTP{status}", message, request_id=request_id, http_status=status)
 
 
+CENTRAL_REGIONS = frozenset({"cn-qingdao", "cn-beijing", "cn-hangzhou", "cn-shanghai", "cn-shenzhen", "cn-heyuan",
+                             "cn-hongkong", "ap-southeast-1", "us-west-1", "us-east-1"})
+"""Regions the central endpoint serves (as the official SDK's endpoint map says)."""
+
+
 def endpoint_for(region: str) -> str:
-    """The public endpoint of a region (``rds.<region>.aliyuncs.com``, served for every region)."""
-    return f"https://rds.{region}.aliyuncs.com"
+    """The public endpoint of a region: the central one, else ``rds.<region>.aliyuncs.com``."""
+    return "https://rds.aliyuncs.com" if region in CENTRAL_REGIONS else f"https://rds.{region}.aliyuncs.com"
 
 
 def wire_value(value: object) -> str:
