@@ -53,6 +53,11 @@ PAGE = 100
 WEEK = 7 * 24 * 3600
 KNOWN_STATUSES = frozenset({"NoStart", "Running", "Waiting", "Success", "Failed"})
 SURVEY_PAGES = 20
+RELISTS, RELIST_PAUSE = 3, 1.0
+"""A task missing from the list is looked for again three times, a second apart. RDS
+documents no lag for this list; a lag longer than this window would re-send the create,
+which the cloud then refuses (the database exists; the log file is already applied), so
+the instance fails loudly rather than restoring anything twice."""
 
 
 def _minute(epoch: float) -> str:
@@ -183,6 +188,7 @@ def reconcile_task(settings: AlibabaSettings, mode: str, output: str,
             lambda record: (record.get("DBName") == settings.database and record.get("BackupMode") == mode
                             and str(record.get("MigrateTaskId")) not in ours),
             what=f"the {mode} migration task of {settings.database} on {settings.instance_id}",
+            relists=RELISTS, pause=RELIST_PAUSE,
         )
         return None if found is None else {output: str(found["MigrateTaskId"])}
 

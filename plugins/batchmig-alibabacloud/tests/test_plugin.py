@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from batchmig import PlanError
 from batchmig.emulator import EmulatorSpec
-from batchmig.plugin import ProviderSpec
+from batchmig.plugin import PlanProblem, ProviderSpec
 from batchmig.testing import make_registry, run_plan, write_plan
 
 import batchmig_alibabacloud
@@ -109,44 +110,48 @@ defaults: {provider: ali}
 instances:
 """
 
+FILE = f"{{oss_object: '{OSS}:a.bak'}}"
 BROKEN = [
     ("{instance_id: rm-bad0001, database: a, full: {oss_object: 'bucket/key.bak'}}",
      "instances.0.settings.full.oss_object", "should match pattern"),
-    ("{instance_id: rm-bad0001, database: a, full: {oss_object: '%s:a.bak', urls: ['https://x/a.bak']}}" % OSS,
+    (f"{{instance_id: rm-bad0001, database: a, full: {{oss_object: '{OSS}:a.bak', urls: ['https://x/a.bak']}}}}",
      "instances.0.settings.full", "either as oss_object"),
-    ("{instance_id: rm-bad0001, database: a, full: {oss_object: '%s:a.bak'}, logs: [{oss_object: '%s:a.trn'}]}"
-     % (OSS, OSS), "instances.0.settings.logs", "need mode: chain"),
-    ("{instance_id: rm-bad0001, database: a, engine_version: 2008r2, full: {oss_object: '%s:a.bak'}}" % OSS,
+    (f"{{instance_id: rm-bad0001, database: a, full: {FILE}, logs: [{{oss_object: '{OSS}:a.trn'}}]}}",
+     "instances.0.settings.logs", "need mode: chain"),
+    (f"{{instance_id: rm-bad0001, database: a, engine_version: 2008r2, full: {FILE}}}",
      "instances.0.settings.full.oss_object", "2008 R2 takes backup files only by OSSUrls"),
     ("{instance_id: rm-bad0001, database: a, engine_version: '2019', full: {urls: ['https://b.example/a.bak']}}",
      "instances.0.settings.full.urls", "needs OssObjectPositions"),
     ("{instance_id: rm-bad0001, database: a, engine_version: 2008r2, mode: chain, full: {urls: ['https://b/a.bak']}}",
      "instances.0.settings.mode", "only one-shot"),
-    ("{instance_id: rm-bad0001, database: a, mode: chain, full: {oss_object: '%s:a.bak'}, "
-     "logs: [{oss_object: '%s:a.bak'}]}" % (OSS, OSS), "instances.0.settings.logs.0", "the same file as full"),
-    ("{instance_id: rm-bad0001, database: msdb, full: {oss_object: '%s:a.bak'}}" % OSS,
-     "instances.0.settings.database", "system database"),
-    ("{instance_id: i-notrds, database: a, full: {oss_object: '%s:a.bak'}}" % OSS,
-     "instances.0.settings.instance_id", "should match pattern"),
+    (f"{{instance_id: rm-bad0001, database: a, mode: chain, full: {FILE}, logs: [{FILE}]}}",
+     "instances.0.settings.logs.0", "the same file as full"),
+    (f"{{instance_id: rm-bad0001, database: msdb, full: {FILE}}}", "instances.0.settings.database", "system database"),
+    (f"{{instance_id: i-notrds, database: a, full: {FILE}}}", "instances.0.settings.instance_id",
+     "should match pattern"),
 ]
+
+
+def problems(tmp_path: Path, instances: str) -> list[PlanProblem]:
+    """The located problems of a plan (loading it is the first thing a run does)."""
+    plan = write_plan(tmp_path, PLAN + instances)
+    with pytest.raises(PlanError) as refused:
+        run_plan(plan, make_registry(plugin), tmp_path)
+    return refused.value.problems
 
 
 @pytest.mark.parametrize(("settings", "path", "message"), BROKEN, ids=[case[1] + ":" + case[2] for case in BROKEN])
 def test_plan_rules_are_located_errors(tmp_path: Path, settings: str, path: str, message: str) -> None:
-    plan = write_plan(tmp_path, PLAN + f"  - {{id: a, settings: {settings}}}\n")
-    result = validate(plan)
-    assert result.returncode == 2, result.stdout + result.stderr
-    located = [line for line in (result.stdout + result.stderr).splitlines() if f" {path}:" in line]
-    assert located and message in located[0] and f"{plan}:6:" in located[0], result.stdout + result.stderr
+    found = problems(tmp_path, f"  - {{id: a, settings: {settings}}}\n")
+    assert [(p.path, p.line) for p in found] == [(path, 6)], found
+    assert message in found[0].message and found[0].file.endswith("plan.yaml")
 
 
 def test_one_database_is_migrated_by_one_instance(tmp_path: Path) -> None:
-    same = "{instance_id: rm-dup00001, database: Sales, full: {oss_object: '%s:s.bak'}}" % OSS
-    plan = write_plan(tmp_path, PLAN + f"  - {{id: a, settings: {same}}}\n  - {{id: b, settings: {same.lower()}}}\n")
-    result = validate(plan)
-    assert result.returncode == 2
-    assert f"{plan}:7:" in result.stdout + result.stderr and "also migrated by instance a" in result.stdout + \
-        result.stderr
+    same = f"{{instance_id: rm-dup00001, database: Sales, full: {FILE}}}"
+    found = problems(tmp_path, f"  - {{id: a, settings: {same}}}\n  - {{id: b, settings: {same.lower()}}}\n")
+    assert [(p.path, p.line) for p in found] == [("instances.1.settings.database", 7)]
+    assert "also migrated by instance a" in found[0].message
 
 
 def test_the_access_key_secret_appears_in_no_output(tmp_path: Path) -> None:
