@@ -25,8 +25,9 @@ DEMO = Path(__file__).resolve().parent.parent / "plans" / "demo-fleet.yaml"
 
 def test_the_demo_fleets_dry_run_and_sandbox_run_make_the_same_calls(tmp_path: Path,
                                                                      installed_registry: Registry) -> None:
-    if not {"tencent-sqlserver", "tencent-dts", "huawei-drs"} <= set(installed_registry.providers):
-        pytest.fail("the demo fleet needs the Tencent and Huawei plugins installed (tox installs them)")
+    if not {"tencent-sqlserver", "tencent-dts", "huawei-drs", "alibaba-rds-sqlserver"} <= set(
+            installed_registry.providers):
+        pytest.fail("the demo fleet needs the Tencent, Huawei and Alibaba plugins installed (tox installs them)")
     plan = load_plan(str(DEMO), installed_registry)
     listing, _ = dry_run(plan, installed_registry, "demo-rehearsal-1")
     with record_calls(installed_registry) as calls:
