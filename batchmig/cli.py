@@ -692,7 +692,8 @@ def plugin_group() -> None:
 @click.argument("name")
 @click.option("--directory", type=click.Path(path_type=Path, file_okay=False),
               help="Where to write the distribution (default: ./batchmig-NAME).")
-def plugin_new(name: str, directory: Path | None) -> None:
+@click.option("--provider", help="The provider's (and emulator's) name, if not NAME (e.g. acme-sql in batchmig-acme).")
+def plugin_new(name: str, directory: Path | None, provider: str | None) -> None:
     """Generate the provider distribution batchmig-NAME: provider, emulator, tests, README.
 
     It installs (`pip install -e DIR[test]`) and passes its conformance suite and
@@ -700,7 +701,7 @@ def plugin_new(name: str, directory: Path | None) -> None:
     """
     from batchmig.scaffold import new_plugin
 
-    target = new_plugin(name, directory)
+    target = new_plugin(name, directory, provider)
     click.echo(f"wrote {target}: pip install -e '{target}[test]' && (cd {target} && pytest)")
 
 

@@ -36,6 +36,14 @@ def test_names_follow_the_conventions() -> None:
         template_values("Acme_SQL")
 
 
+def test_a_cloud_distribution_may_name_its_provider_after_the_service() -> None:
+    values = template_values("alibabacloud", provider="alibaba-rds-sqlserver")
+    assert (values["dist"], values["package"], values["entry_point"], values["name"]) == (
+        "batchmig-alibabacloud", "batchmig_alibabacloud", "alibabacloud", "alibaba-rds-sqlserver")
+    with pytest.raises(UsageError, match="kebab-case"):
+        template_values("alibabacloud", provider="Alibaba_RDS")
+
+
 def test_an_existing_directory_is_not_overwritten(tmp_path: Path) -> None:
     (tmp_path / "batchmig-acme").mkdir()
     (tmp_path / "batchmig-acme" / "keep.txt").write_text("mine")

@@ -24,14 +24,18 @@ __all__ = ["new_plugin", "template_values"]
 _FIELD = re.compile(r"\{\{(\w+)\}\}")
 
 
-def template_values(name: str) -> dict[str, str]:
-    """What the template's ``{{field}}``s become for the provider ``name``."""
-    if not NAME_PATTERN.match(name):
-        raise UsageError(f"invalid provider name {name!r}: names are lowercase kebab-case",
-                         "for example: batchmig plugin new acme-sql")
+def template_values(name: str, provider: str | None = None) -> dict[str, str]:
+    """What the template's ``{{field}}``s become for the distribution ``batchmig-NAME``,
+    whose provider (and emulator) is named ``provider`` (default: ``name`` too) — a
+    cloud's distribution often carries one service's provider (``alibabacloud`` with
+    ``alibaba-rds-sqlserver``)."""
+    for given in (name, provider or name):
+        if not NAME_PATTERN.match(given):
+            raise UsageError(f"invalid name {given!r}: names are lowercase kebab-case",
+                             "for example: batchmig plugin new acme --provider acme-sql")
     words = name.split("-")
     return {
-        "name": name,
+        "name": provider or name,
         "dist": f"batchmig-{name}",
         "package": "batchmig_" + "_".join(words),
         "entry_point": name,
@@ -41,9 +45,9 @@ def template_values(name: str) -> dict[str, str]:
     }
 
 
-def new_plugin(name: str, directory: Path | None = None) -> Path:
+def new_plugin(name: str, directory: Path | None = None, provider: str | None = None) -> Path:
     """Write the distribution ``batchmig-NAME`` into ``directory`` (default: ./batchmig-NAME)."""
-    values = template_values(name)
+    values = template_values(name, provider)
     target = directory or Path(values["dist"])
     if target.exists() and any(target.iterdir()):
         raise UsageError(f"{target} exists and is not empty", "choose another --directory")
