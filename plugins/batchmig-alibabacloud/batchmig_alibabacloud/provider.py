@@ -78,17 +78,17 @@ def read_into(output: str) -> Callable[[Answer], Outputs]:
 
 def _log_steps(settings: AlibabaSettings, number: int, log: BackupFile) -> list[Step]:
     """``create-log-N`` (an UPDF task on the chain's FULL task) and ``wait-log-N``."""
-    output = f"log_task_{number}"
+    output = f"log_{number}_task_id"
     file = log.params()
 
     def create(outputs: Outputs) -> Call:
         params = {"DBInstanceId": settings.instance_id, "DBName": settings.database, "BackupMode": "UPDF",
-                  "IsOnlineDB": False, "MigrateTaskId": outputs["full_task"], **file}
+                  "IsOnlineDB": False, "MigrateTaskId": outputs["full_task_id"], **file}
         return Call("CreateMigrateTask", params, mutating=True,
                     resource=f"{settings.instance_id}/{settings.database}/UPDF-{number}")
 
     def known(outputs: Outputs) -> list[str]:
-        return [str(outputs["full_task"]), *(str(outputs[f"log_task_{k}"]) for k in range(1, number))]
+        return [str(outputs["full_task_id"]), *(str(outputs[f"log_{k}_task_id"]) for k in range(1, number))]
 
     return [
         CallStep(f"create-log-{number}", create, read_into(output),
@@ -149,9 +149,9 @@ class AlibabaRdsProvider(Provider):
             WaitStep("survey-tasks", TASKS_POLLER),
             CallStep("create-full",
                      lambda outputs: Call("CreateMigrateTask", full, mutating=True, resource=f"{where}/FULL"),
-                     read_into("full_task"),
-                     reconcile=reconcile_task(settings, "FULL", "full_task", lambda outputs: ())),
-            WaitStep("wait-full", TASKS_POLLER, {"task": "full_task", "until": "Waiting" if chain else "Success"}),
+                     read_into("full_task_id"),
+                     reconcile=reconcile_task(settings, "FULL", "full_task_id", lambda outputs: ())),
+            WaitStep("wait-full", TASKS_POLLER, {"task": "full_task_id", "until": "Waiting" if chain else "Success"}),
         ]
         if not chain:
             return steps
@@ -160,7 +160,7 @@ class AlibabaRdsProvider(Provider):
         token = instance.client_token("bring-online")
 
         def bring_online(outputs: Outputs) -> Call:
-            params = {**target, "MigrateTaskId": outputs["full_task"], "CheckDBMode": settings.check_db_mode,
+            params = {**target, "MigrateTaskId": outputs["full_task_id"], "CheckDBMode": settings.check_db_mode,
                       "ClientToken": token}
             return Call("CreateOnlineDatabaseTask", params, mutating=True, resource=f"{where}/online",
                         client_token=token)
@@ -168,5 +168,5 @@ class AlibabaRdsProvider(Provider):
         return [
             *steps,
             CallStep("bring-online", bring_online, idempotent=True, cutover=True),
-            WaitStep("wait-online", TASKS_POLLER, {"task": "full_task", "until": "Success"}),
+            WaitStep("wait-online", TASKS_POLLER, {"task": "full_task_id", "until": "Success"}),
         ]

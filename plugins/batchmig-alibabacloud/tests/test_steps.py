@@ -60,7 +60,7 @@ def instance(settings: Mapping[str, object], token: str = "a1b2c3d4") -> Instanc
 async def test_a_one_shot_migration_is_one_online_full_task(driver: StepDriver, host: Host) -> None:
     run = await driver.run(instance(ONE_SHOT))
     assert run.state == "succeeded", run
-    assert set(run.outputs) == {"earlier_tasks", "full_task"}  # remote ids only
+    assert set(run.outputs) == {"earlier_tasks", "full_task_id"}  # remote ids only
     [create] = host.calls("CreateMigrateTask")
     assert host.resources("CreateMigrateTask") == ["rm-steps001/sales/FULL"]
     assert create["status"] == 200
@@ -72,7 +72,7 @@ async def test_a_chain_restores_every_log_then_goes_online(driver: StepDriver, h
     assert host.resources("CreateMigrateTask") == [
         "rm-steps001/hr/FULL", f"rm-steps001/hr/UPDF/{OSS}:hr_1.trn", f"rm-steps001/hr/UPDF/{OSS}:hr_2.trn"]
     assert host.resources("CreateOnlineDatabaseTask") == ["rm-steps001/hr/online"]
-    assert {"full_task", "log_task_1", "log_task_2"} <= set(run.outputs)
+    assert {"full_task_id", "log_1_task_id", "log_2_task_id"} <= set(run.outputs)
 
 
 async def test_every_lost_answer_is_recovered_without_a_second_effect(driver: StepDriver, host: Host) -> None:
@@ -88,7 +88,7 @@ async def test_a_reconcile_before_the_create_says_not_created(driver: StepDriver
     run = await driver.run(instance(CHAIN), stop_before="create-log-2")
     assert await driver.reconcile(call_step(run.steps, "create-log-2"), run.outputs) is None
     assert await driver.reconcile(call_step(run.steps, "create-full"), run.outputs) == {
-        "full_task": run.outputs["full_task"]}
+        "full_task_id": run.outputs["full_task_id"]}
 
 
 async def test_an_earlier_runs_task_of_the_database_is_never_adopted(driver: StepDriver, host: Host) -> None:
@@ -96,7 +96,7 @@ async def test_an_earlier_runs_task_of_the_database_is_never_adopted(driver: Ste
     first = await driver.run(instance(failed, token="run00001"))
     assert first.state == "failed" and first.status is not None and "Failed to restore" in first.status.message
     second = await driver.run(instance(ONE_SHOT, token="run00002"), stop_before="create-full")
-    assert second.outputs["earlier_tasks"] == first.outputs["full_task"]
+    assert second.outputs["earlier_tasks"] == first.outputs["full_task_id"]
     # The first run's FULL task is in the list, but it is not this run's: not created yet.
     assert await driver.reconcile(call_step(second.steps, "create-full"), second.outputs) is None
 
