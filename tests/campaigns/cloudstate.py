@@ -62,7 +62,8 @@ def missing_remote_ids(status: Mapping[str, Any], state: Mapping[tuple[str, str]
 def resource_counts(state: Mapping[tuple[str, str], set[str]]) -> Counter[str]:
     """How many migrations/jobs each emulator created."""
     kinds = {("tencent-sqlserver", "migration"), ("tencent-sqlserver", "incremental"),
-             ("tencent-sqlserver", "backup"), ("tencent-dts", "job"), ("huawei-drs", "job")}
+             ("tencent-sqlserver", "backup"), ("tencent-dts", "job"), ("huawei-drs", "job"),
+             ("alibaba-rds-sqlserver", "task")}
     return Counter({f"{emulator}/{kind}": len(keys) for (emulator, kind), keys in state.items()
                     if (emulator, kind) in kinds})
 
@@ -75,6 +76,7 @@ def expected_counts(kinds: Mapping[str, int]) -> Counter[str]:
         "tencent-sqlserver/backup": kinds["tc-backup"],
         "tencent-dts/job": kinds["dts-full"] + kinds["dts-incremental"],
         "huawei-drs/job": kinds["drs-obs"] + 3 * kinds["drs-chain"] + kinds["drs-rds"],
+        "alibaba-rds-sqlserver/task": kinds["rds-oss"] + 3 * kinds["rds-chain"],
     })
 
 

@@ -7,7 +7,9 @@ into one Tencent instance queue). The shapes follow ``plans/*.yaml``: Tencent
 cold-backup imports (FULL and FULL_LOG with incrementals), Tencent DTS jobs created
 by batchmig (full and full-incremental, with a cutover), Huawei DRS OBS full
 restores, OBS chains (full + incrementals) and RDS full-backup restores, and Tencent
-manual backups (CreateBackup).
+manual backups (CreateBackup). ``WITH_ALIBABA`` adds Alibaba Cloud RDS migrations from
+OSS (one-shot FULL, and FULL + two log files + CreateOnlineDatabaseTask); campaigns
+opt in with ``kinds=WITH_ALIBABA``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import yaml
 
 #: The kinds of instance, in the order they are dealt out round-robin.
 KINDS = ("tc-full", "tc-full-log", "dts-full", "dts-incremental", "drs-obs", "drs-chain", "drs-rds", "tc-backup")
+WITH_ALIBABA = (*KINDS, "rds-oss", "rds-chain")
 
 PROVIDERS = {
     "tencent-sqlserver": {
@@ -34,6 +37,12 @@ PROVIDERS = {
                         "project_id": "${env:HUAWEICLOUD_SDK_PROJECT_ID}"},
     },
 }
+ALIBABA = {
+    "region": "cn-hangzhou",
+    "credentials": {"access_key_id": "${env:ALIBABA_CLOUD_ACCESS_KEY_ID}",
+                    "access_key_secret": "${env:ALIBABA_CLOUD_ACCESS_KEY_SECRET}"},
+}
+OSS = "oss-cn-hangzhou.aliyuncs.com:campaign-backups"
 
 DTS_JOB = {
     "source": {"access_type": "extranet", "region": "ap-guangzhou", "ip": "203.0.113.25", "port": 1433,
@@ -84,16 +93,26 @@ def instance(kind: str, number: int) -> dict:
             "file_source": "RDS", "bucket_name": None, "target_instance_id": huawei_id(number),
             "file_id": huawei_id(number, "br04", 0xE),
             "files": [{"rds_version": "2019_EE", "rds_source_instance_id": huawei_id(number, tag=0xF)}]}}
+    if kind in ("rds-oss", "rds-chain"):
+        # One database per instance; ten databases share an RDS instance, as on a real one.
+        settings = {"instance_id": f"rm-c{number // 10:07d}", "database": f"db{number:05d}",
+                    "full": {"oss_object": f"{OSS}:{iid}/full.bak"}}
+        if kind == "rds-chain":
+            settings |= {"mode": "chain", "logs": [{"oss_object": f"{OSS}:{iid}/log_{n}.trn"} for n in (1, 2)]}
+        return {"id": iid, "provider": "alibaba-rds-sqlserver", "settings": settings}
     raise ValueError(kind)
 
 
 def fleet_plan(count: int, *, name: str = "campaign-fleet", run: dict | None = None,
-               max_concurrency: int = 200) -> str:
-    """A plan of ``count`` instances dealt round-robin over ``KINDS``, as YAML text."""
+               max_concurrency: int = 200, kinds: tuple[str, ...] = KINDS) -> str:
+    """A plan of ``count`` instances dealt round-robin over ``kinds``, as YAML text."""
+    providers = dict(PROVIDERS)
+    if any(kind.startswith("rds-") for kind in kinds):
+        providers["alibaba-rds-sqlserver"] = ALIBABA
     document = {
         "version": 1,
         "name": name,
-        "providers": PROVIDERS,
+        "providers": providers,
         "defaults": {
             "wave": "main",
             "timeouts": {"default": "2h", "wait-*": "12h"},
@@ -105,10 +124,10 @@ def fleet_plan(count: int, *, name: str = "campaign-fleet", run: dict | None = N
         },
         "waves": [{"name": "main", "max_concurrency": max_concurrency}],
         "run": run or {},
-        "instances": [instance(KINDS[n % len(KINDS)], n) for n in range(count)],
+        "instances": [instance(kinds[n % len(kinds)], n) for n in range(count)],
     }
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def kinds_of(count: int) -> Counter[str]:
-    return Counter(KINDS[n % len(KINDS)] for n in range(count))
+def kinds_of(count: int, kinds: tuple[str, ...] = KINDS) -> Counter[str]:
+    return Counter(kinds[n % len(kinds)] for n in range(count))

@@ -46,18 +46,19 @@ from batchmig.testing.crashes import (
 
 from .cloudstate import expected_counts, missing_remote_ids, resource_counts, sandbox_state, unfinished_in_cloud
 from .conftest import SOAK, read_outputs
-from .fleet import fleet_plan, kinds_of
+from .fleet import WITH_ALIBABA, fleet_plan, kinds_of
 
 INSTANCES = 600 if SOAK else 200
 KILLS = 60 if SOAK else 24
 KIND_OF_KILL = ("lost", "held", "lost", "random")
-#: Every mutating action of the three providers (emulator, action); lost and held kills rotate over them.
+#: Every mutating action of the four providers (emulator, action); lost and held kills rotate over them.
 MUTATING_ACTIONS = [
     ("tencent-sqlserver", "CreateBackupMigration"), ("tencent-dts", "CreateMigrateJob"),
     ("huawei-drs", "CreateReplicationJob"), ("tencent-sqlserver", "CreateBackup"),
     ("tencent-sqlserver", "StartBackupMigration"), ("tencent-dts", "CreateMigrateCheckJob"),
     ("tencent-dts", "StartMigrateJob"), ("tencent-sqlserver", "CreateIncrementalMigration"),
     ("tencent-sqlserver", "StartIncrementalMigration"), ("tencent-dts", "CompleteMigrateJob"),
+    ("alibaba-rds-sqlserver", "CreateMigrateTask"), ("alibaba-rds-sqlserver", "CreateOnlineDatabaseTask"),
 ]
 TARGETED_WAIT = 4.0  # seconds to wait for the chosen action before taking any mutating call
 SEED = int(time.time()) if SOAK else 20240611
@@ -106,7 +107,7 @@ def kill(proc) -> None:  # type: ignore[no-untyped-def]
 def test_sigkills_amid_cloud_faults_lose_and_repeat_nothing(tmp_path: Path, cli, sandbox_process, figures) -> None:
     rng = random.Random(SEED)
     plan = tmp_path / "fleet.yaml"
-    plan.write_text(fleet_plan(INSTANCES, max_concurrency=40,
+    plan.write_text(fleet_plan(INSTANCES, max_concurrency=40, kinds=WITH_ALIBABA,
                                run={"retry": {"max_attempts": 12, "base_delay": 0.05, "max_delay": 1.0}}))
     box = sandbox_process({"time_scale": 100, "seed": SEED, "faults": FAULTS})
     run_dir = tmp_path / "run"
@@ -162,7 +163,7 @@ def test_sigkills_amid_cloud_faults_lose_and_repeat_nothing(tmp_path: Path, cli,
     assert duplicate_effects(audit) == {}
     state = sandbox_state(box.directory)
     assert missing_remote_ids(status, state) == []
-    assert resource_counts(state) == expected_counts(kinds_of(INSTANCES))
+    assert resource_counts(state) == expected_counts(kinds_of(INSTANCES, WITH_ALIBABA))
     box.configure(faults=[])
     disagreements = unfinished_in_cloud(plan, status, box.directory)
     assert disagreements == {}
