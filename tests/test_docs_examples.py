@@ -43,13 +43,15 @@ jsonschema = pytest.importorskip("jsonschema")
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("plugins/*/README.md"))]
-PROVIDERS = ("tencent-sqlserver", "tencent-dts", "huawei-drs")
+PROVIDERS = ("tencent-sqlserver", "tencent-dts", "huawei-drs", "alibaba-rds-sqlserver")
 EXCERPT = re.compile(r"^# excerpt \((?P<provider>[a-z0-9-]+)\)")
 SAMPLE_SETTINGS: dict[str, dict[str, Any]] = {
     "tencent-sqlserver": {"instance_id": "mssql-njj2mtpl", "scenario": "backup"},
     "tencent-dts": {"job_id": "dts-1kl0iy0v", "migrate_type": "full"},
     "huawei-drs": {"target_instance_id": "0a3182607bc549bcb46cc9a8755761a6in04", "bucket_name": "sample-bucket",
                    "files": [{"name": "sample_full.bak", "obs_path": "full/"}]},
+    "alibaba-rds-sqlserver": {"instance_id": "rm-bp1sample01", "database": "sample",
+                              "full": {"oss_object": "oss-cn-hangzhou.aliyuncs.com:sample-bucket:sample_full.bak"}},
 }
 READ_ONLY = {"validate", "schema", "plugins"}
 
