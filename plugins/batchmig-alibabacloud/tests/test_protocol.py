@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from batchmig.plugin import (
@@ -22,7 +23,7 @@ from batchmig.testing import EmulatorHost, FakeSandboxContext, http_client, prov
 
 from batchmig_alibabacloud.connection import AlibabaConnection, classify, endpoint_for
 from batchmig_alibabacloud.emulator import DEMO_CREDENTIALS, AlibabaRdsEmulator
-from batchmig_alibabacloud.signing import Authorization, canonical_query, signature
+from batchmig_alibabacloud.signing import Authorization, authorization, canonical_query, payload_hash, signature
 
 pytestmark = pytest.mark.anyio
 Host = EmulatorHost[FakeSandboxContext]
@@ -185,3 +186,15 @@ async def test_a_database_is_restored_once_and_a_chain_takes_one_file_at_a_time(
     status, body = await read(host, "CreateOnlineDatabaseTask", DBInstanceId="rm-chain001", DBName="sales",
                               MigrateTaskId=created["MigrateTaskId"])
     assert (status, body["Code"]) == (400, "IncorrectMigrateTaskStatus")  # a log file is being applied
+
+
+async def test_parameters_may_come_as_a_form_body(host: Host) -> None:
+    body = b"DBInstanceId=rm-form0001"
+    headers = {"host": urlsplit(host.url).netloc, "content-type": "application/x-www-form-urlencoded",
+               "x-acs-action": "DescribeDBInstanceAttribute", "x-acs-version": "2014-08-15",
+               "x-acs-date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "x-acs-signature-nonce": "form-1",
+               "x-acs-content-sha256": payload_hash(body)}
+    headers["Authorization"] = authorization(DEMO_CREDENTIALS["access_key_id"], DEMO_CREDENTIALS["access_key_secret"],
+                                             "POST", "/", {}, headers)
+    status, answer = await send(host, HttpRequest("POST", host.url + "/", headers, body))
+    assert status == 200 and answer["Items"]["DBInstanceAttribute"][0]["DBInstanceId"] == "rm-form0001"

@@ -25,6 +25,7 @@ import hmac
 import time
 from collections import OrderedDict
 from typing import Literal
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from batchmig.emulator import Emulator, EmulatorReject, EmulatorReply, RequestInfo, SandboxContext
@@ -93,10 +94,9 @@ class AlibabaRdsEmulator(Emulator):
         if action not in MUTATING | READS:
             raise _reject(403, "InvalidAction", f"Specified action {action} is not valid.")
         params = dict(request.query)
-        if body and request.content_type == "application/x-www-form-urlencoded":
-            params.update((await request.post()).items())  # type: ignore[arg-type]
-        return RequestInfo(action, parts.key_id, str(params.get("RegionId", "")), action in MUTATING,
-                           {name: str(value) for name, value in params.items()})
+        if body and request.content_type == "application/x-www-form-urlencoded":  # RPC parameters may be a form
+            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        return RequestInfo(action, parts.key_id, params.get("RegionId", ""), action in MUTATING, params)
 
     def _check_freshness(self, date: str, nonce: str) -> None:
         try:
