@@ -8,7 +8,6 @@ on the event loop. Skipped when the SDK is not installed (it is in the test extr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,7 +15,7 @@ import anyio
 import pytest
 from batchmig.testing import EmulatorHost, FakeSandboxContext
 
-from batchmig_alibabacloud.emulator import DEMO_CREDENTIALS, AlibabaRdsEmulator
+from batchmig_alibabacloud.emulator import DEMO_CREDENTIALS
 
 pytest.importorskip("alibabacloud_rds20140815")
 
@@ -30,15 +29,6 @@ Host = EmulatorHost[FakeSandboxContext]
 POSITION = "oss-cn-hangzhou.aliyuncs.com:sdk-bucket:sales/sales_full.bak"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def host() -> AsyncIterator[Host]:
-    async with EmulatorHost(AlibabaRdsEmulator, FakeSandboxContext(time_scale=600)) as running:
-        yield running
 
 
 def sdk(url: str, secret: str = DEMO_CREDENTIALS["access_key_secret"]) -> Any:
@@ -63,7 +53,7 @@ async def test_a_chain_runs_through_the_official_sdk(host: Host) -> None:
     assert created.status_code == 200
     full = created.body.migrate_task_id
     assert created.body.dbname == "sales" and created.body.backup_mode == "FULL" and created.body.request_id
-    host.context.advance(2)  # 20 cloud minutes: the FULL file is restored, the task waits for logs
+    host.context.advance(20)  # 20 cloud minutes: the FULL file is restored, the task waits for logs
 
     shown = await anyio.to_thread.run_sync(client.describe_migrate_task_by_id,
                                            rds.DescribeMigrateTaskByIdRequest(dbinstance_id="rm-sdk0001",
@@ -74,14 +64,14 @@ async def test_a_chain_runs_through_the_official_sdk(host: Host) -> None:
                                        is_online_db="False", migrate_task_id=full,
                                        oss_object_positions=POSITION.replace("full.bak", "log1.trn"))
     updf = (await anyio.to_thread.run_sync(client.create_migrate_task, log)).body.migrate_task_id
-    host.context.advance(1)
+    host.context.advance(3)  # the log file is applied
     online = rds.CreateOnlineDatabaseTaskRequest(dbinstance_id="rm-sdk0001", dbname="sales", migrate_task_id=full,
                                                  check_dbmode="SyncExecuteDBCheck", client_token="sdk-token-1")
     answered = await anyio.to_thread.run_sync(client.create_online_database_task, online)
     assert answered.body.request_id
     again = await anyio.to_thread.run_sync(client.create_online_database_task, online)  # same token
     assert again.body.request_id != answered.body.request_id
-    host.context.advance(1)
+    host.context.advance(3)  # online
 
     listed = await anyio.to_thread.run_sync(client.describe_migrate_tasks, rds.DescribeMigrateTasksRequest(
         dbinstance_id="rm-sdk0001", start_time="2020-01-01T00:00Z", end_time="2099-01-01T00:00Z", page_size=30))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,7 +21,7 @@ from batchmig.plugin import (
 from batchmig.testing import EmulatorHost, FakeSandboxContext, http_client, provider_config
 
 from batchmig_alibabacloud.connection import AlibabaConnection, classify, endpoint_for
-from batchmig_alibabacloud.emulator import DEMO_CREDENTIALS, AlibabaRdsEmulator
+from batchmig_alibabacloud.emulator import DEMO_CREDENTIALS
 from batchmig_alibabacloud.signing import Authorization, authorization, canonical_query, payload_hash, signature
 
 pytestmark = pytest.mark.anyio
@@ -30,15 +29,6 @@ Host = EmulatorHost[FakeSandboxContext]
 OSS = "oss-cn-hangzhou.aliyuncs.com:bm-backups"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def host() -> AsyncIterator[Host]:
-    async with EmulatorHost(AlibabaRdsEmulator, FakeSandboxContext(time_scale=60)) as running:
-        yield running
 
 
 def connection(url: str | None, secret: str = DEMO_CREDENTIALS["access_key_secret"], **extra: str) -> AlibabaConnection:

@@ -22,28 +22,19 @@ from batchmig.testing import (
     provider_config,
 )
 
-from batchmig_alibabacloud.emulator import DEMO_CREDENTIALS, AlibabaRdsEmulator
+from batchmig_alibabacloud.emulator import DEMO_CREDENTIALS
 from batchmig_alibabacloud.provider import AlibabaRdsProvider
 
 pytestmark = pytest.mark.anyio
+Host = EmulatorHost[FakeSandboxContext]
 
 PROVIDER = AlibabaRdsProvider()
-Host = EmulatorHost[FakeSandboxContext]
 OSS = "oss-cn-hangzhou.aliyuncs.com:bm-backups"
 ONE_SHOT = {"instance_id": "rm-steps001", "database": "sales", "full": {"oss_object": f"{OSS}:sales_full.bak"}}
 CHAIN = {"instance_id": "rm-steps001", "database": "hr", "mode": "chain", "full": {"oss_object": f"{OSS}:hr.bak"},
          "logs": [{"oss_object": f"{OSS}:hr_1.trn"}, {"oss_object": f"{OSS}:hr_2.trn"}]}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def host() -> AsyncIterator[Host]:
-    async with EmulatorHost(AlibabaRdsEmulator, FakeSandboxContext(time_scale=60)) as running:
-        yield running
 
 
 @pytest.fixture
