@@ -97,6 +97,16 @@ class ProviderConformance:
     strictness: ClassVar[Strictness] = Strictness.FULL
     plugins: ClassVar[tuple[object, ...]] = ()
     """Plugin objects to register instead of the installed entry points."""
+    idempotent_steps: ClassVar[bool] = True
+    """Whether the samples make an idempotent step (one whose call carries a client
+    token). A provider whose cloud takes no token says False: the client-token test is
+    then not collected at all (never a skip), and
+    ``test_the_declared_idempotency_matches_the_steps`` holds the class to its word."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.idempotent_steps:
+            cls.test_client_tokens_are_stable_across_attempts_and_resumes = None  # type: ignore[assignment,method-assign]
 
     @pytest.fixture(autouse=True)
     def _strictness(self, request: pytest.FixtureRequest) -> None:
@@ -179,6 +189,15 @@ class ProviderConformance:
             )
 
     @_level(Strictness.BASIC)
+    def test_the_declared_idempotency_matches_the_steps(self, tmp_path: Path) -> None:
+        steps = self._mutating_steps(self.registry(), self.write_plan(tmp_path), "conformance")
+        idempotent = sorted({step.name for _, step in steps if step.idempotent})
+        if self.idempotent_steps:
+            assert idempotent, f"{self.provider}'s samples make no idempotent step: set idempotent_steps = False"
+        else:
+            assert not idempotent, f"{self.provider} has idempotent steps {idempotent}: remove idempotent_steps = False"
+
+    @_level(Strictness.BASIC)
     def test_runs_against_its_emulator(self, tmp_path: Path) -> None:
         result = self.run(tmp_path, self.write_plan(tmp_path))
         assert set(result.statuses.values()) == {"succeeded"}, result.report["instances"]
@@ -252,8 +271,7 @@ class ProviderConformance:
         plan_path = self.write_plan(tmp_path)
         first = self._mutating_steps(registry, plan_path, "run-a")
         tokened = [(iid, step) for iid, step in first if step.idempotent]
-        if not tokened:
-            pytest.skip(f"{self.provider} has no idempotent step")
+        assert tokened, f"{self.provider}'s samples make no idempotent step: set idempotent_steps = False"
         rebuilt = dict(((iid, step.name), step) for iid, step in self._mutating_steps(self.registry(), plan_path,
                                                                                        "run-a"))
         other = dict(((iid, step.name), step) for iid, step in self._mutating_steps(registry, plan_path, "run-b"))

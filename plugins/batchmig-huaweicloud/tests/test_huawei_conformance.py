@@ -10,6 +10,7 @@ from batchmig.testing.conformance import ProviderConformance
 
 
 class TestHuaweiDrsConformance(ProviderConformance):
+    idempotent_steps = False  # none of the calls used takes a client token: creates are reconciled by name
     provider = "huawei-drs"
     region = "cn-north-4"
     samples: ClassVar[list[dict[str, Any]]] = [

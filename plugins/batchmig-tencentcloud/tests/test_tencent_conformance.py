@@ -10,6 +10,7 @@ COS = "https://migration-1250000000.cos.ap-guangzhou.myqcloud.com"
 
 
 class TestSqlServerConformance(ProviderConformance):
+    idempotent_steps = False  # none of the calls used takes a client token: creates are reconciled by name
     provider = "tencent-sqlserver"
     region = "ap-guangzhou"
     samples: ClassVar[list[dict[str, Any]]] = [
@@ -35,6 +36,7 @@ class TestSqlServerConformance(ProviderConformance):
 
 
 class TestDtsConformance(ProviderConformance):
+    idempotent_steps = False  # none of the calls used takes a client token: creates are reconciled by name
     provider = "tencent-dts"
     region = "ap-guangzhou"
     samples: ClassVar[list[dict[str, Any]]] = [
