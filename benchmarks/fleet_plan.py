@@ -1,5 +1,6 @@
-"""The mixed fleet of the rate-bound benchmark: a third each of Tencent SQL Server FULL
-imports, Tencent DTS jobs and Huawei DRS OBS full migrations, each into its own target.
+"""The mixed fleet of the rate-bound benchmark: a quarter each of Tencent SQL Server FULL
+imports, Tencent DTS jobs, Huawei DRS OBS full migrations and Alibaba RDS one-shot FULL
+migrations from OSS, each into its own target.
 
 The emulated work is scaled down (``TIME_SCALE``) so that the rate caps, not the
 emulated restores, bound the run; ``SANDBOX_OPTIONS`` pins the emulators' durations so
@@ -16,9 +17,12 @@ SANDBOX_OPTIONS = {
     "tencent-sqlserver": {"import_seconds": 600},
     "tencent-dts": {"check_seconds": 60, "migrate_seconds": 900},
     "huawei-drs": {"precheck_seconds": 60, "full_restore_seconds": 600},
+    "alibaba-rds-sqlserver": {"restore_seconds": 660},
 }
-WAIT_WORK = {"wait-import": 600.0, "wait-check": 60.0, "wait-migration": 900.0, "wait-full": 660.0}
-"""Cloud seconds of the work each wait step waits for (Huawei's job: precheck, then restore)."""
+WAIT_WORK = {"wait-import": 600.0, "wait-check": 60.0, "wait-migration": 900.0, "wait-full": 660.0,
+             "survey-tasks": 0.0}
+"""Cloud seconds of the work each wait step waits for (Huawei's job: precheck, then restore;
+Alibaba's FULL task is given the same 660 s; its survey of earlier tasks is a list call)."""
 
 HEADER = """\
 version: 1
@@ -28,6 +32,7 @@ providers:
   tencent-dts:
     region: ap-guangzhou
   huawei-drs: {region: cn-north-4}
+  alibaba-rds-sqlserver: {region: cn-hangzhou}
 defaults:
   settings:
     tencent-sqlserver: {scenario: import}
@@ -47,7 +52,7 @@ def _tencent_instance(n: int) -> str:
     return f"mssql-{digits}"
 
 
-def write_fleet_plan(path: Path, instances: int, *, rate: float | None = None, kinds: int = 3,
+def write_fleet_plan(path: Path, instances: int, *, rate: float | None = None, kinds: int = 4,
                      run: str | None = None) -> Path:
     """``instances`` of the mixed fleet (``kinds=1``: Tencent imports only); ``rate``
     overrides every cap of every provider (the engine-overhead runs); ``run`` is the
@@ -60,6 +65,7 @@ def write_fleet_plan(path: Path, instances: int, *, rate: float | None = None, k
         header = header.replace("{region: ap-guangzhou}", f"{{region: ap-guangzhou, {caps}}}")
         header = header.replace("    region: ap-guangzhou\n", f"    region: ap-guangzhou\n    {caps}\n")
         header = header.replace("{region: cn-north-4}", f"{{region: cn-north-4, {caps}}}")
+        header = header.replace("{region: cn-hangzhou}", f"{{region: cn-hangzhou, {caps}}}")
     lines = [header]
     for n in range(instances):
         kind = n % kinds
@@ -69,9 +75,13 @@ def write_fleet_plan(path: Path, instances: int, *, rate: float | None = None, k
                          f"myqcloud.com/db{n}/full.bak'}}}}}}")
         elif kind == 1:
             lines.append(f"  - {{id: dts-{n:05d}, provider: tencent-dts}}")
-        else:
+        elif kind == 2:
             lines.append(f"  - {{id: drs-{n:05d}, provider: huawei-drs, settings: {{target_instance_id: "
                          f"{n:032x}in04, files: [{{name: db{n}_full.bak, obs_path: full/}}]}}}}")
+        else:  # ten databases per RDS instance
+            lines.append(f"  - {{id: rds-{n:05d}, provider: alibaba-rds-sqlserver, settings: {{instance_id: "
+                         f"rm-b{n // 40:07d}, database: db{n:05d}, full: {{oss_object: "
+                         f"'oss-cn-hangzhou.aliyuncs.com:bench-backups:db{n}/full.bak'}}}}}}")
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -56,9 +56,9 @@ class Verdicts:
 
 
 def require_batchmig() -> None:
-    """The scenarios import batchmig, both plugins and Tencent's SDK: say which Python has them."""
-    missing = [name for name in ("batchmig", "batchmig_tencentcloud", "batchmig_huaweicloud", "tencentcloud")
-               if importlib.util.find_spec(name) is None]
+    """The scenarios import batchmig, the plugins and Tencent's SDK: say which Python has them."""
+    wanted = ("batchmig", "batchmig_tencentcloud", "batchmig_huaweicloud", "batchmig_alibabacloud", "tencentcloud")
+    missing = [name for name in wanted if importlib.util.find_spec(name) is None]
     if missing:
         raise SystemExit(f"{', '.join(missing)} not installed for {sys.executable}: run the benchmarks with the "
                          "Python of the environment batchmig is installed in (e.g. .venv/bin/python "

@@ -32,7 +32,7 @@ from batchmig.testing.testcloud import TestcloudPlugin
 
 HERE = Path(__file__).resolve().parent
 UNBOUNDED = 10000
-EMULATORS = ("tencent-sqlserver", "tencent-dts", "huawei-drs")
+EMULATORS = ("tencent-sqlserver", "tencent-dts", "huawei-drs", "alibaba-rds-sqlserver")
 
 
 def registry() -> Any:
@@ -109,7 +109,8 @@ def fleet(instances: int, durable: bool) -> dict[str, Any]:
         delays = detection_delays(outcome.run_dir / "journal.sqlite", work, set(WAIT_WORK))
     waits = delays.count
     describes = sum(outcome.report["calls"]["calls_by_action"].get(a, 0)
-                    for a in ("DescribeBackupMigration", "DescribeMigrateJobs", "ListReplicationJobs"))
+                    for a in ("DescribeBackupMigration", "DescribeMigrateJobs", "ListReplicationJobs",
+                              "DescribeMigrateTasks", "DescribeMigrateTaskById"))
     return {
         "scenario": "fleet", "instances": instances, "load_average": load, "counts": outcome.report["counts"],
         "makespan_seconds": round(result["wall"], 2), "bound_seconds": bound.seconds,

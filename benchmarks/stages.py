@@ -32,7 +32,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JSON", ("json/", "orjson", "_envelope (", "responses.py")),
     ("HTTP", ("aiohttp/", "yarl/", "multidict/", "http/", "ssl.py", "socket.py")),
     ("polling", ("batchmig/engine/polling.py",)),
-    ("engine", ("batchmig/engine/", "batchmig_tencentcloud/", "batchmig_huaweicloud/")),
+    ("engine", ("batchmig/engine/", "batchmig_tencentcloud/", "batchmig_huaweicloud/", "batchmig_alibabacloud/")),
     ("plan and report", ("batchmig/plan/", "batchmig/report/", "yaml/", "pydantic")),
     ("event loop", ("asyncio/", "uvloop", "anyio/", "selectors.py")),
 )
