@@ -40,6 +40,8 @@ And these helpers:
 ``run_plan(path, registry, workdir, sandbox_config=SandboxConfig(...)) -> SandboxRun``
     run a plan against the in-process sandbox (time scale, faults, caps as
     configured) and return the outcome with the sandbox's audit log.
+``private_imports([package_dir, tests_dir])`` / ``PUBLIC_MODULES``
+    the files that import batchmig modules outside its public API (``{}`` when none).
 ``record_calls(registry)`` / ``unmatched_calls(listing, calls)``
     record the calls an in-process run prepares; compare them with a dry run's
     listing of the same run id (names included).
@@ -63,8 +65,10 @@ from batchmig.testing.helpers import (
     write_plan,
 )
 from batchmig.testing.host import EmulatorHost
+from batchmig.testing.imports import PUBLIC_MODULES, private_imports
 
 __all__ = [
+    "PUBLIC_MODULES",
     "EmulatorHost",
     "FakeClock",
     "FakeSandboxContext",
@@ -79,6 +83,7 @@ __all__ = [
     "make_instance",
     "make_registry",
     "memory_store",
+    "private_imports",
     "provider_config",
     "record_calls",
     "run_plan",

@@ -6,7 +6,6 @@ import ast
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 from batchmig import PlanError
 from batchmig.emulator import EmulatorSpec
 from batchmig.plugin import PlanProblem, ProviderSpec
-from batchmig.testing import make_registry, run_plan, write_plan
+from batchmig.testing import make_registry, private_imports, run_plan, write_plan
 
 import batchmig_alibabacloud
 from batchmig_alibabacloud import plugin
@@ -24,8 +23,6 @@ from batchmig_alibabacloud.provider import AlibabaRdsProvider
 
 PLANS = Path(__file__).resolve().parents[3] / "plans"
 TEMPLATES = sorted(PLANS.glob("alibaba-*.yaml"))
-PUBLIC = {"batchmig", "batchmig.plugin", "batchmig.emulator", "batchmig.errors", "batchmig.testing",
-          "batchmig.testing.conformance"}
 OSS = "oss-cn-hangzhou.aliyuncs.com:bm-backups"
 
 
@@ -63,18 +60,8 @@ def test_credentials_follow_the_official_cli() -> None:
     }
 
 
-def _imports(path: Path) -> Iterator[str]:
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            yield node.module
-        elif isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-
-
 def test_only_the_public_batchmig_api_is_imported() -> None:
-    roots = [Path(batchmig_alibabacloud.__file__).parent, Path(__file__).parent]
-    used = {module for root in roots for path in root.rglob("*.py") for module in _imports(path)}
-    assert {module for module in used if module.split(".")[0] == "batchmig"} <= PUBLIC
+    assert private_imports([Path(batchmig_alibabacloud.__file__).parent, Path(__file__).parent]) == {}
 
 
 def test_every_module_says_why_it_exists() -> None:

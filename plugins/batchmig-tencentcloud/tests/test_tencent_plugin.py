@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from batchmig.plugin import Call, CallStep, Instance, WaitItem, WaitStep
-from batchmig.testing import FakeSandboxContext, make_registry
+from batchmig.testing import FakeSandboxContext, make_registry, private_imports
 
 import batchmig_tencentcloud
 from batchmig_tencentcloud import plugin
 from batchmig_tencentcloud.dts import DtsSettings
 from batchmig_tencentcloud.emulator import DtsEmulator, SqlServerEmulator
 from batchmig_tencentcloud.sqlserver import SqlServerSettings
-
-PUBLIC = {"batchmig", "batchmig.plugin", "batchmig.emulator", "batchmig.errors", "batchmig.testing"}
 
 
 def test_entry_point():
@@ -102,19 +100,8 @@ def test_a_created_job_names_the_database_passwords_it_needs():
     assert provider.required_secrets(Instance("b", "tencent-dts", "d", given)) == ()
 
 
-def _imports(path: Path) -> Iterator[str]:
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            yield node.module
-        elif isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-
-
 def test_only_the_public_batchmig_api_is_imported():
-    package = Path(batchmig_tencentcloud.__file__).parent
-    used = {module for path in package.rglob("*.py") for module in _imports(path)}
-    private = {module for module in used if module.split(".")[0] == "batchmig" and module not in PUBLIC}
-    assert not private
+    assert private_imports([Path(batchmig_tencentcloud.__file__).parent, Path(__file__).parent]) == {}
 
 
 def test_every_module_says_why_it_exists():
