@@ -23,7 +23,8 @@ def test_plugins_import_only_the_public_api(path: Path) -> None:
 
 def test_a_private_import_is_found(tmp_path: Path) -> None:
     (tmp_path / "ok.py").write_text("from batchmig.plugin import CallStep\nimport batchmig.testing\n")
-    (tmp_path / "bad.py").write_text("import os\nfrom batchmig.engine.pipeline import Pipeline\nimport batchmig.journal\n")
+    bad = "import os\nfrom batchmig.engine.pipeline import Pipeline\nimport batchmig.journal\n"
+    (tmp_path / "bad.py").write_text(bad)
     assert private_imports([tmp_path]) == {str(tmp_path / "bad.py"): ["batchmig.engine.pipeline", "batchmig.journal"]}
 
 
