@@ -139,6 +139,22 @@ class Release:
         """When the call left (the release time until ``left`` is reported)."""
         self.answered_at: float | None = None
 
+    def sending(self) -> None:
+        """The caller will send this call, however late (a fence to pass, signing, a token
+        to fetch, a starved event loop): until it is written (``left``), answered or
+        ``abandoned``, it may reach the server any moment, so the call ``N`` releases
+        later waits for it. Without this, a call is taken to have arrived a margin after
+        its release, and one that leaves later than that shares a second with the call
+        ``N`` after it."""
+        if self.answered_at is None:
+            self._state.sending(self.serial)
+
+    def abandoned(self) -> None:
+        """The call will not be sent after all (its bytes never left)."""
+        if self.answered_at is None:
+            self.answered_at = self._clock.now()
+            self._state.abandoned(self.serial, self.answered_at)
+
     def left(self, now: float | None = None) -> None:
         """The request is about to be written (signing and JSON are done): from now on
         the key's log counts it, and until its answer it is in flight."""
@@ -165,6 +181,8 @@ class _KeyState:
     """How many calls the key released in all (the serial of ``released[-1]``)."""
     in_flight: dict[int, float] = field(default_factory=dict)
     """Serial -> departure of the calls that left and are not answered yet."""
+    unsent: set[int] = field(default_factory=set)
+    """Serials of released calls their caller is still to send (``Release.sending``)."""
     arrivals: dict[int, float] = field(default_factory=dict)
     """Serial -> the latest the call can have reached the server (the answer's time; the
     release plus the configured margin for a call never reported), for the last N or so
@@ -206,13 +224,28 @@ class _KeyState:
             if arrival < math.inf:  # an unanswered one stays in ``in_flight``
                 self.horizon = max(self.horizon, arrival)
 
+    def sending(self, serial: int) -> None:
+        self.unsent.add(serial)
+        if serial in self.arrivals:
+            self.arrivals[serial] = math.inf
+
+    def abandoned(self, serial: int, at: float) -> None:
+        self.unsent.discard(serial)
+        self.in_flight.pop(serial, None)
+        if serial in self.arrivals:
+            self.arrivals[serial] = at
+        else:
+            self.horizon = max(self.horizon, at)
+
     def left(self, serial: int, at: float) -> None:
+        self.unsent.discard(serial)
         self.moved(serial, at)
         self.in_flight[serial] = at
         if serial in self.arrivals:
             self.arrivals[serial] = math.inf
 
     def answered(self, serial: int, left: float, at: float) -> None:
+        self.unsent.discard(serial)
         self.in_flight.pop(serial, None)
         if serial in self.arrivals:
             self.arrivals[serial] = at
@@ -226,6 +259,8 @@ class _KeyState:
         """The latest moment a call up to ``serial`` can reach (or have reached) the server;
         None while one of them is in flight and may arrive any moment. ``scan``: look at
         every tracked call, not only ``serial`` itself (exact; costs N at high rates)."""
+        if self.unsent and min(self.unsent) <= serial:
+            return None  # released, not yet written: it may leave any moment
         latest = self.horizon
         if scan:
             for tracked, arrival in self.arrivals.items():

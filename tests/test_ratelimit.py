@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -203,24 +205,22 @@ async def test_late_wakeups_cannot_squeeze_two_batches_into_one_second() -> None
 class _PostConnection(Connection):
     account, region = "acct", "r1"
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str, slow_first: float = 0.0) -> None:
+        self.url, self.slow_first = url, slow_first
 
     async def prepare(self, call: Call) -> HttpRequest:
+        if self.slow_first:  # the first call takes long to prepare (a token to fetch, say)
+            delay, self.slow_first = self.slow_first, 0.0
+            await anyio.sleep(delay)
         return HttpRequest("POST", self.url, {"Content-Type": "application/json"}, b"{}")
 
     def parse(self, call: Call, response: HttpResponse) -> dict[str, Any]:
         return {"status": response.status}
 
 
-@pytest.mark.anyio
-async def test_a_call_is_counted_from_its_write_not_from_its_hand_over() -> None:
-    """The runner stalls after handing a request to the transport and before writing it
-    (a starved machine, a pool without a free connection): the limiter must count the
-    call from the write, or an unanswered call held in flight for ``MAX_MARGIN`` could
-    reach the cloud after the limiter took it to have arrived."""
-    arrived: list[float] = []
-
+@asynccontextmanager
+async def _loopback(arrived: list[float]) -> AsyncIterator[str]:
+    """A server on loopback that notes when each request arrived; yields its URL."""
     async def handler(request: web.Request) -> web.Response:
         arrived.append(time.monotonic())
         return web.json_response({})
@@ -231,7 +231,19 @@ async def test_a_call_is_counted_from_its_write_not_from_its_hand_over() -> None
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.anyio
+async def test_a_call_is_counted_from_its_write_not_from_its_hand_over() -> None:
+    """The runner stalls after handing a request to the transport and before writing it
+    (a starved machine, a pool without a free connection): the limiter must count the
+    call from the write, or an unanswered call held in flight for ``MAX_MARGIN`` could
+    reach the cloud after the limiter took it to have arrived."""
+    arrived: list[float] = []
     releases: list[Release] = []
 
     class Recording(RateLimiter):
@@ -241,16 +253,29 @@ async def test_a_call_is_counted_from_its_write_not_from_its_hand_over() -> None
             releases.append(release)
             return release
 
-    try:
-        async with HttpTransport(5.0) as transport:
-            async def stalled(request: HttpRequest) -> HttpResponse:
-                time.sleep(MAX_MARGIN + 0.3)  # the whole loop stops between hand-over and write
-                return await transport.send(request)
+    async with _loopback(arrived) as url, HttpTransport(5.0) as transport:
+        async def stalled(request: HttpRequest) -> HttpResponse:
+            time.sleep(MAX_MARGIN + 0.3)  # the whole loop stops between hand-over and write
+            return await transport.send(request)
 
-            pipeline = Pipeline({"c": ("p", _PostConnection(url))}, Recording(lambda key: 100.0), stalled)
-            handed = time.monotonic()
-            await pipeline.read("c", Call("Describe", {}))
-        assert len(releases) == 1 and len(arrived) == 1
-        assert handed + MAX_MARGIN + 0.3 <= releases[0].at <= arrived[0]
-    finally:
-        await runner.cleanup()
+        pipeline = Pipeline({"c": ("p", _PostConnection(url))}, Recording(lambda key: 100.0), stalled)
+        handed = time.monotonic()
+        await pipeline.read("c", Call("Describe", {}))
+    assert len(releases) == 1 and len(arrived) == 1
+    assert handed + MAX_MARGIN + 0.3 <= releases[0].at <= arrived[0]
+
+
+@pytest.mark.anyio
+async def test_a_call_released_but_not_yet_sent_holds_back_the_call_a_cap_later() -> None:
+    """At a cap of 1, the first call is released and then takes 1.2 s to prepare; the
+    second, released a window later, must not reach the server within a window of the
+    first (it once went at once: the first was taken to have arrived at its release)."""
+    arrived: list[float] = []
+    async with _loopback(arrived) as url, HttpTransport(5.0) as transport:
+        pipeline = Pipeline({"c": ("p", _PostConnection(url, slow_first=1.2))}, RateLimiter(lambda key: 1.0),
+                            transport.send)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pipeline.read, "c", Call("Describe", {}))
+            await anyio.sleep(0.05)
+            tg.start_soon(pipeline.read, "c", Call("Describe", {}))
+    assert len(arrived) == 2 and arrived[1] - arrived[0] >= 1.0

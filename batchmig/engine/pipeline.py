@@ -259,21 +259,34 @@ class Pipeline:
         provider, conn = self._connections[connection]
         key = LimitKey(provider, conn.account, conn.region, call.action)
         while True:
-            release = await self.limiter.acquire(key)
-            if self.fence is not None:
-                while await self.fence.wait_open():
-                    # The fence was closed: the capacity this call was admitted under may
-                    # belong to another runner now, so it queues at the limiter again.
-                    release = await self.limiter.acquire(key)
-                if wanted is not None and not wanted():
-                    raise LeaseLost("nobody waits for this call any more")
-            token = LAST_LOOK.set(_before_write(self.fence, release))
+            release = await self._admit(key)
             try:
-                return await self._send_admitted(key, conn, call, release)
-            except FenceClosed:
-                self.stats.sent[call.action] -= 1  # nothing left: admitted again once the fence reopens
+                if self.fence is not None:
+                    while await self.fence.wait_open():
+                        # The fence was closed: the capacity this call was admitted under may
+                        # belong to another runner now, so it queues at the limiter again.
+                        if release is not None:
+                            release.abandoned()
+                        release = await self._admit(key)
+                    if wanted is not None and not wanted():
+                        raise LeaseLost("nobody waits for this call any more")
+                token = LAST_LOOK.set(_before_write(self.fence, release))
+                try:
+                    return await self._send_admitted(key, conn, call, release)
+                except FenceClosed:
+                    self.stats.sent[call.action] -= 1  # nothing left: admitted again once the fence reopens
+                finally:
+                    LAST_LOOK.reset(token)
             finally:
-                LAST_LOOK.reset(token)
+                if release is not None:
+                    release.abandoned()  # a no-op once answered: only a call that never left
+
+    async def _admit(self, key: LimitKey) -> Release | None:
+        """The limiter's release, counted as on its way from this moment (``Release.sending``)."""
+        release = await self.limiter.acquire(key)
+        if release is not None:
+            release.sending()
+        return release
 
     async def _send_admitted(
         self, key: LimitKey, conn: Connection, call: Call, release: Release | None
