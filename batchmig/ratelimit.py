@@ -153,7 +153,7 @@ class Release:
         """The call will not be sent after all (its bytes never left)."""
         if self.answered_at is None:
             self.answered_at = self._clock.now()
-            self._state.abandoned(self.serial, self.answered_at)
+            self._state.settled(self.serial, self.answered_at)
 
     def left(self, now: float | None = None) -> None:
         """The request is about to be written (signing and JSON are done): from now on
@@ -229,7 +229,8 @@ class _KeyState:
         if serial in self.arrivals:
             self.arrivals[serial] = math.inf
 
-    def abandoned(self, serial: int, at: float) -> None:
+    def settled(self, serial: int, at: float) -> None:
+        """The call reached the server by ``at`` (its answer), or never will (abandoned)."""
         self.unsent.discard(serial)
         self.in_flight.pop(serial, None)
         if serial in self.arrivals:
@@ -245,12 +246,7 @@ class _KeyState:
             self.arrivals[serial] = math.inf
 
     def answered(self, serial: int, left: float, at: float) -> None:
-        self.unsent.discard(serial)
-        self.in_flight.pop(serial, None)
-        if serial in self.arrivals:
-            self.arrivals[serial] = at
-        else:
-            self.horizon = max(self.horizon, at)
+        self.settled(serial, at)
         self.trip += TRIP_WEIGHT * (at - left - self.trip)
         self.margin = min(MAX_MARGIN, max(self.floor_margin, self.trip))
         self.stats.margin = max(self.stats.margin, self.margin)
