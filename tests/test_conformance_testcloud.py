@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from batchmig.testing.conformance import ProviderConformance
 from batchmig.testing.testcloud import TestcloudPlugin
+
+pytestmark = pytest.mark.slow  # about 45 s of sandbox runs and a SIGKILL: the e2e suite, not latest/oldest
 
 
 class TestTestcloudConformance(ProviderConformance):

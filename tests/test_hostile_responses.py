@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from batchmig.emulator import EmulatorReply, EmulatorSpec, RequestInfo
@@ -16,6 +17,8 @@ from batchmig.plugin import ProviderSpec, hookimpl
 from batchmig.sandbox.host import SandboxConfig
 from batchmig.testing import make_registry, run_plan
 from batchmig.testing.testcloud import DEMO_KEY_ID, DEMO_SECRET, TestcloudEmulator, TestcloudProvider
+
+pytestmark = pytest.mark.slow  # about 30 s of whole sandbox runs: the e2e suite, not latest/oldest
 
 KINDS = ["html", "truncated", "missing", "wrongtype", "enormous", "slowdrip", "unknownstatus", "garbagepoll",
          "htmlonce"]

@@ -57,6 +57,7 @@ def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Compl
     return done
 
 
+@pytest.mark.slow  # a fresh venv, an install and a pytest run: about 50 s
 def test_a_generated_plugin_installs_and_passes_its_suite(tmp_path: Path) -> None:
     started = time.monotonic()
     target = tmp_path / "batchmig-acme-sql"
