@@ -96,7 +96,8 @@ async def poll_head(queue: _PollQueue, clock: FakeClock) -> list[_Waiter]:
     return batch
 
 
-def test_cold_queue_polls_a_new_job_at_once() -> None:
+@pytest.mark.anyio  # a queue's wake-up event belongs to the event loop (anyio 4.3 needs one)
+async def test_cold_queue_polls_a_new_job_at_once() -> None:
     clock = FakeClock()
     queue = make_queue(clock)
     job = waiter("a", clock)
@@ -105,7 +106,8 @@ def test_cold_queue_polls_a_new_job_at_once() -> None:
     assert job.ready == clock.now()
 
 
-def test_no_poll_before_a_job_can_plausibly_be_done() -> None:
+@pytest.mark.anyio  # a queue's wake-up event belongs to the event loop (anyio 4.3 needs one)
+async def test_no_poll_before_a_job_can_plausibly_be_done() -> None:
     clock = FakeClock()
     queue = make_queue(clock)
     for _ in range(20):
@@ -183,7 +185,8 @@ def test_spare_capacity_is_under_most_of_the_cap_in_the_last_second() -> None:
     assert queue._spare(1.05), "the oldest poll left the last second"
 
 
-def test_a_batch_takes_every_member_of_its_group_that_could_be_done() -> None:
+@pytest.mark.anyio  # a queue's wake-up event belongs to the event loop (anyio 4.3 needs one)
+async def test_a_batch_takes_every_member_of_its_group_that_could_be_done() -> None:
     clock = FakeClock(start=0.0)
     queue = make_queue(clock, max_batch=10)
     for _ in range(20):
