@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
-from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loopback import loopback_server
 
 from batchmig.engine.pipeline import HttpTransport, Pipeline
 from batchmig.plugin import Call, Connection, HttpRequest, HttpResponse
@@ -218,25 +216,6 @@ class _PostConnection(Connection):
         return {"status": response.status}
 
 
-@asynccontextmanager
-async def _loopback(arrived: list[float]) -> AsyncIterator[str]:
-    """A server on loopback that notes when each request arrived; yields its URL."""
-    async def handler(request: web.Request) -> web.Response:
-        arrived.append(time.monotonic())
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_post("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"  # type: ignore[union-attr]
-    finally:
-        await runner.cleanup()
-
-
 @pytest.mark.anyio
 async def test_a_call_is_counted_from_its_write_not_from_its_hand_over() -> None:
     """The runner stalls after handing a request to the transport and before writing it
@@ -253,7 +232,7 @@ async def test_a_call_is_counted_from_its_write_not_from_its_hand_over() -> None
             releases.append(release)
             return release
 
-    async with _loopback(arrived) as url, HttpTransport(5.0) as transport:
+    async with loopback_server(arrived) as url, HttpTransport(5.0) as transport:
         async def stalled(request: HttpRequest) -> HttpResponse:
             time.sleep(MAX_MARGIN + 0.3)  # the whole loop stops between hand-over and write
             return await transport.send(request)
@@ -271,7 +250,7 @@ async def test_a_call_released_but_not_yet_sent_holds_back_the_call_a_cap_later(
     second, released a window later, must not reach the server within a window of the
     first (it once went at once: the first was taken to have arrived at its release)."""
     arrived: list[float] = []
-    async with _loopback(arrived) as url, HttpTransport(5.0) as transport:
+    async with loopback_server(arrived) as url, HttpTransport(5.0) as transport:
         pipeline = Pipeline({"c": ("p", _PostConnection(url, slow_first=1.2))}, RateLimiter(lambda key: 1.0),
                             transport.send)
         async with anyio.create_task_group() as tg:

@@ -15,8 +15,8 @@ from pathlib import Path
 import anyio
 import psycopg
 import pytest
-from aiohttp import web
 from click.testing import CliRunner
+from loopback import loopback_server
 from store_helpers import fleet_plan
 
 from batchmig.cli import CliContext, main
@@ -369,23 +369,11 @@ async def test_a_call_admitted_before_a_freeze_leaves_only_after_a_renewal() -> 
     """Admitted with the fence open, the runner freezes before writing: on waking the
     transport's last look keeps the bytes in until a renewal reopens the fence."""
     arrived: list[float] = []
-
-    async def handler(request: web.Request) -> web.Response:
-        arrived.append(time.monotonic())
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_post("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"  # type: ignore[union-attr]
-    fence = Fence(ttl=1.0, margin=0.4)
-    fence.renewed(time.monotonic())
-    conn = _FreezingConnection(url, freeze=0.8)
-    try:
-        async with HttpTransport(5.0) as transport, anyio.create_task_group() as tg:
+    async with loopback_server(arrived) as url, HttpTransport(5.0) as transport:
+        fence = Fence(ttl=1.0, margin=0.4)
+        fence.renewed(time.monotonic())
+        conn = _FreezingConnection(url, freeze=0.8)
+        async with anyio.create_task_group() as tg:
             pipeline = Pipeline({"c": ("p", conn)}, RateLimiter(lambda key: 100.0), transport.send, fence=fence)
             tg.start_soon(pipeline.read, "c", Call("Describe", {}))
             await anyio.sleep(1.2)  # the freeze is over; the call waits at the closed fence
@@ -393,8 +381,6 @@ async def test_a_call_admitted_before_a_freeze_leaves_only_after_a_renewal() -> 
             renewed = time.monotonic()
             fence.renewed(renewed)
         assert len(arrived) == 1 and arrived[0] >= renewed and pipeline.stats.sent["Describe"] == 1
-    finally:
-        await runner.cleanup()
 
 
 # --------------------------------------------------------- the limiter's SQL
