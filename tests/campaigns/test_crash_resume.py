@@ -1,8 +1,9 @@
 """Campaign 1 — crash and resume amid cloud faults: SIGKILL the runner again and again.
 
 A mixed fleet (Tencent imports incl. FULL_LOG chains and manual backups, Tencent DTS
-jobs, Huawei DRS jobs incl. chains) runs through the real CLI against a sandbox in
-its own process, so the cloud lives on while the runner dies. The whole time, the
+jobs, Huawei DRS jobs incl. chains, Alibaba RDS migrations from OSS) runs through the
+real CLI against a sandbox in its own process, so the cloud lives on while the runner
+dies. The whole time, the
 sandbox drops 10 % of answers after acting, fails 5 % of calls with an internal
 error (503-style ``ServiceUnavailable`` at DTS) and throttles 5 %. Three kinds of
 kill rotate:
@@ -11,7 +12,7 @@ kill rotate:
   its answer, and then stalls that emulator, so the runner journals the outcome
   ``unknown`` and starts finding out what happened; it is killed right there, inside
   the unknown-outcome window (``batchmig.testing.crashes``). These rotate over every
-  mutating action of the three providers;
+  mutating action of the four providers;
 * *held*: the sandbox acts on the next mutating call and holds its answer; the
   runner is killed between sending it and journaling its outcome (the journal holds
   the intent);
