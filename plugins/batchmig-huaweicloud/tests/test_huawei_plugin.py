@@ -6,7 +6,6 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 import pytest
 from batchmig.emulator import EmulatorSpec
@@ -21,20 +20,11 @@ PLANS = Path(__file__).resolve().parents[3] / "plans"
 TEMPLATES = sorted(PLANS.glob("huawei-*.yaml"))
 
 
-class Collect:
-    def __init__(self) -> None:
-        self.specs: list[Any] = []
-
-    def add(self, spec: Any) -> None:
-        self.specs.append(spec)
-
-
 def test_hooks_register_the_provider_and_its_emulator() -> None:
-    providers, emulators = Collect(), Collect()
-    plugin.batchmig_register_providers(providers)
-    plugin.batchmig_register_emulators(emulators)
-    (provider,) = providers.specs
-    (emulator,) = emulators.specs
+    # Through the core's strict loader, as `batchmig` loads it (hook markers, names, types checked).
+    registry = make_registry(plugin)
+    (provider,) = registry.providers.values()
+    (emulator,) = registry.emulators.values()
     assert isinstance(provider, ProviderSpec) and isinstance(emulator, EmulatorSpec)
     assert provider.name == "huawei-drs" and provider.emulator == emulator.name == "huawei-drs"
     assert isinstance(provider.provider, DrsProvider)
