@@ -111,7 +111,7 @@ async def test_no_poll_before_a_job_can_plausibly_be_done() -> None:
     clock = FakeClock()
     queue = make_queue(clock)
     for _ in range(20):
-        queue.durations.learn(10.0)
+        queue.durations[""].learn(10.0)
     job = waiter("new", clock)
     queue.schedule(job)
     assert due_of(queue, "new") == pytest.approx(clock.now() + 10.0)
@@ -123,7 +123,7 @@ async def test_a_job_likely_done_is_asked_before_one_that_cannot_be() -> None:
     clock = FakeClock(start=0.0)
     queue = make_queue(clock)
     for _ in range(20):
-        queue.durations.learn(10.0)
+        queue.durations[""].learn(10.0)
     old = waiter("old", clock)
     queue.schedule(old)
     clock.advance(5.0)
@@ -147,12 +147,12 @@ async def test_a_finished_job_teaches_its_queue() -> None:
     clock.advance(4.0)
     await poll_head(queue, clock)
     assert job.running_age == 4.0, "it was running when asked, however late the poll"
-    assert queue.durations.plausible == 0.0
+    assert queue.durations[""].plausible == 0.0
     answers["a"] = "succeeded"
     clock.advance(2.0)
     await poll_head(queue, clock)
     assert job.done.is_set() and job.result is not None and job.result.state == "succeeded"
-    assert queue.durations.plausible == 6.0, "found done 6 s after it began"
+    assert queue.durations[""].plausible == 6.0, "found done 6 s after it began"
 
 
 @pytest.mark.anyio
@@ -163,7 +163,7 @@ async def test_jobs_queued_before_anything_was_learned_wait_for_what_was() -> No
     queue.schedule(early)
     assert due_of(queue, "early") == 0.0
     for _ in range(20):
-        queue.durations.learn(10.0)
+        queue.durations[""].learn(10.0)
     clock.advance(1.0)
     await queue.slots.acquire()
     queue.slots.release()
@@ -190,7 +190,7 @@ async def test_a_batch_takes_every_member_of_its_group_that_could_be_done() -> N
     clock = FakeClock(start=0.0)
     queue = make_queue(clock, max_batch=10)
     for _ in range(20):
-        queue.durations.learn(10.0)
+        queue.durations[""].learn(10.0)
     jobs = {name: waiter(name, clock, group) for name, group in
             (("overdue", "g"), ("plausible", "g"), ("other-group", "h"))}
     clock.advance(8.0)

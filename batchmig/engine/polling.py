@@ -10,8 +10,9 @@ polls is in flight per queue, so the due-order — not the limiter's FIFO — de
 who is asked next, and a thing is never polled more often than ``min_interval``.
 
 Describe calls are a budget shared by every waiting instance, so a poll goes where it
-is most likely to find work finished (``Durations``): each queue learns how long its
-jobs take (the recent finished ones), polls a new job first when a small share of
+is most likely to find work finished (``Durations``): each queue learns how long each
+kind of wait (the wait step: a survey that lists earlier tasks and a restore that takes
+minutes share a poller) takes from its recent finished ones, polls a new job first when a small share of
 such jobs would have finished by its age, and after each "still running" asks again
 when a small share of the jobs that were still running at that age would have
 finished — so nothing is polled before it can plausibly be done, and under pressure
@@ -30,7 +31,7 @@ import bisect
 import heapq
 import itertools
 import math
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +117,8 @@ class _Waiter:
     item: WaitItem
     group: Any
     started: float = 0.0
+    kind: str = ""
+    """The wait step: durations are learned per kind."""
     taken: float | None = None
     """When its latest poll was taken from the queue."""
     running_age: float | None = None
@@ -142,7 +145,8 @@ class _PollQueue:
         cap = hub.pipeline.limiter.cap(hub.pipeline.key(connection, poller.action))
         self.slots = anyio.Semaphore(max(4, math.ceil(cap * IN_FLIGHT_SECONDS)))
         self.cap = cap
-        self.durations = Durations()
+        self.durations: defaultdict[str, Durations] = defaultdict(Durations)
+        """What this queue learned per kind of wait."""
         self.early_in_flight = 0
         self.recent: deque[float] = deque()
         """When this queue's polls of the last second were taken."""
@@ -159,8 +163,9 @@ class _PollQueue:
     def _times(self, waiter: _Waiter) -> tuple[float, float]:
         """(ready, due) of ``waiter`` on what this queue has learned so far."""
         earliest = waiter.started if waiter.taken is None else waiter.taken + self.interval
-        ready = max(earliest, waiter.started + PROBE_FRACTION * self.durations.plausible)
-        likely = waiter.started + self.durations.next_poll_age(waiter.running_age)
+        durations = self.durations[waiter.kind]
+        ready = max(earliest, waiter.started + PROBE_FRACTION * durations.plausible)
+        likely = waiter.started + durations.next_poll_age(waiter.running_age)
         return ready, max(earliest, likely)
 
     def _spare(self, now: float) -> bool:
@@ -270,7 +275,7 @@ class _PollQueue:
                     if not waiter.cancelled:
                         self.schedule(waiter)
                 else:
-                    self.durations.learn(now - waiter.started)
+                    self.durations[waiter.kind].learn(now - waiter.started)
                     waiter.result = status
                     waiter.done.set()
         finally:
@@ -315,15 +320,16 @@ class PollHub:
             self._tg.start_soon(queue.run, self._tg)
         return queue
 
-    async def wait(self, connection: str, poller: Poller, item: WaitItem) -> WaitStatus:
-        """Return the terminal status (succeeded or failed) of the thing ``item`` names.
+    async def wait(self, connection: str, poller: Poller, item: WaitItem, kind: str = "") -> WaitStatus:
+        """Return the terminal status (succeeded or failed) of the thing ``item`` names;
+        ``kind`` (the wait step's name) is what the queue learns durations by.
 
         Raises the ``ProviderError`` of a poll that failed for good (after retries).
         """
         queue = self._queue(connection, poller)
         instance = item.instance.id
         self.last_seen.pop(instance, None)
-        waiter = _Waiter(instance, item, poller.group(item), started=self.clock.now())
+        waiter = _Waiter(instance, item, poller.group(item), started=self.clock.now(), kind=kind)
         queue.schedule(waiter)
         try:
             await waiter.done.wait()

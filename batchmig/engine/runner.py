@@ -413,7 +413,8 @@ class Engine:
         self, pinst: PlannedInstance, view: Instance, step: WaitStep, outputs: dict[str, Any]
     ) -> dict[str, Any]:
         try:
-            status = await self._hub.wait(pinst.connection, step.poller, WaitItem(view, dict(outputs), step.context))
+            status = await self._hub.wait(pinst.connection, step.poller, WaitItem(view, dict(outputs), step.context),
+                                          step.name)
         except LeaseLost:
             raise
         except ProviderError as exc:

@@ -170,10 +170,14 @@ TASKS_POLLER = Poller(
     poll=_poll,
     max_batch=PAGE,
     min_interval=15.0,
+    group=lambda item: (item.instance.settings.instance_id, "task" in item.context),
     example=lambda item: migrate_tasks(item.instance.settings.instance_id).page(0),
 )
 """Every wait of the provider: ``context`` ``{"task": output, "until": status}`` watches a
-task; an empty context surveys the database's earlier tasks (``survey-tasks``)."""
+task; an empty context surveys the database's earlier tasks (``survey-tasks``). A batch
+is one RDS instance's watches or its surveys (``group``), so one list answers it: a batch
+mixing instances would ask about them one after another, and every member's answer
+would wait for the last."""
 
 
 def reconcile_task(settings: AlibabaSettings, mode: str, output: str,
