@@ -50,11 +50,12 @@ def peak_rss_mb() -> float:
 def run_against(sandbox: SandboxProcess, plan: Path, workdir: Path, durable: bool = False) -> dict[str, Any]:
     options = RunOptions(runs_root=workdir / "runs", sandbox_at=sandbox.directory, handle_signals=False,
                          durable=durable)
+    began = time.time()  # the sandbox's audit stamps (``ts``) are on this clock
     cpu0, wall0 = time.process_time(), time.perf_counter()
     outcome = start_run(str(plan), registry(), options)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     journal_bytes = sum(p.stat().st_size for p in outcome.run_dir.glob("journal.sqlite*"))
-    return {"outcome": outcome, "wall": wall, "cpu": cpu, "journal_bytes": journal_bytes}
+    return {"outcome": outcome, "wall": wall, "cpu": cpu, "journal_bytes": journal_bytes, "began": began}
 
 
 def testcloud_plan(path: Path, durations: list[float], rate: float, poll_interval: float | None) -> Path:
@@ -108,9 +109,7 @@ def fleet(instances: int, durable: bool) -> dict[str, Any]:
         outcome = result["outcome"]
         delays = detection_delays(outcome.run_dir / "journal.sqlite", work, set(WAIT_WORK))
     waits = delays.count
-    describes = sum(outcome.report["calls"]["calls_by_action"].get(a, 0)
-                    for a in ("DescribeBackupMigration", "DescribeMigrateJobs", "ListReplicationJobs",
-                              "DescribeMigrateTasks", "DescribeMigrateTaskById"))
+    describes = sum(calls_of(audit, action) for action in FLEET_DESCRIBES)
     return {
         "scenario": "fleet", "instances": instances, "load_average": load, "counts": outcome.report["counts"],
         "makespan_seconds": round(result["wall"], 2), "bound_seconds": bound.seconds,
@@ -119,12 +118,33 @@ def fleet(instances: int, durable: bool) -> dict[str, Any]:
         "bound_cap": bound.cap, "makespan_over_bound": round(result["wall"] / bound.seconds, 3),
         "makespan_over_floor": round(result["wall"] / bound.strict_floor, 3),
         "busiest_admitted_rate": _admitted_rate(audit, bound.key),
+        "makespan_parts": _makespan_parts(audit, bound, result["began"], result["wall"]),
         "describes_per_instance": round(describes / instances, 3),
         "polls_per_job": per_job_polls(outcome.report, waits),
         "detection_delay": delays.as_dict(),
-        "limiter": _limiter_margins(outcome.report),
         **cap_figures(audit),
     }
+
+
+FLEET_DESCRIBES = ("DescribeBackupMigration", "DescribeMigrateJobs", "ListReplicationJobs", "DescribeMigrateTasks",
+                   "DescribeMigrateTaskById")
+"""The fleet's polling actions (a batched describe counts once)."""
+
+
+def _makespan_parts(audit: list[dict[str, Any]], bound: Any, began: float, wall: float) -> dict[str, float]:
+    """Where the makespan goes, from the sandbox's audit stamps of the bound's key: the run's
+    start until its first call (plan, journal, the calls it must wait for), the span of its
+    calls against ``(n - 1) / cap``, its last call until the run's last request (the work after
+    it and its detection), and the last request until the run returned (report and close)."""
+    provider, _region, action = bound.key.split("/")
+    calls = sorted(e["ts"] for e in audit if e.get("emulator") == provider and e.get("action") == action
+                   and e.get("outcome") != "throttled")
+    last = max(e["ts"] for e in audit)
+    span = calls[-1] - calls[0]
+    ideal = (len(calls) - 1) / bound.cap
+    return {"before_first_call": round(calls[0] - began, 3), "calls_span": round(span, 3),
+            "calls_span_at_cap": round(ideal, 3), "after_last_call": round(last - calls[-1], 3),
+            "after_last_request": round(began + wall - last, 3)}
 
 
 def _admitted_rate(audit: list[dict[str, Any]], bound_key: str) -> float:
@@ -133,12 +153,6 @@ def _admitted_rate(audit: list[dict[str, Any]], bound_key: str) -> float:
     stamps = sorted(e["decided"] for e in audit if e.get("emulator") == provider
                     and e.get("action") == action and "decided" in e and e.get("outcome") != "throttled")
     return round((len(stamps) - 1) / (stamps[-1] - stamps[0]), 2) if len(stamps) > 1 else 0.0
-
-
-def _limiter_margins(report: dict[str, Any]) -> dict[str, Any]:
-    margins = {key: stats.get("margin") for key, stats in report.get("rate_limits", {}).items()
-               if stats.get("margin") is not None}
-    return {"margins": margins} if margins else {}
 
 
 def polling(instances: int, durable: bool) -> dict[str, Any]:
@@ -161,7 +175,7 @@ def polling(instances: int, durable: bool) -> dict[str, Any]:
         outcome = result["outcome"]
         noticed = _wait_step_ends(outcome.run_dir / "journal.sqlite", "wait-job")
     delays = summarise([noticed[job] - finished[job] for job in noticed if job in finished])
-    describes = outcome.report["calls"]["calls_by_action"].get("DescribeJobs", 0)
+    describes = calls_of(audit, "DescribeJobs")
     return {
         "scenario": "polling", "instances": instances, "load_average": load,
         "succeeded": outcome.report["counts"].get("succeeded", 0),
