@@ -26,9 +26,11 @@ compile into one regular expression shaped as a trie (a shared prefix is matched
 once), so a line without a secret costs one scan of it — see ``docs/operations.md``
 for the measured cost. A line that matches is masked over the union of all
 overlapping matches, so masking one secret never leaves a piece of another visible.
-Expressions are rebuilt only when the set of secrets changes, in tiers like a
-binary counter (a new secret compiles alone, equal-sized tiers merge), so a run
-that learns a thousand passwords one at a time compiles O(n log n) forms, not O(n²).
+A short text found clean (a key, a status: they repeat in every event) is remembered
+until the set of secrets changes. Expressions are rebuilt only when the set of
+secrets changes, in tiers like a binary counter (a new secret compiles alone,
+equal-sized tiers merge), so a run that learns a thousand passwords one at a time
+compiles O(n log n) forms, not O(n²).
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ MIN_SECRET_LENGTH = 4
 """Shorter values are not redacted: masking every "abc" would garble all output."""
 
 Encoding = Callable[[str], str]
+CLEAN_TEXT_LENGTH = 64
+CLEAN_TEXTS = 4096
+"""Texts up to ``CLEAN_TEXT_LENGTH`` found clean are remembered, at most ``CLEAN_TEXTS``
+of them (then forgotten at once and learned again)."""
 
 
 # ------------------------------------------------------------------ the forms
@@ -189,6 +195,11 @@ class Redactor:
         self._pending: list[str] = []
         self._encodings: dict[str, Encoding] = {}
         self._tiers: tuple[_Tier, ...] = ()
+        self._clean: tuple[tuple[_Tier, ...], set[str]] = ((), set())
+        """Short texts already scanned and found clean, with the tiers they were scanned
+        against (one pair, replaced at once: a text checked against older tiers never
+        lands among those clean for newer ones). Keys and statuses repeat in every
+        event; a set lookup is much cheaper than a scan."""
 
     def add(self, secret: str) -> None:
         if len(secret) < MIN_SECRET_LENGTH or secret in self._secrets:
@@ -241,10 +252,20 @@ class Redactor:
         if not text:
             return text
         tiers = self._current_tiers() if self._pending else self._tiers
+        clean_for, clean = self._clean
+        if clean_for is not tiers:  # a secret was added since: nothing is known clean any more
+            clean = set()
+            self._clean = (tiers, clean)
+        if text in clean:
+            return text
         for tier in tiers:
             if tier.any_form.search(text):
                 break
         else:  # the common case, kept cheap: one scan per tier, nothing allocated
+            if len(text) <= CLEAN_TEXT_LENGTH:
+                if len(clean) >= CLEAN_TEXTS:
+                    clean.clear()
+                clean.add(text)
             return text
         spans = sorted((match.start(), match.end(1)) for tier in tiers for match in tier.every_start.finditer(text))
         pieces, kept_from = [], 0
@@ -261,6 +282,13 @@ class Redactor:
 
     def redact_tree(self, value: Any) -> Any:
         """``value`` with every string in it masked; other leaves are kept if JSON-native."""
+        kind = type(value)  # the usual types first, by identity (isinstance on ABCs is slow)
+        if kind is str:
+            return self(value)
+        if kind is dict:
+            return {self.redact_tree(key): self.redact_tree(item) for key, item in value.items()}
+        if kind is list or kind is tuple:
+            return [self.redact_tree(item) for item in value]
         if isinstance(value, str):
             return self(value)
         if value is None or isinstance(value, bool | int | float):

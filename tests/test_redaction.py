@@ -146,3 +146,19 @@ def test_structures_stay_valid_json() -> None:
     assert json.loads(json.dumps(masked))["b"] == MASK
     assert masked["a"] is None and masked["c"] == [f"x {MASK} y", 3, True] and masked[MASK] == 1.5
     assert isinstance(masked["d"], str)
+
+
+def test_a_text_seen_clean_is_masked_once_it_holds_a_new_secret() -> None:
+    """Short clean texts are remembered (the fast path); a secret added later, or a new
+    encoding, forgets them all, so nothing once clean stays unmasked."""
+    redactor = Redactor()
+    redactor.add("first-secret")
+    assert redactor("token-5678") == "token-5678"
+    assert redactor.redact_tree({"token-5678": ("token-5678", 1)}) == {"token-5678": ["token-5678", 1]}
+    redactor.add("token-5678")
+    assert redactor("token-5678") == MASK
+    assert redactor.redact_tree({"k": ["token-5678"]}) == {"k": [MASK]}
+    encoded = base64.b32encode(b"first-secret").decode()
+    assert redactor(encoded) == encoded
+    redactor.add_encoding("base32", lambda s: base64.b32encode(s.encode()).decode())
+    assert redactor(encoded) == MASK
