@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchmig.errors import UsageError
-from batchmig.journal import ABANDONED, FINAL_STATUSES, SUCCEEDED, InstanceRecord, Journal
+from batchmig.journal import ABANDONED, FINAL_STATUSES, SUCCEEDED, InstanceRecord, Journal, PlannedRow
 from batchmig.plan.model import Plan, PlannedInstance
 
 EFFECTLESS_CALL_STATES = frozenset({"failed", "throttled", "unsent", "absent"})
@@ -50,6 +50,15 @@ def fingerprint(plan: Plan, instance: PlannedInstance) -> str:
 
 def fingerprints(plan: Plan) -> dict[str, str]:
     return {inst.id: fingerprint(plan, inst) for inst in plan.instances}
+
+
+def record_plan(plan: Plan, journal: Journal) -> None:
+    """Journal what the run keeps of ``plan`` (synchronous, under the run lock): each
+    instance's place, provider, wave, tags and cutover policy, its fingerprint, and the
+    waves' order — what ``status`` and the report show without loading the plan again."""
+    journal.add_instances([PlannedRow(i.id, i.index, i.provider, i.wave, i.tags, i.cutover) for i in plan.instances])
+    journal.set_definitions(fingerprints(plan))
+    journal.write_meta({"waves": json.dumps([wave.name for wave in plan.waves])})
 
 
 @dataclass
@@ -103,8 +112,7 @@ def apply_changes(plan: Plan, journal: Journal, changes: PlanChanges) -> None:
     for iid in changes.abandoned:
         journal.set_final(iid, ABANDONED, _abandoned_error(records[iid]))
     journal.restart_instances(changes.restarted)
-    journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
-    journal.set_definitions(fingerprints(plan))
+    record_plan(plan, journal)
 
 
 def _abandoned_error(record: InstanceRecord) -> dict[str, Any]:

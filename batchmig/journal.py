@@ -31,10 +31,10 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import anyio
 import orjson
@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS instances (
     id TEXT PRIMARY KEY, position INTEGER NOT NULL, provider TEXT NOT NULL, wave TEXT NOT NULL,
     status TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0, step_name TEXT,
-    outputs TEXT NOT NULL DEFAULT '{}', error TEXT, updated REAL NOT NULL
+    outputs TEXT NOT NULL DEFAULT '{}', error TEXT, updated REAL NOT NULL,
+    tags TEXT NOT NULL DEFAULT '{}', cutover TEXT
 );
 CREATE TABLE IF NOT EXISTS steps (
     instance TEXT NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL,
@@ -114,6 +115,19 @@ committed but the step's advance was not (the process died between two commits),
 the step finds the effect and its outputs instead of sending again."""
 
 
+class PlannedRow(NamedTuple):
+    """What the journal keeps of an instance's plan: enough for ``status`` and the report
+    (which never load the plan again), not its settings (their fingerprint is kept)."""
+
+    id: str
+    position: int
+    provider: str
+    wave: str
+    tags: Mapping[str, str] = {}
+    cutover: str | None = None
+    """auto or manual (None: not known, e.g. in a journal from before schema version 2)."""
+
+
 @dataclass(frozen=True)
 class InstanceRecord:
     id: str
@@ -126,6 +140,10 @@ class InstanceRecord:
     outputs: dict[str, Any]
     error: Failure | None
     updated: float
+    tags: dict[str, str] | None = None
+    """The plan's tags (None: not journaled, in a journal from before schema version 2)."""
+    cutover: str | None = None
+    """The plan's cutover policy, auto or manual (None: not journaled)."""
 
 
 @dataclass(frozen=True)
@@ -264,6 +282,8 @@ class Journal:
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.commits = 0
+        self.version = journal_file.SCHEMA_VERSION
+        """The schema version of the file (older ones are migrated when opened for writing)."""
 
     # ------------------------------------------------------------- opening
 
@@ -285,7 +305,9 @@ class Journal:
             db, cleanup = journal_file.open_existing(path, read_only=read_only)
         journal = cls(path, db, cleanup)
         try:
-            if not create:  # every row read once: text that is not UTF-8 or JSON is damage found now
+            if not create:  # (opened for writing, it was migrated to the current version)
+                journal.version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                # every row read once: text that is not UTF-8 or JSON is damage found now
                 for read in (journal.meta, journal.instances, journal.steps, journal.requests):
                     read()
             if not read_only:
@@ -404,29 +426,43 @@ class Journal:
     def meta(self) -> dict[str, str]:
         return dict(self._query("SELECT key, value FROM meta"))
 
-    def add_instances(self, rows: list[tuple[str, int, str, str]]) -> None:
-        """Synchronous: (id, position, provider, wave); new instances start pending, known
-        ones keep their state and take the plan's position, provider and wave."""
+    def add_instances(self, rows: Sequence[PlannedRow]) -> None:
+        """Synchronous: new instances start pending, known ones keep their state and take
+        the plan's position, provider, wave, tags and cutover policy."""
         now = time.time()
         with self._db:
             self._db.executemany(
-                "INSERT INTO instances (id, position, provider, wave, status, updated) "
-                "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (id) DO UPDATE SET "
-                "position = excluded.position, provider = excluded.provider, wave = excluded.wave",
-                [(*row, now) for row in rows],
+                "INSERT INTO instances (id, position, provider, wave, tags, cutover, status, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (id) DO UPDATE SET "
+                "position = excluded.position, provider = excluded.provider, wave = excluded.wave, "
+                "tags = excluded.tags, cutover = excluded.cutover",
+                [(row.id, row.position, row.provider, row.wave, _json(row.tags), row.cutover, now) for row in rows],
             )
             # how many there are, so a journal that lost rows is recognised as damaged
             self._db.execute("INSERT OR REPLACE INTO meta SELECT 'instances', count(*) FROM instances")
 
+    @property
+    def keeps_plan_details(self) -> bool:
+        """Whether every instance's tags and cutover policy are journaled (schema version 2
+        on; a journal migrated from an older one has them once a resume wrote them)."""
+        if self.version < 2:
+            return False
+        return not self._query("SELECT 1 FROM instances WHERE cutover IS NULL LIMIT 1")
+
     def instances(self) -> dict[str, InstanceRecord]:
+        details = "tags, cutover" if self.version >= 2 else "NULL, NULL"
         rows = self._query(
-            "SELECT id, position, provider, wave, status, step, step_name, outputs, error, updated "
+            f"SELECT id, position, provider, wave, status, step, step_name, outputs, error, updated, {details} "
             "FROM instances ORDER BY position"
         )
+        path = self.path
         return {
             row[0]: InstanceRecord(
-                row[0], row[1], row[2], row[3], row[4], row[5], row[6], _json_object(self.path, row, 7, "outputs"),
-                Failure.from_dict(_json_object(self.path, row, 8, "error")) if row[8] else None, row[9],
+                row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                _json_object(path, row, 7, "outputs") if row[7] != "{}" else {},
+                Failure.from_dict(_json_object(path, row, 8, "error")) if row[8] else None, row[9],
+                None if row[11] is None else _json_object(path, row, 10, "tags") if row[10] != "{}" else {},
+                row[11],
             )
             for row in rows
         }

@@ -11,7 +11,8 @@ checks, before anything is read from it:
 * the schema version (``PRAGMA user_version``): newer than this batchmig knows is
   refused, older is migrated when the journal is opened for writing (version 0 is
   the unversioned journal of earlier releases: the same tables, so it is only
-  stamped), and read as it is when opened read-only;
+  stamped; version 2 keeps each instance's plan tags and cutover policy, so
+  ``status`` never loads the plan again), and read as it is when opened read-only;
 * every table and column the reader needs (a renamed column is damage, not a crash),
   each value of the type the reader expects, and text that is UTF-8 and JSON where
   JSON is kept (``Journal.open`` reads every instance and step once);
@@ -40,10 +41,14 @@ from pathlib import Path
 
 from batchmig.errors import JournalError, JournalUnusableError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     0: "",  # version 0 → 1: the unversioned journal has the same tables; it is only stamped
+    # 1 → 2: the plan's tags and cutover policy of each instance. A migrated journal holds
+    # none yet (cutover NULL): the resume that migrated it writes them from its plan.
+    1: "ALTER TABLE instances ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'; "
+       "ALTER TABLE instances ADD COLUMN cutover TEXT;",
 }
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -55,6 +60,10 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
               "request_id", "error"),
     "cutovers": ("instance", "released"),
 }
+COLUMNS_SINCE: dict[int, dict[str, dict[str, tuple[str, ...]]]] = {
+    2: {"instances": {"tags": ("text",), "cutover": ("text", "null")}},
+}
+"""Columns a version added (table -> column -> accepted types): required from that version on."""
 
 _TEXT, _INTEGER, _NUMBER = ("text",), ("integer",), ("integer", "real")
 # What the readers expect in each column (SQLite's ``typeof``): SQLite itself stores anything anywhere.
@@ -161,7 +170,7 @@ def check(db: sqlite3.Connection, path: Path) -> int:
                 f"0 to {SCHEMA_VERSION}",
                 "it was written by a newer batchmig (or something else): use that version to resume or inspect it",
             )
-        problem = _structure_problem(db) or _contents_problem(db)
+        problem = _structure_problem(db, version) or _contents_problem(db)
     except SQLITE_FAILURES as exc:
         raise read_failure(db, path, exc) from None
     if problem:
@@ -169,18 +178,30 @@ def check(db: sqlite3.Connection, path: Path) -> int:
     return version
 
 
-def _structure_problem(db: sqlite3.Connection) -> str | None:
+def columns_of(version: int) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, tuple[str, ...]]]]:
+    """The columns a journal of schema ``version`` must have, and the types expected in them."""
+    required, types = dict(REQUIRED_COLUMNS), {table: dict(columns) for table, columns in COLUMN_TYPES.items()}
+    for since, added in COLUMNS_SINCE.items():
+        if version >= since:
+            for table, columns in added.items():
+                required[table] = (*required[table], *columns)
+                types[table].update(columns)
+    return required, types
+
+
+def _structure_problem(db: sqlite3.Connection, version: int) -> str | None:
     tables = {str(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables:
         return "it holds no tables (an empty database): no run is recorded in it"
-    for table, needed in REQUIRED_COLUMNS.items():
+    required, column_types = columns_of(version)
+    for table, needed in required.items():
         if table not in tables:
             return f"the table {table} is missing"
         present = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
         missing = [column for column in needed if column not in present]
         if missing:
             return f"the table {table} lacks the column(s) {', '.join(missing)} (renamed or dropped)"
-    for table, types in COLUMN_TYPES.items():
+    for table, types in column_types.items():
         mistyped = _first_mistyped(db, table, types) if table in tables else None
         if mistyped:
             return mistyped

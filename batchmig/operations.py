@@ -28,7 +28,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ import anyio
 import structlog
 
 from batchmig import __version__, eventloop, logs
-from batchmig.changes import apply_changes, fingerprints, plan_changes
+from batchmig.changes import apply_changes, plan_changes, record_plan
 from batchmig.config import DEFAULT_RUNS_ROOT
 from batchmig.credentials import ResolvedCredentials, resolve_credentials
 from batchmig.engine.observer import Observers
@@ -70,7 +70,7 @@ from batchmig.registry import Registry
 from batchmig.report import RunReport, build_run_report, write_report
 from batchmig.report.formats import write_report_files
 from batchmig.rundir import find_run_dir, make_run_id, run_is_active, run_lock
-from batchmig.runs import run_plan
+from batchmig.runs import plan_for_report
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 
 log = structlog.get_logger("batchmig.run")
@@ -242,8 +242,7 @@ def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOut
                     "sandbox_at": str(options.sandbox_at.resolve()) if options.sandbox_at else "",
                     "sandbox_config": json.dumps(dataclasses.asdict(options.sandbox_config)),
                 })
-                journal.add_instances([(i.id, i.index, i.provider, i.wave) for i in plan.instances])
-                journal.set_definitions(fingerprints(plan))
+                record_plan(plan, journal)
                 try:
                     return _run_locked(plan, registry, journal, run_id, run_dir, options, stop, "run")
                 except (UsageError, PluginError) as exc:
@@ -278,6 +277,8 @@ def resume_run(
                     apply_changes(plan, journal, changes)
                     journal.write_meta({"plan_sha256": plan.sha256})
                     log.warning("run.plan_changed", plan=plan_path, changes=changes.summary())
+                elif not journal.keeps_plan_details:  # a journal of an older batchmig, migrated on open
+                    record_plan(plan, journal)
                 options.sandbox = meta.get("sandbox") == "1"
                 if options.sandbox and meta.get("sandbox_config"):
                     options.sandbox_config = SandboxConfig.from_mapping(json.loads(meta["sandbox_config"]))
@@ -482,12 +483,15 @@ def exit_code(statuses: list[str], *, interrupted: bool) -> ExitCode:
 # ---------------------------------------------------------- status, cutover
 
 
-def run_status(reference: str, runs_root: Path, registry: Registry | None = None) -> tuple[Path, RunReport]:
-    """The report of a run as it stands (with tags and cutover policies when its plan loads)."""
+def run_status(
+    reference: str, runs_root: Path, registry: Callable[[], Registry] | None = None
+) -> tuple[Path, RunReport]:
+    """The report of a run as it stands. Tags and cutover policies are journaled; for a
+    journal of an older batchmig they come from its plan, loaded with ``registry()``."""
     run_dir = find_run_dir(reference, runs_root)
     journal = Journal.open(run_dir / "journal.sqlite", read_only=True)
     try:
-        plan = run_plan(run_dir, journal.meta(), registry) if registry is not None else None
+        plan = plan_for_report(journal, run_dir, registry)
         return run_dir, build_run_report(journal, plan=plan, active=run_is_active(run_dir))
     finally:
         journal.close()

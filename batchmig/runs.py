@@ -10,7 +10,7 @@ skipped.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,3 +101,12 @@ def run_plan(run_dir: Path, meta: Mapping[str, str], registry: Registry) -> Plan
         if plan.sha256 == meta.get("plan_sha256"):
             return plan
     return None
+
+
+def plan_for_report(journal: Journal, run_dir: Path, registry: Callable[[], Registry] | None) -> Plan | None:
+    """The plan a report of ``journal`` needs: None when the journal keeps every instance's
+    tags and cutover policy (schema version 2 on: nothing is parsed again), else the run's
+    plan if it loads (``registry`` is called only then)."""
+    if registry is None or journal.keeps_plan_details:
+        return None
+    return run_plan(run_dir, journal.meta(), registry())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +27,7 @@ from batchmig.report import RunReport, build_run_report
 from batchmig.report.files import FIGURES_NAME, read_figures
 from batchmig.report.model import moment
 from batchmig.rundir import find_run_dir, run_is_active
-from batchmig.runs import RunEntry, list_runs, run_plan
+from batchmig.runs import RunEntry, list_runs, plan_for_report
 
 JOURNAL = "journal.sqlite"
 
@@ -98,8 +98,7 @@ class DirectorySource:
         path = self.directory(run)
         journal = Journal.open(path / JOURNAL, read_only=True)
         try:
-            meta = journal.meta()
-            return build_run_report(journal, plan=self._plan(path, meta), active=run_is_active(path),
+            return build_run_report(journal, plan=self._plan(path, journal), active=run_is_active(path),
                                     figures=read_figures(path / FIGURES_NAME))
         finally:
             journal.close()
@@ -146,12 +145,15 @@ class DirectorySource:
         parts.append("active" if run_is_active(path) else "idle")
         return "/".join(parts)
 
-    def _plan(self, path: Path, meta: Mapping[str, str]) -> Plan | None:
-        """The run's plan (for tags and cutover policies), or None if it does not load."""
-        if self._registry is None:
+    def _plan(self, path: Path, journal: Journal) -> Plan | None:
+        """The run's plan, for a journal that does not keep tags and cutover policies
+        (``runs.plan_for_report``), loaded once per plan version."""
+        registry = self._registry
+        if registry is None or journal.keeps_plan_details:
             return None
+        meta = journal.meta()
         key = (str(path), meta.get("plan_sha256", ""))
         with self._lock:
             if key not in self._plans:
-                self._plans[key] = run_plan(path, meta, self._registry)
+                self._plans[key] = plan_for_report(journal, path, lambda: registry)
             return self._plans[key]

@@ -10,13 +10,13 @@ import anyio
 import pytest
 
 from batchmig.errors import JournalError
-from batchmig.journal import Journal
+from batchmig.journal import Journal, PlannedRow
 
 
 def test_intents_outcomes_and_group_commits(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path / "run" / "journal.sqlite", create=True)
     assert stat.S_IMODE(os.stat(tmp_path / "run" / "journal.sqlite").st_mode) == 0o600
-    journal.add_instances([(f"i{n}", n, "p", "w") for n in range(200)])
+    journal.add_instances([PlannedRow(f"i{n}", n, "p", "w") for n in range(200)])
     journal.start_writer()
 
     async def main() -> list[int]:
@@ -52,7 +52,7 @@ def test_a_step_reconciles_unless_its_calls_were_refused(tmp_path: Path) -> None
     instance still stands at its step (journal.UNRESOLVED_CALL_SQL)."""
     journal = Journal.open(tmp_path / "journal.sqlite", create=True)
     states = {"sent": None, "timed-out": "unknown", "answered": "done", "throttled": "throttled", "refused": "failed"}
-    journal.add_instances([(name, n, "p", "w") for n, name in enumerate([*states, "moved-on"])])
+    journal.add_instances([PlannedRow(name, n, "p", "w") for n, name in enumerate([*states, "moved-on"])])
     journal.start_writer()
 
     async def main() -> None:

@@ -10,6 +10,7 @@ process writing the report — comes from ``ProcessFigures``.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,8 +93,9 @@ def build_run_report(
 ) -> RunReport:
     """The report of the run ``journal`` records.
 
-    ``plan`` adds each instance's tags and cutover policy; ``active`` says a runner is
-    working on the run now (its state is then ``running``).
+    Each instance's tags and cutover policy come from the journal; ``plan`` gives them
+    for a journal that does not keep them (from before schema version 2). ``active``
+    says a runner is working on the run now (its state is then ``running``).
     """
     figures = figures or ProcessFigures()
     meta = journal.meta()
@@ -129,7 +131,7 @@ def build_run_report(
         counts=dict(sorted(Counter(i.status for i in instances).items())),
         calls=sum_calls(i.calls for i in invocations),
         invocations=tuple(invocations),
-        waves=_waves(instances, plan),
+        waves=_waves(instances, _wave_order(meta, plan)),
         requests=tuple(requests),
         cutovers=tuple(_cutovers(journal)),
         rate_limits=dict(figures.rate_limits),
@@ -183,7 +185,10 @@ def sum_calls(summaries: Iterable[CallSummary]) -> CallSummary:
 
 
 def _instance(record: InstanceRecord, steps: Sequence[StepRecord], plan: Plan | None) -> InstanceReport:
-    planned = plan.instance(record.id) if plan is not None and plan.has_instance(record.id) else None
+    tags, cutover = record.tags, record.cutover
+    if tags is None or cutover is None:  # not journaled (an older journal): from the plan, if it loaded
+        planned = plan.instance(record.id) if plan is not None and plan.has_instance(record.id) else None
+        tags, cutover = (dict(planned.tags), planned.cutover) if planned else ({}, None)
     return InstanceReport(
         id=record.id,
         provider=record.provider,
@@ -195,8 +200,8 @@ def _instance(record: InstanceRecord, steps: Sequence[StepRecord], plan: Plan | 
         remote_ids=dict(record.outputs),
         steps=tuple(steps),
         error=error_record(record.error) if record.error else None,
-        tags=dict(planned.tags) if planned else {},
-        cutover=planned.cutover if planned else None,
+        tags=tags,
+        cutover=cutover if cutover in ("auto", "manual") else None,  # type: ignore[arg-type]
     )
 
 
@@ -206,8 +211,19 @@ def error_record(error: Failure) -> ErrorRecord:
                        step=error.step)
 
 
-def _waves(instances: Sequence[InstanceReport], plan: Plan | None) -> tuple[WaveSummary, ...]:
-    counts: dict[str, Counter[str]] = {wave.name: Counter() for wave in plan.waves} if plan else {}
+def _wave_order(meta: Mapping[str, str], plan: Plan | None) -> list[str]:
+    """The plan's waves in order, as journaled (or from ``plan``, for an older journal)."""
+    try:
+        journaled = json.loads(meta.get("waves") or "null")
+    except ValueError:
+        journaled = None
+    if isinstance(journaled, list):
+        return [str(name) for name in journaled]
+    return [wave.name for wave in plan.waves] if plan else []
+
+
+def _waves(instances: Sequence[InstanceReport], order: Sequence[str]) -> tuple[WaveSummary, ...]:
+    counts: dict[str, Counter[str]] = {name: Counter() for name in order}
     for instance in instances:
         counts.setdefault(instance.wave, Counter())[instance.status] += 1
     return tuple(

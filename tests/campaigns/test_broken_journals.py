@@ -206,13 +206,14 @@ def test_randomly_garbled_journals_are_refused_or_read_whole(whole_run: Path, tm
 
 def test_an_unversioned_journal_is_read_and_migrated_on_resume(whole_run: Path, tmp_path: Path) -> None:
     run_dir = copy_run(whole_run, tmp_path / "run")
-    sql("PRAGMA user_version = 0")(run_dir / "journal.sqlite")
+    sql("ALTER TABLE instances DROP COLUMN tags; ALTER TABLE instances DROP COLUMN cutover; "  # as they were
+        "PRAGMA user_version = 0")(run_dir / "journal.sqlite")
     code, output = in_process("status", str(run_dir), "--format", "json")
     assert code == 0 and len(json.loads(output)["instances"]) == INSTANCES
     assert sqlite3.connect(run_dir / "journal.sqlite").execute("PRAGMA user_version").fetchone() == (0,)
     resumed = batchmig("resume", str(run_dir), "--no-progress", cwd=tmp_path)
     assert resumed.returncode == 1, resumed.stderr[-2000:]  # the planned failures stay failed
-    assert sqlite3.connect(run_dir / "journal.sqlite").execute("PRAGMA user_version").fetchone() == (1,)
+    assert sqlite3.connect(run_dir / "journal.sqlite").execute("PRAGMA user_version").fetchone() == (2,)
 
 
 # ------------------------------------------------------------------ read-only

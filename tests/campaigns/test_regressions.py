@@ -15,7 +15,7 @@ import pytest
 
 from batchmig import logs
 from batchmig.errors import Failure, PlanError
-from batchmig.journal import FAILED, Journal
+from batchmig.journal import FAILED, Journal, PlannedRow
 from batchmig.plan.loader import load_plan
 from batchmig.plugin import register_secret
 from batchmig.redaction import REDACTOR
@@ -65,7 +65,7 @@ def test_the_journal_redacts_secrets_from_error_messages(tmp_path: Path) -> None
     secret = "journal-regression-secret-0042"
     REDACTOR.add(secret)
     journal = Journal.open(tmp_path / "journal.sqlite", create=True)
-    journal.add_instances([("a", 0, "testcloud", "default")])
+    journal.add_instances([PlannedRow("a", 0, "testcloud", "default")])
     journal.start_writer()
     journal.set_instance("a", FAILED, error=Failure("permanent", "InvalidParameter", f"bad SecretKey {secret}",
                                                     request_id=secret, step=secret))
