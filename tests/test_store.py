@@ -4,6 +4,7 @@ fencing, the shared limiter's SQL, and what PgBouncer in transaction mode needs.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import pwd
 import shutil
@@ -28,7 +29,7 @@ from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.sharedlimit import ExactLimiter, ShareLimiter
 from batchmig.store.fence import Fence, LeaseLost
 from batchmig.store.postgres import PostgresStore, SharedJournal
-from batchmig.store.schema import SCHEMA_VERSION
+from batchmig.store.schema import MIGRATIONS, SCHEMA_VERSION
 from batchmig.testing import make_registry
 from batchmig.testing.postgres import ServerAccount, ThrowawayPostgres, stage_installation, wheel_installation
 from batchmig.testing.testcloud import TestcloudPlugin
@@ -129,6 +130,41 @@ def test_store_init_upgrade_and_unknown_schema(postgres_dsn: str, cli_registry, 
     unreachable = "postgresql://nobody:s3cr3t-pw@127.0.0.1:1/none"
     code, out = _cli("status", "x", "--store", unreachable)
     assert code == 3 and "cannot reach the store" in out and "s3cr3t-pw" not in out
+
+
+def test_store_upgrade_to_4_keeps_old_runs_and_status_shows_the_journaled_tags(
+    postgres_dsn: str, cli_registry, plan_file
+) -> None:
+    """Version 4 keeps each instance's tags and cutover policy; a run created before it reads as it was."""
+    with psycopg.connect(postgres_dsn) as conn, conn.transaction():
+        for version in (1, 2, 3):
+            conn.execute(MIGRATIONS[version])
+            conn.execute("INSERT INTO batchmig_schema (version) VALUES (%s)", (version,))
+        conn.execute("INSERT INTO batchmig_runs (id, plan_name, plan_text, plan_sha256, meta) "
+                     "VALUES ('old-run', 'old', '', 'x', '{\"run_id\": \"old-run\"}')")
+        conn.execute("INSERT INTO batchmig_instances (run, id, position, provider, wave, wave_index) "
+                     "VALUES ('old-run', 'i1', 0, 'testcloud', 'default', 0)")
+    code, out = _cli("store", "upgrade", "--store", postgres_dsn)
+    assert code == 0 and "4" in out, out
+    code, out = _cli("status", "old-run", "--store", postgres_dsn, "--format", "json")
+    assert code == 0, out
+    (old,) = json.loads(out)["instances"]
+    assert old["id"] == "i1" and old["tags"] == {} and old["cutover"] is None
+
+    plan = load_plan(str(plan_file(fleet_plan(3, waves=2, manual_every=2).replace(
+        "wave: w1", "wave: w1, tags: {team: crm}"))), cli_registry)
+    store = PostgresStore(postgres_dsn)
+    try:
+        store.create_run("new-run", plan, {"run_id": "new-run"})
+    finally:
+        store.close()
+    code, out = _cli("status", "new-run", "--store", postgres_dsn, "--format", "json")
+    assert code == 0, out
+    document = json.loads(out)
+    assert [(i["id"], i["tags"], i["cutover"]) for i in document["instances"]] == [
+        ("fleet-0000", {}, "manual"), ("fleet-0001", {"team": "crm"}, "auto"),
+        ("fleet-0002", {"team": "crm"}, "manual")]
+    assert [w["name"] for w in document["waves"]] == ["w0", "w1"]
 
 
 # ------------------------------------------------------- claims, leases, fences

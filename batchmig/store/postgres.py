@@ -233,16 +233,17 @@ class PostgresStore:
         canaries = {iid for wave in plan.waves for iid in wave.instances[: wave.canary]}
         wave_index = {wave.name: index for index, wave in enumerate(plan.waves)}
         with self._transaction() as db:
+            waves = json.dumps([wave.name for wave in plan.waves])  # their order, for the report
             db.execute(
                 "INSERT INTO batchmig_runs (id, plan_name, plan_text, plan_sha256, meta) VALUES (%s, %s, %s, %s, %s)",
-                (run_id, plan.name, plan.text, plan.sha256, Jsonb(dict(meta))),
+                (run_id, plan.name, plan.text, plan.sha256, Jsonb({**meta, "waves": waves})),
             )
             with db.cursor() as cursor:
                 cursor.executemany(
-                    "INSERT INTO batchmig_instances (run, id, position, provider, wave, wave_index, canary) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    [(run_id, i.id, i.index, i.provider, i.wave, wave_index[i.wave], i.id in canaries)
-                     for i in plan.instances],
+                    "INSERT INTO batchmig_instances (run, id, position, provider, wave, wave_index, canary, tags, "
+                    "cutover) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(run_id, i.id, i.index, i.provider, i.wave, wave_index[i.wave], i.id in canaries,
+                      Jsonb(dict(i.tags)), i.cutover) for i in plan.instances],
                 )
 
     def find_run(self, reference: str) -> str:
@@ -282,10 +283,10 @@ class PostgresStore:
 
     def instances(self, run: str) -> dict[str, InstanceRecord]:
         rows = self._query(
-            "SELECT id, position, provider, wave, status, step, step_name, outputs, error, updated "
+            "SELECT id, position, provider, wave, status, step, step_name, outputs, error, updated, tags, cutover "
             "FROM batchmig_instances WHERE run = %s ORDER BY position", (run,))
         return {r[0]: InstanceRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], dict(r[7]), _failure(r[8]),
-                                     r[9].timestamp())
+                                     r[9].timestamp(), None if r[11] is None else dict(r[10]), r[11])
                 for r in rows}
 
     def unresolved_calls(self, run: str) -> dict[str, list[UnresolvedCall]]:

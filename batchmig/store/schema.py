@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from batchmig.journal import UNRESOLVED_CALL_SQL, UNRESOLVED_SQL
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATION_LOCK = 0x62617463  # pg_advisory_xact_lock key ("batc")
 
 _V1 = r"""
@@ -402,5 +402,11 @@ def _current_step_claims(v1: str) -> str:
             f"{_claim_handing_over(v1, UNRESOLVED_CALL_SQL)}\n")
 
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _unresolved_claims(_V1), 3: _current_step_claims(_V1)}
+_PLAN_DETAILS = """
+ALTER TABLE batchmig_instances ADD COLUMN tags jsonb NOT NULL DEFAULT '{}', ADD COLUMN cutover text;
+"""
+"""Version 4: each instance's plan tags and cutover policy (NULL in runs created before), so
+``status`` shows them without the plan, as a run directory's journal does."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _unresolved_claims(_V1), 3: _current_step_claims(_V1), 4: _PLAN_DETAILS}
 """version -> the SQL that brings the schema from version - 1 to it."""
