@@ -464,7 +464,7 @@ def status(cli: CliContext, run_ref: str, runs_root: str, selectors: tuple[str, 
         if fmt == "text":
             click.echo(f"run {report.run} in the store: {live} runner(s) working on it")
         return
-    _, report = run_status(run_ref, Path(runs_root), cli.load)
+    _, report = run_status(run_ref, Path(runs_root), cli.load, steps=fmt != "text")  # the table shows none
     print_status(report, fmt, selection, show_all=show_all)
 
 

@@ -4,18 +4,24 @@ A journal is only worth trusting if it is whole, so every open of an existing on
 checks, before anything is read from it:
 
 * that it is an SQLite database at all (a file truncated to 0 bytes, or garbage);
-* ``PRAGMA integrity_check`` — a garbled page, and also a garbled value in an
-  indexed column (which ``quick_check`` misses: in the campaign, 21 of 40 randomly
-  garbled journals were caught instead of 16). It reads the whole file: about 50 ms
-  for a 10,000-instance journal (10 MB), cheap next to trusting a damaged record;
+* before a write, ``PRAGMA integrity_check`` — a garbled page, and also a garbled
+  value in an indexed column (which ``quick_check`` misses: in the campaign, 21 of
+  40 randomly garbled journals were caught instead of 16). It reads the whole file
+  and every index: about 50 ms for a 10,000-instance journal (10 MB), cheap next to
+  trusting a damaged record with calls to send. A read-only open (``status``, the
+  report, the dashboard), which sends nothing, runs ``PRAGMA quick_check`` (every
+  page, not every index entry against its row: a fifth of the time on a
+  100,000-instance journal); what it reads it decodes, so a garbled value it meets
+  is still refused;
 * the schema version (``PRAGMA user_version``): newer than this batchmig knows is
   refused, older is migrated when the journal is opened for writing (version 0 is
   the unversioned journal of earlier releases: the same tables, so it is only
   stamped; version 2 keeps each instance's plan tags and cutover policy, so
   ``status`` never loads the plan again), and read as it is when opened read-only;
 * every table and column the reader needs (a renamed column is damage, not a crash),
-  each value of the type the reader expects, and text that is UTF-8 and JSON where
-  JSON is kept (``Journal.open`` reads every instance and step once);
+  each value of the type the reader expects, JSON objects where JSON is kept (in
+  SQL), and text that is UTF-8 (``Journal.open`` for writing reads every instance
+  and step once; a reader decodes what it reads);
 * that it records a run: a run id and at least as many instances as it says it has.
 
 Any failure is a ``JournalUnusableError`` (exit 5) naming the file and what is
@@ -91,9 +97,10 @@ def damaged(path: Path, detail: str) -> JournalUnusableError:
     return JournalUnusableError(f"the journal {path} is damaged: {' '.join(detail.split())}")
 
 
-def integrity_problems(db: sqlite3.Connection) -> list[str]:
-    """What ``PRAGMA integrity_check`` finds (empty when the file is whole); raises sqlite3.Error."""
-    found = [str(row[0]) for row in db.execute("PRAGMA integrity_check(3)")]
+def integrity_problems(db: sqlite3.Connection, *, thorough: bool = True) -> list[str]:
+    """What ``PRAGMA integrity_check`` (``quick_check`` unless ``thorough``) finds (empty
+    when the file is whole); raises sqlite3.Error."""
+    found = [str(row[0]) for row in db.execute(f"PRAGMA {'integrity_check' if thorough else 'quick_check'}(3)")]
     if found == ["ok"]:
         return []
     # A finding may come as "*** in database main ***\nPage 5: ..." in one row: keep what it says.
@@ -146,7 +153,7 @@ def open_existing(path: Path, *, read_only: bool) -> tuple[sqlite3.Connection, C
     except SQLITE_FAILURES as exc:
         raise classify(path, exc) from None
     try:
-        version = check(db, path)
+        version = check(db, path, thorough=not read_only)
         if not read_only and version < SCHEMA_VERSION:
             migrate(db, version)
     except BaseException:
@@ -157,10 +164,10 @@ def open_existing(path: Path, *, read_only: bool) -> tuple[sqlite3.Connection, C
     return db, cleanup
 
 
-def check(db: sqlite3.Connection, path: Path) -> int:
-    """Integrity, version, tables and contents; returns the schema version."""
+def check(db: sqlite3.Connection, path: Path, *, thorough: bool = True) -> int:
+    """Integrity (``thorough``: every index too), version, tables and contents; returns the schema version."""
     try:
-        problems = integrity_problems(db)
+        problems = integrity_problems(db, thorough=thorough)
         if problems:
             raise damaged(path, f"SQLite's integrity check says: {'; '.join(problems)}")
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
@@ -170,7 +177,7 @@ def check(db: sqlite3.Connection, path: Path) -> int:
                 f"0 to {SCHEMA_VERSION}",
                 "it was written by a newer batchmig (or something else): use that version to resume or inspect it",
             )
-        problem = _structure_problem(db, version) or _contents_problem(db)
+        problem = _structure_problem(db, version) or _json_problem(db, version) or _contents_problem(db)
     except SQLITE_FAILURES as exc:
         raise read_failure(db, path, exc) from None
     if problem:
@@ -205,6 +212,29 @@ def _structure_problem(db: sqlite3.Connection, version: int) -> str | None:
         mistyped = _first_mistyped(db, table, types) if table in tables else None
         if mistyped:
             return mistyped
+    return None
+
+
+JSON_OBJECTS: dict[str, dict[str, int]] = {
+    "instances": {"outputs": 0, "error": 0, "tags": 2},
+    "requests": {"instances": 0},
+}
+"""Columns that hold a JSON object (or NULL), per table, with the schema version that added them."""
+
+
+def _json_problem(db: sqlite3.Connection, version: int) -> str | None:
+    """'<table> row <key>: <column> is not a JSON object' for the first such value (SQLite's JSON, in C)."""
+    tables = {str(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for table, columns in JSON_OBJECTS.items():
+        for column, since in columns.items():
+            if table not in tables or version < since:
+                continue
+            row = db.execute(
+                f"SELECT quote(id) FROM {table} WHERE {column} IS NOT NULL AND "
+                f"CASE WHEN json_valid({column}) THEN json_type({column}) <> 'object' ELSE 1 END LIMIT 1"
+            ).fetchone()
+            if row is not None:
+                return f"{table} row {row[0]}: {column} is not a JSON object"
     return None
 
 

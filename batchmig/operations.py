@@ -484,14 +484,15 @@ def exit_code(statuses: list[str], *, interrupted: bool) -> ExitCode:
 
 
 def run_status(
-    reference: str, runs_root: Path, registry: Callable[[], Registry] | None = None
+    reference: str, runs_root: Path, registry: Callable[[], Registry] | None = None, *, steps: bool = True
 ) -> tuple[Path, RunReport]:
-    """The report of a run as it stands. Tags and cutover policies are journaled; for a
-    journal of an older batchmig they come from its plan, loaded with ``registry()``."""
+    """The report of a run as it stands (``steps``: with the instances' steps). Tags and
+    cutover policies are journaled; for a journal of an older batchmig they come from
+    its plan, loaded with ``registry()``."""
     run_dir = find_run_dir(reference, runs_root)
     journal = Journal.open(run_dir / "journal.sqlite", read_only=True)
     try:
         plan = plan_for_report(journal, run_dir, registry)
-        return run_dir, build_run_report(journal, plan=plan, active=run_is_active(run_dir))
+        return run_dir, build_run_report(journal, plan=plan, active=run_is_active(run_dir), steps=steps)
     finally:
         journal.close()

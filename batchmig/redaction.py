@@ -248,6 +248,12 @@ class Redactor:
                     self._tiers = tuple(tiers)
         return self._tiers
 
+    @property
+    def holds_secrets(self) -> bool:
+        """Whether any secret is registered: until one is, nothing can need masking (a
+        ``batchmig status`` process resolves no credentials)."""
+        return bool(self._secrets)
+
     def __call__(self, text: str) -> str:
         if not text:
             return text

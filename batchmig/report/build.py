@@ -90,21 +90,24 @@ def build_run_report(
     plan: Plan | None = None,
     active: bool = False,
     figures: ProcessFigures | None = None,
+    steps: bool = True,
 ) -> RunReport:
     """The report of the run ``journal`` records.
 
     Each instance's tags and cutover policy come from the journal; ``plan`` gives them
     for a journal that does not keep them (from before schema version 2). ``active``
-    says a runner is working on the run now (its state is then ``running``).
+    says a runner is working on the run now (its state is then ``running``). Without
+    ``steps`` the instances' steps are left out (for a view that does not show them,
+    like ``status``'s table: they are most of a large run's journal).
     """
     figures = figures or ProcessFigures()
     meta = journal.meta()
-    steps: dict[str, list[StepRecord]] = {}
-    for instance, index, name, started, ended, status in journal.steps():
-        steps.setdefault(instance, []).append(
+    by_instance: dict[str, list[StepRecord]] = {}
+    for instance, index, name, started, ended, status in journal.steps() if steps else ():
+        by_instance.setdefault(instance, []).append(
             StepRecord(index, name, status, timestamp(started), timestamp(ended), span(started, ended))
         )
-    instances = [_instance(record, steps.get(record.id, ()), plan) for record in journal.instances().values()]
+    instances = [_instance(record, by_instance.get(record.id, ()), plan) for record in journal.instances().values()]
     if isinstance(journal, InvocationSource):
         invocations = [invocation_record(row) for row in journal.invocations()]
     else:

@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter
 
 from batchmig.errors import UsageError
@@ -25,10 +26,17 @@ from batchmig.report.model import RunReport
 def render_report(document: dict[str, Any]) -> str:
     """The JSON text of a report document (``RunReport.to_json_dict()``)."""
     head = {key: value for key, value in document.items() if key != "instances"}
-    lines = [json.dumps(entry, separators=(",", ":")) for entry in document.get("instances", [])]
+    lines = [_compact(entry) for entry in document.get("instances", [])]
     body = json.dumps(head, indent=2)
     instances = '"instances": [\n    ' + ",\n    ".join(lines) + "\n  ]" if lines else '"instances": []'
     return body[:-2] + ",\n  " + instances + "\n}\n" if head else "{\n  " + instances + "\n}\n"
+
+
+def _compact(entry: Any) -> str:
+    """One instance's JSON: orjson's (several times faster at 100,000 instances), or —
+    where it would write non-ASCII text — json's, which escapes it as before."""
+    line = orjson.dumps(entry).decode()
+    return line if line.isascii() else json.dumps(entry, separators=(",", ":"))
 
 
 def write_report(path: Path, document: dict[str, Any]) -> None:

@@ -279,8 +279,8 @@ class RunReport:
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON document (``report.json``, ``status --format json``) as Python data,
         every string in it masked by the redactor (a cloud's message may quote secrets)."""
-        data: dict[str, Any] = REDACTOR.redact_tree(_adapter().dump_python(self, mode="json"))
-        return data
+        data: dict[str, Any] = _adapter().dump_python(self, mode="json")  # JSON-native values only
+        return REDACTOR.redact_tree(data) if REDACTOR.holds_secrets else data
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> RunReport:
