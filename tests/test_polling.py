@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from batchmig.engine.polling import Durations, PollHub, _PollQueue, _Waiter
+from batchmig.engine.polling import PROBE_EVERY, Durations, PollHub, _PollQueue, _Waiter
 from batchmig.plugin import Caller, Poller, WaitItem, WaitStatus
 from batchmig.testing import FakeClock, make_instance
 from batchmig.testing.testcloud import TestcloudProvider
@@ -135,6 +135,27 @@ async def test_a_job_likely_done_is_asked_before_one_that_cannot_be() -> None:
     assert due_of(queue, "old") == pytest.approx(10.2 + INTERVAL)
     assert queue.heap[0][2] is old, "the overdue job is asked first"
     assert due_of(queue, "young") == pytest.approx(15.0)
+
+
+@pytest.mark.anyio
+async def test_one_new_job_in_twenty_probes_below_the_learned_age() -> None:
+    # Learned ages err late (a job counts with its age when found done): a probe, asked
+    # every interval from two intervals before the first-poll age, finds out how late.
+    clock = FakeClock(start=0.0)
+    queue = make_queue(clock)
+    for _ in range(20):
+        queue.durations[""].learn(10.0)
+    jobs = [waiter(f"j{n:02d}", clock) for n in range(PROBE_EVERY)]
+    for job in jobs:
+        queue.join(job)
+    probes = [job for job in jobs if job.probe]
+    assert probes == [jobs[-1]]
+    assert due_of(queue, jobs[0].instance) == pytest.approx(10.0)
+    assert due_of(queue, probes[0].instance) == pytest.approx(10.0 - 2 * INTERVAL)
+    clock.advance(10.0 - 2 * INTERVAL)
+    queue.heap = [entry for entry in queue.heap if entry[2] is probes[0]]
+    assert await poll_head(queue, clock) == probes
+    assert due_of(queue, probes[0].instance) == pytest.approx(10.0 - INTERVAL), "asked again an interval later"
 
 
 @pytest.mark.anyio

@@ -11,14 +11,18 @@ who is asked next, and a thing is never polled more often than ``min_interval``.
 
 Describe calls are a budget shared by every waiting instance, so a poll goes where it
 is most likely to find work finished (``Durations``): each queue learns how long each
-kind of wait (the wait step: a survey that lists earlier tasks and a restore that takes
-minutes share a poller) takes from its recent finished ones, polls a new job first when a small share of
-such jobs would have finished by its age, and after each "still running" asks again
-when a small share of the jobs that were still running at that age would have
-finished — so nothing is polled before it can plausibly be done, and under pressure
-the due-order favours the jobs most likely to be done. Capacity the due polls leave
-spare is not wasted: a batch is filled with other jobs that could be done, and when
-nothing is due a few early polls ask about the next most likely jobs.
+kind of wait takes (the wait step: a survey that lists earlier tasks and a restore
+that takes minutes may share a poller) from its recent finished ones, polls a new job
+first when a small share of such jobs would have finished by its age, and after each
+"still running" asks again when a small share of the jobs that were still running at
+that age would have finished — so nothing is polled before it can plausibly be done,
+and under pressure the due-order favours the jobs most likely to be done. What is
+learned errs late (a job counts with its age when found done), and a queue that only
+ever asks at the learned age would never find out how late: one new job of a kind in
+``PROBE_EVERY`` is a probe, asked every interval from shortly before that age, so the
+learned durations close in on the real ones. Capacity the due polls leave spare is
+not wasted: a batch is filled with other jobs that could be done, and when nothing is
+due a few early polls ask about the next most likely jobs.
 
 The hub remembers what each instance's last poll said, so a step that times out can
 say where its job stood; a status value the provider does not know is logged once
@@ -31,7 +35,7 @@ import bisect
 import heapq
 import itertools
 import math
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +77,13 @@ EARLY_POLLS = 2
 
 POLL_SHARE = 0.05
 """A job is due when this share of the jobs still running at its last poll would be done."""
+
+PROBE_EVERY = 20
+"""One new job of a kind in this many is a probe (about ``POLL_SHARE`` of the learned samples)."""
+
+PROBE_LEAD = 2
+"""A probe is first asked this many poll intervals before the kind's first-poll age (at the
+earliest at ``PROBE_FRACTION`` of the shortest duration learned), then every interval up to it."""
 
 
 class Durations:
@@ -129,6 +140,7 @@ class _Waiter:
     result: WaitStatus | BaseException | None = None
     polls: int = 0
     malformed: int = 0
+    probe: bool = False
     solo: bool = False
     cancelled: bool = False
 
@@ -147,6 +159,8 @@ class _PollQueue:
         self.cap = cap
         self.durations: defaultdict[str, Durations] = defaultdict(Durations)
         """What this queue learned per kind of wait."""
+        self.joined: Counter[str] = Counter()
+        """New waiters per kind so far (every ``PROBE_EVERY``-th is a probe)."""
         self.early_in_flight = 0
         self.recent: deque[float] = deque()
         """When this queue's polls of the last second were taken."""
@@ -154,6 +168,12 @@ class _PollQueue:
     def add(self, waiter: _Waiter, due: float) -> None:
         heapq.heappush(self.heap, (due, next(self.counter), waiter))
         self.wakeup.set()
+
+    def join(self, waiter: _Waiter) -> None:
+        """Queue a new waiter (a probe, if it is the ``PROBE_EVERY``-th of its kind)."""
+        self.joined[waiter.kind] += 1
+        waiter.probe = self.joined[waiter.kind] % PROBE_EVERY == 0
+        self.schedule(waiter)
 
     def schedule(self, waiter: _Waiter) -> None:
         """Queue ``waiter`` for the poll most likely to find it done (new or still running)."""
@@ -165,6 +185,10 @@ class _PollQueue:
         earliest = waiter.started if waiter.taken is None else waiter.taken + self.interval
         durations = self.durations[waiter.kind]
         ready = max(earliest, waiter.started + PROBE_FRACTION * durations.plausible)
+        first = durations.next_poll_age(None)
+        if waiter.probe and (waiter.running_age or 0.0) < first:
+            lead = max(PROBE_FRACTION * durations.plausible, first - PROBE_LEAD * self.interval)
+            return ready, max(earliest, waiter.started + lead)
         likely = waiter.started + durations.next_poll_age(waiter.running_age)
         return ready, max(earliest, likely)
 
@@ -330,7 +354,7 @@ class PollHub:
         instance = item.instance.id
         self.last_seen.pop(instance, None)
         waiter = _Waiter(instance, item, poller.group(item), started=self.clock.now(), kind=kind)
-        queue.schedule(waiter)
+        queue.join(waiter)
         try:
             await waiter.done.wait()
         finally:
