@@ -102,8 +102,8 @@ INTENT = "intent"
 UNKNOWN = "unknown"
 """Sent, but the answer was lost: the call may or may not have taken effect."""
 RESOLVED_CALL_STATES = frozenset({"done", "failed", "throttled", "unsent", "reconciled", "absent"})
-"""done/failed: the cloud answered; throttled: refused before acting; unsent: no
-connection, so never sent; reconciled: looked up and found (it took effect); absent:
+"""done/failed: the cloud answered; throttled: refused before acting; unsent: never
+sent (no connection, or cancelled before it left); reconciled: looked up and found (it took effect); absent:
 looked up and not found."""
 UNRESOLVED_SQL = "state NOT IN (" + ", ".join(f"'{state}'" for state in sorted(RESOLVED_CALL_STATES)) + ")"
 """The same rule in SQL, for every store (the states are constants: nothing is interpolated from outside)."""

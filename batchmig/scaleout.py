@@ -229,7 +229,8 @@ async def _execute_shared(
         engine.stop_reason or None,
     )
     log.info("runner.finished", claimed=engine.claimed, taken_over=engine.taken_over,
-             store_round_trips=journal.round_trips, limiter=store_options.limiter,
+             store_round_trips=journal.round_trips, store_round_trips_by=dict(sorted(journal.trips.items())),
+             store_statements=journal.statements, limiter=store_options.limiter,
              seconds=round(time.monotonic() - started, 3))
     report = build_run_report(store.view(run_id), plan=plan, figures=process_figures(limiter, engine, invocation))
     try:

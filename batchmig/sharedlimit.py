@@ -97,7 +97,7 @@ class _SharedBase(RateLimiter):
             await self.journal.execute(
                 "SELECT batchmig_penalize(%s, %s, %s, %s, %s, %s, %s)",
                 (str(key), self._cap(key), retry_after, self._window, self._span - self._window,
-                 self._recovery, self._min_rate), fetch=False,
+                 self._recovery, self._min_rate), fetch=False, purpose="throttles",
             )
 
     def _spawn(self, coro: Any) -> None:
@@ -134,6 +134,7 @@ class ExactLimiter(_SharedBase):
                 rows = await self.journal.execute(
                     "SELECT batchmig_reserve(%s, %s, %s, %s, %s)",
                     (str(key), self._cap(key), self._window, self._span - self._window, self._recovery),
+                    purpose="reservations",
                 )
                 break
             except StoreUnavailable:
@@ -192,17 +193,16 @@ class ShareLimiter(_SharedBase):
             state.paused_until = max(state.paused_until, self._clock.now() + paused)
         if share == entry.share:
             return
-        grew = share > entry.share
         entry.share = share
         state.cap = float(share)
         state.rate = min(state.rate, state.cap) if state.reduced_at is not None else state.cap
         if share > (state.reservations.maxlen or 0):
             state.reservations = deque(state.reservations, maxlen=share)
             state.released = deque(state.released, maxlen=share)
-        if grew:
-            # Calls queued at the old spacing are re-spaced at the new one.
-            state.reservations.clear()
-            state.reservations.extend(state.released)
+        # Calls queued at the old spacing reserve again at the new one, after the calls that
+        # really left (not after the slots they held: those would push the queue back by its length).
+        state.reservations.clear()
+        state.reservations.extend(state.released)
         entry.bump()
 
     async def acquire(self, key: LimitKey) -> Release | None:
@@ -215,17 +215,24 @@ class ShareLimiter(_SharedBase):
                     await entry.changed.wait()
                     continue
                 generation = entry.generation
-                slot = self.reserve(key)
-                while entry.generation == generation:
-                    delay = slot - self._clock.now()
-                    if delay > 0:
-                        with anyio.move_on_after(delay):
-                            await entry.changed.wait()
-                        continue
-                    later = self._release(key)
-                    if later is None:
-                        return Release(self._state(key), self._clock, self._clock.now())  # margin measured
-                    slot = later
+                slot = reserved = self.reserve(key)
+                try:
+                    while entry.generation == generation:
+                        delay = slot - self._clock.now()
+                        if delay > 0:
+                            with anyio.move_on_after(delay):
+                                await entry.changed.wait()
+                            continue
+                        later = self._release(key)
+                        if later is None:
+                            return Release(self._state(key), self._clock, self._clock.now())  # margin measured
+                        slot = later
+                except BaseException:
+                    # Cancelled (its instance handed back or stopped): its slot is free again,
+                    # or every later call would queue behind it.
+                    with contextlib.suppress(ValueError):
+                        self._state(key).reservations.remove(reserved)
+                    raise
         finally:
             entry.waiting -= 1
 
@@ -259,14 +266,18 @@ class ShareLimiter(_SharedBase):
         psycopg = _psycopg()
         journal = self.journal
         try:
-            async with journal._pool.connection() as conn, conn.transaction():
-                journal.round_trips += 4  # begin, the two statements, commit
+            async with journal._pool.connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+                # Two round trips: BEGIN, the guard and the rebalance go out together (the
+                # share is applied here before COMMIT is sent), then COMMIT.
+                journal.trips["shares"] += 2
+                journal.statements += 4
                 await conn.execute(IDLE_GUARD + ", set_config('lock_timeout', '2s', true)")
                 cursor = await conn.execute(
                     "SELECT share, paused, rate FROM batchmig_rebalance(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (str(key), journal.runner, journal.run, self._cap(key), demand, journal.ttl,
                      self._window, self._span - self._window, self._recovery),
                 )
+                await pipeline.sync()
                 row = await cursor.fetchone()
                 assert row is not None
                 share, paused = int(row[0]), float(row[1])
@@ -287,7 +298,7 @@ class ShareLimiter(_SharedBase):
             return
         rows = await self.journal.execute(
             "UPDATE batchmig_rate_shares SET lease_until = now() + make_interval(secs => %s) "
-            "WHERE runner = %s RETURNING key", (self.journal.ttl, self.journal.runner))
+            "WHERE runner = %s RETURNING key", (self.journal.ttl, self.journal.runner), purpose="renewals")
         kept = {row[0] for row in rows}
         for text, key in held.items():
             if text not in kept:

@@ -253,22 +253,29 @@ class Pipeline:
         self.fence = fence  # with a shared store: no call while this runner's leases may have run out
         self.stats = CallStats()
         self.traffic = Traffic(self.clock.now)
+        self.admitting: set[str] = set()
+        """Instances whose mutating call is journaled (its intent) and waits to be admitted
+        (limiter, fence): nothing of it has left. Cancelled now, it sends nothing, and its
+        intent is journaled ``unsent``, so whoever goes on with it need not reconcile it."""
 
     def key(self, connection: str, action: str) -> LimitKey:
         provider, conn = self._connections[connection]
         return LimitKey(provider, conn.account, conn.region, action)
 
     async def _attempt(
-        self, connection: str, call: Call, wanted: Callable[[], bool] | None = None
+        self, connection: str, call: Call, wanted: Callable[[], bool] | None = None, instance: str | None = None
     ) -> Answer:
         """One admitted request: limiter, sign, send, parse. Shielded once sent.
 
         ``wanted`` (polls of several instances) says whether anyone still waits for the
         answer: after a closed fence reopens, a poll for lost instances is not sent.
+        ``instance`` (a mutating call's) is in ``admitting`` until the call leaves.
         """
         provider, conn = self._connections[connection]
         key = LimitKey(provider, conn.account, conn.region, call.action)
         while True:
+            if instance is not None:
+                self.admitting.add(instance)
             release = await self._admit(key)
             try:
                 if self.fence is not None:
@@ -281,6 +288,8 @@ class Pipeline:
                     if wanted is not None and not wanted():
                         raise LeaseLost("nobody waits for this call any more")
                 token = LAST_LOOK.set(_before_write(self.fence, release))
+                if instance is not None:
+                    self.admitting.discard(instance)
                 try:
                     return await self._send_admitted(key, conn, call, release)
                 except FenceClosed:
@@ -402,8 +411,13 @@ class Pipeline:
             call = step.build(outputs)
             call_id = await self._journal.intent(instance, step_index, call.action, call.resource)
             try:
-                answer = await self._attempt(connection, call)
+                answer = await self._attempt(connection, call, instance=instance)
                 result = read_answer(step, answer)
+            except anyio.get_cancelled_exc_class():
+                if instance in self.admitting:  # cancelled before it left: it never will
+                    self.admitting.discard(instance)
+                    self._journal.outcome(call_id, "unsent")
+                raise
             except (ThrottleError, NotSentError) as exc:  # refused before acting, or never sent: send again
                 state = "throttled" if isinstance(exc, ThrottleError) else "unsent"
                 self._journal.outcome(call_id, state, error=Failure.from_error(exc), request_id=exc.request_id)

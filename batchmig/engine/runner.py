@@ -350,8 +350,7 @@ class Engine:
                     self._set(iid, SUCCEEDED, step=index, outputs=outputs)
                     log.info("instance.succeeded")
                 if scope.cancelled_caught and self.status.get(iid) != AWAITING_CUTOVER:
-                    self._set(iid, INTERRUPTED)
-                    log.info("instance.interrupted", step=index)
+                    self._interrupted(iid, index)
             except StepFailed as exc:
                 self._set(iid, exc.status, error=exc.failure)
                 log.error("instance.needs_attention" if exc.status == NEEDS_ATTENTION else "instance.failed",
@@ -367,7 +366,13 @@ class Engine:
             finally:
                 self._scopes.pop(iid, None)
                 self._settle.pop(iid, None)
+                self.pipeline.admitting.discard(iid)
                 settle()
+
+    def _interrupted(self, iid: str, step: int) -> None:
+        """The instance's task was cancelled (the run stops): it goes on at ``step`` next time."""
+        self._set(iid, INTERRUPTED)
+        log.info("instance.interrupted", step=step)
 
     async def _run_step(
         self, pinst: PlannedInstance, view: Instance, index: int, step: Step, outputs: dict[str, Any],

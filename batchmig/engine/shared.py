@@ -30,7 +30,7 @@ import structlog
 
 from batchmig.engine.pipeline import Pipeline
 from batchmig.engine.runner import Engine
-from batchmig.journal import AWAITING_CUTOVER
+from batchmig.journal import AWAITING_CUTOVER, PENDING
 from batchmig.plan.model import Plan, Wave
 from batchmig.registry import Registry
 from batchmig.sharedlimit import ShareLimiter
@@ -41,6 +41,9 @@ log = structlog.get_logger("batchmig.engine")
 
 CLAIM_SECONDS = 0.5
 """How often an idle runner looks for work (and for runners that died)."""
+HAND_BACK_SLACK = 8
+"""A runner hands instances back only when it holds more than its fair share by an
+eighth of it: a little imbalance costs nothing, moving work costs a share transfer."""
 
 
 def max_failures(wave: Wave) -> int:
@@ -67,8 +70,11 @@ class SharedEngine(Engine):
         journal.on_unavailable = self._unavailable
         self._changed = anyio.Event()
         self._running_here = 0
+        self._fresh: dict[str, int] = {}  # claimed pending here -> its step, until it moves on
+        self._handing_back: set[str] = set()
         self.claimed = 0
         self.taken_over = 0
+        self.handed_back = 0
 
     # ------------------------------------------------------------ leases
 
@@ -151,12 +157,16 @@ class SharedEngine(Engine):
                 log.error("wave.budget_exhausted", wave=wave.name, failed=state.failed)
             if reason and not state.blocked:
                 await self._store(partial(self.shared.block, reason, index, index))
-            # Each runner takes its part of what is left, so a runner that dies strands
+            # Each runner works its part of what is left, so a runner that dies strands
             # little; what it held is taken over, by any runner with room, once its lease
-            # has run out.
-            mine = sum(1 for iid in self._scopes if iid in members and iid not in self._at_cutover)
-            fair = math.ceil(state.unsettled / state.runners) - mine
-            free = min(limit - self._running_here, max(fair, state.orphaned))
+            # has run out. A runner alone claims everything; when others join, it hands
+            # them what it has not sent anything for yet.
+            mine = sum(1 for iid in self._scopes
+                       if iid in members and iid not in self._at_cutover and iid not in self._handing_back)
+            fair = math.ceil(min(state.unsettled, wave_cap) / state.runners)
+            if mine > fair + max(1, fair // HAND_BACK_SLACK) and not reason:
+                self._hand_back(mine - fair)
+            free = min(limit - self._running_here, max(fair - mine, state.orphaned))
             if free > 0:
                 claims = await self._store(partial(self.shared.claim, index, free, wave_cap, limit, max_failed)) or []
                 for claim in claims:
@@ -169,6 +179,34 @@ class SharedEngine(Engine):
                 await self._changed.wait()
             self._changed = anyio.Event()
         return False
+
+    def _hand_back(self, count: int) -> None:
+        """Let go of up to ``count`` instances claimed pending here that have sent nothing
+        and wait for their first call to be admitted, latest in plan order first (they
+        would wait longest here): cancelled before anything left (the pipeline journals
+        their intents ``unsent``), they are pending again and others claim them."""
+        waiting = [iid for iid, step in self._fresh.items()
+                   if iid in self.pipeline.admitting and iid not in self._handing_back]
+        waiting.sort(key=lambda iid: self.plan.instance(iid).index, reverse=True)
+        for iid in waiting[:count]:
+            scope = self._scopes.get(iid)
+            if scope is not None:
+                self._handing_back.add(iid)
+                scope.cancel()
+
+    def _interrupted(self, iid: str, step: int) -> None:
+        if iid in self._handing_back:
+            self._set(iid, PENDING)  # as it was claimed: its step and outputs did not change
+            self.handed_back += 1
+            log.info("instance.handed_back", step=step)
+            return
+        super()._interrupted(iid, step)
+
+    def _set(self, iid: str, status: str, **fields: Any) -> None:
+        step = fields.get("step")
+        if step is not None and self._fresh.get(iid, step) != step:
+            del self._fresh[iid]  # it moved on: no longer handed back
+        super()._set(iid, status, **fields)
 
     def _running_in_wave(self, wave: Wave) -> bool:
         members = set(wave.instances)
@@ -207,6 +245,8 @@ class SharedEngine(Engine):
             self.status[iid] = claim.record.status
         if claim.record.status == AWAITING_CUTOVER:
             self._released.add(iid)
+        if claim.record.status == PENDING:
+            self._fresh[iid] = claim.record.step
         self._active += 1
         self._running_here += 1
         settled = False
@@ -223,6 +263,8 @@ class SharedEngine(Engine):
                 await self._run_instance(self.plan.instance(iid), settle)
             finally:
                 settle()
+                self._fresh.pop(iid, None)
+                self._handing_back.discard(iid)
                 self.shared.release(iid)
                 self._active -= 1
                 self._idle.set()

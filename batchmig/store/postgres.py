@@ -34,6 +34,7 @@ import json
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -474,7 +475,10 @@ class SharedJournal:
         self.epochs: dict[str, int] = {}
         self.on_lost: Callable[[str], None] = lambda iid: None
         self.on_unavailable: Callable[[str], None] = lambda reason: None
-        self.round_trips = 0
+        self.trips: Counter[str] = Counter()
+        """Store round trips by what they were for (``writes``, ``claims``, ``renewals``, ...)."""
+        self.statements = 0
+        """Statements sent (several go out in one round trip when writes are batched)."""
         self.commits = 0
         self._pool_size = pool_size
         self._pool_reset = pool_reset
@@ -487,6 +491,10 @@ class SharedJournal:
         # different orders: one at a time, or PostgreSQL breaks the deadlock by failing one.
         self._exclusive = asyncio.Lock()
         self._renewed = asyncio.Event()
+
+    @property
+    def round_trips(self) -> int:
+        return sum(self.trips.values())
 
     # ------------------------------------------------------------ lifecycle
 
@@ -547,11 +555,14 @@ class SharedJournal:
 
     # --------------------------------------------------------- one transaction
 
-    async def execute(self, sql: str, params: tuple[Any, ...] = (), *, fetch: bool = True) -> list[Any]:
-        """One statement in its own transaction (autocommit); raises ``StoreUnavailable`` if down."""
+    async def execute(self, sql: str, params: tuple[Any, ...] = (), *, fetch: bool = True,
+                      purpose: str = "other") -> list[Any]:
+        """One statement in its own transaction (autocommit); raises ``StoreUnavailable`` if down.
+        ``purpose`` names it in ``trips``."""
         try:
             async with self._pool.connection() as conn:
-                self.round_trips += 1
+                self.trips[purpose] += 1
+                self.statements += 1
                 cursor = await conn.execute(sql, params)
                 rows = list(await cursor.fetchall()) if fetch and cursor.description else []
             self._store_reachable()
@@ -607,14 +618,18 @@ class SharedJournal:
                     delay = min(delay * 2, 2.0)
 
     async def _commit(self, batch: list[_Write]) -> None:
-        results: list[Any] = []
+        """The batch as one transaction in one round trip: BEGIN, the guard, every write
+        and COMMIT go out together (libpq's pipeline mode) and their results are read
+        once the commit is answered. Nothing waits on a result before it is durable."""
         lost: set[str] = set()
-        async with self._exclusive, self._pool.connection() as conn, conn.transaction():
-            self.round_trips += 3  # begin, the guard, commit (and one per write)
-            await conn.execute(IDLE_GUARD)
-            for write in batch:
-                cursor = await conn.execute(write.sql, write.params)
-                self.round_trips += 1
+        async with self._exclusive, self._pool.connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute(IDLE_GUARD)
+                cursors = [await conn.execute(write.sql, write.params) for write in batch]
+            self.trips["writes"] += 1
+            self.statements += len(batch) + 3  # with BEGIN, the guard and COMMIT
+            results: list[Any] = []
+            for write, cursor in zip(batch, cursors, strict=True):
                 if write.returns:
                     row = await cursor.fetchone()
                     results.append(row)
@@ -783,18 +798,18 @@ class SharedJournal:
         await self.execute(
             "INSERT INTO batchmig_runners (run, id, host, pid, version, limiter) VALUES (%s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (run, id) DO UPDATE SET heartbeat = now(), stopped = NULL",
-            (self.run, self.runner, host, pid, version, limiter), fetch=False,
+            (self.run, self.runner, host, pid, version, limiter), fetch=False, purpose="runners",
         )
 
     async def unregister(self) -> None:
         with contextlib.suppress(StoreUnavailable):
             await self.execute("UPDATE batchmig_runners SET stopped = now() WHERE run = %s AND id = %s",
-                               (self.run, self.runner), fetch=False)
+                               (self.run, self.runner), fetch=False, purpose="runners")
 
     async def claim(self, wave: int, want: int, wave_cap: int, run_cap: int, max_failed: int) -> list[Claim]:
         rows = await self.execute(
             "SELECT * FROM batchmig_claim(%s, %s, %s, %s, %s, %s, %s, %s)",
-            (self.run, self.runner, wave, want, self.ttl, wave_cap, run_cap, max_failed),
+            (self.run, self.runner, wave, want, self.ttl, wave_cap, run_cap, max_failed), purpose="claims",
         )
         claims = []
         for iid, epoch, status, step, step_name, outputs, error, intents in rows:
@@ -815,6 +830,7 @@ class SharedJournal:
                 "  FROM unnest(%s::text[], %s::bigint[]) AS h(id, epoch) "
                 " WHERE i.run = %s AND i.id = h.id AND i.epoch = h.epoch AND i.owner = %s RETURNING i.id",
                 (self.run, self.runner, self.ttl, list(held), list(held.values()), self.run, self.runner),
+                purpose="renewals",
             )
         kept = {row[0] for row in rows}
         lost = {iid for iid, epoch in held.items() if iid not in kept and self.epochs.get(iid) == epoch}
@@ -838,7 +854,7 @@ class SharedJournal:
             "     AND heartbeat > now() - make_interval(secs => %s)), "
             "  count(*) FILTER (WHERE status IN ('pending', 'running', 'interrupted') AND lease_until < now()) "
             "FROM batchmig_instances WHERE run = %s AND wave_index = %s",
-            (self.run, self.run, self.ttl, self.run, wave),
+            (self.run, self.run, self.ttl, self.run, wave), purpose="wave checks",
         )
         blocked, unsettled, failed, total, canaries_done, canaries_ok, bad_canary, awaiting, live, orphaned = rows[0]
         return WaveState(blocked, int(unsettled), int(failed), int(total), bool(canaries_done),
@@ -854,6 +870,7 @@ class SharedJournal:
             "       (wave_index > %s AND status NOT IN ('succeeded', 'failed', 'skipped'))"
             "    OR (wave_index = %s AND status IN ('pending', 'interrupted')))",
             (reason, self.run, self.run, from_wave, -1 if skip_wave is None else skip_wave), fetch=False,
+            purpose="wave checks",
         )
 
     async def run_unsettled(self) -> tuple[int, int]:
@@ -861,7 +878,7 @@ class SharedJournal:
         rows = await self.execute(
             "SELECT count(*) FILTER (WHERE status IN ('pending', 'running', 'interrupted')), "
             "       count(*) FILTER (WHERE status = 'awaiting_cutover') FROM batchmig_instances WHERE run = %s",
-            (self.run,),
+            (self.run,), purpose="wave checks",
         )
         return int(rows[0][0]), int(rows[0][1])
 
@@ -872,7 +889,8 @@ class SharedJournal:
         return {str(status): int(count) for status, count in rows}
 
     async def released_now(self) -> set[str]:
-        rows = await self.execute("SELECT instance FROM batchmig_cutovers WHERE run = %s", (self.run,))
+        rows = await self.execute("SELECT instance FROM batchmig_cutovers WHERE run = %s", (self.run,),
+                                  purpose="cutover checks")
         return {row[0] for row in rows}
 
 
