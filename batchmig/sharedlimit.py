@@ -56,6 +56,13 @@ log = structlog.get_logger("batchmig.sharedlimit")
 
 LIMITER_MODES = ("shares", "exact")
 REBALANCE_SECONDS = 1.0
+"""How often a key whose demand moved, or that gets less than it wants, is rebalanced."""
+REFRESH_SECONDS = 5.0
+"""How often a key whose demand did not move is rebalanced anyway (others' changes reach
+this runner by NOTIFY; without LISTEN, every ``REBALANCE_SECONDS``)."""
+ECHO_SECONDS = 0.25
+"""A NOTIFY this soon after this runner's own rebalance of a key that left it short is its
+own (a starved rebalance notifies the others): not a reason to rebalance again."""
 LISTEN_ENV = "BATCHMIG_STORE_LISTEN"
 """``off``: no LISTEN connection (PgBouncer in transaction mode); or a direct DSN for it."""
 
@@ -67,6 +74,9 @@ class _Share:
     generation: int = 0
     changed: anyio.Event = field(default_factory=anyio.Event)
     wanted: bool = False
+    asked: int = -1
+    """The demand of the last rebalance."""
+    asked_at: float = -math.inf
 
     def bump(self) -> None:
         self.generation += 1
@@ -158,6 +168,7 @@ class ShareLimiter(_SharedBase):
         super().__init__(rate_for, journal, **kwargs)
         self._shares: dict[LimitKey, _Share] = {}
         self._wake = anyio.Event()
+        self._listening = os.environ.get(LISTEN_ENV, "").lower() != "off"
         self.rebalances = 0
 
     def _share(self, key: LimitKey) -> _Share:
@@ -243,9 +254,23 @@ class ShareLimiter(_SharedBase):
 
     def hint(self, key_text: str) -> None:
         """Another runner changed this key (NOTIFY): rebalance now."""
+        now = self._clock.now()
         for key, entry in self._shares.items():
             if str(key) == key_text:
+                if entry.share < entry.asked and now - entry.asked_at < ECHO_SECONDS:
+                    continue  # the NOTIFY of this runner's own short rebalance
                 self._want(entry)
+
+    def _due(self, entry: _Share, demand: int, now: float) -> bool:
+        """Whether a key must be rebalanced now: asked to, its demand moved, it gets less
+        than it wants (once a second), or it was not refreshed for a while."""
+        if entry.wanted:
+            return True
+        if not (demand or entry.share):
+            return False
+        since = now - entry.asked_at + 0.05  # the loop wakes about once a period, not to the microsecond
+        moved = demand != entry.asked or entry.share < demand
+        return since >= (REBALANCE_SECONDS if moved or not self._listening else REFRESH_SECONDS)
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -256,7 +281,7 @@ class ShareLimiter(_SharedBase):
                 self._wake = anyio.Event()
                 for key, entry in list(self._shares.items()):
                     demand = self.demand(key)
-                    if demand or entry.share or entry.wanted:
+                    if self._due(entry, demand, self._clock.now()):
                         entry.wanted = False
                         with contextlib.suppress(StoreUnavailable):
                             await self.rebalance(key, demand)
@@ -284,6 +309,8 @@ class ShareLimiter(_SharedBase):
                 if share < self._share(key).share:
                     self.set_share(key, share, paused)
             self.rebalances += 1
+            entry = self._share(key)
+            entry.asked, entry.asked_at = demand, self._clock.now()
         except psycopg.errors.LockNotAvailable:  # another runner holds the key's row: next time
             return self._share(key).share
         except store_failures() as exc:

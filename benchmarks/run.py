@@ -214,19 +214,33 @@ def scale_out(v: Verdicts, results: dict[str, Any], instances: int, counts: tupl
         for runners in counts:
             r = scenario("scaleout", instances, "--runners", str(runners), "--limiter", limiter)
             rows.append(r)
+            by = ", ".join(f"{purpose} {n}" for purpose, n in r["store_round_trips_per_call_by"].items())
             print(f"   {runners} runner(s), {limiter:6}: makespan {r['makespan_seconds']} s / bound "
                   f"{r['bound_seconds']} s = {r['makespan_over_bound']}; throttles {r['sandbox_throttles']}; "
-                  f"store round trips per API call {r['store_round_trips_per_call']}; exit codes {r['exit_codes']}; "
-                  f"load {r['load_average']}")
-    killed = scenario("scaleout", instances, "--runners", "2", "--kill-one")
-    results["takeover"] = killed
+                  f"instances per runner {r['instances_per_runner']} (handed back {r['handed_back_per_runner']}); "
+                  f"exit codes {r['exit_codes']}; load {r['load_average']}")
+            print(f"      store round trips per API call {r['store_round_trips_per_call']} ({by}); "
+                  f"statements per call {r['store_statements_per_call']}")
+    killed = results["takeover"] = scenario("scaleout", instances, "--runners", "2", "--kill-one")
     print(f"   2 runners, the first killed a third of the way in (lease 10 s): another took over after "
-          f"{killed.get('takeover_delay_seconds')} s; makespan {killed['makespan_seconds']} s")
+          f"{killed.get('takeover_delay_seconds')} s ({killed.get('taken_over')} instances taken over); makespan "
+          f"{killed['makespan_seconds']} s = {killed['makespan_over_bound']}; throttles {killed['sandbox_throttles']}; "
+          f"load {killed['load_average']}")
     v.check("scale-out: 0 throttles with any number of runners, both limiter modes",
             all(r["sandbox_throttles"] == 0 for r in [*rows, killed]),
-            ", ".join(f"{r['runners']}x{r['limiter']}: {r['sandbox_throttles']}" for r in rows))
-    v.note("scale-out makespan / bound, takeover delay, round trips per call",
-           "figures printed above; issue 13 sets no targets for them")
+            ", ".join(f"{r['runners']}x{r['limiter']}: {r['sandbox_throttles']}" for r in [*rows, killed]))
+    for limiter in ("shares", "exact"):
+        by_count = {r["runners"]: r for r in rows if r["limiter"] == limiter}
+        if 1 in by_count and max(counts) in by_count:
+            one, most = by_count[1], by_count[max(counts)]
+            ratio = most["makespan_over_bound"] / one["makespan_over_bound"]
+            v.check(f"scale-out ({limiter}): {max(counts)} runners within 5% of 1 runner's makespan/bound",
+                    ratio <= 1.05, f"{most['makespan_over_bound']} vs {one['makespan_over_bound']} = {ratio:.3f}",
+                    max(one["load_average"], most["load_average"]))
+        spread = by_count.get(max(counts), {}).get("instances_per_runner")
+        if spread:
+            v.check(f"scale-out ({limiter}): instances spread over {max(counts)} runners (each within 25% of an "
+                    "even share)", min(spread) >= 0.75 * instances / len(spread), f"{spread}")
 
 
 def main() -> None:

@@ -334,9 +334,9 @@ def scaleout(instances: int, durable: bool, runners: int = 1, limiter: str = "sh
              kill_one: bool = False) -> dict[str, Any]:
     """The mixed fleet worked by ``runners`` runner processes sharing one PostgreSQL store
     (a throw-away server) and one rate budget.
-    ``kill_one``: the first runner — which claimed the instances while the others started —
-    is killed (SIGKILL) a third of the way in, and the delay until another runner takes
-    over one of its instances is measured (it cannot be shorter than the lease, 10 s here)."""
+    ``kill_one``: the first runner is killed (SIGKILL) a third of the way in, and the delay
+    until another runner takes over one of its instances is measured (it cannot be
+    shorter than what was left of the lease, 10 s here, renewed every third of it)."""
     import signal
 
     from figures import plan_bound
@@ -385,10 +385,23 @@ def scaleout(instances: int, durable: bool, runners: int = 1, limiter: str = "sh
         server.destroy()
     finished = [e for stream in events for e in stream if e.get("event") == "runner.finished"]
     calls = sum(1 for e in audit if "decided" in e)  # every API call the sandbox judged
+    purposes: dict[str, int] = {}
+    for event in finished:
+        for purpose, trips in event.get("store_round_trips_by", {}).items():
+            purposes[purpose] = purposes.get(purpose, 0) + trips
+    ended = ("instance.succeeded", "instance.failed", "instance.needs_attention")
     results.update({
         "exit_codes": codes, "makespan_seconds": round(makespan, 2), "bound_seconds": bound.seconds,
         "makespan_over_bound": round(makespan / bound.seconds, 3),
+        "api_calls": calls,
         "store_round_trips_per_call": round(sum(e.get("store_round_trips", 0) for e in finished) / max(1, calls), 3),
+        "store_round_trips_per_call_by": {p: round(n / max(1, calls), 3) for p, n in sorted(purposes.items())},
+        "store_statements_per_call": round(sum(e.get("store_statements", 0) for e in finished) / max(1, calls), 3),
+        # the instances each runner finished (a killed runner's: up to its death), and
+        # the ones it claimed and handed back to runners that joined before it sent anything
+        "instances_per_runner": [sum(1 for e in stream if e.get("event") in ended) for stream in events],
+        "handed_back_per_runner": [sum(1 for e in stream if e.get("event") == "instance.handed_back")
+                                   for stream in events],
         **cap_figures(audit),
     })
     if killed_at is not None:
@@ -396,6 +409,7 @@ def scaleout(instances: int, durable: bool, runners: int = 1, limiter: str = "sh
                   if e.get("event") == "instance.claimed"]
         later = [t - killed_at for t in claims if t > killed_at]
         results["takeover_delay_seconds"] = round(min(later), 2) if later else None
+        results["taken_over"] = sum(e.get("taken_over", 0) for e in finished)
     return results
 
 

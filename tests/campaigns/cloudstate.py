@@ -9,6 +9,11 @@ sandbox, none of which trusts the runner's own bookkeeping:
   created by a repeated create shows up here even if the audit missed it;
 * asked through the provider's own poller, the emulator reports each instance's
   last waited-on job finished.
+
+The third check asks the sandbox itself, after the campaign has read the audit log, so
+its requests never enter the campaign's figures; it also paces itself (``PACE``) so it
+draws no throttle on its own: a throttled look-up only slows the check down, but the
+sandbox's caps may have been lowered under the plan's (the cloud-fault campaign).
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from batchmig.plan.loader import load_plan
 from batchmig.plugin import WaitItem, WaitStep
 from batchmig.ratelimit import RateLimiter
 from batchmig.registry import load_registry
+
+PACE = 0.5
+"""The checker's rate, as a share of the plan's for each key; it starts a window after the
+run's last request, so the two never share a sliding second."""
 
 
 def sandbox_state(sandbox_dir: Path) -> dict[tuple[str, str], set[str]]:
@@ -92,8 +101,10 @@ async def _poll_all(plan_path: Path, status: Mapping[str, Any], sandbox_dir: Pat
     found: dict[str, str] = {}
     async with HttpTransport(30) as transport:
         connections = build_connections(plan, registry, transport.send, endpoints)
-        pipeline = Pipeline(connections, RateLimiter(rate_table(plan, registry, connections)), transport.send,
+        rate_for = rate_table(plan, registry, connections)
+        pipeline = Pipeline(connections, RateLimiter(lambda key: max(1.0, PACE * rate_for(key))), transport.send,
                             read_only=True)
+        await anyio.sleep(1.2)  # the run's last requests leave every sliding second first
         slots = anyio.Semaphore(20)
 
         async def poll_one(entry: Mapping[str, Any]) -> None:
