@@ -112,3 +112,26 @@ def test_store_outage_runners_wait_and_go_on(tmp_path: Path) -> None:
     assert status["counts"] == {"succeeded": 60}
     assert figures["repeated_effects"] == 0 and not figures["over_cap"], figures
     assert "store.unreachable" in (tmp_path / "r1.err").read_text() + (tmp_path / "r2.err").read_text()
+
+
+def test_a_runner_that_joins_gets_its_share_of_the_wave(postgres_dsn: str, tmp_path: Path) -> None:
+    """The first runner claims the whole wave while it is alone; when a second joins, it
+    hands over what it has sent nothing for (the creates still queued at a 2/s cap): both
+    work a fair part, the handed-over calls are journaled unsent (nothing to reconcile),
+    and nothing is sent twice."""
+    assert _cli(tmp_path, "store", "init", "--store", postgres_dsn).returncode == 0
+    plan = fleet_plan(24, duration=10).replace("account: acct}", "account: acct, rate_limits: {'*': 2}}")
+    (tmp_path / "plan.yaml").write_text(plan)
+    runner = ("--store", postgres_dsn, "--lease-ttl", "12", "--no-progress")
+    with SandboxProcess(tmp_path / "sandbox", CAPPED) as sandbox:
+        first = start_runner(tmp_path, "r1", "run", "plan.yaml", "--sandbox-at", str(sandbox.directory), *runner)
+        _until_runners(tmp_path, postgres_dsn, 1)
+        second = start_runner(tmp_path, "r2", "join", "fleet", *runner)
+        assert _wait(first, tmp_path, "r1") == 0 and _wait(second, tmp_path, "r2") == 0
+        figures = audit_figures(sandbox.audit(), {})
+    logs = {stem: (tmp_path / f"{stem}.err").read_text() for stem in ("r1", "r2")}
+    worked = {stem: text.count('"instance.succeeded"') for stem, text in logs.items()}
+    assert sum(worked.values()) == 24 and min(worked.values()) >= 4, worked
+    assert logs["r1"].count('"instance.handed_back"') >= 4, worked
+    assert '"call.reconciled"' not in logs["r2"] and '"instance.claimed"' not in logs["r2"]
+    assert figures["repeated_effects"] == 0 and figures["throttled"] == 0 and not figures["over_cap"], figures

@@ -164,7 +164,7 @@ class SharedEngine(Engine):
             mine = sum(1 for iid in self._scopes
                        if iid in members and iid not in self._at_cutover and iid not in self._handing_back)
             fair = math.ceil(min(state.unsettled, wave_cap) / state.runners)
-            if mine > fair + max(1, fair // HAND_BACK_SLACK) and not reason:
+            if mine > fair + max(2, fair // HAND_BACK_SLACK) and not reason:
                 self._hand_back(mine - fair)
             free = min(limit - self._running_here, max(fair - mine, state.orphaned))
             if free > 0:
