@@ -54,6 +54,7 @@ from batchmig.plan.loader import load_plan
 from batchmig.plugin import API_VERSION
 from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry, load_registry
+from batchmig.report.build import collector_paused
 from batchmig.rundir import check_run_id, find_run_dir, make_run_id, run_is_active
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 from batchmig.scaleout import (
@@ -464,8 +465,9 @@ def status(cli: CliContext, run_ref: str, runs_root: str, selectors: tuple[str, 
         if fmt == "text":
             click.echo(f"run {report.run} in the store: {live} runner(s) working on it")
         return
-    _, report = run_status(run_ref, Path(runs_root), cli.load, steps=fmt != "text")  # the table shows none
-    print_status(report, fmt, selection, show_all=show_all)
+    with collector_paused():
+        _, report = run_status(run_ref, Path(runs_root), cli.load, steps=fmt != "text")  # the table shows none
+        print_status(report, fmt, selection, show_all=show_all)
 
 
 @main.command()
@@ -616,7 +618,8 @@ def report_command(cli: CliContext, run_ref: str, fmt: str, output: Path | None,
     from batchmig.report.formats import render
     from batchmig.runsource import DirectorySource
 
-    text = render(DirectorySource(Path(runs_root), registry=cli.load()).report(run_ref), fmt)
+    with collector_paused():
+        text = render(DirectorySource(Path(runs_root), registry=cli.load()).report(run_ref), fmt)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
         return

@@ -10,9 +10,11 @@ process writing the report — comes from ``ProcessFigures``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -143,6 +145,22 @@ def build_run_report(
         start_error=start_error,
         instances=tuple(instances),
     )
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a report is built and rendered in a short-lived
+    command (``status``, ``report``): it allocates millions of objects in trees without
+    cycles, which reference counting frees, and the collector's passes over them were a
+    third of the build's time at 100,000 instances (the runner freezes its long-lived
+    objects out of the collector for the same reason)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def run_state(statuses: Sequence[str], *, active: bool, start_error: str | None = None) -> RunState:
