@@ -10,7 +10,7 @@ checks, before anything is read from it:
   and every index: about 50 ms for a 10,000-instance journal (10 MB), cheap next to
   trusting a damaged record with calls to send. A read-only open (``status``, the
   report, the dashboard), which sends nothing, runs ``PRAGMA quick_check`` (every
-  page, not every index entry against its row: a fifth of the time on a
+  page, not every index entry against its row: a quarter of the time on a
   100,000-instance journal); what it reads it decodes, so a garbled value it meets
   is still refused;
 * the schema version (``PRAGMA user_version``): newer than this batchmig knows is

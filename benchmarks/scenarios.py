@@ -232,8 +232,11 @@ def overhead(instances: int, durable: bool) -> dict[str, Any]:
             throttles = sum(1 for e in sandbox.audit() if e.get("outcome") == "throttled")
         outcome = result["outcome"]
         rss = peak_rss_mb()
-        status = {fmt: _cli_seconds(["status", outcome.run_id, "--runs-root", str(work_dir / "runs"),
-                                     "--format", fmt]) for fmt in ("text", "json")}
+        runs = ["--runs-root", str(work_dir / "runs")]
+        status = {fmt: _cli_seconds(["status", outcome.run_id, *runs, "--format", fmt])
+                  for fmt in ("text", "json", "csv")}
+        status["report html"] = _cli_seconds(["report", outcome.run_id, *runs, "--format", "html",
+                                              "-o", str(work_dir / "report.html")])
     calls = outcome.report["calls"]["calls"]
     return {
         "scenario": "overhead", "instances": instances, "durable": durable, "load_average": load,

@@ -99,9 +99,10 @@ class InstanceReport:
     steps: tuple[StepRecord, ...] = ()
     error: ErrorRecord | None = None
     tags: dict[str, str] = field(default_factory=dict)
-    """The plan's tags of the instance (empty when the plan could not be read)."""
+    """The plan's tags of the instance, as journaled when the run started (empty when a
+    journal of an older batchmig does not keep them and its plan could not be read)."""
     cutover: Literal["auto", "manual"] | None = None
-    """The instance's cutover policy (None when the plan could not be read)."""
+    """The instance's cutover policy, as journaled (None when neither the journal nor the plan tells)."""
 
 
 @dataclass(frozen=True)
