@@ -185,7 +185,7 @@ def check(db: sqlite3.Connection, path: Path, *, thorough: bool = True) -> int:
     return version
 
 
-def columns_of(version: int) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, tuple[str, ...]]]]:
+def _columns_of(version: int) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, tuple[str, ...]]]]:
     """The columns a journal of schema ``version`` must have, and the types expected in them."""
     required, types = dict(REQUIRED_COLUMNS), {table: dict(columns) for table, columns in COLUMN_TYPES.items()}
     for since, added in COLUMNS_SINCE.items():
@@ -200,7 +200,7 @@ def _structure_problem(db: sqlite3.Connection, version: int) -> str | None:
     tables = {str(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables:
         return "it holds no tables (an empty database): no run is recorded in it"
-    required, column_types = columns_of(version)
+    required, column_types = _columns_of(version)
     for table, needed in required.items():
         if table not in tables:
             return f"the table {table} is missing"
