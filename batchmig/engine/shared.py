@@ -41,6 +41,8 @@ log = structlog.get_logger("batchmig.engine")
 
 CLAIM_SECONDS = 0.5
 """How often an idle runner looks for work (and for runners that died)."""
+LOOK_SECONDS = 0.2
+"""The shortest time between two wave checks of a runner."""
 HAND_BACK_SLACK = 8
 """A runner hands instances back only when it holds more than its fair share by an
 eighth of it: a little imbalance costs nothing, moving work costs a share transfer."""
@@ -145,6 +147,7 @@ class SharedEngine(Engine):
         members = set(wave.instances)
         log.info("wave.started", wave=wave.name, instances=len(wave.instances))
         while not self.stopping:
+            checked = self.clock.now()
             state = await self._store(partial(self.shared.wave_state, index))
             if state is None:
                 return False
@@ -166,7 +169,7 @@ class SharedEngine(Engine):
             fair = math.ceil(min(state.unsettled, wave_cap) / state.runners)
             if mine > fair + max(2, fair // HAND_BACK_SLACK) and not reason:
                 self._hand_back(mine - fair)
-            free = min(limit - self._running_here, max(fair - mine, state.orphaned))
+            free = min(limit - self._running_here, max(fair - mine, state.orphaned), state.claimable)
             if free > 0:
                 claims = await self._store(partial(self.shared.claim, index, free, wave_cap, limit, max_failed)) or []
                 for claim in claims:
@@ -175,10 +178,17 @@ class SharedEngine(Engine):
                     continue
             if state.unsettled == 0 and not self._running_in_wave(wave):
                 return not reason
-            with anyio.move_on_after(CLAIM_SECONDS):
-                await self._changed.wait()
-            self._changed = anyio.Event()
+            await self._next_look(checked)
         return False
+
+    async def _next_look(self, checked: float) -> None:
+        """Until something changed here (an instance settled) or ``CLAIM_SECONDS`` passed,
+        but no sooner than ``LOOK_SECONDS`` after the last look (``checked``): instances
+        that settle together are looked at with one wave check."""
+        with anyio.move_on_after(CLAIM_SECONDS):
+            await self._changed.wait()
+        self._changed = anyio.Event()
+        await anyio.sleep(max(0.0, checked + LOOK_SECONDS - self.clock.now()))
 
     def _hand_back(self, count: int) -> None:
         """Let go of up to ``count`` instances claimed pending here that have sent nothing

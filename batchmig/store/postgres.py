@@ -852,13 +852,17 @@ class SharedJournal:
             "  count(*) FILTER (WHERE status = 'awaiting_cutover'), "
             "  (SELECT count(*) FROM batchmig_runners WHERE run = %s AND stopped IS NULL "
             "     AND heartbeat > now() - make_interval(secs => %s)), "
-            "  count(*) FILTER (WHERE status IN ('pending', 'running', 'interrupted') AND lease_until < now()) "
+            "  count(*) FILTER (WHERE status IN ('pending', 'running', 'interrupted') AND lease_until < now()), "
+            "  count(*) FILTER (WHERE status IN ('pending', 'running', 'interrupted') "
+            "                     AND (owner IS NULL OR lease_until < now())) "
             "FROM batchmig_instances WHERE run = %s AND wave_index = %s",
             (self.run, self.run, self.ttl, self.run, wave), purpose="wave checks",
         )
-        blocked, unsettled, failed, total, canaries_done, canaries_ok, bad_canary, awaiting, live, orphaned = rows[0]
+        (blocked, unsettled, failed, total, canaries_done, canaries_ok, bad_canary, awaiting, live, orphaned,
+         claimable) = rows[0]
         return WaveState(blocked, int(unsettled), int(failed), int(total), bool(canaries_done),
-                         bool(canaries_ok), bad_canary, int(awaiting), max(1, int(live)), int(orphaned))
+                         bool(canaries_ok), bad_canary, int(awaiting), max(1, int(live)), int(orphaned),
+                         int(claimable))
 
     async def block(self, reason: str, from_wave: int, skip_wave: int | None) -> None:
         """Stop the run's later waves (first reason wins); skip what has not started."""
@@ -908,6 +912,8 @@ class WaveState:
     """Runners whose heartbeat is recent: only to share the work out, never to decide liveness."""
     orphaned: int
     """Unsettled instances whose lease ran out (their runner died or froze): anyone takes them."""
+    claimable: int
+    """Unsettled instances nobody holds (never claimed, handed back, or orphaned)."""
 
 
 def _failure(error: Any) -> Failure | None:
