@@ -371,7 +371,7 @@ def scaleout(instances: int, durable: bool, runners: int = 1, limiter: str = "sh
                         procs.append(subprocess.Popen([*cli, *args, *common], cwd=work_dir,
                                                       stdout=subprocess.DEVNULL, stderr=err))
                     if n == 0:
-                        time.sleep(1.0)  # the first runner records the run in the store
+                        _until_run_recorded(dsn, procs[0])  # `join` needs the run in the store
                 killed_at = None
                 if kill_one and runners > 1:
                     time.sleep(bound.seconds / 3)
@@ -414,6 +414,20 @@ def scaleout(instances: int, durable: bool, runners: int = 1, limiter: str = "sh
         results["takeover_delay_seconds"] = round(min(later), 2) if later else None
         results["taken_over"] = sum(e.get("taken_over", 0) for e in finished)
     return results
+
+
+def _until_run_recorded(dsn: str, first: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Until the first runner has recorded the run in the store (a loaded machine takes
+    seconds to start a Python process: a `join` before that ends with exit 2)."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and first.poll() is None:
+        with psycopg.connect(dsn) as conn:
+            if conn.execute("SELECT 1 FROM batchmig_runs").fetchone():
+                return
+        time.sleep(0.2)
+    raise SystemExit("the first runner did not record the run in the store")
 
 
 def _events(path: Path) -> list[dict[str, Any]]:
