@@ -440,9 +440,8 @@ async def _execute(
                                                  stop_reason=engine.stop_reason or None))
     monitor.write(figures, active=False)
     run_report = build_run_report(journal, plan=plan, figures=figures)
-    report = run_report.to_json_dict()
     try:
-        write_report(run_dir / "report.json", report)
+        write_report(run_dir / "report.json", run_report)
         write_report_files(run_dir, run_report, HANDED_ON)
     except OSError as exc:  # the run directory filled up or lost its write permission at the very end
         stopped = JournalError(f"run {run_id}: cannot write {run_dir / 'report.json'}: {exc.strerror or exc}")

@@ -234,7 +234,7 @@ async def _execute_shared(
              seconds=round(time.monotonic() - started, 3))
     report = build_run_report(store.view(run_id), plan=plan, figures=process_figures(limiter, engine, invocation))
     try:
-        write_report(run_dir / "report.json", report.to_json_dict())
+        write_report(run_dir / "report.json", report)
     except OSError as exc:
         raise JournalError(f"run {run_id}: cannot write {run_dir / 'report.json'}: {exc.strerror or exc}") from None
     statuses = [instance.status for instance in report.instances]

@@ -41,14 +41,9 @@ def print_status(
     out = out or sys.stdout
     chosen = selection.choose(report.instances) if selection else list(report.instances)
     if fmt == "json":
-        document = report.to_json_dict()
-        if selection:
-            keep = {i.id for i in chosen}
-            document["instances"] = [i for i in document["instances"] if i["id"] in keep]
-            document["selection"] = selection.describe()
-        document["active"] = report.state == "running"
-        document.update(extra or {})
-        out.write(REDACTOR(render_report(document)))
+        keys: dict[str, Any] = {"selection": selection.describe()} if selection else {}
+        keys.update(active=report.state == "running", **(extra or {}))
+        out.write(REDACTOR(render_report(report, chosen, keys)))
         return
     if fmt == "csv":
         out.write(render_instances_csv(chosen))

@@ -8,6 +8,7 @@ import json
 import re
 import stat
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from batchmig.engine.traffic import CALL, RETRY, THROTTLE, Traffic
 from batchmig.ratelimit import LimitKey
+from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
 from batchmig.report import RunReport, read_report
 from batchmig.report.csv import safe_cell
-from batchmig.report.files import FIGURES_NAME, read_figures
+from batchmig.report.files import FIGURES_NAME, read_figures, render_report
 from batchmig.report.html import script_json
 from batchmig.report.junit import render_junit
 from batchmig.report.markdown import cell
@@ -61,6 +63,28 @@ def test_every_file_is_written_private(finished: Path) -> None:
         mode = stat.S_IMODE((finished / name).stat().st_mode)
         assert mode == 0o600, f"{name} is {oct(mode)}"
     assert not list(finished.glob("*.tmp"))
+
+
+def test_report_json_is_the_document_with_one_instance_per_line(finished: Path) -> None:
+    """Each instance's line is pydantic's JSON of the record: it must say what
+    ``to_json_dict`` says, secrets masked and non-ASCII text escaped as before."""
+    report = read_report(finished / "report.json")
+    broken = next(i for i in report.instances if i.error)
+    assert broken.error
+    odd = replace(broken, id="échec-1", error=replace(broken.error, message='échoué: "s3cr3t-json-line" \\ refusé'))
+    report = replace(report, instances=(*report.instances, odd))
+    REDACTOR.add("s3cr3t-json-line")
+    text = render_report(report)
+    document = report.to_json_dict()
+    assert json.loads(text) == document and text.isascii() and "s3cr3t-json-line" not in text
+    assert document["instances"][-1]["error"]["message"] == 'échoué: "***" \\ refusé'
+    lines = text.splitlines()[-len(report.instances) - 2:-2]
+    assert [json.loads(line.strip().rstrip(",")) for line in lines] == document["instances"]
+
+    chosen = render_report(report, report.instances[1:3], {"selection": "--wave first", "active": False})
+    assert json.loads(chosen) == {**document, "instances": document["instances"][1:3], "selection": "--wave first",
+                                  "active": False}
+    assert list(json.loads(chosen))[-1] == "instances"
 
 
 def test_junit_validates_against_the_junit_schema(finished: Path) -> None:

@@ -17,13 +17,8 @@ from batchmig.report.junit import render_junit
 from batchmig.report.markdown import render_markdown
 from batchmig.report.model import RunReport
 
-
-def _json(report: RunReport) -> str:
-    return render_report(report.to_json_dict())
-
-
 FORMATS: dict[str, tuple[str, Callable[[RunReport], str]]] = {
-    "json": ("report.json", _json),
+    "json": ("report.json", render_report),
     "html": ("report.html", render_html),
     "junit": ("report.junit.xml", render_junit),
     "markdown": ("report.md", render_markdown),
