@@ -124,11 +124,16 @@ class KeyStats:
         }
 
 
+class SlotMissed(Exception):
+    """A call reached its write later than the slot it was admitted for allows
+    (``Release.deadline``): nothing was sent, and it queues at the limiter again."""
+
+
 class Release:
     """One admitted call, as its pipeline reports it back (both optional: a caller that
     never reports keeps the configured margin and the release time)."""
 
-    __slots__ = ("_clock", "_state", "answered_at", "at", "serial")
+    __slots__ = ("_clock", "_state", "answered_at", "at", "deadline", "serial")
 
     def __init__(self, state: _KeyState, clock: Clock, at: float) -> None:
         self._state = state
@@ -138,6 +143,16 @@ class Release:
         self.at = at
         """When the call left (the release time until ``left`` is reported)."""
         self.answered_at: float | None = None
+        self.deadline: float | None = None
+        """The latest moment (on the limiter's clock) the call may still be written; set
+        by a limiter whose slot is reserved elsewhere (the shared store's exact mode),
+        which cannot see how late this runner sends."""
+
+    def check_on_time(self) -> None:
+        """Raise ``SlotMissed`` when the call is past its ``deadline`` (checked right
+        before its bytes are written)."""
+        if self.deadline is not None and self._clock.now() > self.deadline:
+            raise SlotMissed(f"{self._clock.now() - self.deadline:.3f} s past the slot it was admitted for")
 
     def sending(self) -> None:
         """The caller will send this call, however late (a fence to pass, signing, a token

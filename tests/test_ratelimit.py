@@ -13,7 +13,7 @@ from loopback import loopback_server
 
 from batchmig.engine.pipeline import HttpTransport, Pipeline
 from batchmig.plugin import Call, Connection, HttpRequest, HttpResponse
-from batchmig.ratelimit import MAX_MARGIN, LimitKey, RateLimiter, Release
+from batchmig.ratelimit import MAX_MARGIN, LimitKey, RateLimiter, Release, SlotMissed
 from batchmig.sandbox.machinery import max_per_window
 from batchmig.testing import FakeClock
 
@@ -258,3 +258,41 @@ async def test_a_call_released_but_not_yet_sent_holds_back_the_call_a_cap_later(
             await anyio.sleep(0.05)
             tg.start_soon(pipeline.read, "c", Call("Describe", {}))
     assert len(arrived) == 2 and arrived[1] - arrived[0] >= 1.0
+
+
+@pytest.mark.anyio
+async def test_a_call_past_its_slot_deadline_is_not_written_and_queues_again() -> None:
+    """A limiter whose slots are reserved elsewhere (the shared store's exact mode) gives
+    each release a deadline. The first release here is already past it (a runner that
+    woke late): its bytes must not leave; the call is admitted again and sent once."""
+    arrived: list[float] = []
+    releases: list[Release] = []
+
+    class Late(RateLimiter):
+        async def acquire(self, key: LimitKey) -> Release | None:
+            release = await super().acquire(key)
+            assert release is not None
+            release.deadline = time.monotonic() - (0.01 if not releases else -5.0)
+            releases.append(release)
+            return release
+
+    async with loopback_server(arrived) as url, HttpTransport(5.0) as transport:
+        pipeline = Pipeline({"c": ("p", _PostConnection(url))}, Late(lambda key: 100.0), transport.send)
+        await pipeline.read("c", Call("Describe", {}))
+    assert len(releases) == 2 and len(arrived) == 1
+    assert releases[0].answered_at is not None and releases[0].answered_at < releases[1].at  # abandoned
+    assert pipeline.stats.sent["Describe"] == 1
+
+
+@pytest.mark.anyio
+async def test_a_release_checks_its_deadline() -> None:
+    clock = FakeClock(10.0)
+    release = await RateLimiter(lambda key: 5.0, clock=clock).acquire(KEY)
+    assert release is not None
+    release.check_on_time()  # no deadline: always on time
+    release.deadline = clock.now() + 0.5
+    clock.advance(0.5)
+    release.check_on_time()
+    clock.advance(0.01)
+    with pytest.raises(SlotMissed):
+        release.check_on_time()

@@ -25,8 +25,8 @@ from batchmig.engine.pipeline import HttpTransport, Pipeline
 from batchmig.errors import UsageError
 from batchmig.plan.loader import load_plan
 from batchmig.plugin import Answer, Call, Connection, HttpRequest, HttpResponse
-from batchmig.ratelimit import LimitKey, RateLimiter
-from batchmig.sharedlimit import ExactLimiter, ShareLimiter
+from batchmig.ratelimit import LimitKey, RateLimiter, SlotMissed
+from batchmig.sharedlimit import SLOT_TOLERANCE, ExactLimiter, ShareLimiter
 from batchmig.store.fence import Fence, LeaseLost
 from batchmig.store.postgres import PostgresStore, SharedJournal
 from batchmig.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -456,6 +456,34 @@ async def test_an_exact_slot_is_also_held_to_the_runners_own_window(postgres_dsn
         second.answered()
         assert await limiter.acquire(key) is not None
         assert time.monotonic() - left >= 1.5 - 0.01
+    finally:
+        await journal.aclose()
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_an_exact_slot_must_be_used_soon_after_it_comes(postgres_dsn: str, tmp_path: Path):
+    """Another runner's calls take the slots after this one's: a call written later
+    than its slot plus the tolerance could share their window, so its release carries a
+    deadline no later than that (read before the reservation was asked for)."""
+    store, run = _new_run(postgres_dsn, fleet_plan(1), tmp_path)
+    journal = SharedJournal(store, run, "exact", ttl=30, margin=1)
+    await journal.open()
+    limiter = ExactLimiter(lambda key: 2.0, journal)
+    key = LimitKey("testcloud", "acct", "r1", "CreateJob")
+    try:
+        for _ in range(3):  # the third waits for its slot
+            before = time.monotonic()
+            release = await limiter.acquire(key)
+            assert release is not None and release.deadline is not None
+            assert release.deadline <= time.monotonic() + SLOT_TOLERANCE
+            assert release.deadline >= before + SLOT_TOLERANCE
+            release.check_on_time()
+            release.left()
+            release.answered()
+        await anyio.sleep(SLOT_TOLERANCE + 0.01)
+        with pytest.raises(SlotMissed):
+            release.check_on_time()
     finally:
         await journal.aclose()
         store.close()

@@ -51,7 +51,7 @@ from batchmig.errors import (
 )
 from batchmig.journal import InvocationLedger
 from batchmig.plugin import Answer, Call, CallStep, Connection, HttpRequest, HttpResponse, Outputs
-from batchmig.ratelimit import Clock, LimitKey, MonotonicClock, RateLimiter, Release
+from batchmig.ratelimit import Clock, LimitKey, MonotonicClock, RateLimiter, Release, SlotMissed
 from batchmig.store.base import JournalStore
 from batchmig.store.fence import Fence, FenceClosed, LeaseLost
 
@@ -170,7 +170,8 @@ def _before_write(fence: Fence | None, release: Release | None) -> Callable[[], 
     handed the request over: a request can wait for one of the pool's connections, or
     the event loop can stall, for longer than that on a starved machine, and a call
     that reaches the cloud later than the limiter assumes can fill a second beyond the
-    cap (seen once in the scale-out soak: 21 polls in a second at a cap of 20).
+    cap (seen once in the scale-out soak: 21 polls in a second at a cap of 20). A call
+    past the deadline of the slot it was admitted for is not written (``SlotMissed``).
     """
     if fence is None and release is None:
         return None
@@ -179,6 +180,7 @@ def _before_write(fence: Fence | None, release: Release | None) -> Callable[[], 
         if fence is not None:
             fence.last_look()
         if release is not None:
+            release.check_on_time()
             release.left()
 
     return look
@@ -292,8 +294,9 @@ class Pipeline:
                     self.admitting.discard(instance)
                 try:
                     return await self._send_admitted(key, conn, call, release)
-                except FenceClosed:
-                    self.stats.sent[call.action] -= 1  # nothing left: admitted again once the fence reopens
+                except (FenceClosed, SlotMissed):
+                    # Nothing left: admitted again (once the fence reopens; at a new slot).
+                    self.stats.sent[call.action] -= 1
                 finally:
                     LAST_LOOK.reset(token)
             finally:
