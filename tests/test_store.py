@@ -11,6 +11,8 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -435,17 +437,25 @@ def test_exact_reservations_never_exceed_the_cap_in_a_window(postgres_dsn: str, 
     store.close()
 
 
+@asynccontextmanager
+async def _exact_limiter(postgres_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[ExactLimiter, LimitKey]]:
+    """An exact limiter at a cap of 2 on a fresh run's shared journal, and its key."""
+    store, run = _new_run(postgres_dsn, fleet_plan(1), tmp_path)
+    journal = SharedJournal(store, run, "exact", ttl=30, margin=1)
+    await journal.open()
+    try:
+        yield ExactLimiter(lambda key: 2.0, journal), LimitKey("testcloud", "acct", "r1", "CreateJob")
+    finally:
+        await journal.aclose()
+        store.close()
+
+
 @pytest.mark.anyio
 async def test_an_exact_slot_is_also_held_to_the_runners_own_window(postgres_dsn: str, tmp_path: Path):
     """The database spaces a cap of 2 at 0.55 s; the local check holds the third call
     until a window after the first call's answer, and an unanswered first call counts
     as arriving as late as the check allows (0.5 s): at least 1.5 s after it left."""
-    store, run = _new_run(postgres_dsn, fleet_plan(1), tmp_path)
-    journal = SharedJournal(store, run, "exact", ttl=30, margin=1)
-    await journal.open()
-    limiter = ExactLimiter(lambda key: 2.0, journal)
-    key = LimitKey("testcloud", "acct", "r1", "CreateJob")
-    try:
+    async with _exact_limiter(postgres_dsn, tmp_path) as (limiter, key):
         first = await limiter.acquire(key)
         assert first is not None  # departures and answers are measured, as for one runner
         first.left()
@@ -456,9 +466,6 @@ async def test_an_exact_slot_is_also_held_to_the_runners_own_window(postgres_dsn
         second.answered()
         assert await limiter.acquire(key) is not None
         assert time.monotonic() - left >= 1.5 - 0.01
-    finally:
-        await journal.aclose()
-        store.close()
 
 
 @pytest.mark.anyio
@@ -466,12 +473,7 @@ async def test_an_exact_slot_must_be_used_soon_after_it_comes(postgres_dsn: str,
     """Another runner's calls take the slots after this one's: a call written later
     than its slot plus the tolerance could share their window, so its release carries a
     deadline no later than that (read before the reservation was asked for)."""
-    store, run = _new_run(postgres_dsn, fleet_plan(1), tmp_path)
-    journal = SharedJournal(store, run, "exact", ttl=30, margin=1)
-    await journal.open()
-    limiter = ExactLimiter(lambda key: 2.0, journal)
-    key = LimitKey("testcloud", "acct", "r1", "CreateJob")
-    try:
+    async with _exact_limiter(postgres_dsn, tmp_path) as (limiter, key):
         for _ in range(3):  # the third waits for its slot
             before = time.monotonic()
             release = await limiter.acquire(key)
@@ -484,9 +486,6 @@ async def test_an_exact_slot_must_be_used_soon_after_it_comes(postgres_dsn: str,
         await anyio.sleep(SLOT_TOLERANCE + 0.01)
         with pytest.raises(SlotMissed):
             release.check_on_time()
-    finally:
-        await journal.aclose()
-        store.close()
 
 
 @pytest.mark.anyio
