@@ -65,6 +65,11 @@ __all__ = ["ProviderConformance", "Strictness"]
 LAG_SECONDS = 1.0
 """How long the lagging-list test keeps new resources out of lists: within the
 reconcile window of ``find_created`` (its defaults re-list for 6 s)."""
+RESEND_ATTEMPTS = 20
+"""Attempts per call in the fault tests' plans. Half the answers to mutating calls are
+dropped there, and a call idempotent by its client token is sent again after each drop:
+with the default 8 attempts, 8 drops in a row (1 in 256 per call) ended an instance in
+needs_attention now and then. 20 attempts make that about 1 in a million per call."""
 
 
 class Strictness(IntEnum):
@@ -144,7 +149,7 @@ class ProviderConformance:
             for index, settings in enumerate(self.samples)
         ]
         plan = {"version": 1, "name": "conformance", "providers": {"p": config}, "instances": instances,
-                "run": {"retry": {"base_delay": 0.05, "max_delay": 0.5}}}
+                "run": {"retry": {"base_delay": 0.05, "max_delay": 0.5, "max_attempts": RESEND_ATTEMPTS}}}
         path = directory / "conformance.yaml"
         path.write_text(json.dumps(plan, indent=2), encoding="utf-8")  # JSON is YAML
         return path
