@@ -68,6 +68,7 @@ from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
 from batchmig.report import RunReport, build_run_report, write_report
+from batchmig.report.formats import prepare as prepare_report
 from batchmig.report.formats import write_report_files
 from batchmig.rundir import find_run_dir, make_run_id, run_is_active, run_lock
 from batchmig.runs import plan_for_report
@@ -416,6 +417,7 @@ async def _execute(
             async with monitor.watching(engine, pipeline), anyio.create_task_group() as tg:
                 stop.attach(engine)
                 tg.start_soon(_record_invocation, pipeline)
+                tg.start_soon(_prepare_report)
                 if live is not None:
                     timing = run_timing(poll_scale, plan.document.run.poll_interval)
                     tg.start_soon(show_progress, engine, pipeline, live, EtaModel(plan, registry, timing, engine, live))
@@ -458,6 +460,16 @@ async def _record_invocation(pipeline: Pipeline) -> None:
     while True:
         await anyio.sleep(INVOCATION_RECORD_SECONDS)
         pipeline.record_invocation()
+
+
+REPORT_PREPARE_AFTER = 1.0
+"""Seconds into a run when a thread prepares the report's renderers (``report.formats.prepare``):
+past the start, which is on the run's critical path, like its end."""
+
+
+async def _prepare_report() -> None:
+    await anyio.sleep(REPORT_PREPARE_AFTER)
+    await anyio.to_thread.run_sync(prepare_report, abandon_on_cancel=True)
 
 
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]

@@ -43,7 +43,7 @@ def print_status(
     if fmt == "json":
         keys: dict[str, Any] = {"selection": selection.describe()} if selection else {}
         keys.update(active=report.state == "running", **(extra or {}))
-        out.write(REDACTOR(render_report(report, chosen, keys)))
+        out.write(render_report(report, chosen, keys))  # masked as it is rendered
         return
     if fmt == "csv":
         out.write(render_instances_csv(chosen))

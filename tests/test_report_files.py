@@ -23,6 +23,7 @@ from batchmig.registry import Registry
 from batchmig.report import RunReport, read_report
 from batchmig.report.csv import safe_cell
 from batchmig.report.files import FIGURES_NAME, read_figures, render_report
+from batchmig.report.formats import write_report_files
 from batchmig.report.html import script_json
 from batchmig.report.junit import render_junit
 from batchmig.report.markdown import cell
@@ -85,6 +86,32 @@ def test_report_json_is_the_document_with_one_instance_per_line(finished: Path) 
     assert json.loads(chosen) == {**document, "instances": document["instances"][1:3], "selection": "--wave first",
                                   "active": False}
     assert list(json.loads(chosen))[-1] == "instances"
+
+
+def test_every_file_masks_a_secret_wherever_the_report_quotes_it(finished: Path, tmp_path: Path) -> None:
+    """Each renderer masks its own text once (the files are not scanned again): a secret in
+    an instance's id, error, cloud ids and tags, raw or with characters each format escapes
+    (JSON, XML, CSV quoting, non-ASCII), appears in no file in any form."""
+    report = read_report(finished / "report.json")
+    broken = next(i for i in report.instances if i.error)
+    assert broken.error
+    secrets = ("pl41n-s3cr3t-value", 'qu"ot<ed>&\\-s3cr3t\'', "n0n-äscii-s3cr3t")
+    for secret in secrets:
+        REDACTOR.add(secret)
+    leaky = [replace(broken, id=f"db-{secret}", error=replace(broken.error, message=f"refused: {secret}!",
+                                                            request_id=secret, step=secret),
+                     remote_ids={"job": secret}, tags={"owner": secret}) for secret in secrets]
+    report = replace(report, instances=(*report.instances, *leaky))
+    written = write_report_files(tmp_path, report)
+    assert {path.name for path in written} == {"report.json", "report.html", "report.junit.xml", "report.md",
+                                               "report.csv"}
+    for path in written:
+        text = path.read_text(encoding="utf-8")
+        for secret in secrets:
+            for form in REDACTOR.forms(secret):
+                assert form not in text, f"{path.name} shows {form!r}"
+    document = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert [entry["error"]["message"] for entry in document["instances"][-3:]] == ["refused: ***!"] * 3
 
 
 def test_junit_validates_against_the_junit_schema(finished: Path) -> None:

@@ -153,13 +153,16 @@ def collector_paused() -> Iterator[None]:
     command (``status``, ``report``): it allocates millions of objects in trees without
     cycles, which reference counting frees, and the collector's passes over them were a
     third of the build's time at 100,000 instances (the runner freezes its long-lived
-    objects out of the collector for the same reason)."""
+    objects out of the collector for the same reason). What was allocated meanwhile is
+    frozen too before the collector comes back: its first pass would otherwise walk all
+    of it at once (0.16 s at 100,000 instances), only to free nothing."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
+            gc.freeze()
             gc.enable()
 
 

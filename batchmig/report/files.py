@@ -3,8 +3,10 @@
 One instance per line: readable, diffable, and fast to write for 100,000 instances
 (an indented dump goes through the pure-Python encoder; each instance's line is
 pydantic's own JSON of the record, written in Rust without a tree of Python data in
-between). The document is ``RunReport.to_json_dict``'s: every registered secret in
-every string masked; the file is private to its owner (0600) and replaced atomically.
+between). The document is ``RunReport.to_json_dict``'s, every registered secret
+masked: the whole text is scanned once (the redactor knows each secret's JSON-escaped
+forms), the last thing before it is returned. The file is private to its owner (0600)
+and replaced atomically.
 """
 
 from __future__ import annotations
@@ -30,27 +32,23 @@ def render_report(
     report: RunReport, instances: Sequence[InstanceReport] | None = None, extra: Mapping[str, Any] | None = None
 ) -> str:
     """The JSON text of ``report`` (``RunReport.to_json_dict()``'s document) with
-    ``instances`` instead of all of its instances and the keys of ``extra`` added."""
+    ``instances`` instead of all of its instances and the keys of ``extra`` added,
+    every registered secret masked."""
     head = replace(report, instances=()).to_json_dict()
     del head["instances"]
     head.update(extra or {})
     lines = [_instance_line(instance) for instance in (report.instances if instances is None else instances)]
     body = json.dumps(head, indent=2)
     entries = '"instances": [\n    ' + ",\n    ".join(lines) + "\n  ]" if lines else '"instances": []'
-    return body[:-2] + ",\n  " + entries + "\n}\n" if head else "{\n  " + entries + "\n}\n"
+    return REDACTOR(body[:-2] + ",\n  " + entries + "\n}\n" if head else "{\n  " + entries + "\n}\n")
 
 
 def _instance_line(instance: InstanceReport) -> str:
     """One instance's compact JSON, as ``to_json_dict`` has it: pydantic's (several times
-    faster than a dict per instance at 100,000 instances), secrets masked in its strings
-    when any are registered, and non-ASCII text escaped by json as before."""
+    faster than a dict per instance at 100,000 instances), non-ASCII text escaped by
+    json as before. Not masked yet: ``render_report`` masks the whole text at once."""
     line = _instance_adapter().dump_json(instance).decode()
-    if not REDACTOR.holds_secrets and line.isascii():
-        return line
-    entry = orjson.loads(line)
-    entry = REDACTOR.redact_tree(entry) if REDACTOR.holds_secrets else entry
-    line = orjson.dumps(entry).decode()
-    return line if line.isascii() else json.dumps(entry, separators=(",", ":"))
+    return line if line.isascii() else json.dumps(orjson.loads(line), separators=(",", ":"))
 
 
 @cache
@@ -60,7 +58,7 @@ def _instance_adapter() -> TypeAdapter[InstanceReport]:
 
 def write_report(path: Path, report: RunReport) -> None:
     """Write ``report.json`` of ``report`` to ``path`` atomically (0600); raises OSError."""
-    write_private_text(path, render_report(report))
+    write_private_file(path, render_report(report))  # masked as it was rendered
 
 
 def write_private_text(path: Path, text: str) -> None:
