@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import xmlschema
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from batchmig.engine.traffic import CALL, RETRY, THROTTLE, Traffic
@@ -21,11 +23,11 @@ from batchmig.ratelimit import LimitKey
 from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
 from batchmig.report import RunReport, read_report
-from batchmig.report.csv import safe_cell
+from batchmig.report.csv import ids_json, safe_cell
 from batchmig.report.files import FIGURES_NAME, read_figures, render_report
 from batchmig.report.formats import write_report_files
 from batchmig.report.html import script_json
-from batchmig.report.junit import render_junit
+from batchmig.report.junit import attribute, content, render_junit
 from batchmig.report.markdown import cell
 from batchmig.testing import FakeClock, run_plan
 
@@ -128,6 +130,21 @@ def test_junit_validates_against_the_junit_schema(finished: Path) -> None:
     assert "request id: " in (refused.text or "") and cases["refused"].get("classname") == "batchmig.second"
     assert cases["waits"].find("skipped") is not None
     assert cases["ok-1"].find("failure") is None and "tag team=crm" in (cases["ok-1"].findtext("system-out") or "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_junit_escapes_as_elementtree_does(text: str) -> None:
+    """The JUnit document is written as text: its escaping must be ElementTree's, character for character."""
+    element = ET.Element("e", a=f"x{text}")
+    element.text = f"x{text}"
+    assert ET.tostring(element, encoding="unicode") == f'<e a="{attribute("x" + text)}">{content("x" + text)}</e>'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), st.text() | st.integers() | st.none() | st.booleans()))
+def test_csv_cloud_ids_are_json_dumps_text(ids: dict[str, object]) -> None:
+    assert ids_json(ids) == json.dumps(ids, sort_keys=True, default=str)
 
 
 def test_junit_of_an_unfinished_run_is_not_green(finished: Path) -> None:

@@ -13,6 +13,8 @@ import csv
 import io
 import json
 from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii as _quoted  # json.dumps's own quoting
+from typing import Any
 
 from batchmig.redaction import REDACTOR
 from batchmig.report.model import InstanceReport, RunReport
@@ -28,19 +30,36 @@ def safe_cell(value: object) -> str:
 
 
 def instance_row(instance: InstanceReport) -> list[str]:
-    starts = [s.started for s in instance.steps if s.started]
-    ends = [s.ended for s in instance.steps if s.ended]
+    first = last = None
+    seconds: float = 0  # an int while there are no steps, as sum() has it
+    for step in instance.steps:
+        started, ended = step.started, step.ended
+        if started is not None and (first is None or started < first):
+            first = started
+        if ended is not None and (last is None or ended > last):
+            last = ended
+        seconds += step.duration_seconds or 0.0
     error = instance.error
     values: list[object] = [
         instance.id, instance.provider, instance.wave, instance.status, instance.step,
-        min(starts).isoformat() if starts else None, max(ends).isoformat() if ends else None,
-        round(sum(s.duration_seconds or 0.0 for s in instance.steps), 3), instance.cutover,
+        first.isoformat() if first else None, last.isoformat() if last else None,
+        round(seconds, 3), instance.cutover,
         error.kind if error else None, error.code if error else None, error.message if error else None,
         error.request_id if error else None, error.step if error else None,
-        json.dumps(instance.remote_ids, sort_keys=True, default=str) if instance.remote_ids else None,
+        ids_json(instance.remote_ids) if instance.remote_ids else None,
         ";".join(f"{k}={v}" for k, v in sorted(instance.tags.items())) or None,
     ]
-    return [safe_cell(v) for v in values]
+    # safe_cell inlined for the usual cells (100,000 rows of 16 cells each)
+    return ["" if v is None else ("'" + v if v.startswith(_FORMULA) else v) if type(v) is str else safe_cell(v)
+            for v in values]
+
+
+def ids_json(ids: dict[str, Any]) -> str:
+    """``json.dumps(ids, sort_keys=True, default=str)``, written directly when every key and
+    value is text (the usual cloud ids): the same characters, without the encoder's set-up."""
+    if all(type(key) is str and type(value) is str for key, value in ids.items()):
+        return "{" + ", ".join(f"{_quoted(key)}: {_quoted(value)}" for key, value in sorted(ids.items())) + "}"
+    return json.dumps(ids, sort_keys=True, default=str)
 
 
 def render_csv(report: RunReport) -> str:
