@@ -29,7 +29,7 @@ killed runner finds jobs finished meanwhile.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -104,6 +104,11 @@ class StateStore(Protocol):
     def delete(self, kind: str, key: str) -> None: ...
 
     def values(self, kind: str) -> Iterator[dict[str, Any]]: ...
+
+    def where(self, kind: str, field: str, value: Hashable) -> Iterator[dict[str, Any]]:
+        """The records of ``kind`` whose ``field`` equals ``value``, in ``values``' order,
+        found through an index instead of a scan (the field's values must be hashable)."""
+        ...
 
     def next_id(self, kind: str) -> int:
         """A counter that survives restarts (for numeric ids such as FlowId)."""

@@ -153,7 +153,7 @@ class Migrations:
         return task
 
     def _tasks(self, instance_id: str) -> list[dict[str, Any]]:
-        return [task for task in self.ctx.store.values("task") if task["DBInstanceId"] == instance_id]
+        return list(self.ctx.store.where("task", "DBInstanceId", instance_id))
 
     def _file(self, params: Params, version: str) -> str:
         position, urls = params.get("OssObjectPositions", ""), params.get("OSSUrls", "")

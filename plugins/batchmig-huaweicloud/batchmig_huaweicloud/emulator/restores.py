@@ -214,7 +214,7 @@ class JobBook:
         return job
 
     def live(self, project_id: str) -> Iterator[dict[str, Any]]:
-        return (j for j in self._ctx.store.values(KIND) if j["project_id"] == project_id and not j["deleted"])
+        return (j for j in self._ctx.store.where(KIND, "project_id", project_id) if not j["deleted"])
 
     def save(self, job: dict[str, Any]) -> None:
         self._ctx.store.put(KIND, job["id"], job)

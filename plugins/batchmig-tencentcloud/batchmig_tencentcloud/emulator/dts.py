@@ -22,9 +22,10 @@ request gets DTS's own documented code, ``RequestLimitExceeded.RequestLimitExcee
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from batchmig.emulator import RequestInfo
@@ -298,19 +299,6 @@ class DtsEmulator(TencentEmulator):
                 "`Limit` must be between 1 and 100.",
                 "`Limit` 必须在 1 到 100 之间。",
             )
-        now = self.ctx.now()
-        jobs = [
-            job
-            for job in self.ctx.store.values("job")
-            if job["Region"] == info.region and info.listed(job["created_at"], now)
-        ]
-        if "JobId" in params:
-            jobs = [job for job in jobs if job["JobId"] == params["JobId"]]
-        if "JobName" in params:  # matched as a substring, as the console's search does
-            jobs = [job for job in jobs if params["JobName"] in job["JobName"]]
-        for tag in params.get("TagFilters", []):
-            jobs = [job for job in jobs if _has_tag(job, tag)]
-        views = [self._view(job, info.language) for job in jobs]
         order = ORDER.get(params.get("Order", "CreateTime"))
         if order is None:
             raise ApiError(
@@ -318,13 +306,40 @@ class DtsEmulator(TencentEmulator):
                 "`Order` is not a sortable field.",
                 "`Order` 不是可排序的字段。",
             )
-        views.sort(
-            key=lambda view: (view[order], view["JobId"]), reverse=params.get("OrderSeq", "DESC") == "DESC"
-        )
-        return Outcome({"TotalCount": len(views), "JobList": views[offset : offset + limit]})
+        now = self.ctx.now()
+        if "JobId" in params:  # one job: looked up, not searched for
+            found = self.ctx.store.get("job", key(info.region, str(params["JobId"])))
+            candidates = iter([found] if found is not None and found["JobId"] == params["JobId"] else [])
+        else:
+            candidates = self.ctx.store.where("job", "Region", info.region)
+        jobs = [job for job in candidates if info.listed(job["created_at"], now)]
+        if "JobName" in params:  # matched as a substring, as the console's search does
+            jobs = [job for job in jobs if params["JobName"] in job["JobName"]]
+        for tag in params.get("TagFilters", []):
+            jobs = [job for job in jobs if _has_tag(job, tag)]
+        # Sorted by the field the answer shows, but only the page's jobs are rendered:
+        # rendering every job of a region for each page made a list cost O(jobs).
+        sort_key = self._sort_key(order)
+        jobs.sort(key=lambda job: (sort_key(job), job["JobId"]), reverse=params.get("OrderSeq", "DESC") == "DESC")
+        page = [self._view(job, info.language) for job in jobs[offset : offset + limit]]
+        return Outcome({"TotalCount": len(jobs), "JobList": page})
+
+    def _sort_key(self, order: str) -> Callable[[Mapping[str, Any]], Any]:
+        """A job's value of the answer's field ``order``, as its view shows it."""
+        if order == "CreateTime":
+            return lambda job: _created_time(job["created_at"])
+        if order == "Status":
+            return lambda job: self._status(job)[0]
+        return lambda job: job[order]
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _created_time(created_at: float) -> str:
+    """``cloud_time`` of a job's creation, remembered: a list sorts every job of the region by it."""
+    return cloud_time(created_at)
 
 
 def _text(text: tuple[str, str], language: str) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from batchmig.emulator import RequestInfo, SandboxContext
@@ -105,13 +105,13 @@ class SqlServerEmulator(TencentEmulator):
         )
 
     def _instance_status(self, region: str, instance_id: str) -> int:
-        def mine(record: Mapping[str, Any]) -> bool:
-            return bool(record["Region"] == region and record["InstanceId"] == instance_id)
+        def mine(kind: str) -> Iterator[dict[str, Any]]:
+            return (record for record in self.ctx.store.where(kind, "InstanceId", instance_id)
+                    if record["Region"] == region)
 
-        migrations = filter(mine, self.ctx.store.values("migration"))
-        if any(self._migration_status(record)[0] in (7, 12) for record in migrations):
+        if any(self._migration_status(record)[0] in (7, 12) for record in mine("migration")):
             return 10
-        if any(self._backup_status(record) == 0 for record in filter(mine, self.ctx.store.values("backup"))):
+        if any(self._backup_status(record) == 0 for record in mine("backup")):
             return 7
         return 2
 
@@ -124,8 +124,7 @@ class SqlServerEmulator(TencentEmulator):
             instance_view(
                 record, self._instance_status(info.region, record["InstanceId"]), cloud_time(record["created_at"])
             )
-            for record in self.ctx.store.values("instance")
-            if record["Region"] == info.region
+            for record in self.ctx.store.where("instance", "Region", info.region)
         )
         found = [view for view in views if matches(view, params)]
         limit = _limit(params, default=100)
@@ -219,9 +218,8 @@ class SqlServerEmulator(TencentEmulator):
         start, end = parse_cloud_time(params["StartTime"]), parse_cloud_time(params["EndTime"])
         matches = [
             record
-            for record in self.ctx.store.values("backup")
+            for record in self.ctx.store.where("backup", "InstanceId", params["InstanceId"])
             if record["Region"] == info.region
-            and record["InstanceId"] == params["InstanceId"]
             and start <= record["created_at"] <= end
             and info.listed(record["created_at"], self.ctx.now())
             and params.get("BackupName", record["BackupName"]) == record["BackupName"]
@@ -411,9 +409,8 @@ class SqlServerEmulator(TencentEmulator):
         now = self.ctx.now()
         records = [
             record
-            for record in self.ctx.store.values("migration")
+            for record in self.ctx.store.where("migration", "InstanceId", instance_id)
             if record["Region"] == info.region
-            and record["InstanceId"] == instance_id
             and info.listed(record["created_at"], now)
         ]
         views = _filter_tasks(
