@@ -22,13 +22,14 @@ request gets DTS's own documented code, ``RequestLimitExceeded.RequestLimitExcee
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from batchmig.emulator import RequestInfo
+from batchmig.emulator import RequestInfo, SandboxContext
 
 from batchmig_tencentcloud.emulator.base import Outcome, TencentEmulator, cloud_time, key, parse_cloud_time
 from batchmig_tencentcloud.emulator.dts_schema import (
@@ -77,6 +78,12 @@ class DtsEmulator(TencentEmulator):
     rate_limits = RATE_LIMITS
     throttle_code = "RequestLimitExceeded.RequestLimitExceededError"
 
+    def __init__(self, ctx: SandboxContext) -> None:
+        super().__init__(ctx)
+        self._by_creation: dict[str, list[tuple[str, str]]] = {}
+        """Region -> (CreateTime, JobId) of its jobs, sorted: a list's default order, kept
+        as jobs come and go (built at a region's first such list, from the store)."""
+
     # ------------------------------------------------------------------- state
 
     def _job(self, region: str, job_id: str) -> dict[str, Any]:
@@ -90,7 +97,19 @@ class DtsEmulator(TencentEmulator):
         return job
 
     def _save(self, job: Mapping[str, Any]) -> None:
-        self.ctx.store.put("job", key(job["Region"], job["JobId"]), dict(job))
+        where = key(job["Region"], job["JobId"])
+        new = self.ctx.store.get("job", where) is None
+        self.ctx.store.put("job", where, dict(job))
+        order = self._by_creation.get(job["Region"])
+        if new and order is not None:
+            bisect.insort(order, (_created_time(job["created_at"]), job["JobId"]))
+
+    def _creation_order(self, region: str) -> list[tuple[str, str]]:
+        order = self._by_creation.get(region)
+        if order is None:
+            jobs = self.ctx.store.where("job", "Region", region)
+            order = self._by_creation[region] = sorted((_created_time(job["created_at"]), job["JobId"]) for job in jobs)
+        return order
 
     def _begin(self, job: Mapping[str, Any]) -> float | None:
         """When the migration itself begins: at the start call, or at ExpectTime (RunMode 2)."""
@@ -287,6 +306,9 @@ class DtsEmulator(TencentEmulator):
         if status in NOT_DELETABLE:
             raise _conflict(status, "deleted", "删除")
         self.ctx.store.delete("job", key(info.region, job["JobId"]))
+        order = self._by_creation.get(info.region)
+        if order is not None:
+            order.remove((_created_time(job["created_at"]), job["JobId"]))
         return Outcome({}, resource=f"job:{job['JobId']}", changed=True)
 
     # ----------------------------------------------------------------- listing
@@ -307,6 +329,10 @@ class DtsEmulator(TencentEmulator):
                 "`Order` 不是可排序的字段。",
             )
         now = self.ctx.now()
+        descending = params.get("OrderSeq", "DESC") == "DESC"
+        if order == "CreateTime" and not ("JobId" in params or "JobName" in params or params.get("TagFilters")):
+            total, jobs = self._page_by_creation(info, now, offset, limit, descending)
+            return Outcome({"TotalCount": total, "JobList": [self._view(job, info.language) for job in jobs]})
         if "JobId" in params:  # one job: looked up, not searched for
             found = self.ctx.store.get("job", key(info.region, str(params["JobId"])))
             candidates = iter([found] if found is not None and found["JobId"] == params["JobId"] else [])
@@ -320,9 +346,32 @@ class DtsEmulator(TencentEmulator):
         # Sorted by the field the answer shows, but only the page's jobs are rendered:
         # rendering every job of a region for each page made a list cost O(jobs).
         sort_key = self._sort_key(order)
-        jobs.sort(key=lambda job: (sort_key(job), job["JobId"]), reverse=params.get("OrderSeq", "DESC") == "DESC")
+        jobs.sort(key=lambda job: (sort_key(job), job["JobId"]), reverse=descending)
         page = [self._view(job, info.language) for job in jobs[offset : offset + limit]]
         return Outcome({"TotalCount": len(jobs), "JobList": page})
+
+    def _page_by_creation(
+        self, info: RequestInfo, now: float, offset: int, limit: int, descending: bool
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(TotalCount, the page's jobs) of an unfiltered list by CreateTime, without
+        touching the region's other jobs: the answer of the general path above, which a
+        poller paging through 25,000 jobs made cost O(jobs) per page."""
+        order = self._creation_order(info.region)
+        # Only the newest jobs can be unlisted yet (a lagging list): one created more than a
+        # second before ``now - lag`` has an earlier CreateTime than that moment's.
+        try:
+            settled = bisect.bisect_left(order, (cloud_time(now - info.list_lag - 1), ""))
+        except (OverflowError, OSError, ValueError):  # an endless lag: every job is checked
+            settled = 0
+        recent = [
+            job for _, job_id in order[settled:]
+            if info.listed((job := self._job(info.region, job_id))["created_at"], now)
+        ]
+        total = settled + len(recent)
+        places = range(total)[::-1] if descending else range(total)
+        page = [self._job(info.region, order[n][1]) if n < settled else recent[n - settled]
+                for n in places[offset : offset + limit]]
+        return total, page
 
     def _sort_key(self, order: str) -> Callable[[Mapping[str, Any]], Any]:
         """A job's value of the answer's field ``order``, as its view shows it."""
