@@ -34,6 +34,7 @@ from batchmig.sandbox.machinery import (
     read_audit,
     received_at,
 )
+from batchmig.sandbox.store import StateFile
 from batchmig.testing.testcloud import DEMO_KEY_ID, DEMO_SECRET, TestcloudEmulator, sign
 
 KEY = ("testcloud", "key", "region", "DescribeJobs")
@@ -297,6 +298,47 @@ def test_the_documented_sandbox_configuration_is_accepted() -> None:
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     config = SandboxConfig.from_mapping(yaml.safe_load(example))
     assert {fault["kind"] for fault in config.faults} >= {"list_lag", "truncate"}
+
+
+# ------------------------------------------------------------------ state store
+
+store_operations = st.lists(
+    st.tuples(st.sampled_from(["put", "delete", "where"]), st.sampled_from(["a", "b", "c", "d", "e", "f"]),
+              st.sampled_from(["r1", "r2", None])),
+    max_size=60,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(operations=store_operations)
+def test_records_found_by_a_field_are_those_a_scan_finds_in_the_same_order(
+    operations: list[tuple[str, str, str | None]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``where`` answers from an index built at its first call and kept by every write:
+    the records a scan of ``values`` finds, in its order, whenever the index was built,
+    whatever was put (a record moved to another value, a field left out) or deleted, and
+    again from the state file a restarted sandbox reads."""
+    path = tmp_path_factory.mktemp("state") / "state.sqlite"
+    state = StateFile(path)
+    store = state.store("emulator")
+    other = state.store("other")  # another emulator's records never show
+    other.put("job", "a", {"Region": "r1"})
+
+    def check(records: Any) -> None:
+        for value in ("r1", "r2", None):
+            scan = [record for record in records.values("job") if record.get("Region") == value]
+            assert list(records.where("job", "Region", value)) == scan
+
+    for operation, key, region in operations:
+        if operation == "put":
+            store.put("job", key, {"id": key} if region is None else {"id": key, "Region": region})
+        elif operation == "delete":
+            store.delete("job", key)
+        else:
+            check(store)
+    check(store)
+    state.close()
+    check(StateFile(path).store("emulator"))
 
 
 def test_a_line_cut_off_by_a_crash_does_not_swallow_the_next_entry(tmp_path: Path) -> None:

@@ -307,6 +307,44 @@ async def test_list_filters_and_pages(client: StepDriver) -> None:
 
 
 @pytest.mark.anyio
+async def test_newest_first_lists_of_many_jobs_answer_as_the_general_path(
+    client: StepDriver, sandbox: EmulatorHost[FakeSandboxContext]
+) -> None:
+    """The poller's list (newest first, by name at most) is served from a kept order; it must
+    answer as the filtered and sorted list of every job (reached here through a filter every
+    job passes), with equal creation times, renames, deletes and a lagging list."""
+
+    async def both(query: dict[str, Any]) -> dict[str, Any]:
+        kept = await send(client, Call(api.LIST, {"query": query}))
+        general = await send(client, Call(api.LIST, {"query": {**query, "enterprise_project_id": "0"}}))
+        assert kept == general, query
+        return kept
+
+    ids = []
+    for i in range(36):
+        ids.append(await create(client, body(f"Run-7-job-{i:02d}" if i % 4 else f"other-{i:02d}", is_cover=True)))
+        sandbox.context.advance([0.0, 0.0, 0.0004, 0.03][i % 4])  # several jobs share a creation time
+        if i == 20:
+            await both({"limit": 100})  # the order is kept from here on
+    for job_id in ids[::5]:
+        await send(client, Call(api.UPDATE, {"job_id": job_id, "body": {"name": f"renamed-{job_id[:4]}"}},
+                                mutating=True))
+    sandbox.context.advance(10)  # every job finished: the first ones can be deleted
+    for job_id in ids[1:12:3]:
+        await send(client, Call(api.DELETE, {"job_id": job_id}, mutating=True))
+    late = [await create(client, body(f"run-7-late-{i}")) for i in range(3)]
+    for name in (None, "run-7", "RUN-7-JOB-1", "renamed", "nothing"):
+        for offset, limit in ((0, 100), (0, 7), (5, 7), (30, 10), (40, 5)):
+            query = {"offset": offset, "limit": limit, **({"name": name} if name else {})}
+            await both(query)
+    everything = await both({"limit": 100})
+    assert everything["count"] == 36 + 3 - 4 and [job["id"] for job in everything["jobs"]][:3] == late
+    sandbox.inject("list_lag", seconds=5, count=None)
+    lagging = await both({"limit": 100, "name": "run-7"})
+    assert not {job["id"] for job in lagging["jobs"]} & set(late)
+
+
+@pytest.mark.anyio
 async def test_the_seed_rds_example_is_accepted(client: StepDriver) -> None:
     job_id = await create(client, RDS_EXAMPLE)
     detail = await wait_terminal(client, job_id)

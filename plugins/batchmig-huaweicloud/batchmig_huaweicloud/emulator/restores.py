@@ -18,7 +18,9 @@ onto an existing database needs ``is_cover``. File names containing
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ from batchmig_huaweicloud.emulator.validation import CreateRequest
 __all__ = ["JobBook", "Timings"]
 
 KIND = "job"
+Row = tuple[float, int, str, str]
+"""A live job in a project's newest-first order: (-created_wall, place, lower-case name, id)."""
 DATABASE_KIND = "database"
 SUCCESS, FAILED, PRECHECK_FAILED, TRANSFERRING = "SUCCESS", "FAILED", "PRECHECK FAILED", "TRANSFERRING"
 
@@ -75,6 +79,11 @@ class JobBook:
         self._precheck_failure_rate = float(ctx.options.get("precheck_failure_rate", 0.0))
         self._failure_rate = float(ctx.options.get("failure_rate", 0.0))
         self._check_existing = bool(ctx.options.get("check_existing_databases", True))
+        self._newest: dict[str, list[Row]] = {}
+        """Project -> its live jobs, newest first (ties in the order the store keeps them),
+        kept as jobs come, are renamed and are deleted; built at a project's first list."""
+        self._rows: dict[str, Row] = {}
+        self._places = itertools.count()
 
     # --------------------------------------------------------------- create
 
@@ -99,7 +108,7 @@ class JobBook:
             "backup_info": req.backup_info,
             "options": req.options,
         }
-        ctx.store.put(KIND, job["id"], job)
+        self.save(job)
         # An index by target database keeps the check above cheap in large fleets.
         key = self._database_key(project_id, req.target_db_info["target_instance_id"], job["db_key"])
         index = ctx.store.get(DATABASE_KIND, key) or {"jobs": []}
@@ -218,6 +227,29 @@ class JobBook:
 
     def save(self, job: dict[str, Any]) -> None:
         self._ctx.store.put(KIND, job["id"], job)
+        rows = self._newest.get(job["project_id"])
+        if rows is None:
+            return
+        earlier = self._rows.pop(job["id"], None)
+        if earlier is not None:
+            del rows[bisect.bisect_left(rows, earlier)]
+        if not job["deleted"]:
+            self._rows[job["id"]] = row = self._row(job, earlier[1] if earlier else next(self._places))
+            bisect.insort(rows, row)
+
+    def newest(self, project_id: str) -> list[Row]:
+        """The project's live jobs, newest first: the order of a list by ``created_at``,
+        which a stable sort of ``live`` gives (equal times keep the store's order)."""
+        rows = self._newest.get(project_id)
+        if rows is None:
+            made = [self._row(job, next(self._places)) for job in self.live(project_id)]
+            self._rows.update((row[3], row) for row in made)
+            rows = self._newest[project_id] = sorted(made)
+        return rows
+
+    @staticmethod
+    def _row(job: Mapping[str, Any], place: int) -> Row:
+        return -float(job["created_wall"]), place, str(job["base_info"]["name"]).lower(), str(job["id"])
 
     def is_terminal(self, job: Mapping[str, Any]) -> bool:
         return self.status(job) in (SUCCESS, FAILED, PRECHECK_FAILED)
