@@ -152,7 +152,7 @@ def overhead_runs(v: Verdicts, results: dict[str, Any], sizes: list[int]) -> Non
         print(f"   {r['instances']:>7} instances: {r['calls']} calls, {r['calls_per_second']} calls/s, "
               f"{r['cpu_ms_per_call']} ms CPU per call, peak RSS {r['peak_rss_mb']} MB, journal {r['journal_mb']} MB, "
               "status " + ", ".join(f"{k} {v} s" for k, v in r["status_seconds"].items()) + "; "
-              f"load {r['load_average']}")
+              f"sandbox {r['sandbox_cpu_ms_per_request']} ms CPU per request; load {r['load_average']}")
     worst = max(r["cpu_ms_per_call"] for r in runs)
     v.check("runner CPU per call <= 0.5 ms", worst <= 0.5, " / ".join(str(r["cpu_ms_per_call"]) for r in runs) + " ms",
             max(r["load_average"] for r in runs))
