@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchmig.journal import Journal, Requester
 from batchmig.registry import Registry
 from batchmig.report import SCHEMA_VERSION, RunReport, build_run_report, read_report, report_schema, run_state
+from batchmig.report.model import moment
 from batchmig.testing import run_plan
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -142,3 +145,12 @@ def test_the_report_counts_every_call_of_a_start_and_two_resumes(plan_file, regi
     assert report.calls.calls == len(audit) == sum(i.calls.calls for i in report.invocations)
     assert report.started is not None and report.ended is not None and report.elapsed_seconds
     assert report.duration_seconds == pytest.approx(sum(i.duration_seconds or 0 for i in report.invocations))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(min_value=0, max_value=32503680000) | st.builds(
+    lambda whole, offset: whole / 1000 + 0.0005 + offset,
+    st.integers(min_value=0, max_value=32503680000 * 1000), st.sampled_from([0.0, 1e-9, -1e-9, 1e-12, -1e-12, 2e-7])))
+def test_a_moment_is_the_rounded_timestamp(epoch: float) -> None:
+    """``moment``'s fast way to the millisecond gives exactly what rounding to 3 decimals gives."""
+    assert moment(epoch) == datetime.fromtimestamp(round(epoch, 3), UTC)

@@ -35,7 +35,17 @@ _CONFIG = ConfigDict(use_attribute_docstrings=True, extra="ignore", json_schema_
 
 
 def moment(epoch: float) -> datetime:
-    """An epoch time from the journal as an aware UTC datetime (millisecond precision)."""
+    """An epoch time from the journal as an aware UTC datetime (millisecond precision):
+    ``datetime.fromtimestamp(round(epoch, 3), UTC)``, the same value, a fifth faster (a
+    100,000-instance report makes 750,000 of them). ``round(epoch, 3)`` goes through a
+    decimal conversion; the milliseconds are found by rounding ``epoch * 1000`` instead
+    (the product is within 0.002 of the exact one below 10**13 ms, so only a value within
+    0.01 of a half millisecond takes the slow way), and ``ms / 1000`` is the same double
+    as ``round(epoch, 3)``: both are the one nearest to that decimal."""
+    scaled = epoch * 1000.0
+    milliseconds = round(scaled)
+    if abs(scaled - milliseconds) < 0.49 and -1e13 < scaled < 1e13:
+        return datetime.fromtimestamp(milliseconds / 1000, UTC)
     return datetime.fromtimestamp(round(epoch, 3), UTC)
 
 
