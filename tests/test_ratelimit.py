@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,6 +125,92 @@ async def test_a_slow_answer_delays_the_key_once_by_its_lateness() -> None:
     assert limiter.stats()[str(KEY)].margin < 0.05, "the spacing follows the typical round trip, not the slowest"
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    rate=st.integers(min_value=1, max_value=20),
+    trips=st.lists(st.tuples(st.floats(min_value=0, max_value=0.3), st.floats(min_value=0, max_value=1)),
+                   min_size=1, max_size=80),
+    lag=st.sampled_from([0.0, 0.07, 0.3]),
+)
+def test_concurrent_callers_within_the_measured_round_trips_never_exceed_the_cap(
+    rate: int, trips: list[tuple[float, float]], lag: float
+) -> None:
+    """As above, with every caller asking at once (one queue of them): first come, first
+    served, and no server second above the cap."""
+    clock = LaggyClock(lag)
+    limiter = RateLimiter(lambda key: float(rate), clock=clock)
+    arrivals: list[float] = []
+    order: list[int] = []
+
+    async def send(n: int, trip: float, where: float) -> None:
+        release = await limiter.acquire(KEY)
+        assert release is not None
+        order.append(n)
+        left = clock.now() + 0.0002
+        release.left(left)
+        arrivals.append(left + trip * where)
+        release.answered(left + trip)
+
+    async def send_all() -> None:
+        async with anyio.create_task_group() as tg:
+            for n, (trip, where) in enumerate(trips):
+                tg.start_soon(send, n, trip, where)
+
+    anyio.run(send_all)
+    assert most_in_window(arrivals) <= rate
+    assert order == sorted(order)
+
+
+@pytest.mark.anyio
+async def test_slow_answers_at_the_start_do_not_stretch_the_later_windows() -> None:
+    """A run's first calls answer slowly (its start is busy), then 40 callers queue. Each
+    slow answer delays the one call a window after it; the calls after that keep the
+    cap's pace: the queue is not spaced by the slow round trips of the start."""
+    clock = LaggyClock()
+    limiter = RateLimiter(lambda key: 5.0, clock=clock)
+    departures: list[float] = []
+
+    async def send(trip: float) -> None:
+        release = await limiter.acquire(KEY)
+        assert release is not None
+        departures.append(clock.now())
+        release.left()
+        release.answered(clock.now() + trip)
+
+    for _ in range(5):
+        await send(0.2)
+    async with anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(send, 0.001)
+    assert departures[5] == pytest.approx(departures[0] + 1.2, abs=0.01), "a slow answer holds back its window"
+    pace = (departures[-1] - departures[10]) / (len(departures) - 11) * 5  # seconds per 5 calls
+    assert pace == pytest.approx(1.002, abs=0.002)
+
+
+@pytest.mark.anyio
+async def test_a_caller_cancelled_in_the_queue_hands_on_its_turn() -> None:
+    clock = LaggyClock()
+    limiter = RateLimiter(lambda key: 2.0, clock=clock)
+    released: list[int] = []
+
+    async def send(n: int, scope: anyio.CancelScope | None = None) -> None:
+        with scope or anyio.CancelScope():
+            await limiter.acquire(KEY)
+            released.append(n)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(3):
+            tg.start_soon(send, n)
+        await anyio.lowlevel.checkpoint()
+        cancelled = anyio.CancelScope()
+        tg.start_soon(send, 99, cancelled)  # queued behind the three, then cancelled
+        for n in range(3, 6):
+            tg.start_soon(send, n)
+        await anyio.lowlevel.checkpoint()
+        cancelled.cancel()
+    assert released == [0, 1, 2, 3, 4, 5]
+
+
 def test_keys_are_independent() -> None:
     limiter = RateLimiter(lambda key: 2.0 if key.action == "Create" else 5.0, margin=1e-6)
     other = KEY._replace(action="Describe")
@@ -177,9 +264,10 @@ def test_audit_window_helper_counts_like_the_limiter() -> None:
 
 
 class LaggyClock(FakeClock):
-    """Every other sleep overshoots by ``lag`` seconds, like a loaded event loop."""
+    """Every other sleep overshoots by ``lag`` seconds, like a loaded event loop; a sleep
+    lets the other tasks run (the callers queued behind the sleeping one)."""
 
-    def __init__(self, lag: float) -> None:
+    def __init__(self, lag: float = 0.0) -> None:
         super().__init__(0.0)
         self.lag = lag
         self.sleeps = 0
@@ -187,6 +275,7 @@ class LaggyClock(FakeClock):
     async def sleep(self, seconds: float) -> None:
         self.sleeps += 1
         await super().sleep(seconds + (self.lag if self.sleeps % 2 else 0.0))
+        await anyio.lowlevel.checkpoint()
 
 
 @pytest.mark.anyio
