@@ -37,8 +37,9 @@ cloud's second overflows. The even spacing adds only the configured ``margin`` (
 to the window: spaced by the average round trip as well, the key paid each slow
 answer about ten times over (once in the check, then in the average), and slots
 reserved during a run's busy start kept that start's round trips for a minute
-(measured: 9 ms per window of Alibaba's create at 5/s where the check needs 3–4). A caller that reports nothing is counted from its release, with the
-configured margin, as before. Measured on the mixed 1,000-instance benchmark: a fixed
+(measured: 9 ms per window of Alibaba's create at 5/s where the check needs 3-4).
+A caller that reports nothing is counted from its release, with the configured
+margin, as before. Measured on the mixed 1,000-instance benchmark: a fixed
 0.05 s margin (95 % of the cap) still drew 0 to 7 throttles per run on a loaded
 machine; docs/benchmarks.md has the measured figures.
 
@@ -185,7 +186,7 @@ class Release:
     def answered(self, now: float | None = None) -> None:
         """The answer (or the failure) came back: the server counted the call by now."""
         if self.answered_at is None:
-            self.answered_at = self._clock.now() if now is None else now
+            self.answered_at = self._clock.now() if now is None else max(self.at, now)
             self._state.answered(self.serial, self.at, self.answered_at)
 
 
