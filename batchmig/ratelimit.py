@@ -9,10 +9,10 @@ Algorithm: a sliding log of *reservations* with even spacing. A caller reserves 
 earliest instant ``t >= now`` that is at least ``span / N`` after the previous
 reservation and at least ``span`` after the N-th previous one (``span`` = one second
 plus a margin). Callers take their turn to reserve in arrival order (one reserves
-and sleeps until its slot, the next reserves when it is released), so they are served
-first come, first served, each slot follows the state of the key at that moment, and
-both checks are O(1). Then the caller sleeps until ``t``. This is GCRA with no burst (as in aiometer) plus the
-sliding-log bound, which still holds if the rate changes between reservations.
+and sleeps until its slot, the next reserves once it is released), so they are served
+first come, first served, each slot follows the key's state at that moment, and both
+checks are O(1). This is GCRA with no burst (as in aiometer) plus the sliding-log
+bound, which still holds if the rate changes between reservations.
 
 Why even spacing rather than bursts of N: what counts is the server's clock. A call
 released on time can arrive late (a loop stall, a new TCP connection); with bursts,
@@ -20,12 +20,14 @@ one late call of a burst lands in the next burst's second and the server sees N 
 Evenly spaced at ``(1 s + margin) / N``, a late call still fits as long as it is
 late by less than the margin.
 
-The margin is measured, not assumed. The server counts a call at some moment between
-the call leaving and its answer coming back. The pipeline reports when each call
-really left (after signing, not when the limiter let it go) and when its answer came
-back (``Release.left`` / ``Release.answered``), and the sliding-log check becomes
-exact on the server's clock: a call may leave once a whole window has passed since
-the latest answer among the calls N or more releases back (a call among them still
+What a window needs beyond its second is measured, not assumed. The server counts a
+call at some moment between the call leaving and its answer coming back. The
+pipeline reports when each call really left (after signing, not when the limiter
+let it go) and when its answer came back (``Release.left`` / ``Release.answered``:
+when the kernel received the answer, not when a busy event loop got round to reading
+it), and the sliding-log check becomes exact on the server's clock: a call may
+leave once a whole window has passed since the latest answer among the calls N or
+more releases back (a call among them still
 unanswered holds it back: it may reach the server any moment). Whatever the server
 counted within each round trip, no second on its clock holds more than the cap (the
 property test of ``tests/test_ratelimit.py``), and only the one call N releases after
@@ -34,10 +36,9 @@ no more: a quiet loopback (round trips of a millisecond or two) runs at more tha
 of the cap, a runner 20 ms from its cloud at about 98 %, and a stalling machine or
 server — whose answers come late — slows down exactly as much as its stalls before the
 cloud's second overflows. The even spacing adds only the configured ``margin`` (1 ms)
-to the window: spaced by the average round trip as well, the key paid each slow
-answer about ten times over (once in the check, then in the average), and slots
-reserved during a run's busy start kept that start's round trips for a minute
-(measured: 9 ms per window of Alibaba's create at 5/s where the check needs 3-4).
+to the window: spaced by the average round trip as well (as it was), a key paid a
+slow answer again in the average for the next ten or so windows, and the slots
+reserved during a run's busy start kept that start's round trips for a minute.
 A caller that reports nothing is counted from its release, with the configured
 margin, as before. Measured on the mixed 1,000-instance benchmark: a fixed
 0.05 s margin (95 % of the cap) still drew 0 to 7 throttles per run on a loaded
@@ -384,10 +385,9 @@ class RateLimiter:
 
         A key spaced evenly (up to SPACED_UP_TO per second) has one caller at a time
         reserve and wait for its slot; the others queue for their turn. A slot is thus
-        reserved when the call before it goes, with the spacing measured by then: slots
-        reserved on arrival keep the margin of that moment — a burst's round trips at a
-        run's start stretched every window of the next minute — and once the calls fall
-        behind their slots, every caller past its slot wakes at each release.
+        reserved when the call before it goes, on the key's state then (a pause after a
+        throttle, a lower rate), and when the calls fall behind their slots (each window
+        waits for an answer) one caller wakes per release, not every caller past its slot.
         """
         state = self._state(key)
         arrived = self._clock.now()
