@@ -21,27 +21,26 @@ Evenly spaced at ``(1 s + margin) / N``, a late call still fits as long as it is
 late by less than the margin.
 
 What a window needs beyond its second is measured, not assumed. The server counts a
-call at some moment between the call leaving and its answer coming back. The
-pipeline reports when each call really left (after signing, not when the limiter
-let it go) and when its answer came back (``Release.left`` / ``Release.answered``:
-when the kernel received the answer, not when a busy event loop got round to reading
-it), and the sliding-log check becomes exact on the server's clock: a call may
-leave once a whole window has passed since the latest answer among the calls N or
-more releases back (a call among them still
-unanswered holds it back: it may reach the server any moment). Whatever the server
-counted within each round trip, no second on its clock holds more than the cap (the
-property test of ``tests/test_ratelimit.py``), and only the one call N releases after
-a slow one waits for it. So each window costs the round trip of the call it follows,
-no more: a quiet loopback (round trips of a millisecond or two) runs at more than 99 %
-of the cap, a runner 20 ms from its cloud at about 98 %, and a stalling machine or
-server — whose answers come late — slows down exactly as much as its stalls before the
-cloud's second overflows. The even spacing adds only the configured ``margin`` (1 ms)
-to the window: spaced by the average round trip as well (as it was), a key paid a
-slow answer again in the average for the next ten or so windows, and the slots
-reserved during a run's busy start kept that start's round trips for a minute.
-A caller that reports nothing is counted from its release, with the configured
-margin, as before. Measured on the mixed 1,000-instance benchmark: a fixed
-0.05 s margin (95 % of the cap) still drew 0 to 7 throttles per run on a loaded
+call at some moment between the call leaving and its answer coming back. The pipeline
+reports when each call really left (after signing, not when the limiter let it go) and
+when its answer came back (``Release.left`` / ``Release.answered``: when the kernel
+received the answer, not when a busy event loop got round to reading it), and the
+sliding-log check becomes exact on the server's clock: a call may leave once a whole
+window has passed since the latest answer among the calls N or more releases back (a
+call among them still unanswered holds it back: it may reach the server any moment).
+Whatever the server counted within each round trip, no second on its clock holds more
+than the cap (the property test of ``tests/test_ratelimit.py``), and only the one call
+N releases after a slow one waits for it. So each window costs the round trip of the
+call it follows, no more: a quiet loopback (round trips of a millisecond or two) runs
+at more than 99 % of the cap, a runner 20 ms from its cloud at about 98 %, and a
+stalling machine or server — whose answers come late — slows down exactly as much as
+its stalls before the cloud's second overflows. The even spacing adds only the
+configured ``margin`` (1 ms) to the window: spaced by the average round trip as well
+(as it was), a key paid a slow answer again in the average for the next ten or so
+windows, and the slots reserved during a run's busy start kept that start's round
+trips for a minute. A caller that reports nothing is counted from its release, with
+the configured margin, as before. Measured on the mixed 1,000-instance benchmark: a
+fixed 0.05 s margin (95 % of the cap) still drew 0 to 7 throttles per run on a loaded
 machine; docs/benchmarks.md has the measured figures.
 
 When the cloud still answers "throttled" (another client shares the account, or the
