@@ -163,10 +163,6 @@ class HttpResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
-    age: float = 0.0
-    """Seconds the answer had already arrived when the transport returned it, never
-    overstated (from the kernel's receive time; 0 where unknown): the limiter counts
-    the call as answered that much earlier than the pipeline got to it."""
 
 
 @dataclass(frozen=True)

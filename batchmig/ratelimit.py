@@ -23,8 +23,7 @@ late by less than the margin.
 What a window needs beyond its second is measured, not assumed. The server counts a
 call at some moment between the call leaving and its answer coming back. The pipeline
 reports when each call really left (after signing, not when the limiter let it go) and
-when its answer came back (``Release.left`` / ``Release.answered``: when the kernel
-received the answer, not when a busy event loop got round to reading it), and the
+when its answer came back (``Release.left`` / ``Release.answered``), and the
 sliding-log check becomes exact on the server's clock: a call may leave once a whole
 window has passed since the latest answer among the calls N or more releases back (a
 call among them still unanswered holds it back: it may reach the server any moment).
@@ -186,7 +185,7 @@ class Release:
     def answered(self, now: float | None = None) -> None:
         """The answer (or the failure) came back: the server counted the call by now."""
         if self.answered_at is None:
-            self.answered_at = self._clock.now() if now is None else max(self.at, now)
+            self.answered_at = self._clock.now() if now is None else now
             self._state.answered(self.serial, self.at, self.answered_at)
 
 

@@ -52,7 +52,6 @@ from batchmig.errors import (
 from batchmig.journal import InvocationLedger
 from batchmig.plugin import Answer, Call, CallStep, Connection, HttpRequest, HttpResponse, Outputs
 from batchmig.ratelimit import Clock, LimitKey, MonotonicClock, RateLimiter, Release, SlotMissed
-from batchmig.received import RECEIVE_TICK, received_ago
 from batchmig.store.base import JournalStore
 from batchmig.store.fence import Fence, FenceClosed, LeaseLost
 
@@ -119,7 +118,7 @@ class HttpTransport:
     async def __aenter__(self) -> HttpTransport:
         connector = aiohttp.TCPConnector(limit=200, ttl_dns_cache=300, ssl=self._ssl)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=True,
-                                              request_class=_LookingRequest, response_class=_SocketResponse)
+                                              request_class=_LookingRequest)
         # aiohttp (3.10 on) re-sends a GET/PUT/DELETE once, silently, when a reused
         # connection breaks: outside the limiter, the retry policy and the counts — and
         # a PUT or DELETE may be a mutating call. There is no public switch; this is the
@@ -143,8 +142,7 @@ class HttpTransport:
                 sent = True
                 body = await _read_body(response)
                 headers = {k.lower(): v for k, v in response.headers.items()}
-                sock = response.sock if isinstance(response, _SocketResponse) else None
-                return HttpResponse(response.status, headers, body, _arrived_ago(sock))
+                return HttpResponse(response.status, headers, body)
         except aiohttp.ClientConnectorError as exc:
             raise NotSentError("ConnectionFailed", f"cannot connect: {exc.os_error.strerror or exc}") from exc
         except TimeoutError as exc:
@@ -154,14 +152,6 @@ class HttpTransport:
             raise UnknownOutcomeError("ConnectionLost", f"the connection broke {moment}: {type(exc).__name__}") from exc
         except aiohttp.ClientError as exc:
             raise UnknownOutcomeError("ConnectionLost", f"HTTP failure: {type(exc).__name__}") from exc
-
-
-def _arrived_ago(sock: Any) -> float:
-    """How long ago the answer just read was in (``HttpResponse.age``): the kernel's time
-    since data last arrived on its connection, less the tick it may be off by. Data that
-    arrived later still (the connection reused meanwhile) only makes it shorter."""
-    ago = received_ago(sock)
-    return max(0.0, ago - RECEIVE_TICK) if ago is not None else 0.0
 
 
 LAST_LOOK: ContextVar[Callable[[], None] | None] = ContextVar("batchmig_last_look", default=None)
@@ -211,18 +201,7 @@ class _LookingRequest(aiohttp.ClientRequest):
         look = LAST_LOOK.get()
         if look is not None:
             look()  # may raise (a closed fence): nothing has been written yet
-        response = await super().send(conn)
-        if isinstance(response, _SocketResponse) and conn.transport is not None:
-            response.sock = conn.transport.get_extra_info("socket")
-        return response
-
-
-class _SocketResponse(aiohttp.ClientResponse):
-    """A response that keeps the socket its request went out on: aiohttp hands a small
-    answer's connection back to the pool as soon as it is in, and ``HttpResponse.age``
-    asks the socket when the answer arrived."""
-
-    sock: Any = None
+        return await super().send(conn)
 
 
 async def _read_body(response: aiohttp.ClientResponse) -> bytes:
@@ -341,12 +320,11 @@ class Pipeline:
             if release is not None:
                 release.left()  # the limiter counts the call from now, and sizes its margin by the answer
             try:
-                response: HttpResponse | None = None
                 try:
                     response = await self._send(request)
                 finally:
-                    if release is not None:  # counted from when the answer arrived, not when read
-                        release.answered(self.clock.now() - response.age if response is not None else None)
+                    if release is not None:
+                        release.answered()
                 return conn.parse(call, response)
             except ThrottleError as exc:
                 self.stats.throttled += 1
