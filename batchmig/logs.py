@@ -91,11 +91,16 @@ class _LevelFilter:
 
     def __init__(self, level: int) -> None:
         self.level = level
+        self._quiet = frozenset(name for name, number in _LEVELS.items() if number < level)
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-        if logging.getLevelName(event.get("level", "info").upper()) < self.level:
+        if event.get("level", "info") in self._quiet:
             raise structlog.DropEvent
         return event
+
+
+_LEVELS = {name.lower(): number for name, number in logging.getLevelNamesMapping().items()}
+"""structlog's level names (``add_log_level``: lower case) and their numbers."""
 
 
 def open_event_file(path: Path) -> None:

@@ -345,8 +345,8 @@ class Engine:
                         earlier = [call.id for call in unresolved if call.step == index]
                         outputs = await self._run_step(pinst, view, index, step, outputs, earlier)
                         index += 1
-                        upcoming = steps[index].name if index < len(steps) else None
-                        self._set(iid, RUNNING, step=index, step_name=upcoming, outputs=outputs)
+                        if index < len(steps):  # after the last step, the one write below says it all
+                            self._set(iid, RUNNING, step=index, step_name=steps[index].name, outputs=outputs)
                     self._set(iid, SUCCEEDED, step=index, outputs=outputs)
                     log.info("instance.succeeded")
                 if scope.cancelled_caught and self.status.get(iid) != AWAITING_CUTOVER:
@@ -383,13 +383,17 @@ class Engine:
         timeout = pinst.timeout(step.name)
         self.observer.step_started(iid, pinst.provider, step.name)
         try:
-            with anyio.fail_after(timeout):
+            # A bare cancel scope with a deadline, not ``fail_after`` (a generator-based
+            # context manager: 16 µs against 11 µs per step, see docs/benchmarks.md).
+            with anyio.CancelScope(deadline=anyio.current_time() + timeout) as deadline:
                 if isinstance(step, CallStep):
                     if step.cutover and pinst.cutover == "manual":
                         await self._await_cutover(iid, step.name)
                     new = await self._call(pinst, index, step, outputs, unresolved)
                 else:
                     new = await self._wait(pinst, view, step, outputs)
+            if deadline.cancelled_caught:
+                raise TimeoutError
         except TimeoutError:
             self._step_done(pinst, index, step.name, started, FAILED)
             seen = self._hub.last_seen.pop(iid, None) if isinstance(step, WaitStep) else None
