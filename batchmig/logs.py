@@ -26,11 +26,16 @@ from batchmig.redaction import REDACTOR
 _event_file: IO[str] | None = None
 
 
+_OWN_FIELDS = frozenset({"level", "timestamp"})
+"""Fields the processors before ``_redact`` make from constants and the clock."""
+
+
 def _redact(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     # Every string inside the event, structures included, and every other object as the
     # string a renderer would make of it (an exception's text is the cloud's words).
     for key, value in event.items():
-        event[key] = REDACTOR.redact_tree(value)
+        if key not in _OWN_FIELDS:
+            event[key] = REDACTOR.redact_tree(value)
     return event
 
 
