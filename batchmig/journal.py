@@ -11,7 +11,8 @@ budget belong to the run, not to one process.
 
 All writes go through one writer thread that drains its queue and commits the batch
 at once (group commit): the event loop never blocks on the disk, and a thousand
-concurrent intents cost a handful of fsyncs, not a thousand. Only ``intent`` waits
+concurrent intents cost a handful of fsyncs, not a thousand; under a steady stream of
+writes it commits at most every ``COMMIT_LINGER_SECONDS``. Only ``intent`` waits
 for its commit — it must be durable before the request leaves — while other writes
 are ordered behind it in the same queue.
 
@@ -77,6 +78,14 @@ CREATE TABLE IF NOT EXISTS invocations (
     exit_code INTEGER, stop_reason TEXT
 );
 """
+
+COMMIT_LINGER_SECONDS = 0.005
+"""The writer commits at most once per this many seconds: a write that finds the last
+commit older goes at once, one that comes sooner waits for the rest of the interval
+with whatever else arrives meanwhile. Without it the writer woke and committed for
+almost every write (1,100-1,800 commits for 12,000 writes at 1,000 instances: a
+third of its CPU); with it a few hundred, and an intent waits at most this long
+more before its request may leave."""
 
 # Instance statuses. Final ones end an instance for good; resume restarts the others.
 PENDING = "pending"
@@ -344,10 +353,14 @@ class Journal:
     # --------------------------------------------------------- writer thread
 
     def _write_loop(self) -> None:
+        committed = 0.0
         while True:
             item = self._queue.get()
             if item is None:
                 return
+            linger = committed + COMMIT_LINGER_SECONDS - time.monotonic()
+            if linger > 0:  # writes keep coming: let more of them join this commit
+                time.sleep(linger)
             batch = [item]
             stop = False
             while True:
@@ -360,6 +373,7 @@ class Journal:
                     break
                 batch.append(more)
             self._commit(batch)
+            committed = time.monotonic()
             if stop:
                 return
 
