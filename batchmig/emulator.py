@@ -107,7 +107,9 @@ class StateStore(Protocol):
 
     def where(self, kind: str, field: str, value: Hashable) -> Iterator[dict[str, Any]]:
         """The records of ``kind`` whose ``field`` equals ``value``, in ``values``' order,
-        found through an index instead of a scan (the field's values must be hashable)."""
+        found through an index instead of a scan (the field's values must be hashable).
+        The index follows ``put`` and ``delete``: change an indexed field by putting a new
+        record, not by changing the stored one in place."""
         ...
 
     def next_id(self, kind: str) -> int:
