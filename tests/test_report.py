@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import FrozenInstanceError, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -77,6 +78,20 @@ def test_a_real_report_validates_and_reads_back(plan_file, registry: Registry, t
     assert report.calls == invocation.calls and report.duration_seconds == invocation.duration_seconds
     assert [(w.name, w.instances) for w in report.waves] == [("first", 2), ("second", 1)]
     assert any(key.endswith("/CreateJob") for key in report.rate_limits)
+
+
+def test_built_records_are_those_their_init_makes(plan_file, registry: Registry, tmp_path: Path) -> None:
+    """``build_run_report`` makes its instance and step records without ``__init__`` (``model.made``):
+    each must hold every field, equal the record ``__init__`` makes of the same values, and stay frozen."""
+    built = run_plan(plan_file(PLAN), registry, tmp_path).outcome.run_report
+    records = [record for instance in built.instances for record in (instance, *instance.steps)]
+    assert len(records) > len(built.instances)
+    for record in records:
+        assert list(vars(record)) == [f.name for f in fields(record)]
+        assert replace(record) == record
+    with pytest.raises(FrozenInstanceError):
+        built.instances[0].steps[0].name = "changed"  # type: ignore[misc]
+    assert RunReport.load(built.to_json_dict()) == built
 
 
 def test_cutover_requests_are_audited(plan_file, registry: Registry, tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from batchmig.report.model import (
     RunState,
     StepRecord,
     WaveSummary,
+    made,
     moment,
     span,
     timestamp,
@@ -106,9 +107,9 @@ def build_run_report(
     meta = journal.meta()
     by_instance: dict[str, list[StepRecord]] = {}
     for instance, index, name, started, ended, status in journal.steps() if steps else ():
-        by_instance.setdefault(instance, []).append(
-            StepRecord(index, name, status, timestamp(started), timestamp(ended), span(started, ended))
-        )
+        by_instance.setdefault(instance, []).append(made(StepRecord, {
+            "index": index, "name": name, "status": status, "started": timestamp(started),
+            "ended": timestamp(ended), "duration_seconds": span(started, ended)}))
     instances = [_instance(record, by_instance.get(record.id, ()), plan) for record in journal.instances().values()]
     if isinstance(journal, InvocationSource):
         invocations = [invocation_record(row) for row in journal.invocations()]
@@ -213,20 +214,20 @@ def _instance(record: InstanceRecord, steps: Sequence[StepRecord], plan: Plan | 
     if tags is None or cutover is None:  # not journaled (an older journal): from the plan, if it loaded
         planned = plan.instance(record.id) if plan is not None and plan.has_instance(record.id) else None
         tags, cutover = (dict(planned.tags), planned.cutover) if planned else ({}, None)
-    return InstanceReport(
-        id=record.id,
-        provider=record.provider,
-        wave=record.wave,
-        status=record.status,
-        step=record.step_name if record.status != SUCCEEDED else None,
-        step_index=record.step,
-        updated=timestamp(record.updated),
-        remote_ids=dict(record.outputs),
-        steps=tuple(steps),
-        error=error_record(record.error) if record.error else None,
-        tags=tags,
-        cutover=cutover if cutover in ("auto", "manual") else None,  # type: ignore[arg-type]
-    )
+    return made(InstanceReport, {
+        "id": record.id,
+        "provider": record.provider,
+        "wave": record.wave,
+        "status": record.status,
+        "step": record.step_name if record.status != SUCCEEDED else None,
+        "step_index": record.step,
+        "updated": timestamp(record.updated),
+        "remote_ids": dict(record.outputs),
+        "steps": tuple(steps),
+        "error": error_record(record.error) if record.error else None,
+        "tags": tags,
+        "cutover": cutover if cutover in ("auto", "manual") else None,
+    })
 
 
 def error_record(error: Failure) -> ErrorRecord:
