@@ -48,7 +48,7 @@ def write_report_files(run_dir: Path, report: RunReport, formats: tuple[str, ...
 def prepare() -> None:
     """Render every format of a small made-up report once, so that what a first rendering
     pays only once (pydantic's serializers of the records, the HTML's script and
-    stylesheet: 0.1-0.2 s) is paid now. A runner calls it in a thread while it waits on
+    stylesheet: 0.1-0.3 s) is paid now. A runner calls it in a thread while it waits on
     the cloud, not in the report at its end, which is on the run's critical path."""
     moment = datetime(2000, 1, 1, tzinfo=UTC)
     step = StepRecord(0, "step", "failed", moment, moment, 0.0)
