@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,7 +55,20 @@ def create_private_file(path: Path) -> None:
 
 def write_private_file(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically (a reader sees the old or the new file, whole), 0600."""
+    write_private_chunks(path, (text,))
+
+
+def write_private_chunks(path: Path, chunks: Iterable[str]) -> None:
+    """Replace ``path`` with the text of ``chunks``, written as they come (a large report
+    never is one string in memory), atomically and 0600 like ``write_private_file``. If
+    making a chunk fails, ``path`` is left as it was and the partial file removed."""
     partial = path.with_name(path.name + ".partial")
-    with open_private(partial, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    try:
+        with open_private(partial, "w", encoding="utf-8") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
     os.replace(partial, path)

@@ -78,7 +78,7 @@ class ReportSource(Protocol):
 
     def meta(self) -> dict[str, str]: ...
 
-    def steps(self) -> list[tuple[str, int, str, float | None, float | None, str]]: ...
+    def steps(self) -> Iterable[tuple[str, int, str, float | None, float | None, str]]: ...
 
     def instances(self) -> dict[str, InstanceRecord]: ...
 
@@ -106,10 +106,11 @@ def build_run_report(
     figures = figures or ProcessFigures()
     meta = journal.meta()
     by_instance: dict[str, list[StepRecord]] = {}
+    words: dict[str, str] = {}  # one copy of each step name and status, not one per step
     for instance, index, name, started, ended, status in journal.steps() if steps else ():
         by_instance.setdefault(instance, []).append(made(StepRecord, {
-            "index": index, "name": name, "status": status, "started": timestamp(started),
-            "ended": timestamp(ended), "duration_seconds": span(started, ended)}))
+            "index": index, "name": words.setdefault(name, name), "status": words.setdefault(status, status),
+            "started": timestamp(started), "ended": timestamp(ended), "duration_seconds": span(started, ended)}))
     instances = [_instance(record, by_instance.get(record.id, ()), plan) for record in journal.instances().values()]
     if isinstance(journal, InvocationSource):
         invocations = [invocation_record(row) for row in journal.invocations()]

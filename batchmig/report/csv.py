@@ -12,11 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring_ascii as _quoted  # json.dumps's own quoting
 from typing import Any
 
 from batchmig.redaction import REDACTOR
+from batchmig.report.files import batches
 from batchmig.report.model import InstanceReport, RunReport
 
 COLUMNS = ("instance", "provider", "wave", "status", "step", "started", "ended", "duration_seconds", "cutover",
@@ -63,13 +64,27 @@ def ids_json(ids: dict[str, Any]) -> str:
 
 
 def render_csv(report: RunReport) -> str:
-    return render_instances_csv(report.instances)
+    return "".join(csv_chunks(report))
+
+
+def csv_chunks(report: RunReport) -> Iterator[str]:
+    """``render_csv``'s text in pieces of whole rows, each masked."""
+    return instances_csv_chunks(report.instances)
 
 
 def render_instances_csv(instances: Iterable[InstanceReport]) -> str:
     """The CSV of some instances (``batchmig status --format csv`` of a selection)."""
+    return "".join(instances_csv_chunks(instances))
+
+
+def instances_csv_chunks(instances: Iterable[InstanceReport]) -> Iterator[str]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    writer.writerows(instance_row(instance) for instance in instances)
-    return REDACTOR(out.getvalue())
+    for batch in batches(map(instance_row, instances)):
+        writer.writerows(batch)
+        yield REDACTOR(out.getvalue())
+        out.seek(0)
+        out.truncate()
+    if out.tell():  # no instances: the header alone
+        yield REDACTOR(out.getvalue())

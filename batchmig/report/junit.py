@@ -13,9 +13,11 @@ The shape follows the common JUnit schema (tests/junit/junit.xsd checks it).
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 
 from batchmig.redaction import REDACTOR
+from batchmig.report.files import batches
 from batchmig.report.model import InstanceReport, RunReport
 
 UNFINISHED = ("interrupted", "running", "pending", "needs_attention")
@@ -66,29 +68,26 @@ def _element(indent: str, tag: str, attributes: str, text: str = "") -> str:
     return f"{indent}<{tag}{attributes}>{content(text)}</{tag}>\n" if text else f"{indent}<{tag}{attributes} />\n"
 
 
-def _case(instance: InstanceReport, classname: str) -> tuple[str, int, int, int]:
-    """The instance's testcase, and the (failures, errors, skipped) it adds."""
+def _case(instance: InstanceReport, classname: str) -> str:
+    """The instance's testcase (its outcome as ``_counts`` counts it)."""
     error = instance.error
     head = (f'  <testcase name="{attribute(_text(instance.id))}" classname="{classname}" '
             f'time="{_seconds(instance):.3f}">\n')
-    outcome, failed, errored, skipped = "", 0, 0, 0
+    outcome = ""
     if instance.status == "failed":
         message = f"{error.code}: {error.message}" if error else "failed"
         outcome = _element("   ", "failure", f' message="{attribute(_text(message))}" '
                            f'type="{attribute(_text(error.code if error else "failed"))}"',
                            _text("\n".join(_failure_lines(instance))))
-        failed = 1
     elif instance.status in ("skipped", "awaiting_cutover"):
         reason = error.message if error else f"awaiting a manual cutover at {instance.step or 'its cutover step'}"
         outcome = _element("   ", "skipped", f' message="{attribute(_text(reason))}"')
-        skipped = 1
     elif instance.status in UNFINISHED or instance.status != "succeeded":
         message = f"{instance.status} at {instance.step or 'its first step'}"
         outcome = _element("   ", "error", f' message="{attribute(_text(message))}" '
                            f'type="{attribute(_text(instance.status))}"')
-        errored = 1
     story = _element("   ", "system-out", "", _text("\n".join(_story(instance))))
-    return head + outcome + story + "  </testcase>\n", failed, errored, skipped
+    return head + outcome + story + "  </testcase>\n"
 
 
 def _failure_lines(instance: InstanceReport) -> Iterable[str]:
@@ -118,6 +117,12 @@ def render_junit(report: RunReport) -> str:
     """The JUnit XML document of ``report``: the text ElementTree writes of it, indented by
     one space per level, written directly (ElementTree's tree took most of the time at
     100,000 instances)."""
+    return "".join(junit_chunks(report))
+
+
+def junit_chunks(report: RunReport) -> Iterator[str]:
+    """``render_junit``'s text in pieces of whole testcases. A suite's and the root's
+    counts come first in the document, so they are counted before any case is written."""
     by_wave: dict[str, list[InstanceReport]] = {}
     for instance in report.instances:
         by_wave.setdefault(instance.wave, []).append(instance)
@@ -128,22 +133,30 @@ def render_junit(report: RunReport) -> str:
         f'   <property name="{name}" value="{attribute(_text(value))}" />\n'
         for name, value in (("run", report.run), ("plan", report.plan), ("sandbox", str(report.sandbox).lower()),
                             ("state", report.state)))
-    suites: list[str] = []
-    totals = [0, 0, 0, 0]
+    counts = {wave: _counts(instances) for wave, instances in by_wave.items()}
+    failures, errors, skipped = (sum(suite[column] for suite in counts.values()) for column in range(3))
+    root = (f'<testsuites name="{attribute(_text(f"batchmig run {report.run}"))}" tests="{len(report.instances)}" '
+            f'failures="{failures}" errors="{errors}" skipped="{skipped}" time="{report.duration_seconds:.3f}"')
+    if not by_wave:
+        yield f'<?xml version="1.0" encoding="UTF-8"?>\n{root} />\n'
+        return
+    yield f'<?xml version="1.0" encoding="UTF-8"?>\n{root}>\n'
     for number, (wave, instances) in enumerate(by_wave.items()):
         classname = attribute(_text(f"batchmig.{wave}"))
-        cases: list[str] = []
-        failures = errors = skipped = 0
-        for instance in instances:
-            case, failed, errored, skip = _case(instance, classname)
-            cases.append(case)
-            failures, errors, skipped = failures + failed, errors + errored, skipped + skip
+        failed, errored, skip = counts[wave]
         seconds = sum(_seconds(i) for i in instances)
-        suites += [f' <testsuite name="{attribute(_text(wave))}" id="{number}"{suite_attributes} '
-                   f'tests="{len(instances)}" failures="{failures}" errors="{errors}" skipped="{skipped}" '
-                   f'time="{seconds:.3f}">\n  <properties>\n{properties}  </properties>\n', *cases, " </testsuite>\n"]
-        totals = [totals[0] + len(instances), totals[1] + failures, totals[2] + errors, totals[3] + skipped]
-    root = (f'<testsuites name="{attribute(_text(f"batchmig run {report.run}"))}" tests="{totals[0]}" '
-            f'failures="{totals[1]}" errors="{totals[2]}" skipped="{totals[3]}" time="{report.duration_seconds:.3f}"')
-    body = f"{root}>\n{''.join(suites)}</testsuites>" if suites else f"{root} />"
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+        yield (f' <testsuite name="{attribute(_text(wave))}" id="{number}"{suite_attributes} '
+               f'tests="{len(instances)}" failures="{failed}" errors="{errored}" skipped="{skip}" '
+               f'time="{seconds:.3f}">\n  <properties>\n{properties}  </properties>\n')
+        for batch in batches(instances):
+            yield "".join(_case(instance, classname) for instance in batch)
+        yield " </testsuite>\n"
+    yield "</testsuites>\n"
+
+
+def _counts(instances: Iterable[InstanceReport]) -> tuple[int, int, int]:
+    """The (failures, errors, skipped) of a suite of ``instances`` (see ``_case``)."""
+    statuses = Counter(instance.status for instance in instances)
+    skipped = statuses["skipped"] + statuses["awaiting_cutover"]
+    errors = sum(statuses.values()) - statuses["failed"] - skipped - statuses["succeeded"]
+    return statuses["failed"], errors, skipped

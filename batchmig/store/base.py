@@ -8,7 +8,7 @@ typed records; the engine never sees SQL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from batchmig.errors import Failure
@@ -35,7 +35,7 @@ class JournalStore(Protocol):
 
     def released_cutovers(self) -> set[str]: ...
 
-    def steps(self) -> list[tuple[str, int, str, float | None, float | None, str]]: ...
+    def steps(self) -> Iterable[tuple[str, int, str, float | None, float | None, str]]: ...
 
     async def released_now(self) -> set[str]:
         """The released cutovers as committed now (another process releases them)."""
