@@ -8,6 +8,7 @@ import json
 import re
 import stat
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,10 +20,11 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from batchmig.engine.traffic import CALL, RETRY, THROTTLE, Traffic
+from batchmig.private_files import write_private_chunks, write_private_file
 from batchmig.ratelimit import LimitKey
 from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
-from batchmig.report import RunReport, read_report
+from batchmig.report import RunReport, files, read_report
 from batchmig.report.csv import ids_json, safe_cell
 from batchmig.report.files import FIGURES_NAME, read_figures, render_report
 from batchmig.report.formats import write_report_files
@@ -114,6 +116,54 @@ def test_every_file_masks_a_secret_wherever_the_report_quotes_it(finished: Path,
                 assert form not in text, f"{path.name} shows {form!r}"
     document = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert [entry["error"]["message"] for entry in document["instances"][-3:]] == ["refused: ***!"] * 3
+
+
+@pytest.mark.parametrize("count", [0, 1, 7])
+def test_files_written_in_pieces_are_the_whole_texts(
+    finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    """The pieces a large report is written in (each masked alone) make the text rendering
+    it whole made: with pieces of 3 instances, secrets in the last instance of a piece and
+    the first of the next, and in the last instance of all."""
+    report = read_report(finished / "report.json")
+    broken = next(i for i in report.instances if i.error)
+    assert broken.error
+    REDACTOR.add("edge-s3cr3t-value")
+    instances = tuple(
+        replace(broken, id=f"db-{n}-edge-s3cr3t-value" if n in (2, 3, 6) else f"db-{n}",
+                error=replace(broken.error, message=f"refused: edge-s3cr3t-value {n}"), wave=f"w{n % 2}")
+        for n in range(count))
+    report = replace(report, instances=instances)
+    whole_dir, pieces_dir = tmp_path / "whole", tmp_path / "pieces"
+    whole_dir.mkdir()
+    pieces_dir.mkdir()
+    monkeypatch.setattr(files, "CHUNK_LINES", 10**6)
+    whole = {path.name: path.read_bytes() for path in write_report_files(whole_dir, report)}
+    monkeypatch.setattr(files, "CHUNK_LINES", 3)
+    pieces = {path.name: path.read_bytes() for path in write_report_files(pieces_dir, report)}
+    for name in ("report.json", "report.junit.xml", "report.md", "report.csv"):  # the HTML says when it was made
+        assert pieces[name] == whole[name], name
+    for name, data in pieces.items():
+        assert b"edge-s3cr3t-value" not in data, name
+        assert stat.S_IMODE((pieces_dir / name).stat().st_mode) == 0o600
+    assert json.loads(pieces["report.json"]) == report.to_json_dict()
+    assert len(list(csv.reader(io.StringIO(pieces["report.csv"].decode())))) == count + 1
+    assert len(ET.fromstring(pieces["report.junit.xml"]).findall(".//testcase")) == count
+
+
+def test_a_file_whose_rendering_fails_is_left_as_it_was(tmp_path: Path) -> None:
+    """Written in pieces, a file is still replaced whole or not at all."""
+    path = tmp_path / "report.csv"
+    write_private_file(path, "old\n")
+
+    def failing() -> Iterator[str]:
+        yield "new first piece\n"
+        raise RuntimeError("a renderer failed")
+
+    with pytest.raises(RuntimeError):
+        write_private_chunks(path, failing())
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]
 
 
 def test_junit_validates_against_the_junit_schema(finished: Path) -> None:

@@ -106,12 +106,16 @@ def build_run_report(
     figures = figures or ProcessFigures()
     meta = journal.meta()
     by_instance: dict[str, list[StepRecord]] = {}
-    words: dict[str, str] = {}  # one copy of each step name and status, not one per step
+    words: dict[str, str] = {}  # one copy of each name and status, not one per step and instance
+    previous_end, previous_moment = None, None  # a step starts when the one before it ended: one datetime for both
     for instance, index, name, started, ended, status in journal.steps() if steps else ():
+        begun = previous_moment if started == previous_end and started is not None else timestamp(started)
+        previous_end, previous_moment = ended, timestamp(ended)
         by_instance.setdefault(instance, []).append(made(StepRecord, {
             "index": index, "name": words.setdefault(name, name), "status": words.setdefault(status, status),
-            "started": timestamp(started), "ended": timestamp(ended), "duration_seconds": span(started, ended)}))
-    instances = [_instance(record, by_instance.get(record.id, ()), plan) for record in journal.instances().values()]
+            "started": begun, "ended": previous_moment, "duration_seconds": span(started, ended)}))
+    instances = [_instance(record, by_instance.pop(record.id, ()), plan, words)
+                 for record in journal.instances().values()]
     if isinstance(journal, InvocationSource):
         invocations = [invocation_record(row) for row in journal.invocations()]
     else:
@@ -210,16 +214,17 @@ def sum_calls(summaries: Iterable[CallSummary]) -> CallSummary:
     )
 
 
-def _instance(record: InstanceRecord, steps: Sequence[StepRecord], plan: Plan | None) -> InstanceReport:
+def _instance(record: InstanceRecord, steps: Sequence[StepRecord], plan: Plan | None,
+              words: dict[str, str]) -> InstanceReport:
     tags, cutover = record.tags, record.cutover
     if tags is None or cutover is None:  # not journaled (an older journal): from the plan, if it loaded
         planned = plan.instance(record.id) if plan is not None and plan.has_instance(record.id) else None
         tags, cutover = (dict(planned.tags), planned.cutover) if planned else ({}, None)
     return made(InstanceReport, {
         "id": record.id,
-        "provider": record.provider,
-        "wave": record.wave,
-        "status": record.status,
+        "provider": words.setdefault(record.provider, record.provider),
+        "wave": words.setdefault(record.wave, record.wave),
+        "status": words.setdefault(record.status, record.status),
         "step": record.step_name if record.status != SUCCEEDED else None,
         "step_index": record.step,
         "updated": timestamp(record.updated),
