@@ -12,8 +12,9 @@ from typing import IO, Any
 
 from batchmig.listing import Format, emit, terminal_rows
 from batchmig.redaction import REDACTOR
-from batchmig.report import InstanceReport, RunReport, render_report
-from batchmig.report.csv import render_instances_csv
+from batchmig.report import InstanceReport, RunReport
+from batchmig.report.csv import instances_csv_chunks
+from batchmig.report.files import report_chunks
 from batchmig.report.tables import INSTANCE_COLUMNS, closing_line, instance_rows
 from batchmig.selection import Selection
 
@@ -43,10 +44,10 @@ def print_status(
     if fmt == "json":
         keys: dict[str, Any] = {"selection": selection.describe()} if selection else {}
         keys.update(active=report.state == "running", **(extra or {}))
-        out.write(render_report(report, chosen, keys))  # masked as it is rendered
+        out.writelines(report_chunks(report, chosen, keys))  # masked as it is rendered
         return
     if fmt == "csv":
-        out.write(render_instances_csv(chosen))
+        out.writelines(instances_csv_chunks(chosen))
         return
     _table(f"run {report.run}", chosen, show_all, out)
     line = closing_line(report)

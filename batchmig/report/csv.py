@@ -63,21 +63,13 @@ def ids_json(ids: dict[str, Any]) -> str:
     return json.dumps(ids, sort_keys=True, default=str)
 
 
-def render_csv(report: RunReport) -> str:
-    return "".join(csv_chunks(report))
-
-
 def csv_chunks(report: RunReport) -> Iterator[str]:
-    """``render_csv``'s text in pieces of whole rows, each masked."""
+    """The CSV of ``report`` in pieces of whole rows, each masked."""
     return instances_csv_chunks(report.instances)
 
 
-def render_instances_csv(instances: Iterable[InstanceReport]) -> str:
-    """The CSV of some instances (``batchmig status --format csv`` of a selection)."""
-    return "".join(instances_csv_chunks(instances))
-
-
 def instances_csv_chunks(instances: Iterable[InstanceReport]) -> Iterator[str]:
+    """The CSV of some instances (``batchmig status --format csv`` of a selection), in pieces."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
