@@ -581,7 +581,7 @@ class Journal:
 
     def steps(self) -> Iterator[tuple[str, int, str, float | None, float | None, str]]:
         """Every step of every instance, read as they are used (a 100,000-instance run has
-        400,000 of them: a list of them all took 100 MB at the end of a run)."""
+        hundreds of thousands: a list of them all added to the peak at the end of a run)."""
         return self._rows("SELECT instance, step, name, started, ended, status FROM steps ORDER BY instance, step")
 
     def calls(self) -> list[tuple[Any, ...]]:
