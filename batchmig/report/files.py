@@ -5,8 +5,8 @@ One instance per line: readable, diffable, and fast to write for 100,000 instanc
 pydantic's own JSON of the record, written in Rust without a tree of Python data in
 between). The document is ``RunReport.to_json_dict``'s, every registered secret
 masked: the text is scanned once, in pieces of whole instance lines (the redactor
-knows each secret's JSON-escaped forms), which are written as they come. The file is private to its owner (0600)
-and replaced atomically.
+knows each secret's JSON-escaped forms), which are written as they come. The file is
+private to its owner (0600) and replaced atomically.
 """
 
 from __future__ import annotations
