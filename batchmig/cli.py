@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import click
@@ -42,35 +42,18 @@ from batchmig.errors import (
     printable,
 )
 from batchmig.listing import FORMATS, Format, emit, terminal_rows
-from batchmig.operations import (
-    RunOptions,
-    RunOutcome,
-    resume_run,
-    run_status,
-    sandbox_time_scale,
-    start_run,
-)
-from batchmig.plan.loader import load_plan
-from batchmig.plugin import API_VERSION
 from batchmig.redaction import REDACTOR
-from batchmig.registry import Registry, load_registry
 from batchmig.report.build import collector_paused
 from batchmig.rundir import check_run_id, find_run_dir, make_run_id, run_is_active
-from batchmig.sandbox.host import Sandbox, SandboxConfig
-from batchmig.scaleout import (
-    StoreOptions,
-    join_shared_run,
-    list_runners,
-    runner_rows_json,
-    shared_cutover,
-    shared_status,
-    start_shared_run,
-    store_migrate,
-)
 from batchmig.selection import Selection
 from batchmig.store import STORE_ENV, is_store_url
-from batchmig.store.postgres import redact_url
 from batchmig.views import print_status, print_summary
+
+if TYPE_CHECKING:  # each command imports what it runs: `status` needs no engine, HTTP client or plugin
+    from batchmig.operations import RunOptions, RunOutcome
+    from batchmig.registry import Registry
+    from batchmig.sandbox.host import SandboxConfig
+    from batchmig.scaleout import StoreOptions
 
 EPILOG = """\b
 Exit codes:
@@ -97,6 +80,8 @@ class CliContext:
 
     def load(self) -> Registry:
         if self.registry is None:
+            from batchmig.registry import load_registry
+
             self.registry = load_registry()
         return self.registry
 
@@ -194,6 +179,8 @@ def validate(cli: CliContext, plan: str, fmt: Format, check_env: bool, sandbox: 
 
 
 def _sandbox_config(config_path: str | None, time_scale: float | None) -> SandboxConfig:
+    from batchmig.sandbox.host import SandboxConfig
+
     config = SandboxConfig()
     if config_path:
         try:
@@ -222,6 +209,8 @@ def _finish(outcome: RunOutcome) -> NoReturn:
 
 def _run_options(runs_root: str, durable: bool, wait: bool, progress: bool | None,
                  metrics_textfiles: tuple[Path, ...] = ()) -> RunOptions:
+    from batchmig.operations import RunOptions
+
     _ignore_late_signals()
     return RunOptions(
         runs_root=Path(runs_root), durable=durable, wait_for_cutover=wait,
@@ -268,6 +257,8 @@ def _store_options(url: str, limiter: str, lease_ttl: float | None, patience: fl
     if not is_store_url(url):
         raise UsageError(f"--store {url.split('://')[0]}://...: not a PostgreSQL URL",
                          "use postgresql://user@host:5432/database")
+    from batchmig.scaleout import StoreOptions
+
     return StoreOptions(url, limiter, lease_ttl, patience)
 
 
@@ -304,6 +295,10 @@ def run(
     --dry-run prints the change-window plan (every instance's calls, totals per wave
     and action, an estimated makespan; --sandbox: of a rehearsal) and sends nothing.
     """
+    from batchmig.operations import sandbox_time_scale, start_run
+    from batchmig.plan.loader import load_plan
+    from batchmig.scaleout import start_shared_run
+
     registry = cli.load()
     if dry_run and check:
         raise UsageError("choose --dry-run or --check, not both")
@@ -367,6 +362,9 @@ def resume(cli: CliContext,
     resource up before anything is sent. Instances that need attention are looked at
     again the same way.
     """
+    from batchmig.operations import resume_run
+    from batchmig.scaleout import join_shared_run
+
     options = _run_options(runs_root, durable, wait_for_cutover, progress, metrics_textfiles)
     if store_url:  # in the store, resuming is joining: the leases tell what is left to do
         _finish(join_shared_run(run_ref, cli.load(), options,
@@ -389,6 +387,8 @@ def join(cli: CliContext, run_ref: str, store_url: str, limiter: str, lease_ttl:
     The runner claims instances wave by wave, takes over those of runners that
     died (after their lease ran out), and shares the accounts' rate budgets.
     """
+    from batchmig.scaleout import join_shared_run
+
     options = _run_options(runs_root, False, wait_for_cutover, progress)
     _finish(join_shared_run(run_ref, cli.load(), options,
                             _store_options(store_url, limiter, lease_ttl, store_patience)))
@@ -400,6 +400,8 @@ def join(cli: CliContext, run_ref: str, store_url: str, limiter: str, lease_ttl:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def runners(run_ref: str, store_url: str, fmt: str) -> None:
     """List the runners of RUN in the store: host, pid, version, heartbeat, instances held."""
+    from batchmig.scaleout import list_runners, runner_rows_json
+
     _store_options(store_url, "shares", None, 0)
     run_id, rows = list_runners(run_ref, store_url)
     if fmt == "json":
@@ -432,6 +434,7 @@ def retry(cli: CliContext, run_ref: str, selectors: tuple[str, ...], statuses: t
     canaries that the selected instances wait for are retried with them. Who asked
     and when is journaled (the report's requests).
     """
+    from batchmig.operations import resume_run
     from batchmig.retry import describe, request_retry
 
     registry = cli.load()
@@ -457,8 +460,12 @@ def retry(cli: CliContext, run_ref: str, selectors: tuple[str, ...], statuses: t
 def status(cli: CliContext, run_ref: str, runs_root: str, selectors: tuple[str, ...], statuses: tuple[str, ...],
            waves: tuple[str, ...], tags: tuple[str, ...], show_all: bool, fmt: Format, store_url: str | None) -> None:
     """Show where every instance of RUN stands (works while it runs, and after a crash)."""
+    from batchmig.runs import run_status
+
     selection = Selection.parse(selectors, statuses, waves, tags)
     if store_url:
+        from batchmig.scaleout import shared_status
+
         _store_options(store_url, "shares", None, 0)
         report, live = shared_status(run_ref, store_url)
         print_status(report, fmt, selection, show_all=show_all, extra={"runners": live})
@@ -522,6 +529,8 @@ def cutover(cli: CliContext, run_ref: str, selectors: tuple[str, ...], waves: tu
     the report.
     """
     from batchmig.cutover import ANSWER_COLUMNS, RELEASING, release_selected, summary
+    from batchmig.operations import resume_run
+    from batchmig.scaleout import StoreOptions, join_shared_run, shared_cutover, shared_status
 
     selection = Selection.parse(selectors, (), waves, tags)
     if not selection and not select_all:
@@ -578,6 +587,9 @@ def store() -> None:
 @_store_option(required=True)
 def store_init(store_url: str) -> None:
     """Create batchmig's tables and functions in the store (once per database)."""
+    from batchmig.scaleout import store_migrate
+    from batchmig.store.postgres import redact_url
+
     _store_options(store_url, "shares", None, 0)
     before, after = store_migrate(store_url, create=True)
     if before is None:
@@ -592,6 +604,9 @@ def store_init(store_url: str) -> None:
 @_store_option(required=True)
 def store_upgrade(store_url: str) -> None:
     """Bring the store's schema to the version this batchmig needs."""
+    from batchmig.scaleout import store_migrate
+    from batchmig.store.postgres import redact_url
+
     _store_options(store_url, "shares", None, 0)
     before, after = store_migrate(store_url, create=False)
     if before == after:
@@ -619,7 +634,7 @@ def report_command(cli: CliContext, run_ref: str, fmt: str, output: Path | None,
     from batchmig.runsource import DirectorySource
 
     with collector_paused():
-        text = render(DirectorySource(Path(runs_root), registry=cli.load()).report(run_ref), fmt)
+        text = render(DirectorySource(Path(runs_root), registry=cli.load).report(run_ref), fmt)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
@@ -652,7 +667,7 @@ def serve(cli: CliContext, runs: tuple[str, ...], port: int, bind: str, token_fi
     from batchmig.web.server import serve as serve_dashboard
 
     root = Path(runs_root)
-    source = DirectorySource(root, runs, registry=cli.load())
+    source = DirectorySource(root, runs, registry=cli.load)
     try:
         eventloop.run(lambda: serve_dashboard(source, bind=bind, port=port, new_token=new_token,
                                               token_file=token_file or root.parent / "serve-token", say=click.echo))
@@ -668,6 +683,8 @@ def serve(cli: CliContext, runs: tuple[str, ...], port: int, bind: str, token_fi
 @pass_cli
 def plugins(cli: CliContext, fmt: str) -> None:
     """List the installed plugins: distribution, version, hooks, plugin API, providers and emulators."""
+    from batchmig.plugin import API_VERSION
+
     registry = cli.load()
     entries = [info.as_dict(registry) for info in registry.plugins]
     if fmt == "json":
@@ -755,6 +772,8 @@ def tls_hint(ca: Path) -> str:
 def sandbox_serve(cli: CliContext,
                   port: int, directory: Path, config_path: str | None, time_scale: float | None, tls: bool) -> None:
     """Serve every installed emulator on 127.0.0.1 until interrupted."""
+    from batchmig.sandbox.host import Sandbox
+
     registry = cli.load()
     config = _sandbox_config(config_path, time_scale)
 

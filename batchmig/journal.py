@@ -294,6 +294,8 @@ class Journal:
         self.commits = 0
         self.version = journal_file.SCHEMA_VERSION
         """The schema version of the file (older ones are migrated when opened for writing)."""
+        self._unchecked: set[str] = set()
+        """Tables whose column types are checked before their first read (see ``journal_file.READ_LATER``)."""
 
     # ------------------------------------------------------------- opening
 
@@ -317,6 +319,8 @@ class Journal:
         try:
             if not create:  # (opened for writing, it was migrated to the current version)
                 journal.version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if read_only:
+                journal._unchecked.update(journal_file.READ_LATER)
             if not create and not read_only:  # every row read once: text that is not UTF-8 is damage found now
                 for read in (journal.meta, journal.instances, journal.steps, journal.requests):
                     read()
@@ -446,6 +450,12 @@ class Journal:
                 yield from rows
         except journal_file.SQLITE_FAILURES as exc:
             raise journal_file.read_failure(self._db, self.path, exc) from None
+
+    def _check_types(self, table: str) -> None:
+        """The column types of ``table``, once, if the open left them for its first read."""
+        if table in self._unchecked:
+            journal_file.check_types(self._db, self.path, self.version, table)
+            self._unchecked.discard(table)
 
     def meta(self) -> dict[str, str]:
         return dict(self._query("SELECT key, value FROM meta"))
@@ -582,6 +592,7 @@ class Journal:
     def steps(self) -> Iterator[tuple[str, int, str, float | None, float | None, str]]:
         """Every step of every instance, read as they are used (a 100,000-instance run has
         hundreds of thousands: a list of them all added to the peak at the end of a run)."""
+        self._check_types("steps")  # now, not at the first row: this is not a generator
         return self._rows("SELECT instance, step, name, started, ended, status FROM steps ORDER BY instance, step")
 
     def calls(self) -> list[tuple[Any, ...]]:

@@ -21,7 +21,10 @@ checks, before anything is read from it:
 * every table and column the reader needs (a renamed column is damage, not a crash),
   each value of the type the reader expects, JSON objects where JSON is kept (in
   SQL), and text that is UTF-8 (``Journal.open`` for writing reads every instance
-  and step once; a reader decodes what it reads);
+  and step once; a reader decodes what it reads). A read-only open leaves the types
+  of the ``steps`` table (the largest: six rows per instance) to the first read of
+  the steps (``check_types``), so ``status`` as a table, which shows none, does not
+  scan them;
 * that it records a run: a run id and at least as many instances as it says it has.
 
 Any failure is a ``JournalUnusableError`` (exit 5) naming the file and what is
@@ -153,7 +156,7 @@ def open_existing(path: Path, *, read_only: bool) -> tuple[sqlite3.Connection, C
     except SQLITE_FAILURES as exc:
         raise classify(path, exc) from None
     try:
-        version = check(db, path, thorough=not read_only)
+        version = check(db, path, thorough=not read_only, unchecked=READ_LATER if read_only else ())
         if not read_only and version < SCHEMA_VERSION:
             migrate(db, version)
     except BaseException:
@@ -164,8 +167,13 @@ def open_existing(path: Path, *, read_only: bool) -> tuple[sqlite3.Connection, C
     return db, cleanup
 
 
-def check(db: sqlite3.Connection, path: Path, *, thorough: bool = True) -> int:
-    """Integrity (``thorough``: every index too), version, tables and contents; returns the schema version."""
+READ_LATER = ("steps",)
+"""Tables a read-only open leaves for ``check_types`` before their first read."""
+
+
+def check(db: sqlite3.Connection, path: Path, *, thorough: bool = True, unchecked: tuple[str, ...] = ()) -> int:
+    """Integrity (``thorough``: every index too), version, tables and contents (the types
+    of each column but in the ``unchecked`` tables); returns the schema version."""
     try:
         problems = integrity_problems(db, thorough=thorough)
         if problems:
@@ -177,7 +185,7 @@ def check(db: sqlite3.Connection, path: Path, *, thorough: bool = True) -> int:
                 f"0 to {SCHEMA_VERSION}",
                 "it was written by a newer batchmig (or something else): use that version to resume or inspect it",
             )
-        problem = _structure_problem(db, version) or _json_problem(db, version) or _contents_problem(db)
+        problem = _structure_problem(db, version, unchecked) or _json_problem(db, version) or _contents_problem(db)
     except SQLITE_FAILURES as exc:
         raise read_failure(db, path, exc) from None
     if problem:
@@ -196,7 +204,17 @@ def _columns_of(version: int) -> tuple[dict[str, tuple[str, ...]], dict[str, dic
     return required, types
 
 
-def _structure_problem(db: sqlite3.Connection, version: int) -> str | None:
+def check_types(db: sqlite3.Connection, path: Path, version: int, table: str) -> None:
+    """Refuse the journal if ``table`` holds a value of a type its reader does not expect."""
+    try:
+        problem = _first_mistyped(db, table, _columns_of(version)[1][table])
+    except SQLITE_FAILURES as exc:
+        raise read_failure(db, path, exc) from None
+    if problem:
+        raise damaged(path, problem)
+
+
+def _structure_problem(db: sqlite3.Connection, version: int, unchecked: tuple[str, ...]) -> str | None:
     tables = {str(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables:
         return "it holds no tables (an empty database): no run is recorded in it"
@@ -209,7 +227,7 @@ def _structure_problem(db: sqlite3.Connection, version: int) -> str | None:
         if missing:
             return f"the table {table} lacks the column(s) {', '.join(missing)} (renamed or dropped)"
     for table, types in column_types.items():
-        mistyped = _first_mistyped(db, table, types) if table in tables else None
+        mistyped = _first_mistyped(db, table, types) if table in tables and table not in unchecked else None
         if mistyped:
             return mistyped
     return None

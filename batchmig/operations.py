@@ -1,4 +1,4 @@
-"""What the CLI's commands do, without the CLI: start, resume, dry-run, check, status, cutover.
+"""What the CLI's commands do, without the CLI: start, resume, dry-run, check, cutover (``status``: batchmig.runs).
 
 A run lives in a run directory (default ``./.batchmig/runs/<run-id>/``, created 0700
 with the runs root)::
@@ -28,7 +28,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,8 +70,7 @@ from batchmig.registry import Registry
 from batchmig.report import RunReport, build_run_report, write_report
 from batchmig.report.formats import prepare as prepare_report
 from batchmig.report.formats import write_report_files
-from batchmig.rundir import find_run_dir, make_run_id, run_is_active, run_lock
-from batchmig.runs import plan_for_report
+from batchmig.rundir import find_run_dir, make_run_id, run_lock
 from batchmig.sandbox.host import Sandbox, SandboxConfig
 
 log = structlog.get_logger("batchmig.run")
@@ -489,21 +488,3 @@ def exit_code(statuses: list[str], *, interrupted: bool) -> ExitCode:
     if any(s == AWAITING_CUTOVER for s in statuses):
         return ExitCode.AWAITING_CUTOVER
     return ExitCode.OK
-
-
-# ---------------------------------------------------------- status, cutover
-
-
-def run_status(
-    reference: str, runs_root: Path, registry: Callable[[], Registry] | None = None, *, steps: bool = True
-) -> tuple[Path, RunReport]:
-    """The report of a run as it stands (``steps``: with the instances' steps). Tags and
-    cutover policies are journaled; for a journal of an older batchmig they come from
-    its plan, loaded with ``registry()``."""
-    run_dir = find_run_dir(reference, runs_root)
-    journal = Journal.open(run_dir / "journal.sqlite", read_only=True)
-    try:
-        plan = plan_for_report(journal, run_dir, registry)
-        return run_dir, build_run_report(journal, plan=plan, active=run_is_active(run_dir), steps=steps)
-    finally:
-        journal.close()

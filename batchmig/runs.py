@@ -1,4 +1,8 @@
-"""The runs under a runs root (``batchmig runs``, the dashboard's list) and a run's plan.
+"""The runs under a runs root (``batchmig runs``, the dashboard's list), a run's plan, and
+its report as it stands (``batchmig status``).
+
+Nothing here imports the engine, the HTTP client or the plan loader until a plan must
+be loaded again (a journal of an older batchmig): ``status`` and ``runs`` start fast.
 
 Each entry comes from the run's journal (plan, creation time, instance counts) and its
 lock (whether a runner works on it now). A run whose first start failed before
@@ -13,16 +17,17 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchmig.errors import BatchmigError
 from batchmig.journal import Journal
 from batchmig.listing import Column
-from batchmig.plan.loader import load_plan
-from batchmig.plan.model import Plan
-from batchmig.registry import Registry
-from batchmig.report import run_state
-from batchmig.rundir import JOURNAL_NAME, run_directories, run_is_active
+from batchmig.report import RunReport, build_run_report, run_state
+from batchmig.rundir import JOURNAL_NAME, find_run_dir, run_directories, run_is_active
+
+if TYPE_CHECKING:
+    from batchmig.plan.model import Plan
+    from batchmig.registry import Registry
 
 RUN_COLUMNS = (
     Column("run", "run"), Column("plan", "plan"), Column("created", "created"), Column("state", "state"),
@@ -91,6 +96,8 @@ def run_rows(runs: list[RunEntry]) -> Iterator[dict[str, Any]]:
 def run_plan(run_dir: Path, meta: Mapping[str, str], registry: Registry) -> Plan | None:
     """The plan the run works on — its file if unchanged, else the copy in the run
     directory if that is the one — or None when neither loads (e.g. a plugin is gone)."""
+    from batchmig.plan.loader import load_plan
+
     for path in (meta.get("plan_path", ""), str(run_dir / "plan.yaml")):
         if not path or not os.path.exists(path):
             continue
@@ -110,3 +117,18 @@ def plan_for_report(journal: Journal, run_dir: Path, registry: Callable[[], Regi
     if registry is None or journal.keeps_plan_details:
         return None
     return run_plan(run_dir, journal.meta(), registry())
+
+
+def run_status(
+    reference: str, runs_root: Path, registry: Callable[[], Registry] | None = None, *, steps: bool = True
+) -> tuple[Path, RunReport]:
+    """The report of a run as it stands (``steps``: with the instances' steps). Tags and
+    cutover policies are journaled; for a journal of an older batchmig they come from
+    its plan, loaded with ``registry()``."""
+    run_dir = find_run_dir(reference, runs_root)
+    journal = Journal.open(run_dir / JOURNAL_NAME, read_only=True)
+    try:
+        plan = plan_for_report(journal, run_dir, registry)
+        return run_dir, build_run_report(journal, plan=plan, active=run_is_active(run_dir), steps=steps)
+    finally:
+        journal.close()

@@ -14,20 +14,22 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from batchmig.errors import UsageError
 from batchmig.journal import AWAITING_CUTOVER, Journal, Requester
 from batchmig.plan.model import Plan
-from batchmig.registry import Registry
 from batchmig.report import RunReport, build_run_report
 from batchmig.report.files import FIGURES_NAME, read_figures
 from batchmig.report.model import moment
 from batchmig.rundir import find_run_dir, run_is_active
 from batchmig.runs import RunEntry, list_runs, plan_for_report
+
+if TYPE_CHECKING:
+    from batchmig.registry import Registry
 
 JOURNAL = "journal.sqlite"
 
@@ -75,7 +77,9 @@ class RunSource(Protocol):
 class DirectorySource:
     """Runs in run directories: those under ``runs_root``, or only the ``runs`` named."""
 
-    def __init__(self, runs_root: Path, runs: Sequence[str] = (), registry: Registry | None = None) -> None:
+    def __init__(
+        self, runs_root: Path, runs: Sequence[str] = (), registry: Callable[[], Registry] | None = None
+    ) -> None:
         self.runs_root = runs_root
         self._named = [find_run_dir(reference, runs_root) for reference in runs]
         self._registry = registry
@@ -155,5 +159,5 @@ class DirectorySource:
         key = (str(path), meta.get("plan_sha256", ""))
         with self._lock:
             if key not in self._plans:
-                self._plans[key] = plan_for_report(journal, path, lambda: registry)
+                self._plans[key] = plan_for_report(journal, path, registry)
             return self._plans[key]

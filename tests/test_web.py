@@ -48,7 +48,8 @@ def runs_root(plan_file, registry: Registry, tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def client(runs_root: Path, registry: Registry) -> AsyncIterator[TestClient]:
-    app = make_app(DirectorySource(runs_root, registry=registry), Guard(TOKEN, loopback=True), poll_seconds=0.05)
+    source = DirectorySource(runs_root, registry=lambda: registry)
+    app = make_app(source, Guard(TOKEN, loopback=True), poll_seconds=0.05)
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
         yield test_client
 
@@ -195,7 +196,7 @@ async def test_no_secret_reaches_a_served_page(tmp_path: Path, echo_cloud: str, 
                           cwd=tmp_path, timeout=120)
     assert proc.returncode == 1, proc.stderr[-2000:]
     run = run_id(tmp_path / "runs")
-    app = make_app(DirectorySource(tmp_path / "runs", registry=registry), Guard(TOKEN, loopback=True))
+    app = make_app(DirectorySource(tmp_path / "runs", registry=lambda: registry), Guard(TOKEN, loopback=True))
     pages = []
     async with TestClient(TestServer(app, host="127.0.0.1")) as web:
         for path in ("/", f"/runs/{run}", "/api/runs", f"/api/runs/{run}/view", f"/api/runs/{run}/instances/a",

@@ -158,6 +158,9 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "no run id": (sql("DELETE FROM meta WHERE key = 'run_id'"), "records no run id"),
     "a directory instead": (directory_instead, "is not a file"),
 }
+IN_STEPS_ONLY = {"BLOB in steps"}
+"""Damage in rows that ``status`` as a table does not read (it shows no steps): it lists every
+instance, and each command that reads the steps refuses the journal."""
 
 
 @pytest.mark.parametrize("case", list(DAMAGE))
@@ -170,6 +173,9 @@ def test_a_damaged_journal_is_refused_by_every_command(case: str, whole_run: Pat
     for command in (["status", str(run_dir)], ["status", str(run_dir), "--format", "json"],
                     ["resume", str(run_dir), "--no-progress"], ["cutover", str(run_dir), "--all", "--no-resume"]):
         code, output = in_process(*command)
+        if case in IN_STEPS_ONLY and command == ["status", str(run_dir)]:
+            assert code == 0 and output.count("db-0") == INSTANCES, output[-2000:]
+            continue
         assert_unusable(code, output, f"{case}: {command[0]}")
         assert expected in output, output
         codes.append(code)
