@@ -22,7 +22,7 @@ checks, before anything is read from it:
   each value of the type the reader expects, JSON objects where JSON is kept (in
   SQL), and text that is UTF-8 (``Journal.open`` for writing reads every instance
   and step once; a reader decodes what it reads). A read-only open leaves the types
-  of the ``steps`` table (the largest: six rows per instance) to the first read of
+  of the ``steps`` table (the largest: several rows per instance) to the first read of
   the steps (``check_types``), so ``status`` as a table, which shows none, does not
   scan them;
 * that it records a run: a run id and at least as many instances as it says it has.
