@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -61,8 +62,10 @@ def write_private_file(path: Path, text: str) -> None:
 def write_private_chunks(path: Path, chunks: Iterable[str]) -> None:
     """Replace ``path`` with the text of ``chunks``, written as they come (a large report
     never is one string in memory), atomically and 0600 like ``write_private_file``. If
-    making a chunk fails, ``path`` is left as it was and the partial file removed."""
-    partial = path.with_name(path.name + ".partial")
+    making a chunk fails, ``path`` is left as it was and the partial file removed. The
+    partial file is this process's and thread's own: two runners of one run (a shared
+    store) may write its report at the same time, and each must replace it whole."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
     try:
         with open_private(partial, "w", encoding="utf-8") as handle:
             for chunk in chunks:
