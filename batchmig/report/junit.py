@@ -35,12 +35,7 @@ def _seconds(instance: InstanceReport) -> float:
 
 def attribute(value: str) -> str:
     """``value`` escaped as ElementTree writes an attribute's value."""
-    if "&" in value:
-        value = value.replace("&", "&amp;")
-    if "<" in value:
-        value = value.replace("<", "&lt;")
-    if ">" in value:
-        value = value.replace(">", "&gt;")
+    value = content(value)
     if '"' in value:
         value = value.replace('"', "&quot;")
     if "\r" in value:
