@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -473,8 +473,9 @@ def status(cli: CliContext, run_ref: str, runs_root: str, selectors: tuple[str, 
             click.echo(f"run {report.run} in the store: {live} runner(s) working on it")
         return
     with collector_paused():
-        _, report = run_status(run_ref, Path(runs_root), cli.load, steps=fmt != "text")  # the table shows none
-        print_status(report, fmt, selection, show_all=show_all)
+        # the table shows no step, the CSV each instance's steps in one line
+        _, report, spans = run_status(run_ref, Path(runs_root), cli.load, steps=fmt == "json", spans=fmt == "csv")
+        print_status(report, fmt, selection, show_all=show_all, spans=spans)
 
 
 @main.command()
@@ -629,19 +630,31 @@ def report_command(cli: CliContext, run_ref: str, fmt: str, output: Path | None,
     A runner writes every format into the run directory whenever it finishes or
     stops (report.html, report.junit.xml, report.md, report.csv, report.json).
     """
-    from batchmig.report.files import write_private_text
-    from batchmig.report.formats import render
+    from batchmig.private_files import write_private_chunks
+    from batchmig.report.csv import instances_csv_chunks
+    from batchmig.report.formats import FORMATS, WITHOUT_STEPS
+    from batchmig.runs import run_status
     from batchmig.runsource import DirectorySource
 
     with collector_paused():
-        text = render(DirectorySource(Path(runs_root), registry=cli.load).report(run_ref), fmt)
-    if output is None:
-        click.echo(text, nl=not text.endswith("\n"))
-        return
-    try:
-        write_private_text(output, text)
-    except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+        if fmt == "csv":  # each instance's steps in one line, not their records: `status --format csv`'s way
+            _, report, spans = run_status(run_ref, Path(runs_root), cli.load, steps=False, spans=True)
+            chunks: Iterable[str] = instances_csv_chunks(report.instances, spans)
+        else:
+            source = DirectorySource(Path(runs_root), registry=cli.load)
+            chunks = FORMATS[fmt][1](source.report(run_ref, steps=fmt not in WITHOUT_STEPS))
+        if output is None:  # written as it is rendered (masked piece by piece), never whole in memory
+            last = ""
+            for chunk in chunks:
+                sys.stdout.write(chunk)
+                last = chunk or last
+            if not last.endswith("\n"):
+                sys.stdout.write("\n")
+            return
+        try:
+            write_private_chunks(output, chunks)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}", err=True)
 
 

@@ -15,10 +15,13 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batchmig.errors import JournalError, JournalUnusableError, UsageError
-from batchmig.plan.model import Plan
 from batchmig.private_files import open_private_fd
+
+if TYPE_CHECKING:  # `status` and `report` never load a plan's models
+    from batchmig.plan.model import Plan
 
 JOURNAL_NAME = "journal.sqlite"
 LATEST = ("latest", "@last")

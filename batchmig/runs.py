@@ -17,12 +17,13 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from batchmig.errors import BatchmigError
 from batchmig.journal import Journal
 from batchmig.listing import Column
 from batchmig.report import RunReport, build_run_report, run_state
+from batchmig.report.build import StepSpan, step_spans
 from batchmig.rundir import JOURNAL_NAME, find_run_dir, run_directories, run_is_active
 
 if TYPE_CHECKING:
@@ -119,16 +120,26 @@ def plan_for_report(journal: Journal, run_dir: Path, registry: Callable[[], Regi
     return run_plan(run_dir, journal.meta(), registry())
 
 
+class RunStatus(NamedTuple):
+    run_dir: Path
+    report: RunReport
+    spans: dict[str, StepSpan] | None
+    """Each instance's steps in one line, when asked for (``run_status``'s ``spans``)."""
+
+
 def run_status(
-    reference: str, runs_root: Path, registry: Callable[[], Registry] | None = None, *, steps: bool = True
-) -> tuple[Path, RunReport]:
-    """The report of a run as it stands (``steps``: with the instances' steps). Tags and
-    cutover policies are journaled; for a journal of an older batchmig they come from
-    its plan, loaded with ``registry()``."""
+    reference: str, runs_root: Path, registry: Callable[[], Registry] | None = None, *, steps: bool = True,
+    spans: bool = False,
+) -> RunStatus:
+    """The report of a run as it stands (``steps``: with the instances' steps; ``spans``:
+    with each instance's steps in one line, ``step_spans``, which costs a third of the
+    records). Tags and cutover policies are journaled; for a journal of an older batchmig
+    they come from its plan, loaded with ``registry()``."""
     run_dir = find_run_dir(reference, runs_root)
     journal = Journal.open(run_dir / JOURNAL_NAME, read_only=True)
     try:
         plan = plan_for_report(journal, run_dir, registry)
-        return run_dir, build_run_report(journal, plan=plan, active=run_is_active(run_dir), steps=steps)
+        report = build_run_report(journal, plan=plan, active=run_is_active(run_dir), steps=steps)
+        return RunStatus(run_dir, report, step_spans(journal) if spans else None)
     finally:
         journal.close()

@@ -13,6 +13,7 @@ from typing import IO, Any
 from batchmig.listing import Format, emit, terminal_rows
 from batchmig.redaction import REDACTOR
 from batchmig.report import InstanceReport, RunReport
+from batchmig.report.build import StepSpan
 from batchmig.report.csv import instances_csv_chunks
 from batchmig.report.files import report_chunks
 from batchmig.report.tables import INSTANCE_COLUMNS, closing_line, instance_rows
@@ -36,9 +37,10 @@ def print_summary(report: RunReport, *, show_all: bool = False, out: IO[str] | N
 
 def print_status(
     report: RunReport, fmt: Format, selection: Selection, *, show_all: bool = False,
-    extra: Mapping[str, Any] | None = None, out: IO[str] | None = None,
+    extra: Mapping[str, Any] | None = None, spans: Mapping[str, StepSpan] | None = None, out: IO[str] | None = None,
 ) -> None:
-    """``batchmig status``; ``extra`` adds keys to the JSON document (e.g. live runners)."""
+    """``batchmig status``; ``extra`` adds keys to the JSON document (e.g. live runners);
+    ``spans``: the instances' steps in one line for the CSV, if they were built without steps."""
     out = out or sys.stdout
     chosen = selection.choose(report.instances) if selection else list(report.instances)
     if fmt == "json":
@@ -47,7 +49,7 @@ def print_status(
         out.writelines(report_chunks(report, chosen, keys))  # masked as it is rendered
         return
     if fmt == "csv":
-        out.writelines(instances_csv_chunks(chosen))
+        out.writelines(instances_csv_chunks(chosen, spans))
         return
     _table(f"run {report.run}", chosen, show_all, out)
     line = closing_line(report)

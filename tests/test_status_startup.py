@@ -1,5 +1,5 @@
 """What ``batchmig status`` pays before it shows anything: it imports no engine, HTTP
-client, sandbox or plugin, and its read-only open leaves the steps' type check to the
+client, sandbox, plan model or plugin, and its read-only open leaves the steps' type check to the
 first read of the steps — a command that reads none (the table) shows every instance of
 a journal with a garbled step row, and one that reads them still refuses it (exit 5)."""
 
@@ -30,7 +30,7 @@ instances:
   - {id: c, settings: {fail: true}}
 """
 
-NOT_FOR_STATUS = ("aiohttp", "batchmig.engine", "batchmig.sandbox", "batchmig.operations", "batchmig.plan.loader",
+NOT_FOR_STATUS = ("aiohttp", "batchmig.engine", "batchmig.sandbox", "batchmig.operations", "batchmig.plan",
                   "batchmig.registry", "batchmig.scaleout", "pluggy")
 
 
@@ -46,7 +46,7 @@ def garble_a_step(run_dir: Path) -> None:
     db.close()
 
 
-@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("fmt", ["text", "json", "csv"])
 def test_status_imports_no_engine_http_client_sandbox_or_plugin(run_dir: Path, fmt: str) -> None:
     script = (
         "import sys\n"

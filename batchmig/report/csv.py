@@ -12,11 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from json.encoder import encode_basestring_ascii as _quoted  # json.dumps's own quoting
 from typing import Any
 
 from batchmig.redaction import REDACTOR
+from batchmig.report.build import NO_STEPS, StepSpan, span_of_steps
 from batchmig.report.files import batches
 from batchmig.report.model import InstanceReport, RunReport
 
@@ -30,16 +31,9 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA) else text
 
 
-def instance_row(instance: InstanceReport) -> list[str]:
-    first = last = None
-    seconds: float = 0  # an int while there are no steps, as sum() has it
-    for step in instance.steps:
-        started, ended = step.started, step.ended
-        if started is not None and (first is None or started < first):
-            first = started
-        if ended is not None and (last is None or ended > last):
-            last = ended
-        seconds += step.duration_seconds or 0.0
+def instance_row(instance: InstanceReport, steps: StepSpan) -> list[str]:
+    """The instance's cells; ``steps``: its steps in one line (``span_of_steps`` of its records)."""
+    first, last, seconds = steps
     error = instance.error
     values: list[object] = [
         instance.id, instance.provider, instance.wave, instance.status, instance.step,
@@ -68,12 +62,17 @@ def csv_chunks(report: RunReport) -> Iterator[str]:
     return instances_csv_chunks(report.instances)
 
 
-def instances_csv_chunks(instances: Iterable[InstanceReport]) -> Iterator[str]:
-    """The CSV of some instances (``batchmig status --format csv`` of a selection), in pieces."""
+def instances_csv_chunks(instances: Iterable[InstanceReport], spans: Mapping[str, StepSpan] | None = None
+                         ) -> Iterator[str]:
+    """The CSV of some instances (``batchmig status --format csv`` of a selection), in pieces.
+    ``spans``: each instance's steps in one line, read from the journal (``step_spans``)
+    for instances built without their steps; without it, from their step records."""
+    rows = (instance_row(i, span_of_steps(i.steps)) for i in instances) if spans is None else (
+        instance_row(i, spans.get(i.id, NO_STEPS)) for i in instances)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    for batch in batches(map(instance_row, instances)):
+    for batch in batches(rows):
         writer.writerows(batch)
         yield REDACTOR(out.getvalue())
         out.seek(0)

@@ -31,6 +31,8 @@ FORMATS: dict[str, tuple[str, Callable[[RunReport], Iterable[str]]]] = {
     "csv": ("report.csv", csv_chunks),
 }
 """Format name -> (file name in the run directory, renderer: its text in pieces, secrets masked)."""
+WITHOUT_STEPS = ("markdown",)
+"""Formats that show no step: ``batchmig report`` builds their report without the steps."""
 
 
 def render(report: RunReport, fmt: str) -> str:
