@@ -43,7 +43,7 @@ from batchmig.report.model import moment
 from batchmig.rundir import make_run_id
 from batchmig.sharedlimit import LIMITER_MODES, make_shared_limiter
 from batchmig.store.fence import Fence
-from batchmig.store.postgres import PostgresStore, RunnerRow, SharedJournal, redact_url
+from batchmig.store.postgres import PostgresStore, RunnerRow, SharedJournal, StoreRefused, redact_url
 
 if TYPE_CHECKING:
     from batchmig.operations import StopSignals
@@ -210,8 +210,11 @@ async def _execute_shared(
                 matched, _ = group.split(JournalError)
                 if matched is None:
                     raise
-                stopped = JournalError(str(_first_leaf(matched)))
-                stopped.hint = f"once the store is back: batchmig join {run_id} --store ..."
+                leaf = _first_leaf(matched)
+                stopped = JournalError(str(leaf))
+                when = "once what the store refused is fixed" if isinstance(leaf, StoreRefused) else \
+                    "once the store is back"
+                stopped.hint = f"{when}: batchmig join {run_id} --store ..."
                 raise stopped from None
             finally:
                 stop.detach()

@@ -43,6 +43,7 @@ from typing import Any
 import anyio
 import structlog
 
+from batchmig.errors import JournalError
 from batchmig.ratelimit import Clock, LimitKey, RateLimiter, Release
 from batchmig.store.postgres import (
     IDLE_GUARD,
@@ -50,7 +51,7 @@ from batchmig.store.postgres import (
     StoreUnavailable,
     _psycopg,
     connection_kwargs,
-    store_failures,
+    store_errors,
 )
 
 log = structlog.get_logger("batchmig.sharedlimit")
@@ -104,7 +105,8 @@ class _SharedBase(RateLimiter):
         self._spawn(self._penalize_shared(key, retry_after))
 
     async def _penalize_shared(self, key: LimitKey, retry_after: float | None) -> None:
-        with contextlib.suppress(StoreUnavailable):
+        # Not written (the journal has logged why): the others see the throttle if they draw one.
+        with contextlib.suppress(JournalError):
             await self.journal.execute(
                 "SELECT batchmig_penalize(%s, %s, %s, %s, %s, %s, %s)",
                 (str(key), self._cap(key), retry_after, self._window, self._span - self._window,
@@ -303,7 +305,11 @@ class ShareLimiter(_SharedBase):
                     demand = self.demand(key)
                     if self._due(entry, demand, self._clock.now()):
                         entry.wanted = False
-                        with contextlib.suppress(StoreUnavailable):
+                        # Failed (the journal logged it, and stops the runner if it must): the
+                        # key keeps its share, due again at the next tick; a share not
+                        # renewed in time closes the fence (the heartbeat), so nothing is
+                        # sent under a share that may have returned to the others.
+                        with contextlib.suppress(JournalError):
                             await self.rebalance(key, demand)
 
     async def rebalance(self, key: LimitKey, demand: int) -> int:
@@ -333,8 +339,11 @@ class ShareLimiter(_SharedBase):
             entry.asked, entry.asked_at = demand, self._clock.now()
         except psycopg.errors.LockNotAvailable:  # another runner holds the key's row: next time
             return self._share(key).share
-        except store_failures() as exc:
-            raise StoreUnavailable(f"the store is unreachable: {exc}") from None
+        except store_errors() as exc:
+            # Whatever failed, a shrink may be applied already and a grow is not: the share
+            # in force is never more than the database's.
+            raise journal.failed(exc) from None
+        journal.store_usable()
         self.set_share(key, share, paused)
         return share
 

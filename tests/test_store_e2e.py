@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from store_helpers import audit_figures, fleet_plan, runner_command, start_runner
 
@@ -134,4 +135,54 @@ def test_a_runner_that_joins_gets_its_share_of_the_wave(postgres_dsn: str, tmp_p
     assert sum(worked.values()) == 24 and min(worked.values()) >= 4, worked
     assert logs["r1"].count('"instance.handed_back"') >= 4, worked
     assert '"call.reconciled"' not in logs["r2"] and '"instance.claimed"' not in logs["r2"]
+    assert figures["repeated_effects"] == 0 and figures["throttled"] == 0 and not figures["over_cap"], figures
+
+
+def test_database_errors_mid_run_are_survived_or_stop_the_runner_in_one_line(postgres_dsn: str, tmp_path: Path):
+    """Mid-run, a statement_timeout on every session of the store while another session
+    holds the limiter's key rows (the runner's rebalances time out), and every connection
+    of the runner terminated twice: it goes on. Then a statement the store refuses for
+    good (the rebalance function renamed away): it stops with exit 3 and one line, and
+    a runner that joins once it is back finishes the run. Nothing repeated, never over
+    the cap."""
+    assert _cli(tmp_path, "store", "init", "--store", postgres_dsn).returncode == 0
+    (tmp_path / "plan.yaml").write_text(fleet_plan(60, duration=1200))
+    runner = ("--store", postgres_dsn, "--lease-ttl", "12", "--no-progress")
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE \"{admin.info.dbname}\" SET statement_timeout = '1s'")
+    with SandboxProcess(tmp_path / "sandbox", CAPPED) as sandbox:
+        first = start_runner(tmp_path, "r1", "run", "plan.yaml", "--sandbox-at", str(sandbox.directory), *runner)
+        _until_runners(tmp_path, postgres_dsn, 1)
+        time.sleep(1.0)
+        with psycopg.connect(postgres_dsn) as holder:  # its rebalances wait for the rows, and time out
+            holder.execute("SET statement_timeout = 0")
+            holder.execute("SELECT 1 FROM batchmig_rate_keys FOR UPDATE")
+            for _ in range(2):
+                time.sleep(1.5)
+                with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                                  "current_database() AND pid NOT IN (pg_backend_pid(), %s)",
+                                  (holder.info.backend_pid,))
+            time.sleep(1.5)
+            holder.rollback()
+        time.sleep(2.0)
+        assert first.poll() is None, (tmp_path / "r1.err").read_text()[-3000:]
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute("ALTER FUNCTION batchmig_rebalance RENAME TO batchmig_rebalance_away")
+        assert _wait(first, tmp_path, "r1") == 3
+        lines = (tmp_path / "r1.out").read_text() + (tmp_path / "r1.err").read_text()
+        assert "Traceback" not in lines
+        error = [line for line in lines.splitlines() if line.startswith("error: ")]
+        assert error and "the store refused a statement: function batchmig_rebalance" in error[-1], lines[-3000:]
+        assert "hint: once what the store refused is fixed: batchmig join" in lines
+        assert "psycopg" not in lines  # its own warnings are not the operator's concern: store.* events say it
+        events = lines.count("store.statement_failed") + lines.count("store.unreachable")
+        assert events >= 1, "the errors it survived are in its log"
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute("ALTER FUNCTION batchmig_rebalance_away RENAME TO batchmig_rebalance")
+        second = start_runner(tmp_path, "r2", "join", "fleet", *runner)
+        assert _wait(second, tmp_path, "r2") == 0
+        figures = audit_figures(sandbox.audit(), {})
+    status = json.loads(_cli(tmp_path, "status", "fleet", "--store", postgres_dsn, "--format", "json").stdout)
+    assert status["counts"] == {"succeeded": 60}
     assert figures["repeated_effects"] == 0 and figures["throttled"] == 0 and not figures["over_cap"], figures

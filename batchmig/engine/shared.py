@@ -30,6 +30,7 @@ import structlog
 
 from batchmig.engine.pipeline import Pipeline
 from batchmig.engine.runner import Engine
+from batchmig.errors import JournalError
 from batchmig.journal import AWAITING_CUTOVER, PENDING
 from batchmig.plan.model import Plan, Wave
 from batchmig.registry import Registry
@@ -69,7 +70,7 @@ class SharedEngine(Engine):
         self.shared = journal
         self.fence = fence
         journal.on_lost = self._lost
-        journal.on_unavailable = self._unavailable
+        journal.on_failure = self._store_failed
         self._changed = anyio.Event()
         self._running_here = 0
         self._fresh: dict[str, int] = {}  # claimed pending here -> its step, until it moves on
@@ -85,10 +86,11 @@ class SharedEngine(Engine):
         if scope is not None:
             scope.cancel()
 
-    def _unavailable(self, reason: str) -> None:
-        self._fatal = StoreUnavailable(f"run {self.run_id} stopped on this runner: {reason}")
-        self.fence.give_up(reason)
-        self.stop(reason)
+    def _store_failed(self, error: JournalError) -> None:
+        """The store refused a statement, or was unusable past the runner's patience."""
+        self._fatal = error
+        self.fence.give_up(str(error))
+        self.stop(str(error))
 
     async def _heartbeat(self) -> None:
         limiter = self.pipeline.limiter
@@ -99,8 +101,10 @@ class SharedEngine(Engine):
                 if isinstance(limiter, ShareLimiter):
                     await limiter.renew()
             except StoreUnavailable:
-                await anyio.sleep(min(1.0, self.fence.ttl / 6))
+                await anyio.sleep(min(1.0, self.fence.ttl / 6))  # the fence closes if this lasts
                 continue
+            except JournalError:
+                return  # refused for good: the journal stopped the runner (``_store_failed``)
             for iid in lost:
                 log.warning("lease.lost", instance=iid)
                 self._lost(iid)  # cancelled before the fence reopens: nothing is sent for them
@@ -121,7 +125,8 @@ class SharedEngine(Engine):
     # ------------------------------------------------------------- waves
 
     async def _store(self, work: Callable[[], Any]) -> Any:
-        """Retry a store read or claim while the store is briefly unreachable."""
+        """Retry a store read or claim while the store is briefly unusable; None once the
+        runner stops (a refused statement stops it: ``_store_failed``)."""
         while True:
             try:
                 return await work()
@@ -129,6 +134,8 @@ class SharedEngine(Engine):
                 if self.stopping:
                     return None
                 await anyio.sleep(1.0)
+            except JournalError:
+                return None
 
     async def _run_waves(self, tg: anyio.abc.TaskGroup) -> None:
         for index, wave in enumerate(self.plan.waves):
@@ -287,7 +294,7 @@ class SharedEngine(Engine):
         change); none if the store cannot say."""
         try:
             return await self.shared.status_counts()
-        except StoreUnavailable:
+        except JournalError:
             return {}
 
     # ----------------------------------------------------------- refresh
@@ -299,7 +306,7 @@ class SharedEngine(Engine):
                 continue
             try:
                 released = await self.shared.released_now()
-            except StoreUnavailable:
+            except JournalError:  # unusable now (a refusal has stopped the runner): next second
                 continue
             for iid in released - self._released:
                 self._released.add(iid)

@@ -81,17 +81,68 @@ def _psycopg() -> Any:
     return psycopg
 
 
-def store_failures() -> tuple[type[BaseException], ...]:
-    """The errors that mean the store cannot be used now, not that a statement is wrong:
-    a lost or refused connection (a restart, a failover), a pool without a connection in
-    time, a session the server ended (``idle_in_transaction_session_timeout`` after a
-    runner froze mid-transaction: an ``InternalError`` to psycopg, not an operational one).
+class StoreRefused(JournalError):
+    """The store answered a runner's statement with an error that retrying will not fix
+    (a privilege revoked, the schema changed under the runner, a constraint broken)."""
+
+    hint = ("fix what the store refused (the database's message above), then "
+            "`batchmig join RUN --store URL` goes on where the run stopped")
+
+
+UNREACHABLE = "unreachable"
+TRANSIENT = "transient"
+PERMANENT = "permanent"
+
+
+def classify(exc: BaseException) -> str | None:
+    """What a database error means to batchmig: the one place that decides it.
+
+    ``unreachable``: the store cannot be used now — a lost or refused connection (a
+    restart, a failover, ``pg_terminate_backend``, too many connections), a pool
+    without a connection in time, a session the server ended
+    (``idle_in_transaction_session_timeout`` after a runner froze mid-transaction), a
+    server that became read-only (a failover in progress).
+    ``transient``: the server is there but gave up on this statement —
+    ``statement_timeout`` or ``lock_timeout`` (``QueryCanceled``, ``LockNotAvailable``),
+    a serialization failure or a deadlock (``TransactionRollback``); the same
+    statement may well pass the next time.
+    Both are retried (and written in the log once per episode); past the runner's
+    patience it stops, resumable (exit 3).
+    ``permanent``: any other error the server answered (a privilege, the schema, a
+    bug): retrying cannot help, the runner stops at once with the database's message
+    (exit 3, resumable once fixed).
+    None: not a database error at all.
     """
     psycopg = _psycopg()
     from psycopg_pool import PoolTimeout
 
-    return (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.IdleInTransactionSessionTimeout,
-            PoolTimeout)
+    errors = psycopg.errors
+    if isinstance(exc, errors.QueryCanceled | errors.LockNotAvailable | errors.TransactionRollback):
+        return TRANSIENT
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | PoolTimeout
+                  | errors.IdleInTransactionSessionTimeout | errors.ReadOnlySqlTransaction):
+        return UNREACHABLE
+    if isinstance(exc, psycopg.Error):
+        return PERMANENT
+    return None
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """Every exception ``classify`` has a verdict for (to catch them in one clause)."""
+    psycopg = _psycopg()
+    from psycopg_pool import PoolTimeout
+
+    return (psycopg.Error, PoolTimeout)
+
+
+def store_error(exc: BaseException, where: str) -> JournalError:
+    """The error a store failure becomes: ``StoreUnavailable`` (retry) or ``StoreRefused`` (stop)."""
+    kind = classify(exc)
+    if kind == PERMANENT:
+        return StoreRefused(f"{where} refused a statement: {_first_line(exc)}")
+    if kind == TRANSIENT:
+        return StoreUnavailable(f"{where} gave up on a statement: {_first_line(exc)}")
+    return StoreUnavailable(f"{where} is unreachable: {_first_line(exc)}")
 
 
 def redact_url(url: str) -> str:
@@ -166,8 +217,8 @@ class PostgresStore:
                 self._db = psycopg.connect(self.url, **connection_kwargs())
             with self._db.transaction():
                 yield self._db
-        except store_failures() as exc:
-            raise StoreUnavailable(f"the store {redact_url(self.url)} failed: {_first_line(exc)}") from None
+        except store_errors() as exc:
+            raise store_error(exc, f"the store {redact_url(self.url)}") from None
 
     def _query(self, sql: str, params: Any = ()) -> list[Any]:
         psycopg = _psycopg()
@@ -177,9 +228,9 @@ class PostgresStore:
                     self._db = psycopg.connect(self.url, **connection_kwargs())
                 cursor = self._db.execute(sql, params)
                 return list(cursor.fetchall()) if cursor.description else []
-            except store_failures() as exc:
+            except store_errors() as exc:
                 if attempt == 2 or not self._db.closed:  # a connection lost earlier: one fresh try
-                    raise StoreUnavailable(f"the store {redact_url(self.url)} failed: {_first_line(exc)}") from None
+                    raise store_error(exc, f"the store {redact_url(self.url)}") from None
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------- schema
@@ -474,7 +525,9 @@ class SharedJournal:
         self.patience = patience
         self.epochs: dict[str, int] = {}
         self.on_lost: Callable[[str], None] = lambda iid: None
-        self.on_unavailable: Callable[[str], None] = lambda reason: None
+        self.on_failure: Callable[[JournalError], None] = lambda error: None
+        """Told once when the runner must stop: the store refused a statement, or was
+        unusable for longer than ``patience``."""
         self.trips: Counter[str] = Counter()
         """Store round trips by what they were for (``writes``, ``claims``, ``renewals``, ...)."""
         self.statements = 0
@@ -485,7 +538,7 @@ class SharedJournal:
         self._pool: Any = None
         self._queue: asyncio.Queue[_Write] | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
+        self._failure: JournalError | None = None
         self._down_since: float | None = None
         # The writer's batches and the lease renewal update the same instance rows in
         # different orders: one at a time, or PostgreSQL breaks the deadlock by failing one.
@@ -501,7 +554,9 @@ class SharedJournal:
     async def open(self) -> None:
         from psycopg_pool import AsyncConnectionPool
 
-        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # store.unreachable says it once
+        # store.unreachable says it once (psycopg would also warn of every broken pool
+        # connection and every pipeline it could not end on a lost connection)
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
         reset_sql = self._pool_reset
 
         async def reset(conn: Any) -> None:
@@ -557,35 +612,57 @@ class SharedJournal:
 
     async def execute(self, sql: str, params: tuple[Any, ...] = (), *, fetch: bool = True,
                       purpose: str = "other") -> list[Any]:
-        """One statement in its own transaction (autocommit); raises ``StoreUnavailable`` if down.
-        ``purpose`` names it in ``trips``."""
+        """One statement in its own transaction (autocommit); raises ``StoreUnavailable``
+        (retry later) or ``StoreRefused`` (stop): see ``failed``. ``purpose`` names it in ``trips``."""
         try:
             async with self._pool.connection() as conn:
                 self.trips[purpose] += 1
                 self.statements += 1
                 cursor = await conn.execute(sql, params)
                 rows = list(await cursor.fetchall()) if fetch and cursor.description else []
-            self._store_reachable()
+            self.store_usable()
             return rows
-        except store_failures() as exc:
-            self._store_unreachable(exc)
-            raise StoreUnavailable(f"the store is unreachable: {_first_line(exc)}") from None
+        except store_errors() as exc:
+            raise self.failed(exc) from None
 
-    def _store_reachable(self) -> None:
+    def failed(self, exc: BaseException) -> JournalError:
+        """Book a database error of this runner (every runner statement's error comes
+        here) and return what to raise: ``StoreUnavailable`` (retry it later) or
+        ``StoreRefused`` (the runner stops)."""
+        error = store_error(exc, "the store")
+        if isinstance(error, StoreRefused):
+            refused = StoreRefused(f"run {self.run} stopped on this runner: {error}")
+            log.error("store.refused", error=_first_line(exc))
+            self._give_up(refused)
+            return refused
+        self._store_unreachable(exc)
+        return error
+
+    def store_usable(self) -> None:
         if self._down_since is not None:
             log.warning("store.reachable_again", after=round(time.monotonic() - self._down_since, 1))
             self._down_since = None
 
     def _store_unreachable(self, exc: BaseException) -> None:
+        """An episode of an unusable store (unreachable, or giving up on statements:
+        ``classify``) begins or goes on: written in the log once, when it begins; past
+        ``patience`` the runner stops. The next statement that passes ends it."""
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
-            log.warning("store.unreachable", error=_first_line(exc))
+            event = "store.unreachable" if classify(exc) != TRANSIENT else "store.statement_failed"
+            log.warning(event, error=_first_line(exc))
         elif now - self._down_since > self.patience and self._failure is None:
-            reason = f"the store was unreachable for more than {self.patience:g}s"
-            self._failure = StoreUnavailable(f"{reason}: {_first_line(exc)}")
-            self._renewed.set()  # intents waiting for a renewal fail now
-            self.on_unavailable(reason)
+            self._give_up(StoreUnavailable(f"run {self.run} stopped on this runner: the store was unusable for "
+                                           f"more than {self.patience:g}s: {_first_line(exc)}"))
+
+    def _give_up(self, failure: JournalError) -> None:
+        """Stop for good: writes fail with ``failure`` and the runner is told (``on_failure``)."""
+        if self._failure is not None:
+            return
+        self._failure = failure
+        self._renewed.set()  # intents waiting for a renewal fail now
+        self.on_failure(failure)
 
     @property
     def unreachable_for(self) -> float:
@@ -595,7 +672,7 @@ class SharedJournal:
 
     async def _write_loop(self) -> None:
         assert self._queue is not None
-        failures = store_failures()
+        failures = store_errors()
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty():
@@ -609,11 +686,12 @@ class SharedJournal:
                     break
                 try:
                     await self._commit(batch)
-                    self._store_reachable()
+                    self.store_usable()
                     break
                 except failures as exc:
-                    # Kept and retried: the batch is one transaction, so nothing of it is half-written.
-                    self._store_unreachable(exc)
+                    # Kept and retried: the batch is one transaction, so nothing of it is half-written
+                    # (refused: the loop fails its waiters with the failure ``failed`` set).
+                    self.failed(exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
 
@@ -802,7 +880,7 @@ class SharedJournal:
         )
 
     async def unregister(self) -> None:
-        with contextlib.suppress(StoreUnavailable):
+        with contextlib.suppress(JournalError):
             await self.execute("UPDATE batchmig_runners SET stopped = now() WHERE run = %s AND id = %s",
                                (self.run, self.runner), fetch=False, purpose="runners")
 
