@@ -4,6 +4,7 @@ own process: real runner processes, real sockets, counted from the sandbox's aud
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -185,4 +186,44 @@ def test_database_errors_mid_run_are_survived_or_stop_the_runner_in_one_line(pos
         figures = audit_figures(sandbox.audit(), {})
     status = json.loads(_cli(tmp_path, "status", "fleet", "--store", postgres_dsn, "--format", "json").stdout)
     assert status["counts"] == {"succeeded": 60}
+    assert figures["repeated_effects"] == 0 and figures["throttled"] == 0 and not figures["over_cap"], figures
+
+
+def test_a_killed_runners_queued_creates_leave_nothing_to_reconcile(postgres_dsn: str, tmp_path: Path) -> None:
+    """A runner SIGKILLed while most of its creates still wait at the limiter (2/s), one
+    create's answer held back by the cloud (it acted) and others' answers dropped after
+    acting: the runner that takes over reconciles only the creates that were admitted —
+    a queued create has no intent (it is journaled once admitted) — finds the ones
+    that took effect, and nothing is created twice."""
+    assert _cli(tmp_path, "store", "init", "--store", postgres_dsn).returncode == 0
+    plan = fleet_plan(24, duration=60).replace("account: acct}", "account: acct, rate_limits: {'*': 2}}")
+    (tmp_path / "plan.yaml").write_text(plan)
+    runner = ("--store", postgres_dsn, "--lease-ttl", "12", "--no-progress")
+    config = {**CAPPED, "rate_limits": {"testcloud": {"*": 2}}, "faults": [
+        {"kind": "latency", "seconds": 60, "after_acting": True, "action": "CreateJob", "count": 1},
+        {"kind": "drop", "action": "CreateJob", "probability": 0.2}]}
+    with SandboxProcess(tmp_path / "sandbox", config) as sandbox:
+        first = start_runner(tmp_path, "r1", "run", "plan.yaml", "--sandbox-at", str(sandbox.directory), *runner)
+        deadline = time.monotonic() + 60
+        while sum(1 for e in sandbox.audit() if e.get("action") == "CreateJob") < 5:
+            assert time.monotonic() < deadline and first.poll() is None, (tmp_path / "r1.err").read_text()[-3000:]
+            time.sleep(0.1)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        time.sleep(1.0)  # what was on the wire has arrived
+        sent = sum(1 for e in sandbox.audit() if e.get("action") == "CreateJob")
+        second = start_runner(tmp_path, "r2", "join", "fleet", *runner)
+        assert _wait(second, tmp_path, "r2") == 0
+        figures = audit_figures(sandbox.audit(), {})
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        journaled = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE c.state IN ('reconciled', 'absent')) FROM batchmig_calls c "
+            "JOIN batchmig_runners r ON r.run = c.run AND r.id = c.runner WHERE r.pid = %s AND c.action = 'CreateJob'",
+            (first.pid,)).fetchone()
+    assert journaled is not None
+    intents, reconciled = journaled
+    assert 5 <= intents <= sent + 1, (intents, sent)  # not the 24 it had queued (+1: admitted as it died)
+    assert reconciled >= 1  # at least the create whose answer was held back: it took effect, found
+    status = json.loads(_cli(tmp_path, "status", "fleet", "--store", postgres_dsn, "--format", "json").stdout)
+    assert status["counts"] == {"succeeded": 24}
     assert figures["repeated_effects"] == 0 and figures["throttled"] == 0 and not figures["over_cap"], figures

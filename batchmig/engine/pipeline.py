@@ -1,7 +1,7 @@
 """The one call pipeline every API call of every provider goes through.
 
     limiter (provider, account, region, action)
-      → journal intent (mutating calls only; durable before sending)
+      → journal intent (mutating calls only; once admitted, and durable before sending)
       → Connection.prepare (sign, fresh each attempt) → HTTP → Connection.parse
       → retry policy: throttle / transient retry with backoff and jitter within the
         per-call attempts and the run's retry budget; permanent errors fail; an unknown
@@ -256,28 +256,33 @@ class Pipeline:
         self.stats = CallStats()
         self.traffic = Traffic(self.clock.now)
         self.admitting: set[str] = set()
-        """Instances whose mutating call is journaled (its intent) and waits to be admitted
-        (limiter, fence): nothing of it has left. Cancelled now, it sends nothing, and its
-        intent is journaled ``unsent``, so whoever goes on with it need not reconcile it."""
+        """Instances whose mutating call waits to be admitted (limiter, fence): nothing of
+        it has left, and its intent is journaled only once it is admitted. Cancelled now,
+        it sends nothing and leaves nothing to reconcile (an intent journaled for an
+        earlier admission — the fence closed after it — is journaled ``unsent``)."""
 
     def key(self, connection: str, action: str) -> LimitKey:
         provider, conn = self._connections[connection]
         return LimitKey(provider, conn.account, conn.region, action)
 
     async def _attempt(
-        self, connection: str, call: Call, wanted: Callable[[], bool] | None = None, instance: str | None = None
+        self, connection: str, call: Call, wanted: Callable[[], bool] | None = None, intent: _Intent | None = None
     ) -> Answer:
         """One admitted request: limiter, sign, send, parse. Shielded once sent.
 
         ``wanted`` (polls of several instances) says whether anyone still waits for the
         answer: after a closed fence reopens, a poll for lost instances is not sent.
-        ``instance`` (a mutating call's) is in ``admitting`` until the call leaves.
+        ``intent`` (a mutating call's) is journaled once the call is admitted, before
+        it leaves: a call still queued at the limiter when the runner dies has no intent,
+        so whoever goes on with its instance has nothing to reconcile (a lookup that
+        can cost seconds of lagging lists per instance). Its instance is in
+        ``admitting`` until then.
         """
         provider, conn = self._connections[connection]
         key = LimitKey(provider, conn.account, conn.region, call.action)
         while True:
-            if instance is not None:
-                self.admitting.add(instance)
+            if intent is not None:
+                self.admitting.add(intent.instance)
             release = await self._admit(key)
             try:
                 if self.fence is not None:
@@ -289,9 +294,10 @@ class Pipeline:
                         release = await self._admit(key)
                     if wanted is not None and not wanted():
                         raise LeaseLost("nobody waits for this call any more")
+                if intent is not None:
+                    self.admitting.discard(intent.instance)
+                    await intent.write()  # durable before the request leaves (a no-op once written)
                 token = LAST_LOOK.set(_before_write(self.fence, release))
-                if instance is not None:
-                    self.admitting.discard(instance)
                 try:
                     return await self._send_admitted(key, conn, call, release)
                 except (FenceClosed, SlotMissed):
@@ -412,24 +418,27 @@ class Pipeline:
                 if found is not None:
                     return found, lost_answer
             call = step.build(outputs)
-            call_id = await self._journal.intent(instance, step_index, call.action, call.resource)
+            intent = _Intent(self._journal, instance, step_index, call)
             try:
-                answer = await self._attempt(connection, call, instance=instance)
+                answer = await self._attempt(connection, call, intent=intent)
+                call_id = intent.written()
                 result = read_answer(step, answer)
             except anyio.get_cancelled_exc_class():
                 if instance in self.admitting:  # cancelled before it left: it never will
                     self.admitting.discard(instance)
-                    self._journal.outcome(call_id, "unsent")
+                    if intent.id is not None:
+                        self._journal.outcome(intent.id, "unsent")
                 raise
             except (ThrottleError, NotSentError) as exc:  # refused before acting, or never sent: send again
                 state = "throttled" if isinstance(exc, ThrottleError) else "unsent"
-                self._journal.outcome(call_id, state, error=Failure.from_error(exc), request_id=exc.request_id)
+                self._journal.outcome(intent.written(), state, error=Failure.from_error(exc), request_id=exc.request_id)
                 await self._backoff(attempt, exc, self.key(connection, call.action))
                 continue
             except (UnknownOutcomeError, TransientError) as exc:
                 # The server may have acted (an InternalError after a commit, a lost answer):
                 # look before sending again — or, for an idempotent call, send the very same
                 # call (same client token) again, whose answer settles this one too.
+                call_id = intent.written()
                 self._journal.outcome(call_id, "unknown", error=Failure.from_error(exc), request_id=exc.request_id)
                 if step.idempotent:
                     uncertain.append(call_id)
@@ -453,7 +462,9 @@ class Pipeline:
                     raise
                 continue
             except ProviderError as exc:
-                self._journal.outcome(call_id, "failed", error=Failure.from_error(exc), request_id=exc.request_id)
+                if intent.id is not None:  # else refused before it was admitted (a lost lease)
+                    self._journal.outcome(intent.id, "failed", error=Failure.from_error(exc),
+                                          request_id=exc.request_id)
                 if uncertain and not step.idempotent:
                     # Refused now — perhaps because an earlier call of this step did take
                     # effect after all (a start refused as "already running"): look once more.
@@ -503,6 +514,28 @@ class Pipeline:
             self.stats.reconciled += 1
             log.info("call.reconciled", step=step.name)
         return found
+
+
+class _Intent:
+    """A mutating call's intent, journaled once (``write``): when the call is admitted."""
+
+    __slots__ = ("_call", "_journal", "_step", "id", "instance")
+
+    def __init__(self, journal: JournalStore, instance: str, step: int, call: Call) -> None:
+        self._journal = journal
+        self.instance = instance
+        self._step = step
+        self._call = call
+        self.id: int | None = None
+
+    async def write(self) -> None:
+        if self.id is None:
+            self.id = await self._journal.intent(self.instance, self._step, self._call.action, self._call.resource)
+
+    def written(self) -> int:
+        """Its journal id (the call was sent, so it was journaled)."""
+        assert self.id is not None, "a mutating call left without its intent"
+        return self.id
 
 
 def read_answer(step: CallStep, answer: Answer) -> dict[str, Any]:
