@@ -428,6 +428,9 @@ def scaleout(instances: int, durable: bool, runners: int = 1, limiter: str = "sh
         later = [t - killed_at for t in claims if t > killed_at]
         results["takeover_delay_seconds"] = round(min(later), 2) if later else None
         results["taken_over"] = sum(e.get("taken_over", 0) for e in finished)
+        # the calls the dead runner left unresolved, each reconciled at the cloud by the new owner
+        results["taken_over_unresolved_calls"] = sum(e.get("unresolved_calls", 0) for stream in events[1:]
+                                                     for e in stream if e.get("event") == "instance.claimed")
     return results
 
 
