@@ -462,9 +462,9 @@ class Pipeline:
                     raise
                 continue
             except ProviderError as exc:
-                if intent.id is not None:  # else refused before it was admitted (a lost lease)
-                    self._journal.outcome(intent.id, "failed", error=Failure.from_error(exc),
-                                          request_id=exc.request_id)
+                if intent.id is None:  # refused before it was admitted (a lost lease): nothing was sent
+                    raise
+                self._journal.outcome(intent.id, "failed", error=Failure.from_error(exc), request_id=exc.request_id)
                 if uncertain and not step.idempotent:
                     # Refused now — perhaps because an earlier call of this step did take
                     # effect after all (a start refused as "already running"): look once more.
