@@ -18,8 +18,9 @@ from typing import IO, Any
 import anyio
 
 from batchmig import eventloop
-from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller
+from batchmig.engine.pipeline import Pipeline, ReadCaller
 from batchmig.engine.runner import instance_view
+from batchmig.engine.transport import HttpTransport
 from batchmig.envcheck import MISSING_COLUMNS, EnvironmentCheck, check_environment, describe
 from batchmig.errors import PlanError, printable
 from batchmig.listing import Column, Format, emit

@@ -42,8 +42,9 @@ from batchmig.changes import apply_changes, plan_changes, record_plan
 from batchmig.config import DEFAULT_RUNS_ROOT
 from batchmig.credentials import ResolvedCredentials, resolve_credentials
 from batchmig.engine.observer import Observers
-from batchmig.engine.pipeline import HttpTransport, Pipeline, RetryPolicy
+from batchmig.engine.pipeline import Pipeline, RetryPolicy
 from batchmig.engine.runner import Engine
+from batchmig.engine.transport import HttpTransport
 from batchmig.errors import BatchmigError, ExitCode, JournalError, PluginError, UsageError
 from batchmig.estimate import run_timing
 from batchmig.journal import (

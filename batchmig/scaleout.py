@@ -25,8 +25,9 @@ import anyio
 import structlog
 
 from batchmig import __version__, eventloop, logs
-from batchmig.engine.pipeline import HttpTransport, Pipeline
+from batchmig.engine.pipeline import Pipeline
 from batchmig.engine.shared import SharedEngine, default_lease_ttl, lease_margin
+from batchmig.engine.transport import HttpTransport
 from batchmig.errors import JournalError, UsageError
 from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan

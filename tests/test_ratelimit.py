@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loopback import loopback_server
 
-from batchmig.engine.pipeline import HttpTransport, Pipeline
+from batchmig.engine.pipeline import Pipeline
+from batchmig.engine.transport import HttpTransport
 from batchmig.plugin import Call, Connection, HttpRequest, HttpResponse
 from batchmig.ratelimit import MAX_MARGIN, LimitKey, RateLimiter, Release, SlotMissed
 from batchmig.sandbox.machinery import max_per_window

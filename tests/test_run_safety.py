@@ -20,7 +20,7 @@ from aiohttp import web
 
 from batchmig.cutover import release_selected
 from batchmig.emulator import EmulatorSpec
-from batchmig.engine.pipeline import HttpTransport
+from batchmig.engine.transport import HttpTransport
 from batchmig.errors import ExitCode, UnknownOutcomeError, UsageError
 from batchmig.journal import Journal
 from batchmig.operations import RunOptions, resume_run, start_run

@@ -23,7 +23,8 @@ from loopback import loopback_server
 from store_helpers import fleet_plan
 
 from batchmig.cli import CliContext, main
-from batchmig.engine.pipeline import HttpTransport, Pipeline
+from batchmig.engine.pipeline import Pipeline
+from batchmig.engine.transport import HttpTransport
 from batchmig.errors import UsageError
 from batchmig.plan.loader import load_plan
 from batchmig.plugin import Answer, Call, Connection, HttpRequest, HttpResponse

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from batchmig.engine.pipeline import HttpTransport
+from batchmig.engine.transport import HttpTransport
 from batchmig.errors import ThrottleError, TransientError, UnknownOutcomeError
 from batchmig.plugin import (
     Answer,

@@ -27,8 +27,9 @@ from typing import Any
 
 import anyio
 
-from batchmig.engine.pipeline import HttpTransport, Pipeline, ReadCaller
+from batchmig.engine.pipeline import Pipeline, ReadCaller
 from batchmig.engine.runner import instance_view
+from batchmig.engine.transport import HttpTransport
 from batchmig.operations import build_connections, rate_table
 from batchmig.plan.loader import load_plan
 from batchmig.plugin import WaitItem, WaitStep
