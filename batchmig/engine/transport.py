@@ -1,122 +1,496 @@
-"""HTTP for API calls: one boundary where transport failures become batchmig errors.
+"""HTTP for API calls: a lean HTTP/1.1 client, and the one boundary where transport
+failures become batchmig errors.
 
 Every provider's calls leave through ``HttpTransport``, so failures are mapped the
-same way for all of them: no connection → ``NotSentError`` (nothing was sent); reset,
-timeout or a cut-off body after sending → ``UnknownOutcomeError``. aiohttp's own silent
-re-send of idempotent requests on a broken keep-alive connection is switched off:
-every request, and every repeat, goes through the pipeline's limiter, retry policy and
-statistics. ``LAST_LOOK`` is the pipeline's hook, run right before a request's first
-byte is written.
+same way for all of them:
+
+* no connection (refused, unreachable, DNS, TLS handshake, connect timeout, no free
+  connection within the call timeout) → ``NotSentError``: nothing was written;
+* once a byte was written: a reset, an early close or a cut-off body →
+  ``UnknownOutcomeError("ConnectionLost")``, no answer within the call timeout →
+  ``UnknownOutcomeError("Timeout")``, an answer that is not HTTP or cannot be
+  decoded → ``UnknownOutcomeError("MalformedAnswer")``; an answer over ``MAX_BODY``
+  → ``TransientError("ResponseTooLarge")``.
+
+Nothing is ever re-sent here: every request, and every repeat, goes through the
+pipeline's limiter, retry policy and statistics. ``LAST_LOOK`` is the pipeline's
+hook, run once the request has its connection, right before its first byte is written.
+
+Why not aiohttp (which still serves the web UI, notifications and the emulators): its
+client spent about 190 µs of CPU per call in our use — a session request builds a URL
+object, header multidicts, request, response, payload, stream and timer objects, and
+runs a dozen coroutines — where this client, an asyncio protocol over httptools'
+C parser (llhttp), spends a fraction of that (docs/benchmarks.md). It does only what
+API calls need: keep-alive pools per (scheme, host, port), TLS with the host name
+checked, Content-Length and chunked answers, gzip and deflate, ``Connection: close``,
+no redirects, no proxies, no cookies.
+
+A pooled connection is taken again only if it is still good right before the write:
+not closed by the server (a FIN or a TLS alert it already sent is seen by a
+non-blocking peek at the socket, even before the event loop delivered it), and idle
+for less than ``IDLE_TTL`` — shorter than servers keep idle connections, so the server
+does not close one just as a request is written on it. A request that finds no good
+connection opens a new one; an unknown outcome never comes from a stale connection.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import socket
 import ssl
+import zlib
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
+from typing import cast
+from urllib.parse import quote
 
-import aiohttp
-import aiohttp.connector
+import anyio
+import httptools
 
-from batchmig.errors import NotSentError, TransientError, UnknownOutcomeError
+from batchmig import __version__
+from batchmig.errors import NotSentError, PermanentError, ProviderError, TransientError, UnknownOutcomeError
 from batchmig.plugin import HttpRequest, HttpResponse
 
 MAX_BODY = 16 * 1024 * 1024
+"""The largest answer read (after decompression); a larger one is ``ResponseTooLarge``."""
 TIMEOUT = "Timeout"
 """The code of an unknown outcome that is a call left unanswered within the call timeout."""
+CONNECT_TIMEOUT = 10.0
+"""Seconds to open a connection (TCP and TLS), at most; the call timeout if shorter."""
+POOL_LIMIT = 200
+"""Connections open at once, all hosts together; a request beyond waits for one (unsent)."""
+IDLE_TTL = 15.0
+"""Seconds a kept-alive connection may sit idle and still be used (servers wait 60 s or more)."""
+
+LAST_LOOK: ContextVar[Callable[[], None] | None] = ContextVar("batchmig_last_look", default=None)
+"""Called by the transport right before a request's bytes leave, once the request has
+its connection. The pipeline sets it per call (``_before_write``): the runner's fence
+may raise to keep the bytes in, so a runner frozen between admitting a call and
+writing it (a stop, a long pause) does not send it on waking after its lease may have
+passed to another; and the limiter learns when the call really left."""
+
+_TARGET = re.compile(r"[!-~]*").fullmatch  # printable ASCII without spaces: a request target as it is
+_KEPT_OUT = frozenset(("host", "content-length", "transfer-encoding", "connection"))
+"""Request headers the transport writes itself (a provider's own are left out)."""
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
 class HttpTransport:
-    """aiohttp over real sockets, with failures mapped to batchmig errors."""
+    """API calls over real sockets, with failures mapped to batchmig errors.
+
+    ``timeout`` bounds a whole call: waiting for a connection, connecting (at most
+    ``CONNECT_TIMEOUT``), writing and reading the answer.
+    """
 
     def __init__(self, timeout: float, ca_file: Path | None = None) -> None:
         """``ca_file`` adds a trusted CA (a TLS sandbox's ``ca.pem``) to the system's."""
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
-        self._session: aiohttp.ClientSession | None = None
-        self._ssl: ssl.SSLContext | bool = True
+        self._timeout = timeout
+        self._ssl = ssl.create_default_context()
         if ca_file is not None:
-            self._ssl = ssl.create_default_context(cafile=str(ca_file))
+            self._ssl.load_verify_locations(cafile=str(ca_file))
+        self._origins: dict[str, _Origin] = {}
+        self._open = 0  # connections open or opening
+        self._waiters: list[asyncio.Future[None]] = []  # requests waiting for a free connection
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> HttpTransport:
-        connector = aiohttp.TCPConnector(limit=200, ttl_dns_cache=300, ssl=self._ssl)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=True,
-                                              request_class=_LookingRequest)
-        # aiohttp (3.10 on) re-sends a GET/PUT/DELETE once, silently, when a reused
-        # connection breaks: outside the limiter, the retry policy and the counts — and
-        # a PUT or DELETE may be a mutating call. There is no public switch; this is the
-        # one aiohttp's own test client uses (older versions have no such re-send).
-        if hasattr(self._session, "_retry_connection"):
-            self._session._retry_connection = False
+        self._loop = asyncio.get_running_loop()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for origin in self._origins.values():
+            while origin.idle:
+                origin.idle.pop().close()
+        self._origins.clear()
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        assert self._session is not None, "use HttpTransport as an async context manager"
-        sent = False
-        try:
-            async with self._session.request(
-                request.method, request.url, headers=dict(request.headers), data=request.body or None,
-                allow_redirects=False,
-            ) as response:
-                sent = True
-                body = await _read_body(response)
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                return HttpResponse(response.status, headers, body)
-        except aiohttp.ClientConnectorError as exc:
-            raise NotSentError("ConnectionFailed", f"cannot connect: {exc.os_error.strerror or exc}") from exc
-        except TimeoutError as exc:
-            raise UnknownOutcomeError(TIMEOUT, "no answer within the call timeout") from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
-            moment = "while reading the answer" if sent else "after sending"
-            raise UnknownOutcomeError("ConnectionLost", f"the connection broke {moment}: {type(exc).__name__}") from exc
-        except aiohttp.ClientError as exc:
-            raise UnknownOutcomeError("ConnectionLost", f"HTTP failure: {type(exc).__name__}") from exc
-
-
-LAST_LOOK: ContextVar[Callable[[], None] | None] = ContextVar("batchmig_last_look", default=None)
-"""Called by the transport right before a request's bytes leave (``_LookingRequest``,
-once the request has its connection). The pipeline sets it per call (``_before_write``): the
-runner's fence may raise to keep the bytes in, so a runner frozen between admitting a
-call and writing it (a stop, a long pause) does not send it on waking after its lease
-may have passed to another; and the limiter learns when the call really left."""
-
-
-
-
-class _LookingRequest(aiohttp.ClientRequest):
-    """A request that takes its last look (``LAST_LOOK``) once it has a connection,
-    right before its first byte is written.
-
-    aiohttp's trace hooks could do the same, but tracing a request fires a dozen
-    signals, each a coroutine, whether anyone listens or not: about 15 µs of CPU per
-    call, a tenth of the raw client's cost (measured on loopback, see
-    docs/benchmarks.md). The request runs in the calling task, so it sees the
-    pipeline's context variable.
-    """
-
-    async def send(self, conn: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        loop = self._loop
+        assert loop is not None, "use HttpTransport as an async context manager"
+        deadline = loop.time() + self._timeout
+        origin, target = self._origin(request.url)
+        head = _head(request, origin, target)
+        conn = await self._connection(origin, deadline)
         look = LAST_LOOK.get()
         if look is not None:
-            look()  # may raise (a closed fence): nothing has been written yet
-        return await super().send(conn)
+            try:
+                look()  # may raise (a closed fence, a missed slot): nothing has been written
+            except BaseException:
+                self._pool(conn)
+                raise
+        waiter = conn.start(loop, request.method == "HEAD")
+        timer = loop.call_at(deadline, conn.time_out)
+        try:
+            conn.write(head, request.body)
+            response = await waiter
+        except BaseException:
+            conn.close()  # half a request or half an answer: the connection is done
+            raise
+        finally:
+            timer.cancel()
+        if conn.keep_alive:
+            self._pool(conn)
+        else:
+            conn.close()
+        return response
+
+    def _origin(self, url: str) -> tuple[_Origin, str]:
+        """The origin a URL names (kept per scheme://authority), and its request target."""
+        scheme, _, rest = url.partition("://")
+        authority, slash, path = rest.partition("/")
+        cut = min((i for i in (authority.find("?"), authority.find("#")) if i >= 0), default=-1)
+        if cut >= 0:  # "https://host?query": no path
+            authority, path, slash = authority[:cut], authority[cut:] + slash + path, ""
+        target = (slash or "/") + path
+        hash_at = target.find("#")
+        if hash_at >= 0:
+            target = target[:hash_at]
+        if not _TARGET(target):
+            target = quote(target, safe="!#$%&'()*+,/:;=?@[]~")
+        key = f"{scheme}://{authority}"
+        origin = self._origins.get(key)
+        if origin is None:
+            origin = self._origins[key] = _Origin(scheme, authority, self._ssl)
+        return origin, target
+
+    async def _connection(self, origin: _Origin, deadline: float) -> _Connection:
+        """A good pooled connection of the origin, or a new one; ``NotSentError`` if none."""
+        assert self._loop is not None
+        while True:
+            now = self._loop.time()
+            idle = origin.idle
+            while idle:
+                conn = idle.pop()
+                if conn.reusable(now):
+                    return conn
+                conn.close()
+            if self._open < POOL_LIMIT or self._close_one_idle():
+                return await self._connect(origin, deadline)
+            waiter = self._loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                with anyio.fail_after(max(0.0, deadline - now)):
+                    await waiter
+            except TimeoutError:
+                raise NotSentError("ConnectionFailed", f"all {POOL_LIMIT} connections stayed busy for the "
+                                   "whole call timeout") from None
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    def _close_one_idle(self) -> bool:
+        """Make room at the limit: close another origin's oldest idle connection, if any."""
+        for origin in self._origins.values():
+            if origin.idle:
+                origin.idle.pop(0).close()
+                return True
+        return False
+
+    async def _connect(self, origin: _Origin, deadline: float) -> _Connection:
+        assert self._loop is not None
+        conn = _Connection(origin, self._closed)
+        self._open += 1
+        try:
+            with anyio.fail_after(max(0.0, min(CONNECT_TIMEOUT, deadline - self._loop.time()))):
+                await self._loop.create_connection(
+                    lambda: conn, origin.host, origin.port, ssl=origin.ssl,
+                    server_hostname=origin.host if origin.ssl is not None else None,
+                )
+        except TimeoutError:
+            conn.close()
+            raise NotSentError("ConnectionFailed", f"cannot connect to {origin.authority}: no answer within "
+                               f"{min(CONNECT_TIMEOUT, self._timeout):g} s") from None
+        except (OSError, ssl.SSLError) as exc:
+            conn.close()
+            raise NotSentError("ConnectionFailed", f"cannot connect: {exc.strerror or exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _pool(self, conn: _Connection) -> None:
+        """Back to its origin's pool, for the next request (``reusable`` checks it then)."""
+        assert self._loop is not None
+        conn.idle_since = self._loop.time()
+        conn.origin.idle.append(conn)
+        self._wake()
+
+    def _closed(self, conn: _Connection) -> None:
+        """A connection of this transport is closed (by either side): its slot is free."""
+        self._open -= 1
+        idle = conn.origin.idle
+        if conn in idle:
+            idle.remove(conn)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
-async def _read_body(response: aiohttp.ClientResponse) -> bytes:
-    """The whole body (``content.read(n)`` returns only what is buffered), at most MAX_BODY."""
-    length = response.content_length
-    if length is not None and length <= MAX_BODY:  # the usual answer: read at once
-        return await response.read()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise TransientError("ResponseTooLarge", f"the answer is larger than {MAX_BODY // (1024 * 1024)} MiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
+class _Origin:
+    """One (scheme, host, port): its connections' pool and the headers every request to it has."""
+
+    def __init__(self, scheme: str, authority: str, context: ssl.SSLContext) -> None:
+        if scheme not in ("http", "https"):
+            raise PermanentError("UnsupportedUrl", f"batchmig speaks http and https, not {scheme!r}")
+        self.authority = authority.rpartition("@")[2]
+        host, port = self.authority, ""
+        if host.startswith("["):  # an IPv6 literal
+            end = host.find("]")
+            host, port = host[1:end], host[end + 2:]
+        elif ":" in host:
+            host, _, port = host.partition(":")
+        default = 443 if scheme == "https" else 80
+        self.host = host
+        self.port = int(port) if port else default
+        self.ssl = context if scheme == "https" else None
+        shown = f"[{host}]" if ":" in host else host
+        if self.port != default:
+            shown = f"{shown}:{self.port}"
+        self.defaults = {"host": f"Host: {shown}\r\n", "accept-encoding": "Accept-Encoding: gzip, deflate\r\n",
+                         "user-agent": f"User-Agent: batchmig/{__version__}\r\n"}
+        self.idle: list[_Connection] = []  # most recently used last
 
 
+def _head(request: HttpRequest, origin: _Origin, target: str) -> bytes:
+    """The request line and headers; a provider's header with a line break is refused."""
+    headers = request.headers
+    lines = [f"{request.method} {target} HTTP/1.1\r\n"]
+    given = set()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in _KEPT_OUT and lower != "host":
+            continue
+        given.add(lower)
+        lines.append(f"{name}: {value}\r\n")
+    for name, line in origin.defaults.items():
+        if name not in given:
+            lines.append(line)
+    if request.body or request.method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(request.body)}\r\n")
+    lines.append("\r\n")
+    head = "".join(lines)
+    if head.count("\n") != len(lines) or head.count("\r") != len(lines):
+        raise PermanentError("InvalidRequest", "a request header carries a line break; the request was not sent")
+    return head.encode("utf-8")
+
+
+class _Connection(asyncio.Protocol):
+    """One kept-alive HTTP/1.1 connection, answering one request at a time."""
+
+    def __init__(self, origin: _Origin, on_closed: Callable[[_Connection], None]) -> None:
+        self.origin = origin
+        self._on_closed: Callable[[_Connection], None] | None = on_closed
+        self._transport: asyncio.Transport | None = None
+        self._peek: socket.socket | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[HttpResponse] | None = None
+        self._head_request = False
+        self.keep_alive = False
+        self.idle_since = 0.0
+        self._received = False  # a byte of the answer arrived
+        self._status = 0
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._size = 0
+        self._decoder: _Decoder | None = None
+        self._headers_done = False
+        self._until_eof = False
+
+    # -- the transport's side
+
+    def reusable(self, now: float) -> bool:
+        """Still open, not idle too long, and nothing (a FIN, a TLS alert) waiting on it."""
+        transport, peek = self._transport, self._peek
+        if transport is None or transport.is_closing() or peek is None or now - self.idle_since > IDLE_TTL:
+            return False
+        try:
+            peek.recv(1, _PEEK)
+        except BlockingIOError:
+            return True  # nothing to read: the server has not closed it
+        except OSError:
+            return False
+        return False  # an end of file or bytes nobody asked for
+
+    def start(self, loop: asyncio.AbstractEventLoop, head_request: bool) -> asyncio.Future[HttpResponse]:
+        """A new request on this connection: the future of its answer."""
+        self._head_request = head_request
+        self.keep_alive = False
+        self._received = False
+        self._waiter = loop.create_future()
+        return self._waiter
+
+    def write(self, head: bytes, body: bytes) -> None:
+        assert self._transport is not None
+        self._transport.write(head + body if body else head)
+
+    def time_out(self) -> None:
+        self._fail(UnknownOutcomeError(TIMEOUT, "no answer within the call timeout"))
+        self.close()
+
+    def close(self) -> None:
+        self.keep_alive = False
+        if self._transport is not None:
+            self._transport.abort()
+        self._closed()
+
+    def _closed(self) -> None:
+        if self._peek is not None:
+            self._peek.close()
+            self._peek = None
+        if self._on_closed is not None:
+            on_closed, self._on_closed = self._on_closed, None
+            on_closed(self)
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+        raw = transport.get_extra_info("socket")
+        if raw is not None:  # a duplicate of the descriptor, for ``reusable``'s peek
+            self._peek = socket.socket(raw.family, raw.type, raw.proto, os.dup(raw.fileno()))
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._waiter.done():  # bytes nobody asked for: the connection is unusable
+            self.keep_alive = False
+            self.close()
+            return
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._fail(cause if isinstance(cause, ProviderError) else _malformed(exc))
+            self.close()
+        except httptools.HttpParserError as exc:
+            self._fail(_malformed(exc))
+            self.close()
+
+    def eof_received(self) -> bool:
+        self._end()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+        self._transport = None
+        self._closed()
+
+    def _end(self) -> None:
+        """The server closed: an answer read until the end is complete; any other is cut off."""
+        self.keep_alive = False
+        if self._until_eof and self._headers_done:
+            try:
+                self._flush()
+                self._finish()
+            except ProviderError as exc:
+                self._fail(exc)
+        moment = "while reading the answer" if self._received else "after sending"
+        self._fail(UnknownOutcomeError("ConnectionLost", f"the connection broke {moment}: the server closed it"))
+
+    def _fail(self, error: ProviderError) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+    # -- httptools' callbacks
+
+    def on_message_begin(self) -> None:
+        self._status = 0
+        self._headers = {}
+        self._body = []
+        self._size = 0
+        self._decoder = None
+        self._headers_done = False
+        self._until_eof = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("utf-8", "surrogateescape")
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        headers = self._headers
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            raise _too_large()
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", ""):
+            self._decoder = _Decoder(encoding)
+        self._headers_done = True
+        self._until_eof = (length is None and "chunked" not in headers.get("transfer-encoding", "")
+                           and self._status >= 200 and self._status not in (204, 304))
+        if self._head_request:  # no body follows, whatever the headers say; the parser cannot know
+            self._until_eof = False
+            self._finish()
+            self.keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        if self._decoder is not None:
+            body = self._decoder.decompress(body, MAX_BODY - self._size)
+        self._size += len(body)
+        if self._size > MAX_BODY:
+            raise _too_large()
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self._status < 200:  # an interim answer (100 Continue): the real one follows
+            return
+        self._flush()
+        self.keep_alive = self._parser.should_keep_alive() and not self._head_request
+        self._finish()
+
+    def _flush(self) -> None:
+        if self._decoder is not None:
+            self._body.append(self._decoder.flush(MAX_BODY - self._size))
+
+    def _finish(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+            waiter.set_result(HttpResponse(self._status, self._headers, body))
+
+
+class _Decoder:
+    """gzip or deflate (with or without the zlib wrapper), bounded by what may still be read."""
+
+    def __init__(self, encoding: str) -> None:
+        if encoding not in ("gzip", "x-gzip", "deflate"):
+            raise UnknownOutcomeError("MalformedAnswer", f"the answer is encoded as {encoding!r}, which batchmig "
+                                      "did not ask for")
+        self._gzip = encoding != "deflate"
+        self._zlib: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS) if self._gzip else None
+
+    def decompress(self, data: bytes, room: int) -> bytes:
+        if self._zlib is None:  # deflate: RFC 9110 says zlib-wrapped; some servers send it raw
+            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        try:
+            out = self._zlib.decompress(data, room + 1)
+        except zlib.error as exc:
+            raise UnknownOutcomeError("MalformedAnswer", f"the answer's body cannot be decompressed: {exc}") from exc
+        if len(out) > room or self._zlib.unconsumed_tail:
+            raise _too_large()
+        return out
+
+    def flush(self, room: int) -> bytes:
+        if self._zlib is None:
+            return b""
+        if self._gzip and not self._zlib.eof:
+            raise UnknownOutcomeError("MalformedAnswer", "the answer's gzip body is cut off")
+        out = self._zlib.flush()
+        if len(out) > room:
+            raise _too_large()
+        return out
+
+
+def _too_large() -> TransientError:
+    return TransientError("ResponseTooLarge", f"the answer is larger than {MAX_BODY // (1024 * 1024)} MiB")
+
+
+def _malformed(exc: Exception) -> UnknownOutcomeError:
+    return UnknownOutcomeError("MalformedAnswer", f"the answer is not valid HTTP: {exc}")
