@@ -14,13 +14,13 @@ an unknown 5xx transient. The request id is on the answer and on every error.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from batchmig.plugin import (
     Answer,
     Call,
@@ -139,8 +139,8 @@ class AlibabaConnection(Connection):
 
     def parse(self, call: Call, response: HttpResponse) -> Answer:
         try:
-            document: Any = json.loads(response.body)
-        except ValueError:
+            document: Any = orjson.loads(response.body)
+        except ValueError:  # orjson's JSONDecodeError, also for bytes that are not UTF-8
             document = None
         found = document.get("RequestId") if isinstance(document, dict) else None
         request_id = str(found) if found else None
