@@ -95,12 +95,14 @@ class HttpTransport:
         self._open = 0  # connections open or opening
         self._waiters: list[asyncio.Future[None]] = []  # requests waiting for a free connection
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
 
     async def __aenter__(self) -> HttpTransport:
         self._loop = asyncio.get_running_loop()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._closing = True  # a call still answering closes its connection instead of pooling it
         for origin in self._origins.values():
             while origin.idle:
                 origin.idle.pop().close()
@@ -213,6 +215,9 @@ class HttpTransport:
     def _pool(self, conn: _Connection) -> None:
         """Back to its origin's pool, for the next request (``reusable`` checks it then)."""
         assert self._loop is not None
+        if self._closing:
+            conn.close()
+            return
         conn.idle_since = self._loop.time()
         conn.origin.idle.append(conn)
         self._wake()
@@ -401,6 +406,8 @@ class _Connection(asyncio.Protocol):
     # -- httptools' callbacks
 
     def on_message_begin(self) -> None:
+        if self._waiter is None or self._waiter.done():  # a second answer to one request
+            raise _malformed(ValueError("an answer nobody asked for"))
         self._status = 0
         self._headers = {}
         self._body = []
