@@ -88,9 +88,8 @@ class HttpTransport:
     def __init__(self, timeout: float, ca_file: Path | None = None) -> None:
         """``ca_file`` adds a trusted CA (a TLS sandbox's ``ca.pem``) to the system's."""
         self._timeout = timeout
-        self._ssl = ssl.create_default_context()
-        if ca_file is not None:
-            self._ssl.load_verify_locations(cafile=str(ca_file))
+        self._ca_file = ca_file
+        self._ssl: ssl.SSLContext | None = None  # made for the first https origin (loading the CAs costs)
         self._origins: dict[str, _Origin] = {}
         self._open = 0  # connections open or opening
         self._waiters: list[asyncio.Future[None]] = []  # requests waiting for a free connection
@@ -154,8 +153,20 @@ class HttpTransport:
         key = f"{scheme}://{authority}"
         origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[key] = _Origin(scheme, authority, self._ssl)
+            origin = self._origins[key] = _Origin(scheme, authority, self._tls if scheme == "https" else None)
         return origin, target
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            context = ssl.create_default_context()
+            if self._ca_file is not None:
+                try:
+                    context.load_verify_locations(cafile=str(self._ca_file))
+                except (OSError, ssl.SSLError) as exc:
+                    raise PermanentError("TlsSetup", f"cannot read the CA file {self._ca_file}: "
+                                         f"{getattr(exc, 'strerror', None) or exc}") from exc
+            self._ssl = context
+        return self._ssl
 
     async def _connection(self, origin: _Origin, deadline: float) -> _Connection:
         """A good pooled connection of the origin, or a new one; ``NotSentError`` if none."""
@@ -241,7 +252,7 @@ class HttpTransport:
 class _Origin:
     """One (scheme, host, port): its connections' pool and the headers every request to it has."""
 
-    def __init__(self, scheme: str, authority: str, context: ssl.SSLContext) -> None:
+    def __init__(self, scheme: str, authority: str, tls: Callable[[], ssl.SSLContext] | None) -> None:
         if scheme not in ("http", "https"):
             raise PermanentError("UnsupportedUrl", f"batchmig speaks http and https, not {scheme!r}")
         self.authority = authority.rpartition("@")[2]
@@ -254,7 +265,7 @@ class _Origin:
         default = 443 if scheme == "https" else 80
         self.host = host
         self.port = int(port) if port else default
-        self.ssl = context if scheme == "https" else None
+        self.ssl = tls() if tls is not None else None
         shown = f"[{host}]" if ":" in host else host
         if self.port != default:
             shown = f"{shown}:{self.port}"
