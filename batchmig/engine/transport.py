@@ -75,7 +75,7 @@ passed to another; and the limiter learns when the call really left."""
 _TARGET = re.compile(r"[!-~]*").fullmatch  # printable ASCII without spaces: a request target as it is
 _KEPT_OUT = frozenset(("host", "content-length", "transfer-encoding", "connection"))
 """Request headers the transport writes itself (a provider's own are left out)."""
-_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+_PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)  # the socket is non-blocking anyway
 
 
 class HttpTransport:
@@ -369,8 +369,10 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         raw = transport.get_extra_info("socket")
-        if raw is not None:  # a duplicate of the descriptor, for ``reusable``'s peek
-            self._peek = socket.socket(raw.family, raw.type, raw.proto, os.dup(raw.fileno()))
+        try:  # a duplicate of the descriptor, for ``reusable``'s peek; without one, no reuse
+            self._peek = socket.socket(raw.family, raw.type, raw.proto, os.dup(raw.fileno())) if raw else None
+        except OSError:
+            self._peek = None
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():  # bytes nobody asked for: the connection is unusable
