@@ -14,7 +14,11 @@ at once (group commit): the event loop never blocks on the disk, and a thousand
 concurrent intents cost a handful of fsyncs, not a thousand; under a steady stream of
 writes it commits at most every ``COMMIT_LINGER_SECONDS``. Only ``intent`` waits
 for its commit — it must be durable before the request leaves — while other writes
-are ordered behind it in the same queue.
+are ordered behind it in the same queue. A queued write is a statement and its
+values, not a function: the writer runs each statement's rows of a batch at once
+(``executemany``), and wakes each waiting event loop once per commit. The journal
+numbers the calls itself (the runner holding the run is their only writer), so an
+intent reads nothing back.
 
 Keep this class's public methods as the journal's whole interface: a later backend
 (PostgreSQL, shared by several runners) implements the same methods.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import itertools
 import json
 import os
 import queue
@@ -267,6 +272,10 @@ def _json(value: Mapping[str, Any]) -> str:
     return orjson.dumps(value).decode()
 
 
+def _nothing(db: sqlite3.Connection) -> None:
+    """``flush``'s operation: its commit is what it waits for."""
+
+
 def _json_object(path: Path, row: Any, index: int, column: str, table: str = "instances") -> dict[str, Any]:
     try:
         value = orjson.loads(row[index])
@@ -275,6 +284,46 @@ def _json_object(path: Path, row: Any, index: int, column: str, table: str = "in
     if not isinstance(value, dict):
         raise journal_file.damaged(path, f"{table} row {row[0]!r}: {column} is not a JSON object")
     return value
+
+
+_Write = tuple["str | Callable[[sqlite3.Connection], Any]", Any, "asyncio.Future[Any] | None"]
+"""A queued write: an SQL statement and its parameters (or an operation of its own, with
+None), and the future of whoever waits for its commit (None: nobody waits)."""
+
+# The engine's writes: one text per table and kind, so that the writer can run each
+# text's rows of a batch at once, in the order they came. Statements of different
+# texts never touch the same row within a batch, so their order there does not
+# matter: every change of an instance is a _SET_INSTANCE, and a call's row is inserted
+# in a commit of its own (``intent`` waits for it) before any _SET_CALL of it is queued.
+_SET_INSTANCE = (
+    "UPDATE instances SET status = ?1, updated = ?2, error = ?3, step = coalesce(?4, step), "
+    "step_name = CASE WHEN ?4 IS NULL THEN step_name ELSE ?5 END, outputs = coalesce(?6, outputs) WHERE id = ?7"
+)
+_INSERT_STEP = "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_CALL = (
+    "INSERT INTO calls (id, instance, step, action, resource, state, sent) VALUES (?, ?, ?, ?, ?, 'intent', ?)"
+)
+_SET_CALL = (
+    "UPDATE calls SET state = ?, finished = ?, outputs = ?, request_id = coalesce(?, request_id), "
+    "error = coalesce(?, error) WHERE id = ?"
+)
+"""An outcome, or a reconcile's verdict (which keeps the answer's request id and error)."""
+
+
+def _write_rows(db: sqlite3.Connection, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+    for sql, values in rows.items():
+        db.executemany(sql, values)
+    rows.clear()
+
+
+def _settle(waiting: list[tuple[asyncio.Future[Any], Any]], error: BaseException | None) -> None:
+    """In the waiters' event loop: their writes are committed (or failed with ``error``)."""
+    for future, result in waiting:
+        if not future.done():
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
 
 
 class Journal:
@@ -286,9 +335,9 @@ class Journal:
         self.path = path
         self._db = connection
         self._cleanup = cleanup
-        self._queue: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Any] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._call_ids: Iterator[int] = iter(())
+        """The ids of new calls (this runner is the only writer of calls: ``start_writer``)."""
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.commits = 0
@@ -342,6 +391,8 @@ class Journal:
     def start_writer(self) -> None:
         """Start the background writer (needed before the async write methods)."""
         if self._thread is None:
+            last = self._db.execute("SELECT max(id) FROM calls").fetchone()[0]
+            self._call_ids = itertools.count((last or 0) + 1)
             self._thread = threading.Thread(target=self._write_loop, name="batchmig-journal", daemon=True)
             self._thread.start()
 
@@ -381,52 +432,62 @@ class Journal:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
-        results: list[Any] = []
+    def _commit(self, batch: list[_Write]) -> None:
+        """Write ``batch`` in one transaction, then settle its waiters (one wake-up per event loop).
+
+        The rows of each statement are written together (``executemany``), each
+        statement's in the order they came: statements of different texts commute
+        within a batch (see ``_SET_INSTANCE``), and an operation of its own (a read,
+        a flush) first writes everything queued before it.
+        """
+        settled: list[tuple[asyncio.Future[Any], Any]] = []
         error: BaseException | None = self._failure
         if error is None:
+            db = self._db
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                results = [op(self._db) for op, _ in batch]
-                self._db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                rows: dict[str, list[tuple[Any, ...]]] = {}
+                for op, params, future in batch:
+                    result = None
+                    if isinstance(op, str):
+                        rows.setdefault(op, []).append(params)
+                    else:
+                        _write_rows(db, rows)
+                        result = op(db)
+                    if future is not None:
+                        settled.append((future, result))
+                _write_rows(db, rows)
+                db.execute("COMMIT")
                 self.commits += 1
             except BaseException as exc:  # the disk is full, the directory unwritable...
                 error = JournalError(f"cannot write the journal {self.path}: {exc}")
                 self._failure = error
                 with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-        for index, (_, waiter) in enumerate(batch):
-            if waiter is not None:
-                waiter(results[index] if error is None else None, error)
+                    db.execute("ROLLBACK")
+                settled = [(future, None) for _, _, future in batch if future is not None]
+        loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        for future, result in settled:
+            loops.setdefault(future.get_loop(), []).append((future, result))
+        for loop, waiting in loops.items():
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(_settle, waiting, error)
 
-    def _submit(self, op: Callable[[sqlite3.Connection], Any]) -> None:
+    def _submit(self, sql: str, params: tuple[Any, ...]) -> None:
         if self._failure is not None:
             raise self._failure
-        self._queue.put((op, None))
+        self._queue.put((sql, params, None))
 
-    async def _submit_and_wait(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _submit_and_wait(self, op: str | Callable[[sqlite3.Connection], Any], params: Any = None) -> Any:
         if self._failure is not None:
             raise self._failure
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            if not future.done():
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
-
-        def waiter(result: Any, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(settle, result, error)
-
-        self._queue.put((op, waiter))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put((op, params, future))
         with anyio.CancelScope(shield=True):  # an intent must not be abandoned half-way
             return await future
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
-        await self._submit_and_wait(lambda db: None)
+        await self._submit_and_wait(_nothing)
 
     # ------------------------------------------------------ run-level records
 
@@ -565,12 +626,12 @@ class Journal:
             int(counters.get("reconciled", 0)), _json(dict(counters.get("errors_by_code", {}))),
             time.time() if ended else None, exit_code, stop_reason, invocation,
         )
-        self._submit(lambda db: db.execute(
+        self._submit(
             "UPDATE invocations SET calls = ?, retries = ?, throttled = ?, unknown_outcomes = ?, reconciled = ?, "
             "errors = ?, ended = coalesce(?, ended), exit_code = coalesce(?, exit_code), "
             "stop_reason = coalesce(?, stop_reason) WHERE id = ?",
             values,
-        ))
+        )
 
     def invocations(self) -> list[Invocation]:
         """Every runner invocation of the run, oldest first (none for a journal of an older batchmig)."""
@@ -665,17 +726,10 @@ class Journal:
 
     async def intent(self, instance: str, step: int, action: str, resource: object) -> int:
         """Record that a mutating call is about to be sent; returns once durable."""
-        now = time.time()
-
-        def op(db: sqlite3.Connection) -> int:
-            cursor = db.execute(
-                "INSERT INTO calls (instance, step, action, resource, state, sent) VALUES (?, ?, ?, ?, 'intent', ?)",
-                (instance, step, action, None if resource is None else str(resource), now),
-            )
-            return int(cursor.lastrowid or 0)
-
-        result: int = await self._submit_and_wait(op)
-        return result
+        call_id = next(self._call_ids)
+        resource_text = None if resource is None else str(resource)
+        await self._submit_and_wait(_INSERT_CALL, (call_id, instance, step, action, resource_text, time.time()))
+        return call_id
 
     def outcome(
         self,
@@ -688,21 +742,14 @@ class Journal:
     ) -> None:
         """Record the answer to an intent: done, failed, throttled, or unknown (no usable answer)."""
         error_json = _private_json(error.as_dict() if error else None)
-        values = (state, time.time(), _private_json(outputs or {}), request_id, error_json, call_id)
-        self._submit(
-            lambda db: db.execute(
-                "UPDATE calls SET state = ?, finished = ?, outputs = ?, request_id = ?, error = ? WHERE id = ?",
-                values,
-            )
-        )
+        self._submit(_SET_CALL, (state, time.time(), _private_json(outputs or {}), request_id, error_json, call_id))
 
     def resolve(self, instance: str, call_ids: list[int], state: str, outputs: Mapping[str, Any] | None = None) -> None:
         """What a reconcile found out about ``instance``'s unresolved calls: ``reconciled``
         (it took effect) or ``absent`` (it did not). Their answer's error and request id stay."""
-        values = [(state, time.time(), _private_json(outputs or {}), call_id) for call_id in call_ids]
-        self._submit(
-            lambda db: db.executemany("UPDATE calls SET state = ?, finished = ?, outputs = ? WHERE id = ?", values)
-        )
+        now, outputs_json = time.time(), _private_json(outputs or {})
+        for call_id in call_ids:
+            self._submit(_SET_CALL, (state, now, outputs_json, None, None, call_id))
 
     def set_instance(
         self,
@@ -714,22 +761,14 @@ class Journal:
         outputs: Mapping[str, Any] | None = None,
         error: Failure | None = None,
     ) -> None:
-        sets = ["status = ?", "updated = ?", "error = ?"]
-        values: list[Any] = [status, time.time(), _private_json(error.as_dict() if error else None)]
-        if step is not None:
-            sets += ["step = ?", "step_name = ?"]
-            values += [step, step_name]
-        if outputs is not None:
-            sets.append("outputs = ?")
-            values.append(_private_json(outputs))
-        sql = f"UPDATE instances SET {', '.join(sets)} WHERE id = ?"
-        values.append(instance)
-        self._submit(lambda db: db.execute(sql, values))
+        """The instance's status and error; also its step (with its name) and outputs when given."""
+        error_json = _private_json(error.as_dict() if error else None)
+        outputs_json = None if outputs is None else _private_json(outputs)
+        self._submit(_SET_INSTANCE, (status, time.time(), error_json, step, step_name, outputs_json, instance))
 
     def step_finished(self, instance: str, step: int, name: str, started: float, status: str) -> None:
         """One row per finished step (a step in progress shows as the instance's step)."""
-        row = (instance, step, name, started, time.time(), status)
-        self._submit(lambda db: db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)", row))
+        self._submit(_INSERT_STEP, (instance, step, name, started, time.time(), status))
 
     async def read(self, query: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run a read in the writer thread (so it sees every queued write)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from batchmig.errors import JournalError
+from batchmig.errors import Failure, JournalError
 from batchmig.journal import Journal, PlannedRow
 
 
@@ -92,3 +92,60 @@ def test_a_failed_write_surfaces_as_journal_error(tmp_path: Path) -> None:
 
     anyio.run(main)
     journal.close()
+
+
+def test_the_writes_of_one_commit_keep_each_rows_order(tmp_path: Path) -> None:
+    """The writer runs each statement's rows of a batch together: an instance's later
+    change still wins, one that leaves a column out keeps it, and a reconcile's verdict
+    queued right after an outcome keeps that answer's request id and error."""
+    journal = Journal.open(tmp_path / "journal.sqlite", create=True)
+    journal.add_instances([PlannedRow(name, n, "p", "w") for n, name in enumerate(["a", "b"])])
+    # queued before the writer starts: one batch
+    journal.set_instance("a", "running", step=1, step_name="start", outputs={"Id": "x-1"})
+    journal.step_finished("a", 0, "create", 1.0, "succeeded")
+    journal.set_instance("b", "running", step=4, step_name="wait")
+    journal.set_instance("a", "awaiting_cutover")
+    journal.set_instance("b", "succeeded", step=5, step_name=None, outputs={"JobId": "j-1"})
+    journal.start_writer()
+
+    async def main() -> int:
+        await journal.flush()
+        call_id = await journal.intent("a", 1, "Start", "x-1")
+        journal.outcome(call_id, "unknown", error=Failure("transient", "Timeout", "no answer"), request_id="r-1")
+        journal.resolve("a", [call_id], "reconciled", {"Started": True})
+        await journal.flush()
+        return call_id
+
+    call_id = anyio.run(main)
+    records = journal.instances()
+    assert (records["a"].status, records["a"].step, records["a"].step_name) == ("awaiting_cutover", 1, "start")
+    assert records["a"].outputs == {"Id": "x-1"}
+    assert (records["b"].status, records["b"].step, records["b"].step_name) == ("succeeded", 5, None)
+    assert records["b"].outputs == {"JobId": "j-1"}
+    assert [row[:3] for row in journal.steps()] == [("a", 0, "create")]
+    row = journal._db.execute("SELECT state, outputs, request_id, error FROM calls WHERE id = ?", (call_id,)).fetchone()
+    assert row[:3] == ("reconciled", '{"Started":true}', "r-1") and "no answer" in row[3]
+    journal.close()
+
+
+def test_call_ids_go_on_after_a_resume(tmp_path: Path) -> None:
+    """The journal numbers calls itself (no id read back per insert): a resume goes on after the last."""
+    path = tmp_path / "journal.sqlite"
+    journal = Journal.open(path, create=True)
+    journal.add_instances([PlannedRow("a", 0, "p", "w")])
+    journal.write_meta({"run_id": "r"})
+    first: list[int] = []
+
+    async def intents(journal: Journal, ids: list[int]) -> None:
+        journal.start_writer()
+        for step in range(3):
+            ids.append(await journal.intent("a", step, "Create", None))
+
+    anyio.run(intents, journal, first)
+    journal.close()
+    again = Journal.open(path)
+    later: list[int] = []
+    anyio.run(intents, again, later)
+    assert first == [1, 2, 3] and later == [4, 5, 6]
+    assert [row[0] for row in again._db.execute("SELECT id FROM calls ORDER BY id")] == [1, 2, 3, 4, 5, 6]
+    again.close()
