@@ -493,8 +493,23 @@ class Journal:
 
     def write_meta(self, values: Mapping[str, str]) -> None:
         """Synchronous: used when a run is created or resumed, before the writer starts."""
-        with self._db:
+        with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """A synchronous write in one transaction. The connection is in autocommit mode
+        (the writer thread begins its own), where ``with connection`` alone would commit
+        every statement (every row of an ``executemany``) on its own: recording a
+        10,000-instance plan took 20,000 commits, each an fsync with ``--durable``."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _query(self, sql: str) -> list[Any]:
         """Rows of a read; a failure says whether the journal is damaged or just unreadable now."""
@@ -525,7 +540,7 @@ class Journal:
         """Synchronous: new instances start pending, known ones keep their state and take
         the plan's position, provider, wave, tags and cutover policy."""
         now = time.time()
-        with self._db:
+        with self._transaction():
             self._db.executemany(
                 "INSERT INTO instances (id, position, provider, wave, tags, cutover, status, updated) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (id) DO UPDATE SET "
@@ -582,18 +597,18 @@ class Journal:
 
     def set_definitions(self, fingerprints: Mapping[str, str]) -> None:
         """Synchronous, like ``add_instances``."""
-        with self._db:
+        with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO definitions VALUES (?, ?)", list(fingerprints.items()))
 
     def set_final(self, instance: str, status: str, error: Mapping[str, Any]) -> None:
         """Synchronous: end an instance outside a runner (e.g. ``abandoned`` on a changed plan)."""
-        with self._db:
+        with self._transaction():
             self._db.execute("UPDATE instances SET status = ?, error = ?, updated = ? WHERE id = ?",
                              (status, _private_json(error), time.time(), instance))
 
     def restart_instances(self, instance_ids: list[str]) -> None:
         """Synchronous: back to pending at the first step, forgetting outputs and step times."""
-        with self._db:
+        with self._transaction():
             self._db.executemany(
                 "UPDATE instances SET status = 'pending', step = 0, step_name = NULL, outputs = '{}', error = NULL, "
                 "updated = ? WHERE id = ?", [(time.time(), iid) for iid in instance_ids])
@@ -603,7 +618,7 @@ class Journal:
 
     def start_invocation(self, command: str, host: str, pid: int, version: str) -> InvocationLedger:
         """Synchronous, before the writer starts: this process's row among the run's invocations."""
-        with self._db:
+        with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO invocations (command, started, host, pid, version) VALUES (?, ?, ?, ?, ?)",
                 (command, time.time(), host, pid, version),
@@ -705,7 +720,7 @@ class Journal:
     ) -> int:
         who = requester or Requester.current()
         now = time.time()
-        with self._db:
+        with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO requests (kind, at, user, host, selection, instances) VALUES (?, ?, ?, ?, ?, ?)",
                 (kind, now, who.user, who.host, selection, json.dumps(dict(instances))),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -149,3 +150,21 @@ def test_call_ids_go_on_after_a_resume(tmp_path: Path) -> None:
     assert first == [1, 2, 3] and later == [4, 5, 6]
     assert [row[0] for row in again._db.execute("SELECT id FROM calls ORDER BY id")] == [1, 2, 3, 4, 5, 6]
     again.close()
+
+
+def test_a_synchronous_write_is_one_transaction(tmp_path: Path) -> None:
+    """The plan's rows go in one commit, not one per row (the connection is in autocommit
+    mode), and an operator request with the instances it applies to is all or nothing."""
+    journal = Journal.open(tmp_path / "journal.sqlite", create=True)
+    statements: list[str] = []
+    journal._db.set_trace_callback(statements.append)
+    journal.add_instances([PlannedRow(f"i{n}", n, "p", "w") for n in range(3)])
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+    assert statements.count("BEGIN IMMEDIATE") == 1
+    journal._db.set_trace_callback(None)
+    journal._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON cutovers WHEN NEW.instance = 'i2' "
+                        "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with pytest.raises(sqlite3.IntegrityError, match="refused"):
+        journal.release_cutovers({"i0": "awaiting_cutover", "i2": "awaiting_cutover"})
+    assert journal.requests() == [] and journal.released_cutovers() == set()
+    journal.close()
