@@ -468,8 +468,13 @@ past the start, which is on the run's critical path, like its end."""
 
 
 async def _prepare_report() -> None:
+    """Only a head start for the report at the end, which does the same if this fails:
+    a failure here is logged, never the run's end."""
     await anyio.sleep(REPORT_PREPARE_AFTER)
-    await anyio.to_thread.run_sync(prepare_report, abandon_on_cancel=True)
+    try:
+        await anyio.to_thread.run_sync(prepare_report, abandon_on_cancel=True)
+    except Exception as exc:  # the report at the run's end tries again, and says why if it fails
+        log.warning("report.prepare_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]

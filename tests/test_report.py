@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import FrozenInstanceError, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +55,28 @@ def test_the_published_schema_is_the_generated_one() -> None:
     assert _shape(published) == _shape(report_schema()), \
         "regenerate: batchmig schema --report > docs/report-schema.json"
     jsonschema.Draft202012Validator.check_schema(published)
+
+
+PARSES_DURING_PREPARE = """
+import ast
+import batchmig.report.formats as formats
+parsed = []
+real_parse = ast.parse
+ast.parse = lambda *args, **kwargs: parsed.append(1) or real_parse(*args, **kwargs)
+formats.prepare()
+print(len(parsed))
+"""
+
+
+def test_preparing_the_renderers_in_a_thread_parses_no_source() -> None:
+    """A runner prepares the report's serializers in a thread while its event loop runs: on
+    CPython 3.11 an ``ast`` parse there can break one on another thread at the same time
+    ("AST constructor recursion depth mismatch"), so preparing must not parse source (pydantic
+    does, for fields' docstrings, when asked for them). A fresh interpreter: pydantic builds
+    each serializer once per process."""
+    done = subprocess.run([sys.executable, "-c", PARSES_DURING_PREPARE], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0"], done.stderr
+    assert any(v.get("description") for v in report_schema()["$defs"]["InstanceReport"]["properties"].values())
 
 
 def test_a_real_report_validates_and_reads_back(plan_file, registry: Registry, tmp_path: Path) -> None:

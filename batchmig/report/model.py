@@ -31,7 +31,13 @@ RunState = Literal[
 ]
 """``not_started``: the first start failed before anything was sent (e.g. missing credentials)."""
 
-_CONFIG = ConfigDict(use_attribute_docstrings=True, extra="ignore", json_schema_serialization_defaults_required=True)
+RECORD_CONFIG = ConfigDict(extra="ignore", json_schema_serialization_defaults_required=True)
+"""The records' pydantic config. The fields' docstrings become descriptions only in the
+published schema (``batchmig.report.schema`` asks for them while it builds it): pydantic
+finds them by parsing the classes' source with ``ast``, and CPython 3.11 keeps the ast
+module's recursion depth per interpreter, not per thread — two threads building ASTs at
+once can fail with "SystemError: AST constructor recursion depth mismatch" (a ``resume``
+under load did, while a thread prepared the report's serializers: ``formats.prepare``)."""
 
 
 def moment(epoch: float) -> datetime:
@@ -74,7 +80,7 @@ def span(start: float | None, end: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class StepRecord:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     index: int
     """Position of the step in the instance's workflow, from 0."""
@@ -89,7 +95,7 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class ErrorRecord:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     kind: str
     """throttle, transient, permanent, notfound, unknownoutcome, timeout, skipped, internal, failed..."""
@@ -106,7 +112,7 @@ class ErrorRecord:
 
 @dataclass(frozen=True)
 class InstanceReport:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     id: str
     provider: str
@@ -132,7 +138,7 @@ class InstanceReport:
 
 @dataclass(frozen=True)
 class CallSummary:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     calls: int = 0
     """API calls put on the wire (reads, polls and mutating calls)."""
@@ -149,7 +155,7 @@ class CallSummary:
 
 @dataclass(frozen=True)
 class InvocationRecord:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     command: str
     """``run``, ``resume``, ``retry`` or ``cutover`` (which resumed the run)."""
@@ -170,7 +176,7 @@ class InvocationRecord:
 
 @dataclass(frozen=True)
 class OperatorRequest:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     id: int
     kind: Literal["cutover", "retry"]
@@ -187,7 +193,7 @@ class OperatorRequest:
 
 @dataclass(frozen=True)
 class CutoverRecord:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     instance: str
     released: datetime
@@ -202,7 +208,7 @@ class CutoverRecord:
 
 @dataclass(frozen=True)
 class WaveSummary:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     name: str
     instances: int
@@ -211,7 +217,7 @@ class WaveSummary:
 
 @dataclass(frozen=True)
 class TrafficSeries:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     start: datetime
     """Start of the first bucket."""
@@ -225,7 +231,7 @@ class TrafficSeries:
 
 @dataclass(frozen=True)
 class LimiterKeyRecord:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     cap: float
     """Requests per second the limiter allows for this key."""
@@ -245,7 +251,7 @@ class LimiterKeyRecord:
 
 @dataclass(frozen=True)
 class NotificationRecord:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     name: str
     """The webhook's name in the plan's ``notify:`` section."""
@@ -263,7 +269,7 @@ class NotificationRecord:
 
 @dataclass(frozen=True)
 class RunReport:
-    __pydantic_config__ = _CONFIG
+    __pydantic_config__ = RECORD_CONFIG
 
     schema_version: int
     """Raised when a field is removed or changes meaning; new fields do not raise it."""
