@@ -46,10 +46,13 @@ def stage_of(stack: str) -> str:
     return "other"
 
 
-IDLE_LEAVES = ("Journal._write_loop (", "Popen._try_wait (")
+IDLE_LEAVES = ("Journal._write_loop (", "Popen._try_wait (", "Condition.wait (")
 """Innermost frames that mean "waiting": the journal's writer blocked on its queue
 (py-spy counts a thread waking for the GIL as active), the scenario waiting for the
-`status` commands it times (a fifth of the samples at load 20)."""
+`status` commands it times (a fifth of the samples at load 20), and any thread blocked
+on a condition — anyio's worker threads (``to_thread``) idle on their queue between
+jobs for up to ten seconds, which py-spy counts as active and charged to the event
+loop (about 7% of the samples, no CPU)."""
 
 
 def breakdown(raw: str) -> dict[str, float]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import structlog
 
 from batchmig.engine.observer import RunObserver
@@ -280,8 +281,12 @@ class Engine:
         refuse: Callable[[], str] = lambda: "",
     ) -> bool:
         """Start ``iid`` once a slot is free; False if stopping or ``refuse`` says why not."""
-        await slots.acquire()
-        await global_slots.acquire()
+        await _acquire(slots)
+        await _acquire(global_slots)
+        # One plain turn of the loop per start (not a shielded one per semaphore): the
+        # instances started so far run up to their first wait, so one that fails at once
+        # counts against the wave's budget before the next starts.
+        await anyio.lowlevel.checkpoint()
         if self.stopping or refuse():
             slots.release()
             global_slots.release()
@@ -310,7 +315,7 @@ class Engine:
                 self._active -= 1
                 self._idle.set()
 
-        tg.start_soon(task)
+        tg.start_soon(task, name=iid)  # named: anyio would otherwise make a name of the function for each
         return True
 
     @property
@@ -332,42 +337,44 @@ class Engine:
         unresolved = self._unresolved.pop(iid, [])
         scope = anyio.CancelScope()
         self._scopes[iid] = scope
-        with structlog.contextvars.bound_contextvars(instance=iid, provider=pinst.provider):
-            try:
-                with scope:
-                    if self.stopping:
-                        scope.cancel()
-                    _check_journaled_step(steps, index, record.step_name if record else None)
-                    self._set(iid, RUNNING, step=index, step_name=steps[index].name if index < len(steps) else None)
-                    log.info("instance.started", step=index)
-                    while index < len(steps):
-                        step = steps[index]
-                        earlier = [call.id for call in unresolved if call.step == index]
-                        outputs = await self._run_step(pinst, view, index, step, outputs, earlier)
-                        index += 1
-                        if index < len(steps):  # after the last step, the one write below says it all
-                            self._set(iid, RUNNING, step=index, step_name=steps[index].name, outputs=outputs)
-                    self._set(iid, SUCCEEDED, step=index, outputs=outputs)
-                    log.info("instance.succeeded")
-                if scope.cancelled_caught and self.status.get(iid) != AWAITING_CUTOVER:
-                    self._interrupted(iid, index)
-            except StepFailed as exc:
-                self._set(iid, exc.status, error=exc.failure)
-                log.error("instance.needs_attention" if exc.status == NEEDS_ATTENTION else "instance.failed",
-                          **exc.failure.as_dict())
-            except LeaseLost:
-                log.warning("instance.lease_lost", step=index)  # another runner goes on with it
-            except JournalError as exc:
-                self._fatal = exc
-                self.stop("the journal cannot be written")
-            except Exception as exc:  # a provider bug must not take the run down
-                self._set(iid, FAILED, error=Failure("internal", type(exc).__name__, f"provider error: {exc}"))
-                log.exception("instance.crashed", step=index)
-            finally:
-                self._scopes.pop(iid, None)
-                self._settle.pop(iid, None)
-                self.pipeline.admitting.discard(iid)
-                settle()
+        # The instance's task runs in a context of its own: bound here, nothing needs
+        # restoring when it ends (``bound_contextvars`` would save and restore them).
+        structlog.contextvars.bind_contextvars(instance=iid, provider=pinst.provider)
+        try:
+            with scope:
+                if self.stopping:
+                    scope.cancel()
+                _check_journaled_step(steps, index, record.step_name if record else None)
+                self._set(iid, RUNNING, step=index, step_name=steps[index].name if index < len(steps) else None)
+                log.info("instance.started", step=index)
+                while index < len(steps):
+                    step = steps[index]
+                    earlier = [call.id for call in unresolved if call.step == index]
+                    outputs = await self._run_step(pinst, view, index, step, outputs, earlier)
+                    index += 1
+                    if index < len(steps):  # after the last step, the one write below says it all
+                        self._set(iid, RUNNING, step=index, step_name=steps[index].name, outputs=outputs)
+                self._set(iid, SUCCEEDED, step=index, outputs=outputs)
+                log.info("instance.succeeded")
+            if scope.cancelled_caught and self.status.get(iid) != AWAITING_CUTOVER:
+                self._interrupted(iid, index)
+        except StepFailed as exc:
+            self._set(iid, exc.status, error=exc.failure)
+            log.error("instance.needs_attention" if exc.status == NEEDS_ATTENTION else "instance.failed",
+                      **exc.failure.as_dict())
+        except LeaseLost:
+            log.warning("instance.lease_lost", step=index)  # another runner goes on with it
+        except JournalError as exc:
+            self._fatal = exc
+            self.stop("the journal cannot be written")
+        except Exception as exc:  # a provider bug must not take the run down
+            self._set(iid, FAILED, error=Failure("internal", type(exc).__name__, f"provider error: {exc}"))
+            log.exception("instance.crashed", step=index)
+        finally:
+            self._scopes.pop(iid, None)
+            self._settle.pop(iid, None)
+            self.pipeline.admitting.discard(iid)
+            settle()
 
     def _interrupted(self, iid: str, step: int) -> None:
         """The instance's task was cancelled (the run stops): it goes on at ``step`` next time."""
@@ -486,6 +493,14 @@ class Engine:
                 event = self._release_events.pop(iid, None)
                 if event is not None:
                     event.set()
+
+
+async def _acquire(slots: anyio.Semaphore) -> None:
+    """``slots.acquire()`` without its shielded turn of the event loop when a slot is free."""
+    try:
+        slots.acquire_nowait()
+    except anyio.WouldBlock:
+        await slots.acquire()
 
 
 class _Countdown:
