@@ -67,6 +67,8 @@ def records(listing: Listing, answer: Answer) -> list[Record]:
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
         raise TransientError("MalformedAnswer", f"the list answer has no records ({type(exc).__name__}: {exc})",
                              request_id=answer.request_id) from exc
+    if type(found) is list and all(type(record) is dict for record in found):
+        return found  # what a decoded JSON answer holds: no need to ask the ABCs, record by record
     if not isinstance(found, Sequence) or isinstance(found, str | bytes) or not all(
         isinstance(record, Mapping) for record in found
     ):

@@ -12,7 +12,7 @@ touching the run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -59,11 +59,20 @@ class Observers(RunObserver):
 
     def __init__(self, observers: Sequence[RunObserver] = ()) -> None:
         self._observers = list(observers)
+        self._listeners: dict[str, list[tuple[RunObserver, Callable[..., None]]]] = {}
+        """Moment -> the observers that override it, with their bound methods (the engine
+        tells some moments several times per instance: no look-up, no call of a no-op)."""
 
     def _each(self, method: str, *args: Any) -> None:
-        for observer in self._observers:
+        listeners = self._listeners.get(method)
+        if listeners is None:
+            listeners = self._listeners[method] = [
+                (observer, getattr(observer, method)) for observer in self._observers
+                if getattr(type(observer), method) is not getattr(RunObserver, method)
+            ]
+        for observer, moment in listeners:
             try:
-                getattr(observer, method)(*args)
+                moment(*args)
             except Exception as exc:  # a report surface must never take the run down
                 log.warning("observer.failed", observer=type(observer).__name__, moment=method,
                             error=f"{type(exc).__name__}: {exc}")
