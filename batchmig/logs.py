@@ -88,6 +88,12 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _render_json(logger: Any, method: str, event: dict[str, Any]) -> str:
+    """The console's JSON line, made like ``events.jsonl``'s (orjson: a few times faster
+    than the standard library's encoder structlog's ``JSONRenderer`` uses)."""
+    return _json(event)
+
+
 def _tee(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     global _event_file
     if _event_file is not None:
@@ -110,7 +116,7 @@ def configure(*, verbose: bool = False, console_level: int | None = None, json_o
     if json_output is None:
         json_output = not sys.stderr.isatty()
     level = logging.DEBUG if verbose else (console_level if console_level is not None else logging.INFO)
-    renderer: Any = structlog.processors.JSONRenderer()
+    renderer: Any = _render_json
     if not json_output:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     processors: list[Any] = [_stamp]
