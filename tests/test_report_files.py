@@ -276,6 +276,9 @@ def test_report_command_renders_every_format(finished: Path, registry: Registry,
         assert result.exit_code == 0 and result.stdout.strip(), (fmt, result.output)
     document = json.loads(CliRunner().invoke(main, ["report", str(finished), "--format", "json"], obj=cli).stdout)
     assert document["instances"] == json.loads((finished / "report.json").read_text())["instances"]
+    # the command reads each instance's steps in one line from the journal, the runner made their records
+    table = CliRunner().invoke(main, ["report", str(finished), "--format", "csv"], obj=cli).stdout_bytes
+    assert table == (finished / "report.csv").read_bytes()
     missing = CliRunner().invoke(main, ["report", "no-such-run", "--runs-root", str(tmp_path)], obj=cli)
     assert missing.exit_code == 2 and "no run 'no-such-run'" in missing.output
 
