@@ -40,11 +40,19 @@ from batchmig.report import (
     build_run_report,
     write_report,
 )
+from batchmig.report.build import ProcessFigures
 from batchmig.report.model import moment
 from batchmig.rundir import make_run_id
 from batchmig.sharedlimit import LIMITER_MODES, make_shared_limiter
 from batchmig.store.fence import Fence
-from batchmig.store.postgres import PostgresStore, RunnerRow, SharedJournal, StoreRefused, redact_url
+from batchmig.store.postgres import (
+    PostgresStore,
+    RunnerRow,
+    SharedJournal,
+    StoreRefused,
+    StoreUnavailable,
+    redact_url,
+)
 
 if TYPE_CHECKING:
     from batchmig.operations import StopSignals
@@ -236,13 +244,39 @@ async def _execute_shared(
              store_round_trips=journal.round_trips, store_round_trips_by=dict(sorted(journal.trips.items())),
              store_statements=journal.statements, limiter=store_options.limiter,
              seconds=round(time.monotonic() - started, 3))
-    report = build_run_report(store.view(run_id), plan=plan, figures=process_figures(limiter, engine, invocation))
+    report = await _final_report(store, run_id, plan, process_figures(limiter, engine, invocation),
+                                 store_options.patience)
     try:
         write_report(run_dir / "report.json", report)
     except OSError as exc:
         raise JournalError(f"run {run_id}: cannot write {run_dir / 'report.json'}: {exc.strerror or exc}") from None
     statuses = [instance.status for instance in report.instances]
     return RunOutcome(run_id, run_dir, exit_code(statuses, interrupted=engine.stopping), report)
+
+
+REPORT_RETRY_SECONDS = 1.0
+
+
+async def _final_report(store: PostgresStore, run_id: str, plan: Plan, figures: ProcessFigures,
+                        patience: float) -> RunReport:
+    """The whole run's report, read from the store once this runner's work is done.
+
+    The store may be down for a moment right then (a restart, a failover): the runner
+    waits for it as it does mid-run, up to its patience, rather than ending a finished
+    run with "store unreachable" (seen in the scale-out campaign, whose store outage can
+    fall on a runner's last seconds)."""
+    give_up = time.monotonic() + patience
+    told = False
+    while True:
+        try:
+            return build_run_report(store.view(run_id), plan=plan, figures=figures)
+        except StoreUnavailable as exc:
+            if time.monotonic() > give_up:
+                raise
+            if not told:
+                log.warning("store.unreachable", doing="reading the run's report", error=str(exc))
+                told = True
+        await anyio.sleep(REPORT_RETRY_SECONDS)
 
 
 # ---------------------------------------------------------------- operations
