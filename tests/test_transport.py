@@ -282,6 +282,39 @@ async def test_calls_beyond_the_pool_limit_wait_for_a_connection(monkeypatch: py
     assert seen.connections == 0
 
 
+async def test_at_the_pool_limit_a_burst_to_two_origins_waits_for_its_own_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first origin's calls take both slots; the other origin, with none, takes one
+    over once it is idle, and from then on each origin's calls wait for its own
+    connection rather than close the other's, which is only between two calls."""
+    async def slow(n: int, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.05)
+        writer.write(answer())
+        return True
+
+    monkeypatch.setattr(transport_module, "POOL_LIMIT", 2)
+    monkeypatch.setattr(transport_module, "STEAL_AFTER", 3600.0)  # no connection counts as unused
+    async with raw_server(slow) as (url_a, seen_a), raw_server(slow) as (url_b, seen_b), \
+            HttpTransport(5) as transport:
+        answers = await asyncio.gather(*(transport.send(post(url)) for url in (url_a, url_b) for _ in range(4)))
+        assert [a.status for a in answers] == [200] * 8
+    assert (seen_a.connections, seen_b.connections) == (2, 1)  # before: (2, 2), a connection closed per switch
+
+
+async def test_at_the_pool_limit_an_origin_without_a_connection_takes_an_idle_ones_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transport_module, "POOL_LIMIT", 1)
+    monkeypatch.setattr(transport_module, "STEAL_AFTER", 3600.0)
+    async with raw_server(always(answer())) as (url_a, seen_a), raw_server(always(answer())) as (url_b, seen_b), \
+            HttpTransport(5) as transport:
+        for url in (url_a, url_b, url_a):
+            assert (await transport.send(post(url))).status == 200
+        assert transport._open == 1
+    assert (seen_a.connections, seen_b.connections) == (2, 1)
+
+
 async def test_a_header_with_a_line_break_is_refused_unsent() -> None:
     async with raw_server(always(answer())) as (url, seen), HttpTransport(5) as transport:
         with pytest.raises(PermanentError):

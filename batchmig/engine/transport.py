@@ -41,6 +41,7 @@ import re
 import socket
 import ssl
 import zlib
+from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
@@ -64,6 +65,9 @@ POOL_LIMIT = 200
 """Connections open at once, all hosts together; a request beyond waits for one (unsent)."""
 IDLE_TTL = 15.0
 """Seconds a kept-alive connection may sit idle and still be used (servers wait 60 s or more)."""
+STEAL_AFTER = 1.0
+"""Seconds another origin's connection must have sat idle before a request at ``POOL_LIMIT``
+closes it to open one of its own (unless the request's origin has fewer connections)."""
 
 LAST_LOOK: ContextVar[Callable[[], None] | None] = ContextVar("batchmig_last_look", default=None)
 """Called by the transport right before a request's bytes leave, once the request has
@@ -92,7 +96,6 @@ class HttpTransport:
         self._ssl: ssl.SSLContext | None = None  # made for the first https origin (loading the CAs costs)
         self._origins: dict[str, _Origin] = {}
         self._open = 0  # connections open or opening
-        self._waiters: list[asyncio.Future[None]] = []  # requests waiting for a free connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
@@ -179,10 +182,10 @@ class HttpTransport:
                 if conn.reusable(now):
                     return conn
                 conn.close()
-            if self._open < POOL_LIMIT or self._close_one_idle():
+            if self._open < POOL_LIMIT or self._make_room(origin, now):
                 return await self._connect(origin, deadline)
             waiter = self._loop.create_future()
-            self._waiters.append(waiter)
+            origin.waiters.append(waiter)
             try:
                 with anyio.fail_after(max(0.0, deadline - now)):
                     await waiter
@@ -190,21 +193,32 @@ class HttpTransport:
                 raise NotSentError("ConnectionFailed", f"all {POOL_LIMIT} connections stayed busy for the "
                                    "whole call timeout") from None
             finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+                if waiter in origin.waiters:
+                    origin.waiters.remove(waiter)
 
-    def _close_one_idle(self) -> bool:
-        """Make room at the limit: close another origin's oldest idle connection, if any."""
-        for origin in self._origins.values():
-            if origin.idle:
-                origin.idle.pop(0).close()
-                return True
+    def _make_room(self, origin: _Origin, now: float) -> bool:
+        """At the limit, close another origin's oldest idle connection if that is fair:
+        the request's origin has none open, or fewer than the other one has, or the other
+        one's connection has sat unused for ``STEAL_AFTER``. Otherwise the request waits for
+        one of its origin's own: under a burst to several origins, closing a connection
+        that was only between two requests made its origin open a new one in turn (the
+        pool was re-made every third call)."""
+        victim = None
+        for other in self._origins.values():
+            if other is not origin and other.idle and (victim is None or other.open > victim.open):
+                victim = other
+        if victim is None:
+            return False
+        if origin.open == 0 or origin.open + 1 < victim.open or now - victim.idle[0].idle_since >= STEAL_AFTER:
+            victim.idle.pop(0).close()
+            return True
         return False
 
     async def _connect(self, origin: _Origin, deadline: float) -> _Connection:
         assert self._loop is not None
         conn = _Connection(origin, self._closed)
         self._open += 1
+        origin.open += 1
         try:
             with anyio.fail_after(max(0.0, min(CONNECT_TIMEOUT, deadline - self._loop.time()))):
                 await self._loop.create_connection(
@@ -231,22 +245,27 @@ class HttpTransport:
             return
         conn.idle_since = self._loop.time()
         conn.origin.idle.append(conn)
-        self._wake()
+        self._wake(conn.origin)
 
     def _closed(self, conn: _Connection) -> None:
         """A connection of this transport is closed (by either side): its slot is free."""
         self._open -= 1
-        idle = conn.origin.idle
-        if conn in idle:
-            idle.remove(conn)
-        self._wake()
+        origin = conn.origin
+        origin.open -= 1
+        if conn in origin.idle:
+            origin.idle.remove(conn)
+        self._wake(None)
 
-    def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.pop(0)
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    def _wake(self, first: _Origin | None) -> None:
+        """Wake one waiting request: of ``first`` (whose connection was just pooled) if
+        any waits, else of any origin (it may take the free slot or make room)."""
+        for origin in (first, *self._origins.values()):
+            waiters = origin.waiters if origin is not None else None
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
 
 
 class _Origin:
@@ -272,6 +291,8 @@ class _Origin:
         self.defaults = {"host": f"Host: {shown}\r\n", "accept-encoding": "Accept-Encoding: gzip, deflate\r\n",
                          "user-agent": f"User-Agent: batchmig/{__version__}\r\n"}
         self.idle: list[_Connection] = []  # most recently used last
+        self.open = 0  # this origin's connections open or opening
+        self.waiters: deque[asyncio.Future[None]] = deque()  # its requests waiting for a connection
 
 
 def _head(request: HttpRequest, origin: _Origin, target: str) -> bytes:
