@@ -5,7 +5,10 @@ providers: POST ``/`` with a JSON body and the common parameters in ``X-TC-*``
 headers, signed with TC3-HMAC-SHA256 afresh on every attempt (so a retry after
 ``AuthFailure.SignatureExpire`` carries a new timestamp). Answers are judged by the
 presence of ``Response.Error`` whatever the Content-Type — unlike the Python SDK,
-which silently returns an empty result when a charset is appended.
+which silently returns an empty result when a charset is appended. An action whose
+answers are big and mostly unread (a list of jobs) may name a lean decoder in its
+``ApiInfo``: it reads only the fields batchmig uses, and an answer it does not expect
+is decoded in full instead.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import orjson
 from batchmig.errors import PermanentError, ProviderError, ThrottleError, TransientError, UnknownOutcomeError
 from batchmig.plugin import Answer, Call, Connection, HttpRequest, HttpResponse, ProviderConfig
@@ -33,12 +37,14 @@ USER_AGENT = "batchmig-tencentcloud/0.1.0"
 
 @dataclass(frozen=True)
 class ApiInfo:
-    """One Tencent API: its signing service name, version, and for each action the
-    output fields a well-formed success answer must carry."""
+    """One Tencent API: its signing service name, version, for each action the
+    output fields a well-formed success answer must carry, and for some the lean
+    decoder of their answers (see ``_envelope``)."""
 
     service: str
     version: str
     outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    lean: Mapping[str, msgspec.json.Decoder[Any]] = field(default_factory=dict)
 
 
 def endpoint_for(service: str, region: str, endpoint: str | None, options: TencentOptions) -> tuple[str, str]:
@@ -110,7 +116,7 @@ class TencentConnection(Connection):
         return HttpRequest(method="POST", url=self.url, headers=headers, body=body)
 
     def parse(self, call: Call, response: HttpResponse) -> Answer:
-        answer = _envelope(response.body)
+        answer = _envelope(response.body, self.api.lean.get(call.action))
         if answer is None:
             raise self._unreadable(call, response, "the body is not a Tencent Cloud API answer")
         request_id = answer.get("RequestId") if isinstance(answer.get("RequestId"), str) else None
@@ -146,10 +152,19 @@ class TencentConnection(Connection):
         )
 
 
-def _envelope(body: bytes) -> Mapping[str, Any] | None:
-    try:
-        document = orjson.loads(body)
-    except ValueError:  # orjson's JSONDecodeError, also for bytes that are not UTF-8
-        return None
+def _envelope(body: bytes, lean: msgspec.json.Decoder[Any] | None = None) -> Mapping[str, Any] | None:
+    """``Response`` of the answer, or None; through ``lean`` first, if given, and in full
+    if that fails (an answer of another shape is judged as any other)."""
+    document: Any = None
+    if lean is not None:
+        try:
+            document = lean.decode(body)
+        except msgspec.DecodeError:  # a validation error too
+            document = None
+    if document is None:
+        try:
+            document = orjson.loads(body)
+        except ValueError:  # orjson's JSONDecodeError, also for bytes that are not UTF-8
+            return None
     answer = document.get("Response") if isinstance(document, dict) else None
     return answer if isinstance(answer, dict) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -201,3 +202,51 @@ def test_unusable_answers(response):
 def test_http_429_without_an_envelope_is_a_throttle():
     with pytest.raises(ThrottleError):
         connection().parse(Call("CreateBackup", {}, mutating=True), answer(b"slow down", status=429))
+
+
+JOB = {
+    "JobId": "dts-1kl0iy0v", "JobName": "bm-db01-dts", "Status": 10,
+    "MigrateOption": {"RunMode": 1, "MigrateType": 2, "ConsistencyParams": {"TablesSelectAll": 0}},
+    "SrcInfo": {"Ip": "203.0.113.25", "Port": 1433, "User": "r", "Password": ""}, "DatabaseInfo": "[]",
+    "Detail": {"StepAll": 2, "Progress": "40", "StepInfo": [{"StepNo": 1, "Status": 1}]},
+    "ErrorInfo": [{"ErrorLog": "disk full", "HelpDoc": ""}], "Tags": [], "SrcInfoMulti": [],
+}  # fmt: skip
+
+
+def test_a_job_list_is_read_lean_with_every_field_batchmig_uses():
+    body = {"TotalCount": 2, "JobList": [JOB, {"JobId": "dts-2", "Status": 7, "ErrorInfo": None}], "RequestId": "r"}
+    parsed = connection(api=DTS_API).parse(Call("DescribeMigrateJobs", {}), answer(body))
+    assert parsed.request_id == "r"
+    assert parsed.payload == {"TotalCount": 2, "RequestId": "r", "JobList": [
+        {"JobId": "dts-1kl0iy0v", "JobName": "bm-db01-dts", "Status": 10, "MigrateOption": {"MigrateType": 2},
+         "Detail": {"Progress": "40"}, "ErrorInfo": [{"ErrorLog": "disk full"}]},
+        {"JobId": "dts-2", "Status": 7, "ErrorInfo": None},
+    ]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        answer({"TotalCount": 1, "JobList": [{**JOB, "Detail": 5}], "RequestId": "r"}),
+        answer({"TotalCount": 1, "JobList": [{**JOB, "ErrorInfo": {"ErrorLog": "x"}}], "RequestId": "r"}),
+        answer({"TotalCount": 0, "JobList": {"JobId": "dts-1"}, "RequestId": "r"}),
+        answer({"TotalCount": 0, "JobList": None, "RequestId": "r"}),
+        answer({"RequestId": "r"}),
+        answer({"Error": {"Code": "ResourceNotFound.JobNotExist", "Message": "no"}, "RequestId": "r"}),
+        answer({"Error": {"Message": "no code"}, "RequestId": "r"}),
+        answer(b'{"Response": ["not", "an", "object"]}'),
+        answer(b'{"Response": {"JobList": [1'),
+        answer(b"\xff\xfe not utf-8"),
+    ],
+)
+def test_a_job_list_of_another_shape_is_judged_as_in_full(response):
+    """The lean decoder refuses what it does not expect; the answer is then read whole,
+    with the verdict (payload or error) the connection gives without a lean decoder."""
+    call = Call("DescribeMigrateJobs", {})
+    verdicts = []
+    for api in (DTS_API, dataclasses.replace(DTS_API, lean={})):
+        try:
+            verdicts.append(connection(api=api).parse(call, response).payload)
+        except Exception as exc:  # the two verdicts are compared, whatever they are
+            verdicts.append((type(exc), getattr(exc, "code", None)))
+    assert verdicts[0] == verdicts[1]

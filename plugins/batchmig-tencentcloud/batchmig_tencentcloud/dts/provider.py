@@ -23,6 +23,7 @@ from batchmig.plugin import (
 )
 
 from batchmig_tencentcloud.connection import ApiInfo, TencentConnection
+from batchmig_tencentcloud.dts.answers import JOBS_ANSWER
 from batchmig_tencentcloud.dts.jobs import job_steps
 from batchmig_tencentcloud.dts.settings import MIGRATE_TYPES, DtsSettings, check_settings
 from batchmig_tencentcloud.options import CREDENTIAL_ENV, REQUIRED_CREDENTIALS, TencentOptions
@@ -40,6 +41,7 @@ DTS_API = ApiInfo(
         "StartMigrateJob": (),
         "CompleteMigrateJob": (),
     },
+    lean={"DescribeMigrateJobs": JOBS_ANSWER},
 )
 
 CHECKABLE = frozenset({1, 2, 4, 5, 10})
