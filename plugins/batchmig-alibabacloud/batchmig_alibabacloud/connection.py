@@ -97,6 +97,10 @@ def endpoint_for(region: str) -> str:
     return "https://rds.aliyuncs.com" if region in CENTRAL_REGIONS else f"https://rds.{region}.aliyuncs.com"
 
 
+EMPTY_BODY_SHA256 = payload_hash(b"")
+"""``x-acs-content-sha256`` of every call: RPC calls carry their parameters in the query."""
+
+
 def wire_value(value: object) -> str:
     """A parameter as the query string carries it (booleans as ``True``/``False``)."""
     if isinstance(value, bool):
@@ -115,6 +119,7 @@ class AlibabaConnection(Connection):
         # The rate-limit account: the plan's label, else a fingerprint of the key id (never the secret).
         self.account = config.account or "ak-" + hashlib.sha256(self._key_id.encode()).hexdigest()[:10]
         self._url = (config.endpoint or endpoint_for(config.region)).rstrip("/") + "/"
+        self._host = urlsplit(self._url).netloc
         self._clock = clock
 
     async def prepare(self, call: Call) -> HttpRequest:
@@ -123,13 +128,13 @@ class AlibabaConnection(Connection):
                                  "set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET")
         query = {name: wire_value(value) for name, value in call.params.items() if value is not None}
         headers = {
-            "host": urlsplit(self._url).netloc,
+            "host": self._host,
             "x-acs-action": call.action,
             "x-acs-version": API_VERSION,
             # Fresh on every attempt: a retry is a new request (the cloud refuses a nonce seen before).
             "x-acs-date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock())),
             "x-acs-signature-nonce": uuid.uuid4().hex,
-            "x-acs-content-sha256": payload_hash(b""),
+            "x-acs-content-sha256": EMPTY_BODY_SHA256,
             "accept": "application/json",
         }
         if self._token:

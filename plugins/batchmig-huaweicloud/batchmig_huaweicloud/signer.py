@@ -100,7 +100,7 @@ def string_to_sign(sdk_date: str, canonical: str) -> str:
 
 
 def signature(secret_key: str, to_sign: str) -> str:
-    return hmac.new(secret_key.encode("utf-8"), to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(secret_key.encode("utf-8"), to_sign.encode("utf-8"), "sha256").hex()
 
 
 def authorization_header(access_key: str, signed: Sequence[str], sig: str) -> str:

@@ -88,8 +88,7 @@ class TencentConnection(Connection):
                 "no SecretId/SecretKey: set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY "
                 "or the provider's credentials",
             )
-        params = secret_refs.resolve(call.params, self._credentials.secret)
-        body = orjson.dumps(params)
+        body = secret_refs.json_body(call.params, self._credentials.secret)
         timestamp = int(self._clock())
         headers = {
             "Content-Type": "application/json",

@@ -12,12 +12,14 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from batchmig.errors import PermanentError
 from batchmig.plugin import register_secret
 
-__all__ = ["credential_ref", "env_ref", "resolve"]
+__all__ = ["credential_ref", "env_ref", "json_body", "resolve"]
 
 _PREFIX = "batchmig-secret:"
+_PREFIX_IN_JSON = _PREFIX.encode()  # as JSON writes it: nothing in it is escaped
 
 
 def env_ref(variable: str) -> str:
@@ -26,6 +28,15 @@ def env_ref(variable: str) -> str:
 
 def credential_ref(field: str) -> str:
     return f"{_PREFIX}credential:{field}"
+
+
+def json_body(params: Mapping[str, Any], credential: Callable[[str], str | None]) -> bytes:
+    """``params`` as JSON with every secret reference replaced by the secret. Most calls
+    carry none: their parameters are encoded once and not walked for references."""
+    body = orjson.dumps(params)
+    if _PREFIX_IN_JSON in body:
+        body = orjson.dumps(resolve(params, credential))
+    return body
 
 
 def resolve(value: Any, credential: Callable[[str], str | None]) -> Any:
