@@ -315,6 +315,33 @@ async def test_at_the_pool_limit_an_origin_without_a_connection_takes_an_idle_on
     assert (seen_a.connections, seen_b.connections) == (2, 1)
 
 
+async def test_a_call_cancelled_while_waiting_for_a_connection_leaves_the_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = asyncio.Event()
+
+    async def held(n: int, writer: asyncio.StreamWriter) -> bool:
+        await release.wait()
+        writer.write(answer())
+        return True
+
+    monkeypatch.setattr(transport_module, "POOL_LIMIT", 1)
+    async with raw_server(held) as (url, seen), HttpTransport(5) as transport:
+        first = asyncio.ensure_future(transport.send(post(url)))  # takes the only connection
+        waiting = asyncio.ensure_future(transport.send(post(url)))
+        await asyncio.sleep(0.05)
+        (origin,) = transport._origins.values()
+        assert len(origin.waiters) == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not origin.waiters
+        release.set()
+        assert (await first).status == 200
+        assert (await transport.send(post(url))).status == 200
+    assert len(seen.requests) == 2  # the cancelled call was never sent
+
+
 async def test_a_header_with_a_line_break_is_refused_unsent() -> None:
     async with raw_server(always(answer())) as (url, seen), HttpTransport(5) as transport:
         with pytest.raises(PermanentError):

@@ -186,15 +186,19 @@ class HttpTransport:
                 return await self._connect(origin, deadline)
             waiter = self._loop.create_future()
             origin.waiters.append(waiter)
+            # A timer on the future, not a cancel scope: most calls of a burst wait here.
+            timer = self._loop.call_at(deadline, _expire, waiter)
             try:
-                with anyio.fail_after(max(0.0, deadline - now)):
-                    await waiter
-            except TimeoutError:
-                raise NotSentError("ConnectionFailed", f"all {POOL_LIMIT} connections stayed busy for the "
-                                   "whole call timeout") from None
-            finally:
+                await waiter  # woken: ``_wake`` took it off the queue
+            except BaseException as exc:
                 if waiter in origin.waiters:
                     origin.waiters.remove(waiter)
+                if isinstance(exc, TimeoutError):
+                    raise NotSentError("ConnectionFailed", f"all {POOL_LIMIT} connections stayed busy for the "
+                                       "whole call timeout") from None
+                raise
+            finally:
+                timer.cancel()
 
     def _make_room(self, origin: _Origin, now: float) -> bool:
         """At the limit, close another origin's oldest idle connection if that is fair:
@@ -527,6 +531,11 @@ class _Decoder:
         if len(out) > room:
             raise _too_large()
         return out
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _too_large() -> TransientError:
