@@ -65,6 +65,8 @@ POOL_LIMIT = 200
 """Connections open at once, all hosts together; a request beyond waits for one (unsent)."""
 IDLE_TTL = 15.0
 """Seconds a kept-alive connection may sit idle and still be used (servers wait 60 s or more)."""
+TARGETS_KEPT = 4096
+"""URLs whose parse is remembered (all forgotten at once when full: URLs with a query are many)."""
 STEAL_AFTER = 1.0
 """Seconds another origin's connection must have sat idle before a request at ``POOL_LIMIT``
 closes it to open one of its own (unless the request's origin has fewer connections)."""
@@ -95,6 +97,7 @@ class HttpTransport:
         self._ca_file = ca_file
         self._ssl: ssl.SSLContext | None = None  # made for the first https origin (loading the CAs costs)
         self._origins: dict[str, _Origin] = {}
+        self._targets: dict[str, tuple[_Origin, str]] = {}  # URL → its origin and request target
         self._open = 0  # connections open or opening
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -109,6 +112,7 @@ class HttpTransport:
             while origin.idle:
                 origin.idle.pop().close()
         self._origins.clear()
+        self._targets.clear()
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         loop = self._loop
@@ -141,7 +145,13 @@ class HttpTransport:
         return response
 
     def _origin(self, url: str) -> tuple[_Origin, str]:
-        """The origin a URL names (kept per scheme://authority), and its request target."""
+        """The origin a URL names (kept per scheme://authority), and its request target;
+        remembered per URL, as most calls of a provider go to the same one."""
+        known = self._targets.get(url)
+        if known is not None:
+            return known
+        if len(self._targets) >= TARGETS_KEPT:
+            self._targets.clear()
         scheme, _, rest = url.partition("://")
         authority, slash, path = rest.partition("/")
         cut = min((i for i in (authority.find("?"), authority.find("#")) if i >= 0), default=-1)
@@ -157,6 +167,7 @@ class HttpTransport:
         origin = self._origins.get(key)
         if origin is None:
             origin = self._origins[key] = _Origin(scheme, authority, self._tls if scheme == "https" else None)
+        self._targets[url] = origin, target
         return origin, target
 
     def _tls(self) -> ssl.SSLContext:
