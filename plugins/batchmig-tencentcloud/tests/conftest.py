@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 import pytest
@@ -29,6 +29,8 @@ class Env:
     driver: StepDriver
     connection: TencentConnection
     http: aiohttp.ClientSession
+    inspect: StepDriver
+    """Reads every answer whole (no lean decoder): for the tests of the emulators' answers."""
 
 
 @pytest.fixture
@@ -44,7 +46,9 @@ async def _env(
     async with EmulatorHost(factory, sandbox) as host, http_client() as send:
         config = provider_config(provider, host.url, {**DEMO_CREDENTIALS, **credentials}, region="ap-guangzhou")
         connection = TencentConnection(config, api, clock=sandbox.now)
-        yield Env(sandbox, host, StepDriver(connection, send, clock=sandbox), connection, http)
+        whole = TencentConnection(config, replace(api, lean={}), clock=sandbox.now)
+        yield Env(sandbox, host, StepDriver(connection, send, clock=sandbox), connection, http,
+                  StepDriver(whole, send, clock=sandbox))
 
 
 @pytest.fixture

@@ -45,10 +45,10 @@ async def raw(env, action, params, *, method="POST", version="2018-03-28", servi
 
 
 def payloads(env):
-    """The driver's ``send``, returning the answer's payload."""
+    """The driver's ``send``, returning the answer's payload (read whole)."""
 
     async def send(call):
-        return (await env.driver.send(call)).payload
+        return (await env.inspect.send(call)).payload
 
     return send
 

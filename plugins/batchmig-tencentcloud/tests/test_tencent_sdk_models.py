@@ -51,7 +51,7 @@ class Recorder:
         self.answers: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
 
     async def __call__(self, action: str, **params: Any) -> Mapping[str, Any]:
-        answer = (await self.env.driver.send(Call(action, params))).payload
+        answer = (await self.env.inspect.send(Call(action, params))).payload
         self.answers[action].append(answer)
         return answer
 
