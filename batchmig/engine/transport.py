@@ -31,6 +31,8 @@ non-blocking peek at the socket, even before the event loop delivered it), and i
 for less than ``IDLE_TTL`` — shorter than servers keep idle connections, so the server
 does not close one just as a request is written on it. A request that finds no good
 connection opens a new one; an unknown outcome never comes from a stale connection.
+At ``POOL_LIMIT`` it waits for one of its origin's own instead, unless taking another
+origin's idle connection is fair (``_make_room``).
 """
 
 from __future__ import annotations
