@@ -31,6 +31,7 @@ per instance (and counts as still running) instead of being polled in silence.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import heapq
 import itertools
@@ -45,6 +46,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from batchmig.engine.pipeline import Pipeline, ReadCaller
+from batchmig.engine.workers import Workers
 from batchmig.errors import ProviderError, TransientError
 from batchmig.plugin import Poller, WaitItem, WaitStatus
 from batchmig.ratelimit import Clock
@@ -136,7 +138,8 @@ class _Waiter:
     """Age (seconds since the wait began) at the latest answer that said "running"."""
     ready: float = 0.0
     """When it may be polled at all: plausibly done and ``interval`` after its last poll."""
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once ``result`` is known (an asyncio event: one per wait, a sixth of an anyio one's cost)."""
     result: WaitStatus | BaseException | None = None
     polls: int = 0
     malformed: int = 0
@@ -198,7 +201,7 @@ class _PollQueue:
             self.recent.popleft()
         return len(self.recent) < self.cap * SPARE_SHARE
 
-    async def run(self, tg: TaskGroup) -> None:
+    async def run(self) -> None:
         # Started from the first waiting instance's task, this task inherited its log
         # bindings; it serves every instance, so it logs under none of them.
         structlog.contextvars.unbind_contextvars("instance", "provider")
@@ -232,7 +235,7 @@ class _PollQueue:
                 continue
             self.early_in_flight += early
             self.recent.append(now)
-            tg.start_soon(self._poll, batch, early)
+            self.hub.workers.start_soon(self._poll, batch, early)
 
     def _take_batch(self, now: float) -> list[_Waiter]:
         """The head and, up to ``max_batch``, others of its group that may be polled now.
@@ -318,6 +321,7 @@ class PollHub:
         self.pipeline = pipeline
         self.clock = clock
         self._tg = tg
+        self.workers = Workers(tg, "poll")
         self._interval = interval
         self._scale = scale
         self._queues: dict[tuple[str, str], _PollQueue] = {}
@@ -341,7 +345,7 @@ class PollHub:
             if interval is None:
                 interval = max(MIN_SCALED_INTERVAL, poller.min_interval / self._scale)
             queue = self._queues[key] = _PollQueue(self, connection, poller, interval)
-            self._tg.start_soon(queue.run, self._tg)
+            self._tg.start_soon(queue.run)
         return queue
 
     async def wait(self, connection: str, poller: Poller, item: WaitItem, kind: str = "") -> WaitStatus:

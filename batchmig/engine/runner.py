@@ -1,8 +1,9 @@
 """Run a plan: waves, concurrency, canaries, failure budgets, cutover gates, stop.
 
 One anyio task group per run. Instances get a task only when a concurrency slot is
-free (10,000 instances do not mean 10,000 tasks); each runs its provider's steps in
-its own cancel scope, so one instance's failure never touches another, and a stop
+free (10,000 instances do not mean 10,000 tasks), one that finished its last instance
+if there is one (``engine/workers.py``); each runs its provider's steps in its own
+cancel scope (a step's timeout is a timer that cancels it), so one instance's failure never touches another, and a stop
 (SIGINT/SIGTERM) cancels waiting but not calls on the wire — the pipeline shields
 those until their outcome is journaled.
 
@@ -30,6 +31,7 @@ import structlog
 from batchmig.engine.observer import RunObserver
 from batchmig.engine.pipeline import Pipeline, read_answer
 from batchmig.engine.polling import PollHub
+from batchmig.engine.workers import Workers
 from batchmig.errors import Failure, JournalError, OutcomeUnsureError, ProviderError, UnknownOutcomeError
 from batchmig.journal import (
     AWAITING_CUTOVER,
@@ -180,10 +182,11 @@ class Engine:
         self.observer.run_started(self.run_id, len(self.plan.instances))
         async with anyio.create_task_group() as tg:
             self._hub = PollHub(self.pipeline, self.clock, tg, self.plan.document.run.poll_interval, self.poll_scale)
+            self._workers = Workers(tg, "instance")
             tg.start_soon(self._watch_cutovers)
             await self._run_waves(tg)
             await self._wait_until_idle()
-            tg.cancel_scope.cancel()  # only the cutover watcher and poll queues are left
+            tg.cancel_scope.cancel()  # only the cutover watcher, poll queues and parked workers are left
         if self._fatal is not None:
             raise self._fatal
         await self.journal.flush()
@@ -213,7 +216,7 @@ class Engine:
             if blocked:
                 self._skip_all(wave.instances, blocked)
                 continue
-            blocked = await self._run_wave(tg, wave, global_slots)
+            blocked = await self._run_wave(wave, global_slots)
             if not self.stopping:
                 counts: dict[str, int] = {}
                 for iid in wave.instances:
@@ -225,7 +228,7 @@ class Engine:
             if self.status.get(iid) not in FINAL_STATUSES:
                 self._set(iid, SKIPPED, error=Failure("skipped", "Skipped", reason))
 
-    async def _run_wave(self, tg: anyio.abc.TaskGroup, wave: Wave, global_slots: anyio.Semaphore) -> str:
+    async def _run_wave(self, wave: Wave, global_slots: anyio.Semaphore) -> str:
         """Run one wave; return why later waves must not start ('' if they may)."""
         slots = anyio.Semaphore(wave.max_concurrency or 1_000_000)
         settled = _Countdown()
@@ -239,7 +242,7 @@ class Engine:
         if canaries:
             done = _Countdown()
             for iid in canaries:
-                await self._start(tg, iid, slots, global_slots, settled, done)
+                await self._start(iid, slots, global_slots, settled, done)
             await done.wait()
             if self.stopping:
                 return "stopped"
@@ -262,7 +265,7 @@ class Engine:
                 return "stopped"
             if self.status.get(iid) in FINAL_STATUSES:
                 continue
-            started = await self._start(tg, iid, slots, global_slots, settled, None, exhausted)
+            started = await self._start(iid, slots, global_slots, settled, None, exhausted)
             if not started and not self.stopping:
                 log.error("wave.budget_exhausted", wave=wave.name, failed=failed_count())
                 self.observer.budget_exhausted(wave.name, failed_count(), exhausted())
@@ -274,7 +277,6 @@ class Engine:
 
     async def _start(
         self,
-        tg: anyio.abc.TaskGroup,
         iid: str,
         slots: anyio.Semaphore,
         global_slots: anyio.Semaphore,
@@ -317,7 +319,7 @@ class Engine:
                 self._active -= 1
                 self._idle.set()
 
-        tg.start_soon(task, name=iid)  # named: anyio would otherwise make a name of the function for each
+        self._workers.start_soon(task)
         return True
 
     @property
