@@ -12,7 +12,7 @@ private to its owner (0600) and replaced atomically.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from functools import cache
 from itertools import islice
@@ -41,18 +41,20 @@ def render_report(
 
 
 def report_chunks(
-    report: RunReport, instances: Iterable[InstanceReport] | None = None, extra: Mapping[str, Any] | None = None
+    report: RunReport, instances: Iterable[InstanceReport] | None = None, extra: Mapping[str, Any] | None = None,
+    line: Callable[[InstanceReport], str] | None = None,
 ) -> Iterator[str]:
     """``render_report``'s text in pieces of up to ``CHUNK_LINES`` instances, each masked
     (a secret never spans two instances' lines), so that writing a large report never
     holds its whole text (80 MB at 100,000 instances, several times over while it was
-    joined, masked and encoded)."""
+    joined, masked and encoded). ``line``: what writes an instance's line instead of
+    ``instance_json`` (the same text, e.g. with its steps from the journal's rows)."""
     head = replace(report, instances=()).to_json_dict()
     del head["instances"]
     head.update(extra or {})
     opening = json.dumps(head, indent=2)[:-2] + ",\n  " if head else "{\n  "
     separator = ",\n    "
-    pieces = batches(map(_instance_line, report.instances if instances is None else instances))
+    pieces = batches(map(line or instance_json, report.instances if instances is None else instances))
     first = next(pieces, None)
     if first is None:
         yield REDACTOR(opening + '"instances": []\n}\n')
@@ -75,7 +77,7 @@ def batches(items: Iterable[Item]) -> Iterator[list[Item]]:
         yield batch
 
 
-def _instance_line(instance: InstanceReport) -> str:
+def instance_json(instance: InstanceReport) -> str:
     """One instance's compact JSON, as ``to_json_dict`` has it: pydantic's (several times
     faster than a dict per instance at 100,000 instances), non-ASCII text escaped by
     json as before. Not masked yet: ``report_chunks`` masks a piece of lines at once."""
