@@ -473,9 +473,10 @@ def status(cli: CliContext, run_ref: str, runs_root: str, selectors: tuple[str, 
             click.echo(f"run {report.run} in the store: {live} runner(s) working on it")
         return
     with collector_paused():
-        # the table shows no step, the CSV each instance's steps in one line
-        _, report, spans = run_status(run_ref, Path(runs_root), cli.load, steps=fmt == "json", spans=fmt == "csv")
-        print_status(report, fmt, selection, show_all=show_all, spans=spans)
+        # the table shows no step, the CSV each instance's steps in one line, the JSON writes the journal's rows
+        _, report, spans, rows = run_status(run_ref, Path(runs_root), cli.load, steps=False, spans=fmt == "csv",
+                                            rows=fmt == "json")
+        print_status(report, fmt, selection, show_all=show_all, spans=spans, rows=rows)
 
 
 @main.command()
@@ -632,14 +633,19 @@ def report_command(cli: CliContext, run_ref: str, fmt: str, output: Path | None,
     """
     from batchmig.private_files import write_private_chunks
     from batchmig.report.csv import instances_csv_chunks
+    from batchmig.report.files import report_chunks
     from batchmig.report.formats import FORMATS, WITHOUT_STEPS
+    from batchmig.report.rows import lines_with_steps
     from batchmig.runs import run_status
     from batchmig.runsource import DirectorySource
 
     with collector_paused():
         if fmt == "csv":  # each instance's steps in one line, not their records: `status --format csv`'s way
-            _, report, spans = run_status(run_ref, Path(runs_root), cli.load, steps=False, spans=True)
+            _, report, spans, _ = run_status(run_ref, Path(runs_root), cli.load, steps=False, spans=True)
             chunks: Iterable[str] = instances_csv_chunks(report.instances, spans)
+        elif fmt == "json":  # the steps as the journal's rows, written as they are
+            _, report, _, rows = run_status(run_ref, Path(runs_root), cli.load, steps=False, rows=True, figures=True)
+            chunks = report_chunks(report, line=lines_with_steps(rows or {}))
         else:
             source = DirectorySource(Path(runs_root), registry=cli.load)
             chunks = FORMATS[fmt][1](source.report(run_ref, steps=fmt not in WITHOUT_STEPS))

@@ -24,6 +24,7 @@ from batchmig.journal import Journal
 from batchmig.listing import Column
 from batchmig.report import RunReport, build_run_report, run_state
 from batchmig.report.build import StepSpan, step_spans
+from batchmig.report.rows import JournalStep, step_rows
 from batchmig.rundir import JOURNAL_NAME, find_run_dir, run_directories, run_is_active
 
 if TYPE_CHECKING:
@@ -125,21 +126,31 @@ class RunStatus(NamedTuple):
     report: RunReport
     spans: dict[str, StepSpan] | None
     """Each instance's steps in one line, when asked for (``run_status``'s ``spans``)."""
+    rows: dict[str, list[JournalStep]] | None
+    """Each instance's steps as the journal's rows, when asked for (``run_status``'s ``rows``)."""
 
 
 def run_status(
     reference: str, runs_root: Path, registry: Callable[[], Registry] | None = None, *, steps: bool = True,
-    spans: bool = False,
+    spans: bool = False, rows: bool = False, figures: bool = False,
 ) -> RunStatus:
-    """The report of a run as it stands (``steps``: with the instances' steps; ``spans``:
-    with each instance's steps in one line, ``step_spans``, which costs a third of the
-    records). Tags and cutover policies are journaled; for a journal of an older batchmig
-    they come from its plan, loaded with ``registry()``."""
+    """The report of a run as it stands (``steps``: with the instances' step records;
+    ``spans``: with each instance's steps in one line, ``step_spans``, which costs a third
+    of the records; ``rows``: with the steps as the journal's rows, ``step_rows``, for a
+    renderer that formats them itself; ``figures``: with what the runner wrote of its
+    limiter keys, polls and webhooks). Tags and cutover policies are journaled; for a
+    journal of an older batchmig they come from its plan, loaded with ``registry()``."""
     run_dir = find_run_dir(reference, runs_root)
     journal = Journal.open(run_dir / JOURNAL_NAME, read_only=True)
     try:
         plan = plan_for_report(journal, run_dir, registry)
-        report = build_run_report(journal, plan=plan, active=run_is_active(run_dir), steps=steps)
-        return RunStatus(run_dir, report, step_spans(journal) if spans else None)
+        process = None
+        if figures:
+            from batchmig.report.files import FIGURES_NAME, read_figures
+
+            process = read_figures(run_dir / FIGURES_NAME)
+        report = build_run_report(journal, plan=plan, active=run_is_active(run_dir), figures=process, steps=steps)
+        return RunStatus(run_dir, report, step_spans(journal) if spans else None,
+                         step_rows(journal) if rows else None)
     finally:
         journal.close()

@@ -16,6 +16,7 @@ from batchmig.report import InstanceReport, RunReport
 from batchmig.report.build import StepSpan
 from batchmig.report.csv import instances_csv_chunks
 from batchmig.report.files import report_chunks
+from batchmig.report.rows import JournalStep, lines_with_steps
 from batchmig.report.tables import INSTANCE_COLUMNS, closing_line, instance_rows
 from batchmig.selection import Selection
 
@@ -37,16 +38,19 @@ def print_summary(report: RunReport, *, show_all: bool = False, out: IO[str] | N
 
 def print_status(
     report: RunReport, fmt: Format, selection: Selection, *, show_all: bool = False,
-    extra: Mapping[str, Any] | None = None, spans: Mapping[str, StepSpan] | None = None, out: IO[str] | None = None,
+    extra: Mapping[str, Any] | None = None, spans: Mapping[str, StepSpan] | None = None,
+    rows: dict[str, list[JournalStep]] | None = None, out: IO[str] | None = None,
 ) -> None:
     """``batchmig status``; ``extra`` adds keys to the JSON document (e.g. live runners);
-    ``spans``: the instances' steps in one line for the CSV, if they were built without steps."""
+    ``spans``: the instances' steps in one line for the CSV, ``rows``: their steps as the
+    journal's rows for the JSON, if they were built without steps."""
     out = out or sys.stdout
     chosen = selection.choose(report.instances) if selection else list(report.instances)
     if fmt == "json":
         keys: dict[str, Any] = {"selection": selection.describe()} if selection else {}
         keys.update(active=report.state == "running", **(extra or {}))
-        out.writelines(report_chunks(report, chosen, keys))  # masked as it is rendered
+        writer = None if rows is None else lines_with_steps(rows)
+        out.writelines(report_chunks(report, chosen, keys, writer))  # masked as it is rendered
         return
     if fmt == "csv":
         out.writelines(instances_csv_chunks(chosen, spans))

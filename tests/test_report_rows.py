@@ -1,0 +1,68 @@
+"""The report rendered from the journal's step rows is the records' text to the byte."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batchmig.report.files import instance_json
+from batchmig.report.model import ErrorRecord, InstanceReport, made, moment
+from batchmig.report.rows import IsoTimes, JournalStep, instance_line, step_records
+
+LATEST = 32503680000.0
+TIMES = (st.floats(min_value=0, max_value=LATEST) | st.builds(
+    lambda whole, offset: whole / 1000 + 0.0005 + offset,
+    st.integers(min_value=0, max_value=int(LATEST) * 1000), st.sampled_from([0.0, 1e-9, -1e-9, 1e-12, 2e-7]))
+    | st.integers(min_value=0, max_value=int(LATEST)))
+TEXT = st.text(max_size=12)
+VALUES = st.one_of(TEXT, st.booleans(), st.none(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+                   st.lists(st.integers(), max_size=2))
+
+
+def rows_of(instance: str, steps: list[tuple[str, str, float | None, float | None]]) -> list[JournalStep]:
+    return [(instance, index, name, started, ended, status) for index, (name, status, started, ended) in
+            enumerate(steps)]
+
+
+@st.composite
+def instances(draw: st.DrawFn) -> tuple[InstanceReport, list[JournalStep]]:
+    iid = draw(TEXT)
+    steps = draw(st.lists(st.tuples(TEXT, st.sampled_from(["succeeded", "failed"]), st.none() | TIMES,
+                                    st.none() | TIMES), max_size=4))
+    if steps and draw(st.booleans()):  # a step that starts when the one before it ended
+        name, status, _, ended = steps[-1]
+        steps.append((name, status, steps[-1][3], ended))
+    error = draw(st.none() | st.builds(ErrorRecord, TEXT, TEXT, TEXT, st.none() | TEXT, st.none() | TEXT))
+    record = made(InstanceReport, {
+        "id": iid, "provider": draw(TEXT), "wave": draw(TEXT), "status": draw(TEXT), "step": draw(st.none() | TEXT),
+        "step_index": draw(st.integers(0, 9)), "updated": moment(draw(st.floats(0, LATEST))),
+        "remote_ids": draw(st.dictionaries(TEXT, st.one_of(TEXT, st.booleans(), st.none()) | VALUES, max_size=3)),
+        "steps": (), "error": error, "tags": draw(st.dictionaries(TEXT, TEXT, max_size=2)),
+        "cutover": draw(st.sampled_from([None, "auto", "manual"])),
+    })
+    return record, rows_of(iid, steps)
+
+
+@settings(max_examples=400, deadline=None)
+@given(instances())
+def test_an_instance_line_from_rows_is_its_records_line(case: tuple[InstanceReport, list[JournalStep]]) -> None:
+    instance, rows = case
+    with_records = made(InstanceReport, {**vars(instance), "steps": step_records(rows)})
+    assert instance_line(instance, rows, IsoTimes()) == instance_json(with_records)
+
+
+@settings(max_examples=500, deadline=None)
+@given(TIMES)
+def test_an_iso_time_is_the_moments(epoch: float) -> None:
+    times = IsoTimes()
+    expected = moment(epoch).isoformat().replace("+00:00", "Z")
+    assert times(epoch) == expected
+    assert times(epoch) == expected  # (from the cache of seconds)
+
+
+def test_the_records_of_rows_are_the_builds() -> None:
+    step = step_records([("a", 0, "create", 1.0004, 2.5, "succeeded")])[0]
+    assert (step.started, step.ended, step.duration_seconds) == (
+        datetime.fromtimestamp(1.0, UTC), datetime.fromtimestamp(2.5, UTC), 1.5)
