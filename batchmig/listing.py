@@ -116,31 +116,34 @@ def _plain_table(title: str, columns: Sequence[Column], rows: Iterator[Row], out
     """Aligned columns, streamed: widths from the first rows; a wider cell later simply
     runs on (nothing is ever cut)."""
     first = list(itertools.islice(rows, PLAIN_WIDTH_SAMPLE))
+    keys = [c.key for c in columns]
     widths = [max([len(c.title)] + [len(_cell(row.get(c.key))) for row in first]) for c in columns]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = [cell.rjust(w) if c.justify == "right" else cell.ljust(w)
-                  for cell, w, c in zip(cells, widths, columns, strict=True)]
-        return "  ".join(padded).rstrip() + "\n"
-
+    # one format for every line (str.format pads as ljust/rjust do, and never cuts)
+    layout = "  ".join(f"{{:{'>' if c.justify == 'right' else '<'}{w}}}" for c, w in zip(columns, widths, strict=True))
     if title:
         out.write(title + "\n")
-    out.write(line([c.title for c in columns]))
-    out.write(line(["-" * w for w in widths]))
+    out.write(layout.format(*(c.title for c in columns)).rstrip() + "\n")
+    out.write(layout.format(*("-" * w for w in widths)).rstrip() + "\n")
+    cell = _cell if REDACTOR.holds_secrets else _plain_cell  # (no secret registered: nothing to mask)
     for row in itertools.chain(first, rows):
-        out.write(line([_cell(row.get(c.key)) for c in columns]))
+        out.write(layout.format(*[cell(row.get(key)) for key in keys]).rstrip() + "\n")
 
 
 def _cell(value: Any) -> str:
+    return REDACTOR(_plain_cell(value))
+
+
+def _plain_cell(value: Any) -> str:
+    """A cell's text, before masking."""
+    if type(value) is str:  # most cells: checked first (``isinstance(value, Mapping)`` is an ABC's check)
+        return value
     if value is None:
         return ""
     if isinstance(value, Mapping):
-        text = ";".join(f"{k}={v}" for k, v in value.items())
-    elif isinstance(value, float):
-        text = f"{value:g}"
-    else:
-        text = str(value)
-    return REDACTOR(text)
+        return ";".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def _json_rows(rows: Iterable[Row], out: IO[str]) -> None:
