@@ -633,22 +633,17 @@ def report_command(cli: CliContext, run_ref: str, fmt: str, output: Path | None,
     """
     from batchmig.private_files import write_private_chunks
     from batchmig.report.csv import instances_csv_chunks
-    from batchmig.report.files import report_chunks
-    from batchmig.report.formats import FORMATS, WITHOUT_STEPS
-    from batchmig.report.rows import lines_with_steps
+    from batchmig.report.formats import WITHOUT_STEPS, chunks_from_rows
     from batchmig.runs import run_status
-    from batchmig.runsource import DirectorySource
 
     with collector_paused():
         if fmt == "csv":  # each instance's steps in one line, not their records: `status --format csv`'s way
             _, report, spans, _ = run_status(run_ref, Path(runs_root), cli.load, steps=False, spans=True)
             chunks: Iterable[str] = instances_csv_chunks(report.instances, spans)
-        elif fmt == "json":  # the steps as the journal's rows, written as they are
-            _, report, _, rows = run_status(run_ref, Path(runs_root), cli.load, steps=False, rows=True, figures=True)
-            chunks = report_chunks(report, line=lines_with_steps(rows or {}))
-        else:
-            source = DirectorySource(Path(runs_root), registry=cli.load)
-            chunks = FORMATS[fmt][1](source.report(run_ref, steps=fmt not in WITHOUT_STEPS))
+        else:  # the steps as the journal's rows, formatted as they are written (not 650,000 datetimes)
+            _, report, _, rows = run_status(run_ref, Path(runs_root), cli.load, steps=False,
+                                            rows=fmt not in WITHOUT_STEPS, figures=True)
+            chunks = chunks_from_rows(fmt, report, rows or {})
         if output is None:  # written as it is rendered (masked piece by piece), never whole in memory
             last = ""
             for chunk in chunks:

@@ -258,6 +258,11 @@ def test_figures_and_metrics_of_the_finished_run(finished: Path) -> None:
     assert {s.labels["action"] for s in families["batchmig_limiter_cap"].samples} >= {"CreateJob", "DescribeJobs"}
 
 
+def _timeless(page: str) -> str:
+    """An HTML report without the moment it was drawn (its only part that changes by itself)."""
+    return re.sub(r'"generated":"[^"]*"|"now":[0-9.]+', "", page)
+
+
 def _steps(run_dir: Path) -> list[object]:
     return [step for instance in read_report(run_dir / "report.json").instances for step in instance.steps]
 
@@ -279,6 +284,10 @@ def test_report_command_renders_every_format(finished: Path, registry: Registry,
     written = (finished / "report.json").read_text()
     assert text[text.index('"instances": ['):] == written[written.index('"instances": ['):]
     status = CliRunner().invoke(main, ["status", str(finished), "--format", "json"], obj=cli).stdout
+    junit = CliRunner().invoke(main, ["report", str(finished), "--format", "junit"], obj=cli).stdout_bytes
+    assert junit == (finished / "report.junit.xml").read_bytes()
+    page = CliRunner().invoke(main, ["report", str(finished), "--format", "html"], obj=cli).stdout
+    assert _timeless(page) == _timeless((finished / "report.html").read_text())
     assert status[status.index('"instances": ['):] == written[written.index('"instances": ['):]
     # the command reads each instance's steps in one line from the journal, the runner made their records
     table = CliRunner().invoke(main, ["report", str(finished), "--format", "csv"], obj=cli).stdout_bytes

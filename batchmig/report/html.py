@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from importlib.resources import files
@@ -18,6 +19,7 @@ from typing import Any
 
 from batchmig.redaction import REDACTOR
 from batchmig.report.model import RunReport
+from batchmig.report.rows import JournalStep
 from batchmig.report.view import view_data
 
 PAGE = """<!DOCTYPE html>
@@ -64,6 +66,8 @@ def render_page(document: Any, *, title: str, mode: str, scripts: tuple[str, ...
     return REDACTOR(page)
 
 
-def render_html(report: RunReport, *, now: datetime | None = None) -> str:
-    """The whole HTML report of ``report`` as one string."""
-    return render_page(view_data(report, now=now), title=f"batchmig run {report.run}", mode="report")
+def render_html(report: RunReport, *, now: datetime | None = None,
+                rows: Mapping[str, Sequence[JournalStep]] | None = None) -> str:
+    """The whole HTML report of ``report`` as one string (``rows``: the instances' steps as
+    the journal's rows, if it was built without them)."""
+    return render_page(view_data(report, now=now, rows=rows), title=f"batchmig run {report.run}", mode="report")

@@ -15,11 +15,12 @@ from __future__ import annotations
 import re
 import socket
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from batchmig.redaction import REDACTOR
 from batchmig.report.files import batches
 from batchmig.report.model import InstanceReport, RunReport
+from batchmig.report.rows import JournalStep, StepOutcome, outcomes_reader
 
 UNFINISHED = ("interrupted", "running", "pending", "needs_attention")
 _CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
@@ -33,8 +34,8 @@ def _text(value: object) -> str:
     return text.translate(_CONTROL) if _HAS_CONTROL(text) else text
 
 
-def _seconds(instance: InstanceReport) -> float:
-    return round(sum(step.duration_seconds or 0.0 for step in instance.steps), 3)
+def _seconds(steps: Iterable[StepOutcome]) -> float:
+    return round(sum(duration or 0.0 for *_, duration in steps), 3)
 
 
 def attribute(value: str) -> str:
@@ -67,11 +68,11 @@ def _element(indent: str, tag: str, attributes: str, text: str = "") -> str:
     return f"{indent}<{tag}{attributes}>{content(text)}</{tag}>\n" if text else f"{indent}<{tag}{attributes} />\n"
 
 
-def _case(instance: InstanceReport, classname: str) -> str:
+def _case(instance: InstanceReport, steps: Sequence[StepOutcome], classname: str) -> str:
     """The instance's testcase (its outcome as ``_counts`` counts it)."""
     error = instance.error
     head = (f'  <testcase name="{attribute(_text(instance.id))}" classname="{classname}" '
-            f'time="{_seconds(instance):.3f}">\n')
+            f'time="{_seconds(steps):.3f}">\n')
     outcome = ""
     if instance.status == "failed":
         message = f"{error.code}: {error.message}" if error else "failed"
@@ -85,7 +86,7 @@ def _case(instance: InstanceReport, classname: str) -> str:
         message = f"{instance.status} at {instance.step or 'its first step'}"
         outcome = _element("   ", "error", f' message="{attribute(_text(message))}" '
                            f'type="{attribute(_text(instance.status))}"')
-    story = _element("   ", "system-out", "", _text("\n".join(_story(instance))))
+    story = _element("   ", "system-out", "", _text("\n".join(_story(instance, steps))))
     return head + outcome + story + "  </testcase>\n"
 
 
@@ -101,11 +102,11 @@ def _failure_lines(instance: InstanceReport) -> Iterable[str]:
         yield f"request id: {error.request_id}"
 
 
-def _story(instance: InstanceReport) -> Iterable[str]:
+def _story(instance: InstanceReport, steps: Iterable[StepOutcome]) -> Iterable[str]:
     yield f"provider: {instance.provider}"
-    for step in instance.steps:
-        took = "" if step.duration_seconds is None else f" in {step.duration_seconds:.1f}s"
-        yield f"step {step.name}: {step.status}{took}"
+    for name, status, duration in steps:
+        took = "" if duration is None else f" in {duration:.1f}s"
+        yield f"step {name}: {status}{took}"
     for key, value in instance.remote_ids.items():
         yield f"{key}: {value}"
     for key, value in instance.tags.items():
@@ -119,9 +120,11 @@ def render_junit(report: RunReport) -> str:
     return "".join(junit_chunks(report))
 
 
-def junit_chunks(report: RunReport) -> Iterator[str]:
+def junit_chunks(report: RunReport, rows: Mapping[str, Sequence[JournalStep]] | None = None) -> Iterator[str]:
     """``render_junit``'s text in pieces of whole testcases. A suite's and the root's
-    counts come first in the document, so they are counted before any case is written."""
+    counts come first in the document, so they are counted before any case is written.
+    ``rows``: the instances' steps as the journal's rows, if it was built without them."""
+    steps_of = outcomes_reader(rows)
     by_wave: dict[str, list[InstanceReport]] = {}
     for instance in report.instances:
         by_wave.setdefault(instance.wave, []).append(instance)
@@ -143,12 +146,13 @@ def junit_chunks(report: RunReport) -> Iterator[str]:
     for number, (wave, instances) in enumerate(by_wave.items()):
         classname = attribute(_text(f"batchmig.{wave}"))
         failed, errored, skip = counts[wave]
-        seconds = sum(_seconds(i) for i in instances)
+        outcomes = [steps_of(i) for i in instances]  # (read once: the suite's time comes first)
+        seconds = sum(_seconds(steps) for steps in outcomes)
         yield (f' <testsuite name="{attribute(_text(wave))}" id="{number}"{suite_attributes} '
                f'tests="{len(instances)}" failures="{failed}" errors="{errored}" skipped="{skip}" '
                f'time="{seconds:.3f}">\n  <properties>\n{properties}  </properties>\n')
-        for batch in batches(instances):
-            yield "".join(_case(instance, classname) for instance in batch)
+        for batch in batches(zip(instances, outcomes, strict=True)):
+            yield "".join(_case(instance, steps, classname) for instance, steps in batch)
         yield " </testsuite>\n"
     yield "</testsuites>\n"
 

@@ -131,6 +131,63 @@ def instance_line(instance: InstanceReport, rows: Sequence[JournalStep], iso: Is
     return line if line.isascii() else json.dumps(orjson.loads(line), separators=(",", ":"))
 
 
+StepView = tuple[str, str, float | None, float | None, float | None]
+"""What the HTML report draws of a step: its name, status, start and end (epoch seconds of
+the record's times, to the millisecond) and ``duration_seconds``."""
+StepOutcome = tuple[str, str, float | None]
+"""What the JUnit report tells of a step: its name, status and ``duration_seconds``."""
+
+
+def steps_reader(rows: Mapping[str, Sequence[JournalStep]] | None) -> Callable[[InstanceReport], list[StepView]]:
+    """How the HTML report reads an instance's steps: from its records, or (``rows``) from
+    the journal's rows (the same values, without the records)."""
+    if rows is None:
+        return lambda instance: [
+            (step.name, step.status, None if step.started is None else step.started.timestamp(),
+             None if step.ended is None else step.ended.timestamp(), step.duration_seconds)
+            for step in instance.steps]
+    return lambda instance: _row_views(rows.get(instance.id, ()))
+
+
+def outcomes_reader(rows: Mapping[str, Sequence[JournalStep]] | None
+                    ) -> Callable[[InstanceReport], list[StepOutcome]]:
+    """How the JUnit report reads an instance's steps: from its records, or (``rows``) from the journal's rows."""
+    if rows is None:
+        return lambda instance: [(step.name, step.status, step.duration_seconds) for step in instance.steps]
+    return lambda instance: [
+        (name, status, None if started is None or ended is None else round(max(0.0, ended - started), 3))
+        for _, _, name, started, ended, status in rows.get(instance.id, ())]
+
+
+def _row_views(rows: Iterable[JournalStep]) -> list[StepView]:
+    views: list[StepView] = []
+    for _, _, name, started, ended, status in rows:
+        begun = finished = duration = None
+        if started is not None:
+            scaled = started * 1000.0
+            milliseconds = round(scaled)
+            fast = -0.49 < scaled - milliseconds < 0.49 and 0 <= scaled < _FAST_BELOW
+            begun = milliseconds / 1000 if fast else epoch_of_moment(started)
+        if ended is not None:
+            scaled = ended * 1000.0
+            milliseconds = round(scaled)
+            fast = -0.49 < scaled - milliseconds < 0.49 and 0 <= scaled < _FAST_BELOW
+            finished = milliseconds / 1000 if fast else epoch_of_moment(ended)
+            if started is not None:
+                duration = round(max(0.0, ended - started), 3)
+        views.append((name, status, begun, finished, duration))
+    return views
+
+
+def epoch_of_moment(epoch: float) -> float:
+    """``moment(epoch).timestamp()``: the milliseconds' double, without the datetime."""
+    scaled = epoch * 1000.0
+    milliseconds = round(scaled)
+    if -0.49 < scaled - milliseconds < 0.49 and 0 <= scaled < _FAST_BELOW:
+        return milliseconds / 1000
+    return moment(epoch).timestamp()
+
+
 def lines_with_steps(steps: dict[str, list[JournalStep]]) -> Callable[[InstanceReport], str]:
     """``instance_line`` of an instance with its rows in ``steps`` (taken out as they are
     written: each instance is written once)."""

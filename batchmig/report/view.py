@@ -16,11 +16,12 @@ precision, and an instance is one short array::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from batchmig.report.model import InstanceReport, RunReport
+from batchmig.report.rows import JournalStep, StepView, epoch_of_moment, steps_reader
 
 VIEW_VERSION = 1
 STATUS_ORDER = ("succeeded", "failed", "skipped", "awaiting_cutover", "needs_attention", "interrupted", "running",
@@ -48,20 +49,24 @@ def _epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
 
-def _offset(value: datetime | None, t0: float) -> float | None:
-    return None if value is None else round(value.timestamp() - t0, 1)
-
-
-def view_data(report: RunReport, *, now: datetime | None = None) -> dict[str, Any]:
-    """The view document of ``report`` (``now``: when it was taken, for bars still running)."""
+def view_data(report: RunReport, *, now: datetime | None = None,
+              rows: Mapping[str, Sequence[JournalStep]] | None = None) -> dict[str, Any]:
+    """The view document of ``report`` (``now``: when it was taken, for bars still running;
+    ``rows``: the instances' steps as the journal's rows, if it was built without them)."""
     now = now or datetime.now(UTC)
-    starts = [s.started.timestamp() for i in report.instances for s in i.steps if s.started]
+    steps_of = steps_reader(rows)
+    if rows is None:
+        starts = [s.started.timestamp() for i in report.instances for s in i.steps if s.started]
+    else:  # (the earliest record's time is the earliest row's, rounded: rounding keeps the order)
+        earliest = min((row[3] for i in report.instances for row in rows.get(i.id, ()) if row[3] is not None),
+                       default=None)
+        starts = [] if earliest is None else [epoch_of_moment(earliest)]
     t0 = min([*starts, *[x for x in [_epoch(report.started)] if x is not None]], default=now.timestamp())
     statuses = _Names(STATUS_ORDER)
     waves = _Names(w.name for w in report.waves)
     providers, steps, messages = _Names(), _Names(), _Names()
     groups: dict[str, dict[str, Any]] = {}
-    rows = []
+    listed = []
     for position, instance in enumerate(report.instances):
         error = -1
         if instance.error is not None:
@@ -70,9 +75,9 @@ def view_data(report: RunReport, *, now: datetime | None = None) -> dict[str, An
             group["members"].append([position, messages.ref(instance.error.message), instance.error.request_id,
                                      instance.error.step])
             error = group["index"]
-        rows.append([
+        listed.append([
             instance.id, providers.ref(instance.provider), waves.ref(instance.wave), statuses.ref(instance.status),
-            instance.step or "", error, _steps(instance, steps, statuses, t0), instance.tags or 0,
+            instance.step or "", error, _steps(instance, steps_of(instance), steps, statuses, t0), instance.tags or 0,
             1 if instance.cutover == "manual" else 0,
         ])
     ordered = sorted(groups.values(), key=lambda g: g["index"])
@@ -87,7 +92,7 @@ def view_data(report: RunReport, *, now: datetime | None = None) -> dict[str, An
         "statuses": statuses.values, "wave_names": waves.values, "providers": providers.values,
         "step_names": steps.values, "messages": messages.values,
         "errors": [[g["code"], g["kind"], g["members"]] for g in ordered],
-        "instances": rows,
+        "instances": listed,
         "keys": [_key(name, record, t0) for name, record in sorted(report.rate_limits.items())],
         "requests": [[r.id, r.kind, _iso(r.at), r.user, r.host, r.selection, r.instances] for r in report.requests],
         "cutovers": [[c.instance, _iso(c.released), c.user, c.host, c.request, c.before_gate]
@@ -99,19 +104,17 @@ def view_data(report: RunReport, *, now: datetime | None = None) -> dict[str, An
     }
 
 
-def _steps(instance: InstanceReport, names: _Names, statuses: _Names, t0: float) -> list[list[Any]]:
+def _steps(instance: InstanceReport, views: Sequence[StepView], names: _Names, statuses: _Names,
+           t0: float) -> list[list[Any]]:
     bars: list[list[Any]] = []
-    for step in instance.steps:
-        start = _offset(step.started, t0)
-        if start is not None:
-            bars.append([names.ref(step.name), start, round(step.duration_seconds or 0.0, 1),
-                         statuses.ref(step.status)])
+    for name, status, started, _, duration in views:
+        if started is not None:
+            bars.append([names.ref(name), round(started - t0, 1), round(duration or 0.0, 1), statuses.ref(status)])
     if instance.step and instance.status in ("running", "awaiting_cutover"):
         # The step it is at now: from the end of its last step (or its last change) until now.
-        last = instance.steps[-1].ended if instance.steps else instance.updated
-        start = _offset(last, t0)
-        if start is not None:
-            bars.append([names.ref(instance.step), start, None, statuses.ref(instance.status)])
+        last = views[-1][3] if views else _epoch(instance.updated)
+        if last is not None:
+            bars.append([names.ref(instance.step), round(last - t0, 1), None, statuses.ref(instance.status)])
     return bars
 
 
