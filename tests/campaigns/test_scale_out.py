@@ -5,9 +5,11 @@ Tencent/Huawei plan against ``batchmig sandbox serve`` in its own process, while
 second run of another plan on the same accounts goes on beside them. Meanwhile:
 
 * a runner is SIGKILLed at a random moment and a new one joins;
-* a runner at work is SIGSTOPped for longer than its lease and then SIGCONTed: the
-  zombie finds its instances taken over (its writes fail the epoch check) and sends
-  nothing more for them;
+* a runner at work is SIGSTOPped until the store shows one of its instances taken over
+  by another runner (its lease ran out), and then SIGCONTed: the zombie finds its
+  instances taken over (its writes fail the epoch check) and sends nothing more for
+  them. The stop lasts until that condition, not a fixed time: on a loaded machine a
+  takeover can come later than any fixed pause longer than a lease;
 * PostgreSQL itself is stopped for a few seconds.
 
 Counted at the end, from the sandbox's audit log and the store, never from the
@@ -25,14 +27,20 @@ one clock for every process). The store is watched through its own SQL, not thro
 CLI processes: on a 2-core CI machine a Python start-up costs as much CPU as the
 emulated cloud needs in a second.
 
-CI mode: 300 + 60 instances, one round of chaos (about a minute and a half).
-``BATCHMIG_SOAK=1``: 600 + 120 instances, three rounds.
+A failed run keeps its evidence (``evidence.py``): the sandbox's audit and state, every
+runner's output and events and a dump of the store's tables are copied to a directory
+that the failure's message names.
+
+CI mode: 300 + 60 instances, one round of chaos (about a minute and a half), seed 1313.
+``BATCHMIG_SOAK=1``: 600 + 120 instances, three rounds, a seed from the clock.
+``BATCHMIG_CAMPAIGN_SEED=N`` chooses the seed (chaos moments and the sandbox's draws).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import subprocess
@@ -49,13 +57,17 @@ from batchmig.testing.postgres import ThrowawayPostgres, scratch_database
 
 from .cloudstate import expected_counts, missing_remote_ids, resource_counts, sandbox_state, unfinished_in_cloud
 from .conftest import SOAK
+from .evidence import dump_store, kept_on_failure
 from .fleet import fleet_plan, kinds_of
 
 INSTANCES = 600 if SOAK else 300
 SIDE_INSTANCES = 120 if SOAK else 60
 ROUNDS = 3 if SOAK else 1
 LEASE_TTL = 10.0
-SEED = int(time.time()) if SOAK else 1313
+SEED = int(os.environ.get("BATCHMIG_CAMPAIGN_SEED") or (int(time.time()) if SOAK else 1313))
+TAKEOVER_PATIENCE = 180.0
+"""Seconds the zombie is kept stopped at most while waiting for another runner to take one
+of its instances over (a lease of 10 s; the bound only keeps a broken run from hanging)."""
 RUN = {"call_timeout": "3s", "retry": {"base_delay": 0.05, "max_delay": 1.0}}
 
 
@@ -112,11 +124,54 @@ def _wait_runners(procs: list[subprocess.Popen[bytes]], dsn: str, count: int, ti
         time.sleep(0.5)
 
 
-def _at_work(procs: list[subprocess.Popen[bytes]], dsn: str, rng: random.Random) -> subprocess.Popen[bytes]:
-    """A random runner among those holding instances now."""
-    held = _holdings(dsn, "scale-main")
-    working = [p for p in procs if p.poll() is None and held.get(p.pid, 0) > 0]
-    return rng.choice(working or [p for p in procs if p.poll() is None])
+def _at_work(procs: list[subprocess.Popen[bytes]], dsn: str, rng: random.Random,
+             timeout: float = 90) -> subprocess.Popen[bytes]:
+    """A random runner among those holding instances now (waiting for one, if none does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = _holdings(dsn, "scale-main")
+        working = [p for p in procs if p.poll() is None and held.get(p.pid, 0) > 0]
+        if working:
+            return rng.choice(working)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no runner held an instance within {timeout}s")
+        time.sleep(0.2)
+
+
+def _leases_of(dsn: str, pid: int) -> dict[str, int]:
+    """instance -> epoch, for the instances whose lease the runner with this pid holds now."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT i.id, i.epoch FROM batchmig_instances i JOIN batchmig_runners r ON r.run = i.run AND r.id = i.owner"
+            " WHERE r.pid = %s AND i.lease_until >= now()", (pid,)).fetchall()
+    return {iid: int(epoch) for iid, epoch in rows}
+
+
+def _taken_over(dsn: str, held: dict[str, int]) -> bool:
+    """Whether another runner has claimed one of ``held`` (its epoch moved on)."""
+    try:
+        with psycopg.connect(dsn) as conn:
+            rows = conn.execute("SELECT id, epoch FROM batchmig_instances WHERE id = ANY(%s)", (list(held),))
+            return any(int(epoch) > held[iid] for iid, epoch in rows)
+    except psycopg.OperationalError:  # the store is restarting: not yet
+        return False
+
+
+def _freeze_until_taken_over(zombie: subprocess.Popen[bytes], dsn: str) -> None:
+    """SIGSTOP ``zombie`` and keep it stopped until another runner has taken over one of
+    the instances it held: waking sooner (a takeover that came late on a loaded machine)
+    would test nothing."""
+    zombie.send_signal(signal.SIGSTOP)
+    held = _leases_of(dsn, zombie.pid)
+    assert held, f"the runner chosen as the zombie (pid {zombie.pid}) held no instance"
+    deadline = time.monotonic() + TAKEOVER_PATIENCE
+    while not _taken_over(dsn, held):
+        if time.monotonic() > deadline:
+            zombie.send_signal(signal.SIGCONT)
+            raise AssertionError(f"no runner took over any of the zombie's {len(held)} instances "
+                                 f"within {TAKEOVER_PATIENCE:g}s")
+        time.sleep(0.5)
+    zombie.send_signal(signal.SIGCONT)
 
 
 def _epochs_going_back(dsn: str) -> list[tuple[Any, ...]]:
@@ -137,66 +192,72 @@ def _status(cli: Any, run: str, dsn: str) -> dict[str, Any]:
 
 
 def test_three_runners_survive_a_kill_a_zombie_and_a_store_outage(tmp_path: Path, cli, sandbox_process, figures):
+    with kept_on_failure(tmp_path, "scale-out", before_copy=cli.cleanup):
+        _campaign(tmp_path, cli, sandbox_process, figures)
+
+
+def _campaign(tmp_path: Path, cli: Any, sandbox_process: Any, figures: dict[str, Any]) -> None:
     rng = random.Random(SEED)
     main_plan, side_plan = _plans(tmp_path)
     box = sandbox_process({"time_scale": 150, "seed": SEED})
     events: list[dict[str, Any]] = []
     with ThrowawayPostgres() as server, scratch_database(server.dsn) as dsn:
-        assert cli.run("store", "init", "--store", dsn).returncode == 0
-        common = ("--store", dsn, "--lease-ttl", str(LEASE_TTL), "--no-progress")
-        runners: list[subprocess.Popen[bytes]] = []
-        logs: dict[int, Path] = {}
+        try:
+            assert cli.run("store", "init", "--store", dsn).returncode == 0
+            common = ("--store", dsn, "--lease-ttl", str(LEASE_TTL), "--no-progress")
+            runners: list[subprocess.Popen[bytes]] = []
+            logs: dict[int, Path] = {}
 
-        def start(*args: str) -> None:
-            proc, stem = cli.start(*args)
-            runners.append(proc)
-            logs[proc.pid] = Path(f"{stem}.err")
+            def start(*args: str) -> None:
+                proc, stem = cli.start(*args)
+                runners.append(proc)
+                logs[proc.pid] = Path(f"{stem}.err")
 
-        start("run", str(main_plan), "--sandbox-at", str(box.directory), *common)
-        _wait_runners(runners, dsn, 1)
-        for _ in range(2):
-            start("join", "scale-main", *common)
-        side, side_stem = cli.start("run", str(side_plan), "--sandbox-at", str(box.directory), *common)
-        _wait_runners(runners, dsn, 3)
-
-        for _ in range(ROUNDS):
-            # a runner dies at a random moment; a new one joins
-            time.sleep(rng.uniform(1.0, 3.0))
-            victim = _at_work(runners, dsn, rng)
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
-            events.append({"event": "sigkill", "at": time.monotonic(), "pid": victim.pid})
-            start("join", "scale-main", *common)
+            start("run", str(main_plan), "--sandbox-at", str(box.directory), *common)
+            _wait_runners(runners, dsn, 1)
+            for _ in range(2):
+                start("join", "scale-main", *common)
+            side, side_stem = cli.start("run", str(side_plan), "--sandbox-at", str(box.directory), *common)
             _wait_runners(runners, dsn, 3)
-            # a runner at work freezes past its lease, then wakes as a zombie
-            time.sleep(rng.uniform(0.5, 2.0))
-            zombie = _at_work(runners, dsn, rng)
-            zombie.send_signal(signal.SIGSTOP)
-            stopped_at = time.monotonic()
-            time.sleep(LEASE_TTL + 4)
-            zombie.send_signal(signal.SIGCONT)
-            events.append({"event": "sigstop", "at": stopped_at, "woke": time.monotonic(), "pid": zombie.pid})
-            # the store goes away for a few seconds
-            time.sleep(rng.uniform(0.5, 1.5))
-            server.stop()
-            down = time.monotonic()
-            time.sleep(3.0)
-            server.start()
-            events.append({"event": "store_outage", "at": down, "back": time.monotonic()})
 
-        deadline = time.monotonic() + (900 if SOAK else 300)
-        for proc in [*runners, side]:
-            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        codes = {p.pid: p.returncode for p in runners}
-        killed = {e["pid"] for e in events if e["event"] == "sigkill"}
-        # every runner ended by itself (0) except those killed
-        assert all(code == (-signal.SIGKILL if pid in killed else 0) for pid, code in codes.items()), codes
-        assert side.returncode == 0, Path(f"{side_stem}.err").read_text()[-2000:]
-        main_status = _status(cli, "scale-main", dsn)
-        side_status = _status(cli, "scale-side", dsn)
-        going_back = _epochs_going_back(dsn)
-        with PostgresStore(dsn) as store:
-            listed = store.runners(store.find_run("scale-main"))
+            for _ in range(ROUNDS):
+                # a runner dies at a random moment; a new one joins
+                time.sleep(rng.uniform(1.0, 3.0))
+                victim = _at_work(runners, dsn, rng)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                events.append({"event": "sigkill", "at": time.monotonic(), "pid": victim.pid})
+                start("join", "scale-main", *common)
+                _wait_runners(runners, dsn, 3)
+                # a runner at work freezes past its lease, then wakes as a zombie
+                time.sleep(rng.uniform(0.5, 2.0))
+                zombie = _at_work(runners, dsn, rng)
+                stopped_at = time.monotonic()
+                _freeze_until_taken_over(zombie, dsn)
+                events.append({"event": "sigstop", "at": stopped_at, "woke": time.monotonic(), "pid": zombie.pid})
+                # the store goes away for a few seconds
+                time.sleep(rng.uniform(0.5, 1.5))
+                server.stop()
+                down = time.monotonic()
+                time.sleep(3.0)
+                server.start()
+                events.append({"event": "store_outage", "at": down, "back": time.monotonic()})
+
+            deadline = time.monotonic() + (900 if SOAK else 300)
+            for proc in [*runners, side]:
+                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            codes = {p.pid: p.returncode for p in runners}
+            killed = {e["pid"] for e in events if e["event"] == "sigkill"}
+            # every runner ended by itself (0) except those killed
+            assert all(code == (-signal.SIGKILL if pid in killed else 0) for pid, code in codes.items()), codes
+            assert side.returncode == 0, Path(f"{side_stem}.err").read_text()[-2000:]
+            main_status = _status(cli, "scale-main", dsn)
+            side_status = _status(cli, "scale-side", dsn)
+            going_back = _epochs_going_back(dsn)
+            with PostgresStore(dsn) as store:
+                listed = store.runners(store.find_run("scale-main"))
+        finally:  # what the store saw, kept with the rest if the campaign fails
+            dump_store(dsn, tmp_path / "store")
 
     audit = box.audit()
     statuses = {e["id"]: e["status"] for e in main_status["instances"] + side_status["instances"]}
