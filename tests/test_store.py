@@ -26,8 +26,9 @@ from batchmig.cli import CliContext, main
 from batchmig.engine.pipeline import Pipeline
 from batchmig.engine.transport import HttpTransport
 from batchmig.errors import UsageError
+from batchmig.journal import Journal, PlannedRow
 from batchmig.plan.loader import load_plan
-from batchmig.plugin import Answer, Call, Connection, HttpRequest, HttpResponse
+from batchmig.plugin import Answer, Call, CallStep, Connection, HttpRequest, HttpResponse
 from batchmig.ratelimit import LimitKey, RateLimiter, SlotMissed
 from batchmig.sharedlimit import SLOT_TOLERANCE, ExactLimiter, ShareLimiter
 from batchmig.store.fence import Fence, LeaseLost
@@ -420,6 +421,71 @@ async def test_a_call_admitted_before_a_freeze_leaves_only_after_a_renewal() -> 
             renewed = time.monotonic()
             fence.renewed(renewed)
         assert len(arrived) == 1 and arrived[0] >= renewed and pipeline.stats.sent["Describe"] == 1
+
+
+class _WaitingConnection(Connection):
+    """Its request waits inside the pipeline's shielded send (for a pooled connection, a
+    connect, a token) until ``go`` is set; ``waiting`` is set once it is there."""
+
+    account, region = "acct", "r1"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.waiting, self.go = anyio.Event(), anyio.Event()
+
+    async def prepare(self, call: Call) -> HttpRequest:
+        self.waiting.set()
+        await self.go.wait()
+        return HttpRequest("POST", self.url, {"Content-Type": "application/json"}, b"{}")
+
+    def parse(self, call: Call, response: HttpResponse) -> Answer:
+        return Answer({"status": response.status})
+
+
+@pytest.mark.anyio
+async def test_a_create_of_an_instance_taken_over_never_leaves_once_the_fence_reopens(tmp_path: Path) -> None:
+    """A zombie wakes with a create already in its shielded send; the renewal finds the
+    instance taken over, cancels its task (the shield defers that) and reopens the
+    fence for the instances still held: the create must not pass the reopened fence,
+    since the new owner has reconciled it and sent it itself."""
+    arrived: list[float] = []
+    journal = Journal.open(tmp_path / "journal.sqlite", create=True)
+    journal.add_instances([PlannedRow("i-1", 0, "p", "w")])
+    journal.start_writer()
+    step = CallStep("create", lambda outputs: Call("Create", {}, mutating=True, resource="x"),
+                    reconcile=lambda caller, outputs: _nothing())
+    try:
+        async with loopback_server(arrived) as url, HttpTransport(5.0) as transport:
+            fence = Fence(ttl=60.0, margin=4.0)
+            fence.renewed(time.monotonic())
+            conn = _WaitingConnection(url)
+            pipeline = Pipeline({"c": ("p", conn)}, RateLimiter(lambda key: 100.0), transport.send,
+                                journal=journal, fence=fence)
+            outcome: list[LeaseLost] = []
+
+            async def create() -> None:  # as the engine's instance task, which ends on LeaseLost
+                try:
+                    await pipeline.mutate("c", "i-1", 0, step, {})
+                except LeaseLost as exc:
+                    outcome.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                with anyio.CancelScope() as scope:
+                    tg.start_soon(create)
+                    await conn.waiting.wait()  # its intent is journaled; it is in the shielded send
+                    scope.cancel()  # what the heartbeat does for a lost lease ...
+                    try:
+                        fence.renewed(time.monotonic(), lost={"i-1"})  # ... then it reopens the fence
+                    finally:
+                        conn.go.set()
+        assert arrived == [] and pipeline.stats.sent["Create"] == 0
+        assert len(outcome) == 1
+    finally:
+        journal.close()
+
+
+async def _nothing() -> None:
+    return None
 
 
 # --------------------------------------------------------- the limiter's SQL

@@ -92,7 +92,7 @@ class CallStats:
         }
 
 
-def _before_write(fence: Fence | None, release: Release | None) -> Callable[[], None] | None:
+def _before_write(fence: Fence | None, release: Release | None, instance: str | None) -> Callable[[], None] | None:
     """What the transport does right before writing one call's bytes.
 
     The limiter counts an unanswered call as having reached the cloud at most
@@ -101,14 +101,15 @@ def _before_write(fence: Fence | None, release: Release | None) -> Callable[[], 
     the event loop can stall, for longer than that on a starved machine, and a call
     that reaches the cloud later than the limiter assumes can fill a second beyond the
     cap (seen once in the scale-out soak: 21 polls in a second at a cap of 20). A call
-    past the deadline of the slot it was admitted for is not written (``SlotMissed``).
+    past the deadline of the slot it was admitted for is not written (``SlotMissed``),
+    nor a mutating call of an ``instance`` whose lease another runner took over.
     """
     if fence is None and release is None:
         return None
 
     def look() -> None:
         if fence is not None:
-            fence.last_look()
+            fence.last_look(instance)
         if release is not None:
             release.check_on_time()
             release.left()
@@ -194,12 +195,16 @@ class Pipeline:
                 if intent is not None:
                     self.admitting.discard(intent.instance)
                     await intent.write()  # durable before the request leaves (a no-op once written)
-                token = LAST_LOOK.set(_before_write(self.fence, release))
+                instance = intent.instance if intent is not None else None
+                token = LAST_LOOK.set(_before_write(self.fence, release, instance))
                 try:
                     return await self._send_admitted(key, conn, call, release)
                 except (FenceClosed, SlotMissed):
                     # Nothing left: admitted again (once the fence reopens; at a new slot).
                     self.stats.sent[call.action] -= 1
+                except LeaseLost:
+                    self.stats.sent[call.action] -= 1  # kept in by the last look: another runner has it
+                    raise
                 finally:
                     LAST_LOOK.reset(token)
             finally:
@@ -358,6 +363,8 @@ class Pipeline:
                         return found, exc.request_id
                     raise
                 continue
+            except LeaseLost:
+                raise  # nothing was sent, and the instance's journal is another runner's now
             except ProviderError as exc:
                 if intent.id is None:  # refused before it was admitted (a lost lease): nothing was sent
                     raise

@@ -108,7 +108,7 @@ class SharedEngine(Engine):
             for iid in lost:
                 log.warning("lease.lost", instance=iid)
                 self._lost(iid)  # cancelled before the fence reopens: nothing is sent for them
-            self.fence.renewed(started)
+            self.fence.renewed(started, lost)  # not even a call already in its (shielded) send
             await anyio.sleep(self.fence.ttl / 3)
 
     async def run(self) -> None:

@@ -10,7 +10,11 @@ the limiter again once it reopens, since the capacity it was admitted under may 
 been handed to other runners meanwhile.
 
 Which instances were lost is decided by the renewal (its epochs no longer match);
-the engine cancels their tasks before the gate reopens, so nothing is sent for them.
+the engine cancels their tasks before the gate reopens, and the gate keeps their calls
+in for good (``renewed(..., lost=...)``): a call already inside its shielded send (it
+waited for a pooled connection, a connect or a token across the freeze) cannot be
+cancelled, and would otherwise pass the reopened gate after the new owner reconciled
+and sent the very same create.
 
 The gate is looked at twice: when a call is admitted, and once more right before its
 bytes leave (``last_look``, called by the transport). A runner that froze in between
@@ -21,6 +25,7 @@ under a lease that may have passed to another runner meanwhile.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import anyio
 
@@ -51,6 +56,7 @@ class Fence:
         self._deadline = -math.inf
         self._reopened = anyio.Event()
         self._dead: str | None = None
+        self._lost: set[str] = set()
         self.closed_times = 0
 
     @property
@@ -58,16 +64,21 @@ class Fence:
         """The local instant after which no call may be sent without a renewal."""
         return self._deadline
 
-    def renewed(self, started: float) -> None:
-        """A renewal that began at ``started`` (this runner's clock) succeeded."""
+    def renewed(self, started: float, lost: Iterable[str] = ()) -> None:
+        """A renewal that began at ``started`` (this runner's clock) succeeded; it found
+        the leases of ``lost`` taken over: no call of theirs leaves any more."""
+        self._lost.update(lost)
         self._deadline = max(self._deadline, started + self.ttl - self.margin)
         self._reopened.set()
 
     def is_open(self) -> bool:
         return self._dead is None and self._clock.now() < self._deadline
 
-    def last_look(self) -> None:
-        """Right before a request leaves: raise ``FenceClosed`` to keep it in."""
+    def last_look(self, instance: str | None = None) -> None:
+        """Right before a request leaves: raise ``FenceClosed`` to keep it in, or
+        ``LeaseLost`` if it is a call of ``instance`` and another runner took that over."""
+        if instance is not None and instance in self._lost:
+            raise LeaseLost(f"another runner took {instance} over: its call was not sent")
         if not self.is_open():
             raise FenceClosed("this runner's leases may have run out since the call was admitted")
 
