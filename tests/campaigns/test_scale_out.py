@@ -115,8 +115,10 @@ def _holdings(dsn: str, reference: str) -> dict[int, int]:
         return {}
 
 
-def _wait_runners(procs: list[subprocess.Popen[bytes]], dsn: str, count: int, timeout: float = 90) -> None:
-    """Until ``count`` of these processes are alive and registered as runners of the main run."""
+def _wait_runners(procs: list[subprocess.Popen[bytes]], dsn: str, count: int, timeout: float = 300) -> None:
+    """Until ``count`` of these processes are alive and registered as runners of the main run
+    (the bound only keeps a broken run from hanging: at a load of 25 on two cores, a
+    runner's start-up alone took over 90 s)."""
     deadline = time.monotonic() + timeout
     while sum(1 for p in procs if p.poll() is None and p.pid in _holdings(dsn, "scale-main")) < count:
         if time.monotonic() > deadline:
@@ -125,7 +127,7 @@ def _wait_runners(procs: list[subprocess.Popen[bytes]], dsn: str, count: int, ti
 
 
 def _at_work(procs: list[subprocess.Popen[bytes]], dsn: str, rng: random.Random,
-             timeout: float = 90) -> subprocess.Popen[bytes]:
+             timeout: float = 300) -> subprocess.Popen[bytes]:
     """A random runner among those holding instances now (waiting for one, if none does)."""
     deadline = time.monotonic() + timeout
     while True:
