@@ -33,7 +33,7 @@ def _wait(proc: subprocess.Popen[bytes], cwd: Path, stem: str, timeout: float = 
 
 
 def _until_runners(cwd: Path, dsn: str, count: int) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # only against a hang: at load 20 a runner starts in tens of seconds
     while time.monotonic() < deadline:
         listed = _cli(cwd, "runners", "fleet", "--store", dsn, "--format", "json")
         if listed.returncode == 0 and len(json.loads(listed.stdout)["runners"]) >= count:
@@ -120,15 +120,25 @@ def test_a_runner_that_joins_gets_its_share_of_the_wave(postgres_dsn: str, tmp_p
     """The first runner claims the whole wave while it is alone; when a second joins, it
     hands over what it has sent nothing for (the creates still queued at a 2/s cap): both
     work a fair part, the handed-over calls are journaled unsent (nothing to reconcile),
-    and nothing is sent twice."""
+    and nothing is sent twice.
+
+    The first runner is held (SIGSTOP) from its claim until the second has registered,
+    with leases long enough to outlast that: how long the second takes to start (tens of
+    seconds on a loaded machine, while the first sends its 24 creates in 12) must not
+    decide whether anything is left to hand over."""
     assert _cli(tmp_path, "store", "init", "--store", postgres_dsn).returncode == 0
     plan = fleet_plan(24, duration=10).replace("account: acct}", "account: acct, rate_limits: {'*': 2}}")
     (tmp_path / "plan.yaml").write_text(plan)
-    runner = ("--store", postgres_dsn, "--lease-ttl", "12", "--no-progress")
+    runner = ("--store", postgres_dsn, "--lease-ttl", "120", "--no-progress")
     with SandboxProcess(tmp_path / "sandbox", CAPPED) as sandbox:
         first = start_runner(tmp_path, "r1", "run", "plan.yaml", "--sandbox-at", str(sandbox.directory), *runner)
-        _until_runners(tmp_path, postgres_dsn, 1)
-        second = start_runner(tmp_path, "r2", "join", "fleet", *runner)
+        _until_held(postgres_dsn, 24)
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = start_runner(tmp_path, "r2", "join", "fleet", *runner)
+            _until_runners(tmp_path, postgres_dsn, 2)
+        finally:
+            first.send_signal(signal.SIGCONT)
         assert _wait(first, tmp_path, "r1") == 0 and _wait(second, tmp_path, "r2") == 0
         figures = audit_figures(sandbox.audit(), {})
     logs = {stem: (tmp_path / f"{stem}.err").read_text() for stem in ("r1", "r2")}
@@ -137,6 +147,18 @@ def test_a_runner_that_joins_gets_its_share_of_the_wave(postgres_dsn: str, tmp_p
     assert logs["r1"].count('"instance.handed_back"') >= 4, worked
     assert '"call.reconciled"' not in logs["r2"] and '"instance.claimed"' not in logs["r2"]
     assert figures["repeated_effects"] == 0 and figures["throttled"] == 0 and not figures["over_cap"], figures
+
+
+def _until_held(dsn: str, count: int) -> None:
+    """Until ``count`` instances of the run are held under a lease (claimed)."""
+    deadline = time.monotonic() + 180  # only against a hang
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsn) as conn:
+            held = conn.execute("SELECT count(*) FROM batchmig_instances WHERE lease_until > now()").fetchone()
+        if held and held[0] >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{count} instances were not claimed")
 
 
 def test_database_errors_mid_run_are_survived_or_stop_the_runner_in_one_line(postgres_dsn: str, tmp_path: Path):
