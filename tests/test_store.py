@@ -35,6 +35,7 @@ from batchmig.store.fence import Fence, LeaseLost
 from batchmig.store.postgres import PostgresStore, SharedJournal
 from batchmig.store.schema import MIGRATIONS, SCHEMA_VERSION
 from batchmig.testing import make_registry
+from batchmig.testing.helpers import FakeClock
 from batchmig.testing.postgres import ServerAccount, ThrowawayPostgres, stage_installation, wheel_installation
 from batchmig.testing.testcloud import TestcloudPlugin
 
@@ -505,13 +506,15 @@ def test_exact_reservations_never_exceed_the_cap_in_a_window(postgres_dsn: str, 
 
 
 @asynccontextmanager
-async def _exact_limiter(postgres_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[ExactLimiter, LimitKey]]:
+async def _exact_limiter(
+    postgres_dsn: str, tmp_path: Path, clock: FakeClock | None = None
+) -> AsyncIterator[tuple[ExactLimiter, LimitKey]]:
     """An exact limiter at a cap of 2 on a fresh run's shared journal, and its key."""
     store, run = _new_run(postgres_dsn, fleet_plan(1), tmp_path)
     journal = SharedJournal(store, run, "exact", ttl=30, margin=1)
     await journal.open()
     try:
-        yield ExactLimiter(lambda key: 2.0, journal), LimitKey("testcloud", "acct", "r1", "CreateJob")
+        yield ExactLimiter(lambda key: 2.0, journal, clock=clock), LimitKey("testcloud", "acct", "r1", "CreateJob")
     finally:
         await journal.aclose()
         store.close()
@@ -539,18 +542,24 @@ async def test_an_exact_slot_is_also_held_to_the_runners_own_window(postgres_dsn
 async def test_an_exact_slot_must_be_used_soon_after_it_comes(postgres_dsn: str, tmp_path: Path):
     """Another runner's calls take the slots after this one's: a call written later
     than its slot plus the tolerance could share their window, so its release carries a
-    deadline no later than that (read before the reservation was asked for)."""
-    async with _exact_limiter(postgres_dsn, tmp_path) as (limiter, key):
+    deadline no later than that (read before the reservation was asked for).
+
+    On the runner's clock, injected: with the real one, a database round trip or a
+    wake-up later than the tolerance (50 ms, exceeded at load 15+) made a call that
+    left at once look late."""
+    clock = FakeClock(start=time.monotonic())
+    async with _exact_limiter(postgres_dsn, tmp_path, clock) as (limiter, key):
         for _ in range(3):  # the third waits for its slot
-            before = time.monotonic()
+            before = clock.now()
             release = await limiter.acquire(key)
             assert release is not None and release.deadline is not None
-            assert release.deadline <= time.monotonic() + SLOT_TOLERANCE
+            assert release.deadline <= clock.now() + SLOT_TOLERANCE
             assert release.deadline >= before + SLOT_TOLERANCE
             release.check_on_time()
             release.left()
             release.answered()
-        await anyio.sleep(SLOT_TOLERANCE + 0.01)
+        assert clock.slept and max(clock.slept) > 0.5  # the third waited for its slot (a cap of 2)
+        clock.advance(SLOT_TOLERANCE + 0.01)
         with pytest.raises(SlotMissed):
             release.check_on_time()
 
