@@ -479,8 +479,11 @@ async def test_a_create_of_an_instance_taken_over_never_leaves_once_the_fence_re
                         fence.renewed(time.monotonic(), lost={"i-1"})  # ... then it reopens the fence
                     finally:
                         conn.go.set()
-        assert arrived == [] and pipeline.stats.sent["Create"] == 0
-        assert len(outcome) == 1
+            assert arrived == [] and pipeline.stats.sent["Create"] == 0
+            assert len(outcome) == 1
+            # Claimed here again later, the instance's new calls leave (only the stale one was kept in).
+            await pipeline.mutate("c", "i-1", 0, step, {})
+        assert len(arrived) == 1 and pipeline.stats.sent["Create"] == 1
     finally:
         journal.close()
 

@@ -92,7 +92,7 @@ class CallStats:
         }
 
 
-def _before_write(fence: Fence | None, release: Release | None, instance: str | None) -> Callable[[], None] | None:
+def _before_write(fence: Fence | None, release: Release | None, intent: _Intent | None) -> Callable[[], None] | None:
     """What the transport does right before writing one call's bytes.
 
     The limiter counts an unanswered call as having reached the cloud at most
@@ -102,14 +102,18 @@ def _before_write(fence: Fence | None, release: Release | None, instance: str | 
     that reaches the cloud later than the limiter assumes can fill a second beyond the
     cap (seen once in the scale-out soak: 21 polls in a second at a cap of 20). A call
     past the deadline of the slot it was admitted for is not written (``SlotMissed``),
-    nor a mutating call of an ``instance`` whose lease another runner took over.
+    nor a mutating call (``intent``) of an instance whose lease another runner took over
+    since its intent was journaled.
     """
     if fence is None and release is None:
         return None
 
     def look() -> None:
         if fence is not None:
-            fence.last_look(instance)
+            if intent is not None:
+                fence.last_look(intent.instance, intent.losses)
+            else:
+                fence.last_look()
         if release is not None:
             release.check_on_time()
             release.left()
@@ -194,9 +198,8 @@ class Pipeline:
                         raise LeaseLost("nobody waits for this call any more")
                 if intent is not None:
                     self.admitting.discard(intent.instance)
-                    await intent.write()  # durable before the request leaves (a no-op once written)
-                instance = intent.instance if intent is not None else None
-                token = LAST_LOOK.set(_before_write(self.fence, release, instance))
+                    await intent.write(self.fence)  # durable before the request leaves (a no-op once written)
+                token = LAST_LOOK.set(_before_write(self.fence, release, intent))
                 try:
                     return await self._send_admitted(key, conn, call, release)
                 except (FenceClosed, SlotMissed):
@@ -423,7 +426,7 @@ class Pipeline:
 class _Intent:
     """A mutating call's intent, journaled once (``write``): when the call is admitted."""
 
-    __slots__ = ("_call", "_journal", "_step", "id", "instance")
+    __slots__ = ("_call", "_journal", "_step", "id", "instance", "losses")
 
     def __init__(self, journal: JournalStore, instance: str, step: int, call: Call) -> None:
         self._journal = journal
@@ -431,9 +434,12 @@ class _Intent:
         self._step = step
         self._call = call
         self.id: int | None = None
+        self.losses = 0
+        """The instance's losses to other runners (``Fence.losses``) when it was journaled."""
 
-    async def write(self) -> None:
+    async def write(self, fence: Fence | None) -> None:
         if self.id is None:
+            self.losses = fence.losses(self.instance) if fence is not None else 0
             self.id = await self._journal.intent(self.instance, self._step, self._call.action, self._call.resource)
 
     def written(self) -> int:

@@ -14,7 +14,9 @@ the engine cancels their tasks before the gate reopens, and the gate keeps their
 in for good (``renewed(..., lost=...)``): a call already inside its shielded send (it
 waited for a pooled connection, a connect or a token across the freeze) cannot be
 cancelled, and would otherwise pass the reopened gate after the new owner reconciled
-and sent the very same create.
+and sent the very same create. A call is judged by the instance's losses counted when
+its intent was journaled (``losses``), so an instance this runner claims again later
+sends its new calls, never a stale one.
 
 The gate is looked at twice: when a call is admitted, and once more right before its
 bytes leave (``last_look``, called by the transport). A runner that froze in between
@@ -25,6 +27,7 @@ under a lease that may have passed to another runner meanwhile.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 
 import anyio
@@ -56,7 +59,7 @@ class Fence:
         self._deadline = -math.inf
         self._reopened = anyio.Event()
         self._dead: str | None = None
-        self._lost: set[str] = set()
+        self._losses: Counter[str] = Counter()
         self.closed_times = 0
 
     @property
@@ -67,17 +70,22 @@ class Fence:
     def renewed(self, started: float, lost: Iterable[str] = ()) -> None:
         """A renewal that began at ``started`` (this runner's clock) succeeded; it found
         the leases of ``lost`` taken over: no call of theirs leaves any more."""
-        self._lost.update(lost)
+        self._losses.update(lost)
         self._deadline = max(self._deadline, started + self.ttl - self.margin)
         self._reopened.set()
 
     def is_open(self) -> bool:
         return self._dead is None and self._clock.now() < self._deadline
 
-    def last_look(self, instance: str | None = None) -> None:
+    def losses(self, instance: str) -> int:
+        """How many times this runner has lost ``instance`` to another runner so far."""
+        return self._losses[instance]
+
+    def last_look(self, instance: str | None = None, losses: int = 0) -> None:
         """Right before a request leaves: raise ``FenceClosed`` to keep it in, or
-        ``LeaseLost`` if it is a call of ``instance`` and another runner took that over."""
-        if instance is not None and instance in self._lost:
+        ``LeaseLost`` if it is a call of ``instance`` journaled when the instance had been
+        lost ``losses`` times, and it has been lost again since."""
+        if instance is not None and self._losses[instance] != losses:
             raise LeaseLost(f"another runner took {instance} over: its call was not sent")
         if not self.is_open():
             raise FenceClosed("this runner's leases may have run out since the call was admitted")
