@@ -29,7 +29,6 @@ webhook's name: its URL can hold a token) and counted in the report's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -154,9 +153,18 @@ class Notifier(RunObserver):
                 await asyncio.sleep(0.02)
         for task in self._tasks:
             task.cancel()
+        pending = set(self._tasks)
+        while pending:
+            # A worker can miss its cancellation: one that comes just as its delivery's own
+            # timeout fires can end as that timeout, and the worker then waits for the next
+            # event for ever (a run hung so once in 17 at load 20, receiver not answering).
+            # So each is cancelled again until it has ended.
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+            for task in pending:
+                task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if not task.cancelled() and task.exception() is not None:  # never fatal: said, not raised
+                log.warning("notify.worker_failed", error=repr(task.exception()))
         self._tasks = []
         for delivery in self._deliveries:
             delivery.dropped += delivery.queue.qsize()

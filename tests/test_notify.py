@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import anyio
 import pytest
 
 from batchmig.errors import PlanError, UsageError
+from batchmig.notify import Notifier, Webhook
 from batchmig.plan.loader import load_plan
 from batchmig.registry import Registry
 from batchmig.report import NotificationRecord
@@ -166,3 +168,29 @@ def test_secrets_are_references_only(plan_file, registry: Registry, monkeypatch:
     monkeypatch.delenv("BM_HOOK_SECRET", raising=False)
     with pytest.raises(UsageError, match=r"notify\.0\.secret: \$\{env:BM_HOOK_SECRET\} is not set"):
         run_plan(plan_file(notify_plan("http://127.0.0.1:9/x", *CANARY_RUN)), registry, tmp_path)
+
+
+@pytest.mark.anyio
+async def test_the_end_of_a_run_waits_for_no_worker_that_missed_its_cancellation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery can miss the cancellation that ends the run's webhooks (it came just as
+    the delivery's own timeout fired, and ended as that timeout): its worker then waits
+    for a next event that never comes, and the end of the run must not wait for it."""
+    in_flight = anyio.Event()
+
+    async def deliver(self: Notifier, delivery: object, delivery_id: str, event: object) -> None:
+        in_flight.set()
+        try:
+            await anyio.sleep(3600)
+        except anyio.get_cancelled_exc_class():
+            return  # the cancellation is lost, as it was in a delivery's timeout
+
+    monkeypatch.setattr(Notifier, "_deliver", deliver)
+    hook = Webhook("ops", "http://127.0.0.1:9/hook", None, "json", frozenset({"run.started"}), 0.5, 1)
+    notifier = Notifier([hook], run="r", plan="p", sandbox=True, flush_seconds=0)
+    with anyio.fail_after(60):  # only against a hang: the end takes a fraction of a second
+        async with notifier:
+            notifier.run_started("r", 1)
+            await in_flight.wait()
+            workers = list(notifier._tasks)
+    assert all(task.done() for task in workers)
