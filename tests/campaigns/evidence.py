@@ -24,6 +24,14 @@ from pathlib import Path
 import psycopg
 
 KEEP_ROOT = Path(os.environ.get("BATCHMIG_CAMPAIGN_KEEP") or Path(tempfile.gettempdir()) / "batchmig-campaign-failures")
+ACTIVITY = {
+    "pg_stat_activity": "SELECT pid, state, wait_event_type, wait_event, backend_start, xact_start, query_start,"
+                        " state_change, pg_blocking_pids(pid) AS blocked_by, left(query, 300) AS query"
+                        " FROM pg_stat_activity WHERE datname = current_database()",
+    "pg_locks": "SELECT l.pid, l.locktype, l.relation::regclass AS relation, l.mode, l.granted, l.waitstart"
+                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.datname = current_database()",
+}
+"""Who waits for whom in the store, at a moment worth keeping (e.g. runners that stopped progressing)."""
 STORE_TABLES = ("batchmig_runs", "batchmig_instances", "batchmig_calls", "batchmig_steps", "batchmig_runners",
                 "batchmig_rate_keys", "batchmig_rate_shares")
 """Leases and epochs (instances), intents and outcomes (calls), runners and rate shares."""
@@ -48,15 +56,17 @@ def kept_on_failure(workdir: Path, name: str, before_copy: Callable[[], None] = 
         raise
 
 
-def dump_store(dsn: str, target: Path) -> None:
-    """Each of ``STORE_TABLES`` as ``target/TABLE.csv`` (with a header). What cannot be
-    read is said in ``target/ERROR`` (e.g. the campaign failed while the store was down)."""
+def dump_store(dsn: str, target: Path, queries: dict[str, str] | None = None) -> None:
+    """Each of ``STORE_TABLES`` (or each of ``queries``: name -> SELECT) as
+    ``target/NAME.csv`` (with a header). What cannot be read is said in ``target/ERROR``
+    (e.g. the campaign failed while the store was down)."""
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    selects = queries or {table: f"SELECT * FROM {table}" for table in STORE_TABLES}
     try:
         with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
-            for table in STORE_TABLES:
-                with conn.cursor() as cursor, open(target / f"{table}.csv", "wb") as out, \
-                        cursor.copy(f"COPY {table} TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+            for name, select in selects.items():
+                with conn.cursor() as cursor, open(target / f"{name}.csv", "wb") as out, \
+                        cursor.copy(f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
                     for data in copy:
                         out.write(bytes(data))
     except (psycopg.Error, OSError) as exc:

@@ -33,3 +33,10 @@ def test_a_passing_campaign_keeps_nothing(tmp_path: Path, monkeypatch: pytest.Mo
 def test_a_store_that_cannot_be_read_is_said_in_the_dump(tmp_path: Path):
     evidence.dump_store("postgresql://nobody@127.0.0.1:1/none", tmp_path / "store")
     assert "OperationalError" in (tmp_path / "store" / "ERROR").read_text()
+
+
+def test_the_store_and_who_waits_for_whom_are_dumped(postgres_dsn: str, tmp_path: Path):
+    evidence.dump_store(postgres_dsn, tmp_path / "activity", evidence.ACTIVITY)
+    assert not (tmp_path / "activity" / "ERROR").exists()
+    assert "blocked_by" in (tmp_path / "activity" / "pg_stat_activity.csv").read_text().splitlines()[0]
+    assert (tmp_path / "activity" / "pg_locks.csv").read_text().startswith("pid,locktype")

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import yaml
 
 from batchmig.sandbox.machinery import duplicate_effects, max_per_window
@@ -57,8 +58,12 @@ from batchmig.testing.postgres import ThrowawayPostgres, scratch_database
 
 from .cloudstate import expected_counts, missing_remote_ids, resource_counts, sandbox_state, unfinished_in_cloud
 from .conftest import SOAK
-from .evidence import dump_store, kept_on_failure
+from .evidence import ACTIVITY, dump_store, kept_on_failure
 from .fleet import fleet_plan, kinds_of
+
+pytestmark = pytest.mark.timeout(3600 if SOAK else 1500)
+"""Longer than the campaign's own bounds, so that they fail it (keeping its evidence)
+before pytest-timeout ends the whole process (which keeps nothing)."""
 
 INSTANCES = 600 if SOAK else 300
 SIDE_INSTANCES = 120 if SOAK else 60
@@ -159,16 +164,19 @@ def _taken_over(dsn: str, held: dict[str, int]) -> bool:
         return False
 
 
-def _freeze_until_taken_over(zombie: subprocess.Popen[bytes], dsn: str) -> None:
+def _freeze_until_taken_over(zombie: subprocess.Popen[bytes], dsn: str, workdir: Path) -> None:
     """SIGSTOP ``zombie`` and keep it stopped until another runner has taken over one of
     the instances it held: waking sooner (a takeover that came late on a loaded machine)
-    would test nothing."""
+    would test nothing. If none comes, who waits for whom in the store is kept (in
+    ``store-while-frozen/``) before the zombie wakes and the picture goes."""
     zombie.send_signal(signal.SIGSTOP)
     held = _leases_of(dsn, zombie.pid)
     assert held, f"the runner chosen as the zombie (pid {zombie.pid}) held no instance"
     deadline = time.monotonic() + TAKEOVER_PATIENCE
     while not _taken_over(dsn, held):
         if time.monotonic() > deadline:
+            dump_store(dsn, workdir / "store-while-frozen", ACTIVITY)
+            dump_store(dsn, workdir / "store-while-frozen")
             zombie.send_signal(signal.SIGCONT)
             raise AssertionError(f"no runner took over any of the zombie's {len(held)} instances "
                                  f"within {TAKEOVER_PATIENCE:g}s")
@@ -235,7 +243,7 @@ def _campaign(tmp_path: Path, cli: Any, sandbox_process: Any, figures: dict[str,
                 time.sleep(rng.uniform(0.5, 2.0))
                 zombie = _at_work(runners, dsn, rng)
                 stopped_at = time.monotonic()
-                _freeze_until_taken_over(zombie, dsn)
+                _freeze_until_taken_over(zombie, dsn, tmp_path)
                 events.append({"event": "sigstop", "at": stopped_at, "woke": time.monotonic(), "pid": zombie.pid})
                 # the store goes away for a few seconds
                 time.sleep(rng.uniform(0.5, 1.5))
