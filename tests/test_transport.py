@@ -315,6 +315,35 @@ async def test_at_the_pool_limit_an_origin_without_a_connection_takes_an_idle_on
     assert (seen_a.connections, seen_b.connections) == (2, 1)
 
 
+async def test_at_the_pool_limit_an_origin_without_a_connection_goes_before_the_busy_ones_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Origin A holds every slot and has calls queued; a call to origin B, which has no
+    connection, takes the first connection A returns instead of waiting behind A's queue
+    (it would wait until the call timeout, and fail unsent)."""
+    gate = asyncio.Semaphore(0)
+
+    async def held(n: int, writer: asyncio.StreamWriter) -> bool:
+        await gate.acquire()
+        writer.write(answer())
+        return True
+
+    monkeypatch.setattr(transport_module, "POOL_LIMIT", 2)
+    monkeypatch.setattr(transport_module, "STEAL_AFTER", 3600.0)
+    async with raw_server(held) as (url_a, seen_a), raw_server(always(answer())) as (url_b, seen_b), \
+            HttpTransport(5) as transport:
+        calls_a = [asyncio.ensure_future(transport.send(post(url_a))) for _ in range(4)]  # 2 sent, 2 queued
+        call_b = asyncio.ensure_future(transport.send(post(url_b)))
+        await asyncio.sleep(0.05)
+        gate.release()  # one answer of A: its connection goes to B
+        assert (await call_b).status == 200
+        assert sum(call.done() for call in calls_a) == 1
+        for _ in range(3):
+            gate.release()
+        assert [(await call).status for call in calls_a] == [200] * 4
+    assert (seen_a.connections, seen_b.connections) == (2, 1)
+
+
 async def test_a_call_cancelled_while_waiting_for_a_connection_leaves_the_queue(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -206,6 +206,8 @@ class HttpTransport:
             except BaseException as exc:
                 if waiter in origin.waiters:
                     origin.waiters.remove(waiter)
+                elif not waiter.cancelled() and waiter.exception() is None:  # woken, then cancelled: pass it on
+                    self._wake(origin)
                 if isinstance(exc, TimeoutError):
                     raise NotSentError("ConnectionFailed", f"all {POOL_LIMIT} connections stayed busy for the "
                                        "whole call timeout") from None
@@ -274,9 +276,11 @@ class HttpTransport:
         self._wake(None)
 
     def _wake(self, first: _Origin | None) -> None:
-        """Wake one waiting request: of ``first`` (whose connection was just pooled) if
-        any waits, else of any origin (it may take the free slot or make room)."""
-        for origin in (first, *self._origins.values()):
+        """Wake one waiting request: of an origin without any connection first (it may
+        take the idle one's place), else of ``first`` (whose connection was just pooled),
+        else of any origin (it may take the free slot or make room)."""
+        origins = self._origins.values()
+        for origin in (*(o for o in origins if not o.open), first, *origins):
             waiters = origin.waiters if origin is not None else None
             while waiters:
                 waiter = waiters.popleft()
