@@ -23,8 +23,7 @@ from batchmig.errors import BatchmigError
 from batchmig.journal import Journal
 from batchmig.listing import Column
 from batchmig.report import RunReport, build_run_report, run_state
-from batchmig.report.build import StepSpan, step_spans
-from batchmig.report.rows import JournalStep, step_rows
+from batchmig.report.rows import JournalStep, StepSpan, step_rows, step_spans
 from batchmig.rundir import JOURNAL_NAME, find_run_dir, run_directories, run_is_active
 
 if TYPE_CHECKING:

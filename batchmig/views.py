@@ -13,10 +13,9 @@ from typing import IO, Any
 from batchmig.listing import Format, emit, terminal_rows
 from batchmig.redaction import REDACTOR
 from batchmig.report import InstanceReport, RunReport
-from batchmig.report.build import StepSpan
 from batchmig.report.csv import instances_csv_chunks
 from batchmig.report.files import report_chunks
-from batchmig.report.rows import JournalStep, lines_with_steps
+from batchmig.report.rows import JournalStep, StepSpan, lines_with_steps
 from batchmig.report.tables import INSTANCE_COLUMNS, closing_line, instance_rows
 from batchmig.selection import Selection
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from batchmig.errors import Failure
 from batchmig.journal import (
@@ -189,53 +189,6 @@ def _step_records(journal: ReportSource, words: dict[str, str]) -> dict[str, lis
             "started": begun, "ended": previous_moment, "duration_seconds": duration})
         records.append(record)
     return by_instance
-
-
-class StepSpan(NamedTuple):
-    """An instance's steps in one line (the CSV's): when the first started, when the last
-    ended and the seconds they took (each step's ``duration_seconds``, summed in order)."""
-
-    first: datetime | None
-    last: datetime | None
-    seconds: float
-
-
-NO_STEPS = StepSpan(None, None, 0)
-
-
-def span_of_steps(steps: Iterable[StepRecord]) -> StepSpan:
-    """The ``StepSpan`` of an instance's step records."""
-    first = last = None
-    seconds: float = 0  # an int while there are no steps, as sum() has it
-    for step in steps:
-        started, ended = step.started, step.ended
-        if started is not None and (first is None or started < first):
-            first = started
-        if ended is not None and (last is None or ended > last):
-            last = ended
-        seconds += step.duration_seconds or 0.0
-    return StepSpan(first, last, seconds)
-
-
-def step_spans(journal: ReportSource) -> dict[str, StepSpan]:
-    """Every instance's ``StepSpan`` (what ``span_of_steps`` gives of its records), read
-    from the journal's steps without making their records: a third of the cost at
-    100,000 instances, for a view that shows no step (the CSV)."""
-    spans: dict[str, StepSpan] = {}
-    current, first, last, seconds = None, None, None, 0.0
-    for instance, _index, _name, started, ended, _status in journal.steps():
-        if instance != current:
-            if current is not None:
-                spans[current] = StepSpan(timestamp(first), timestamp(last), seconds)
-            current, first, last, seconds = instance, None, None, 0
-        if started is not None and (first is None or started < first):
-            first = started
-        if ended is not None and (last is None or ended > last):
-            last = ended
-        seconds += span(started, ended) or 0.0
-    if current is not None:
-        spans[current] = StepSpan(timestamp(first), timestamp(last), seconds)
-    return spans
 
 
 @contextlib.contextmanager

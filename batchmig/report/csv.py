@@ -17,9 +17,9 @@ from json.encoder import encode_basestring_ascii as _quoted  # json.dumps's own 
 from typing import Any
 
 from batchmig.redaction import REDACTOR
-from batchmig.report.build import NO_STEPS, StepSpan, span_of_steps
 from batchmig.report.files import batches
 from batchmig.report.model import InstanceReport, RunReport
+from batchmig.report.rows import NO_STEPS, StepSpan, span_of_steps
 
 COLUMNS = ("instance", "provider", "wave", "status", "step", "started", "ended", "duration_seconds", "cutover",
            "error_kind", "error_code", "error_message", "request_id", "error_step", "remote_ids", "tags")
@@ -37,7 +37,7 @@ def instance_row(instance: InstanceReport, steps: StepSpan) -> list[str]:
     error = instance.error
     values: list[object] = [
         instance.id, instance.provider, instance.wave, instance.status, instance.step,
-        first.isoformat() if first else None, last.isoformat() if last else None,
+        first, last,
         round(seconds, 3), instance.cutover,
         error.kind if error else None, error.code if error else None, error.message if error else None,
         error.request_id if error else None, error.step if error else None,

@@ -15,40 +15,49 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 import orjson
 
-from batchmig.report.build import ReportSource
+from batchmig.journal import Journal
 from batchmig.report.model import InstanceReport, StepRecord, made, moment, span, timestamp
 
 JournalStep = tuple[str, int, str, float | None, float | None, str]
 """A step as ``Journal.steps`` reads it: instance, index, name, started, ended, status."""
 
+_index = itemgetter(1)
 _FAST_BELOW = 4e12
 """Milliseconds (2096) below which ``moment``'s microseconds are its milliseconds times 1000:
 later, a double's step passes half a microsecond and ``moment`` may hold 172001 µs."""
-_SUFFIXES = ("Z", *(f".{ms:03d}000Z" for ms in range(1, 1000)))
-"""The end of an ISO time after its seconds, by milliseconds, as pydantic writes it."""
 
 
-def step_rows(journal: ReportSource) -> dict[str, list[JournalStep]]:
-    """Every instance's journaled steps, in order (rows, not records)."""
+def step_rows(journal: Journal) -> dict[str, list[JournalStep]]:
+    """Every instance's journaled steps, in order (rows, not records). Read as they are
+    stored and put in order here: through the index, a look-up per row cost a third more."""
     by_instance: dict[str, list[JournalStep]] = {}
-    current, rows = None, []
-    for row in journal.steps():
-        if row[0] != current:
-            current, rows = row[0], by_instance.setdefault(row[0], [])
-        rows.append(row)
+    for row in journal.steps(ordered=False):
+        rows = by_instance.get(row[0])
+        if rows is None:
+            by_instance[row[0]] = [row]
+        else:
+            rows.append(row)
+    for rows in by_instance.values():
+        if len(rows) > 1:
+            rows.sort(key=_index)
     return by_instance
 
 
 class IsoTimes:
-    """Epoch seconds as the report's ISO-8601 text (``moment``'s value in pydantic's
-    notation: ``2026-12-02T02:08:41.120000Z``), each whole second formatted once."""
+    """Epoch seconds as ISO-8601 text of ``moment``'s value, each whole second formatted
+    once: in pydantic's notation (the JSON's ``2026-12-02T02:08:41.120000Z``), or with
+    ``zone="+00:00"`` in ``datetime.isoformat``'s (the CSV's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, zone: str = "Z") -> None:
         self.seconds: dict[int, str] = {}
+        self.zone = zone
+        self.suffixes = (zone, *(f".{ms:03d}000{zone}" for ms in range(1, 1000)))
+        """The end of the text after its seconds, by milliseconds."""
 
     def __call__(self, epoch: float) -> str:
         scaled = epoch * 1000.0
@@ -56,8 +65,8 @@ class IsoTimes:
         if -0.49 < scaled - milliseconds < 0.49 and 0 <= scaled < _FAST_BELOW:
             second, fraction = divmod(milliseconds, 1000)
             prefix = self.seconds.get(second) or self.second(second)
-            return prefix + _SUFFIXES[fraction]
-        return moment(epoch).isoformat().replace("+00:00", "Z")  # moment's slow way (a value near a half ms)
+            return prefix + self.suffixes[fraction]
+        return moment(epoch).isoformat().replace("+00:00", self.zone)  # moment's slow way (near a half ms)
 
     def second(self, second: int) -> str:
         text = self.seconds[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -69,7 +78,7 @@ def step_documents(rows: Sequence[JournalStep], iso: IsoTimes) -> list[dict[str,
     (the records' way keeps its exact rendering). ``IsoTimes`` is written out here for
     the usual time: 650,000 of them at 100,000 instances."""
     documents = []
-    seconds, second_of, suffixes = iso.seconds, iso.second, _SUFFIXES
+    seconds, second_of, suffixes = iso.seconds, iso.second, iso.suffixes
     for _, index, name, started, ended, status in rows:
         begun = finished = duration = None
         if started is not None:
@@ -186,6 +195,57 @@ def epoch_of_moment(epoch: float) -> float:
     if -0.49 < scaled - milliseconds < 0.49 and 0 <= scaled < _FAST_BELOW:
         return milliseconds / 1000
     return moment(epoch).timestamp()
+
+
+class StepSpan(NamedTuple):
+    """An instance's steps in one line (the CSV's): when the first started and the last
+    ended (``isoformat`` of the records' times) and the seconds they took (each step's
+    ``duration_seconds``, summed in order)."""
+
+    first: str | None
+    last: str | None
+    seconds: float
+
+
+NO_STEPS = StepSpan(None, None, 0)
+
+
+def span_of_steps(steps: Iterable[StepRecord]) -> StepSpan:
+    """The ``StepSpan`` of an instance's step records."""
+    first = last = None
+    seconds: float = 0  # an int while there are no steps, as sum() has it
+    for step in steps:
+        started, ended = step.started, step.ended
+        if started is not None and (first is None or started < first):
+            first = started
+        if ended is not None and (last is None or ended > last):
+            last = ended
+        seconds += step.duration_seconds or 0.0
+    return StepSpan(None if first is None else first.isoformat(), None if last is None else last.isoformat(),
+                    seconds)
+
+
+def step_spans(journal: Journal) -> dict[str, StepSpan]:
+    """Every instance's ``StepSpan`` (what ``span_of_steps`` gives of its records), from
+    the journal's rows as they are read (in order: no more of them held than one
+    instance's), without their records (a view that shows no step: the CSV)."""
+    iso = IsoTimes("+00:00")
+    spans: dict[str, StepSpan] = {}
+    current, first, last, seconds = None, None, None, 0.0
+    for instance, _, _, started, ended, _ in journal.steps():
+        if instance != current:
+            if current is not None:
+                spans[current] = StepSpan(None if first is None else iso(first), None if last is None else iso(last),
+                                          seconds)
+            current, first, last, seconds = instance, None, None, 0
+        if started is not None and (first is None or started < first):
+            first = started
+        if ended is not None and (last is None or ended > last):
+            last = ended
+        seconds += span(started, ended) or 0.0
+    if current is not None:
+        spans[current] = StepSpan(None if first is None else iso(first), None if last is None else iso(last), seconds)
+    return spans
 
 
 def lines_with_steps(steps: dict[str, list[JournalStep]]) -> Callable[[InstanceReport], str]:
