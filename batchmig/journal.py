@@ -345,16 +345,22 @@ class Journal:
         """The schema version of the file (older ones are migrated when opened for writing)."""
         self._unchecked: set[str] = set()
         """Tables whose column types are checked before their first read (see ``journal_file.READ_LATER``)."""
+        self._meanwhile: journal_file.CheckMeanwhile | None = None
+        """The checks running while the reader reads (``open(check_meanwhile=True)``)."""
 
     # ------------------------------------------------------------- opening
 
     @classmethod
-    def open(cls, path: Path, *, durable: bool = False, create: bool = False, read_only: bool = False) -> Journal:
+    def open(cls, path: Path, *, durable: bool = False, create: bool = False, read_only: bool = False,
+             check_meanwhile: bool = False) -> Journal:
         """Open (or ``create``) the journal at ``path``; an existing one is checked first.
 
         ``read_only`` never writes a byte (``batchmig status``): it works on a
-        read-only directory or file system. See ``batchmig.journal_file``.
+        read-only directory or file system. See ``batchmig.journal_file``. With
+        ``check_meanwhile`` (read-only) the checks run in a thread while the caller reads:
+        it must call ``verified()`` before it shows anything read, and when a read fails.
         """
+        meanwhile = None
         if create:
             try:
                 make_private_dir(path.parent)
@@ -362,9 +368,12 @@ class Journal:
                 db, cleanup = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30), None
             except (sqlite3.Error, OSError) as exc:
                 raise JournalError(f"cannot create the journal {path}: {exc}") from exc
+        elif check_meanwhile and read_only:
+            db, cleanup, meanwhile = journal_file.open_checking_meanwhile(path)
         else:
             db, cleanup = journal_file.open_existing(path, read_only=read_only)
         journal = cls(path, db, cleanup)
+        journal._meanwhile = meanwhile
         try:
             if not create:  # (opened for writing, it was migrated to the current version)
                 journal.version = int(db.execute("PRAGMA user_version").fetchone()[0])
@@ -396,11 +405,20 @@ class Journal:
             self._thread = threading.Thread(target=self._write_loop, name="batchmig-journal", daemon=True)
             self._thread.start()
 
+    def verified(self) -> None:
+        """Wait for the checks running meanwhile; raises what they found (exit 5: damaged)."""
+        if self._meanwhile is not None:
+            self._meanwhile.verdict()
+
     def close(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        if self._meanwhile is not None:  # (its connection reads the file the cleanup removes)
+            with contextlib.suppress(Exception):
+                self._meanwhile.verdict()
+            self._meanwhile = None
         self._db.close()
         if self._cleanup is not None:
             self._cleanup()
@@ -530,7 +548,11 @@ class Journal:
     def _check_types(self, table: str) -> None:
         """The column types of ``table``, once, if the open left them for its first read."""
         if table in self._unchecked:
-            journal_file.check_types(self._db, self.path, self.version, table)
+            if self._meanwhile is not None:
+                path, version = self.path, self.version
+                self._meanwhile.start(lambda db: journal_file.check_types(db, path, version, table))
+            else:
+                journal_file.check_types(self._db, self.path, self.version, table)
             self._unchecked.discard(table)
 
     def meta(self) -> dict[str, str]:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,40 +114,99 @@ def integrity_problems(db: sqlite3.Connection, *, thorough: bool = True) -> list
 
 def connect_read_only(path: Path) -> tuple[sqlite3.Connection, Callable[[], None] | None]:
     """A connection that writes nothing, and what to call after closing it (or None)."""
+    db, _, cleanup = _read_only(path)
+    return db, cleanup
+
+
+def _read_only(path: Path) -> tuple[sqlite3.Connection, Callable[[], sqlite3.Connection], Callable[[], None] | None]:
+    """``connect_read_only``'s connection, how to open another one to the same file the
+    same way, and what to call after closing them."""
     uri = path.resolve().as_uri()
+
+    def connect(target: str) -> Callable[[], sqlite3.Connection]:
+        return lambda: sqlite3.connect(target, uri=True, check_same_thread=False)
+
     try:
-        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+        again = connect(f"{uri}?mode=ro")
+        db = again()
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return db, None
+        return db, again, None
     except sqlite3.OperationalError:  # SQLite cannot create or write its WAL index here
         pass
     wal = path.with_name(path.name + "-wal")
     if not wal.exists() or wal.stat().st_size == 0:
-        return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False), None
+        again = connect(f"{uri}?immutable=1")
+        return again(), again, None
     snapshot = Path(tempfile.mkdtemp(prefix="batchmig-journal-"))  # 0700
     try:
         copy = snapshot / path.name
         shutil.copyfile(path, copy)
         shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
-        return sqlite3.connect(copy, check_same_thread=False), lambda: shutil.rmtree(snapshot, True)
+        again = connect(copy.resolve().as_uri())
+        return again(), again, lambda: shutil.rmtree(snapshot, True)
     except BaseException:
         shutil.rmtree(snapshot, True)
         raise
 
 
+class CheckMeanwhile:
+    """The checks of a read-only open, run on a connection of their own in a thread while
+    the reader reads (SQLite checks without Python's lock held: on a second core they cost
+    no wall time). ``verdict()`` waits for them and raises what they found: call it before
+    showing anything read, and when a read fails (damage explains the failure first)."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], path: Path) -> None:
+        self._connect = connect
+        self._path = path
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+
+    def start(self, check: Callable[[sqlite3.Connection], object]) -> None:
+        """Run ``check`` on a connection of its own, in a thread."""
+        def run() -> None:
+            try:
+                db = self._connect()
+            except SQLITE_FAILURES as exc:
+                self._errors.append(classify(self._path, exc))
+                return
+            try:
+                check(db)
+            except BaseException as exc:
+                self._errors.append(exc)
+            finally:
+                db.close()
+
+        thread = threading.Thread(target=run, name="batchmig-journal-check", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def verdict(self) -> None:
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+        if self._errors:
+            raise self._errors[0]
+
+
+def open_checking_meanwhile(path: Path) -> tuple[sqlite3.Connection, Callable[[], None] | None, CheckMeanwhile]:
+    """``open_existing(path, read_only=True)``, its checks left running in the background
+    (``CheckMeanwhile``): only whether the file is an SQLite database is checked first."""
+    _check_header(path)
+    try:
+        db, again, cleanup = _read_only(path)
+    except OSError as exc:
+        raise JournalError(f"cannot open the journal {path}: {exc.strerror or exc}") from None
+    except SQLITE_FAILURES as exc:
+        raise classify(path, exc) from None
+    meanwhile = CheckMeanwhile(again, path)
+    meanwhile.start(lambda other: check(other, path, thorough=False, unchecked=READ_LATER))
+    return db, cleanup, meanwhile
+
+
 def open_existing(path: Path, *, read_only: bool) -> tuple[sqlite3.Connection, Callable[[], None] | None]:
     """Connect to the journal at ``path`` and check it (see the module docstring)."""
-    if not path.exists():
-        raise JournalError(f"no journal at {path}")
-    if not path.is_file():
-        raise JournalUnusableError(f"the journal {path} is not a file")
+    _check_header(path)
     try:
-        with open(path, "rb") as handle:
-            header = handle.read(len(SQLITE_MAGIC))
-        if not header:
-            raise damaged(path, "the file is empty (0 bytes): no run is recorded in it")
-        if header != SQLITE_MAGIC:
-            raise damaged(path, "it is not an SQLite database")
         if read_only:
             db, cleanup = connect_read_only(path)
         else:
@@ -165,6 +225,23 @@ def open_existing(path: Path, *, read_only: bool) -> tuple[sqlite3.Connection, C
             cleanup()
         raise
     return db, cleanup
+
+
+def _check_header(path: Path) -> None:
+    """That ``path`` is a file that starts as an SQLite database does."""
+    if not path.exists():
+        raise JournalError(f"no journal at {path}")
+    if not path.is_file():
+        raise JournalUnusableError(f"the journal {path} is not a file")
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise JournalError(f"cannot open the journal {path}: {exc.strerror or exc}") from None
+    if not header:
+        raise damaged(path, "the file is empty (0 bytes): no run is recorded in it")
+    if header != SQLITE_MAGIC:
+        raise damaged(path, "it is not an SQLite database")
 
 
 READ_LATER = ("steps",)
