@@ -140,16 +140,25 @@ def run_status(
     limiter keys, polls and webhooks). Tags and cutover policies are journaled; for a
     journal of an older batchmig they come from its plan, loaded with ``registry()``."""
     run_dir = find_run_dir(reference, runs_root)
-    journal = Journal.open(run_dir / JOURNAL_NAME, read_only=True)
+    # the journal's checks run on a second core while it is read; their verdict comes
+    # before anything read is shown, and explains a read that fails
+    journal = Journal.open(run_dir / JOURNAL_NAME, read_only=True, check_meanwhile=True)
     try:
-        plan = plan_for_report(journal, run_dir, registry)
-        process = None
-        if figures:
-            from batchmig.report.files import FIGURES_NAME, read_figures
+        try:
+            plan = plan_for_report(journal, run_dir, registry)
+            process = None
+            if figures:
+                from batchmig.report.files import FIGURES_NAME, read_figures
 
-            process = read_figures(run_dir / FIGURES_NAME)
-        report = build_run_report(journal, plan=plan, active=run_is_active(run_dir), figures=process, steps=steps)
-        return RunStatus(run_dir, report, step_spans(journal) if spans else None,
-                         step_rows(journal) if rows else None)
+                process = read_figures(run_dir / FIGURES_NAME)
+            report = build_run_report(journal, plan=plan, active=run_is_active(run_dir), figures=process,
+                                      steps=steps)
+            status = RunStatus(run_dir, report, step_spans(journal) if spans else None,
+                               step_rows(journal) if rows else None)
+        except Exception:
+            journal.verified()
+            raise
+        journal.verified()
+        return status
     finally:
         journal.close()
