@@ -31,6 +31,10 @@ Any failure is a ``JournalUnusableError`` (exit 5) naming the file and what is
 wrong; a journal that is whole but cannot be written right now (disk full, directory
 not writable) stays a ``JournalError`` (exit 3, resumable once fixed).
 
+``status`` and ``report`` open with ``open_checking_meanwhile``: the same checks, run
+on a connection of their own in a thread while the command reads (``CheckMeanwhile``);
+the command waits for their verdict before it shows anything, and when a read fails.
+
 Read-only opens (``batchmig status``) never write a byte, so they also work on a
 read-only directory, file or file system: SQLite's ``mode=ro`` first; if SQLite
 cannot set up its WAL index there, ``immutable=1`` when no WAL content exists;
