@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 
 from batchmig.report.files import instance_json
 from batchmig.report.model import ErrorRecord, InstanceReport, made, moment
-from batchmig.report.rows import IsoTimes, JournalStep, instance_line, step_records
+from batchmig.report.rows import (
+    IsoTimes,
+    JournalStep,
+    instance_line,
+    outcomes_reader,
+    step_records,
+    steps_reader,
+)
 
 LATEST = 32503680000.0
 TIMES = (st.floats(min_value=0, max_value=LATEST) | st.builds(
@@ -60,6 +67,18 @@ def test_an_iso_time_is_the_moments(epoch: float) -> None:
     expected = moment(epoch).isoformat().replace("+00:00", "Z")
     assert times(epoch) == expected
     assert times(epoch) == expected  # (from the cache of seconds)
+    assert IsoTimes("+00:00")(epoch) == moment(epoch).isoformat()  # the CSV's notation
+
+
+@settings(max_examples=300, deadline=None)
+@given(instances())
+def test_the_html_and_junit_read_the_same_steps_from_rows_as_from_records(
+        case: tuple[InstanceReport, list[JournalStep]]) -> None:
+    instance, rows = case
+    with_records = made(InstanceReport, {**vars(instance), "steps": step_records(rows)})
+    by_id = {instance.id: rows}
+    assert steps_reader(by_id)(instance) == steps_reader(None)(with_records)
+    assert outcomes_reader(by_id)(instance) == outcomes_reader(None)(with_records)
 
 
 def test_the_records_of_rows_are_the_builds() -> None:

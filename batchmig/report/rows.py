@@ -118,7 +118,7 @@ def step_records(rows: Iterable[JournalStep]) -> tuple[StepRecord, ...]:
 
 
 def instance_line(instance: InstanceReport, rows: Sequence[JournalStep], iso: IsoTimes) -> str:
-    """One instance's compact JSON in ``report.json`` (``files._instance_line`` of its
+    """One instance's compact JSON in ``report.json`` (``files.instance_json`` of its
     record with ``rows`` as its steps), not masked yet. Written by orjson when every value
     is of the usual kind (text ids and tags, float times), else through the records."""
     steps = step_documents(rows, iso)
