@@ -290,6 +290,40 @@ async def test_a_bad_runtime_change_answers_400_and_changes_nothing(tmp_path: Pa
         assert sandbox.rate("testcloud", "CreateJob") == 3
 
 
+@pytest.mark.anyio
+async def test_a_request_handled_after_the_gateway_timeout_is_answered_504_and_not_acted_on(tmp_path: Path) -> None:
+    """A starved sandbox must not carry out a create long after it arrived: the client
+    timed out, looked, found nothing and may have sent it again (seen at load 22: a
+    create carried out 27 s after it arrived, after its re-send). The event loop is
+    held while the request reaches the kernel, so the handler gets to it late."""
+    config = SandboxConfig(gateway_timeout=0.3)
+    async with Sandbox(EMULATORS, tmp_path, config) as sandbox, aiohttp.ClientSession() as http:
+        url = sandbox.endpoints["testcloud"] + "/"
+        body, headers = signed(url, "CreateJob", {"Name": "job-late"})
+        host, port = url.split("/")[2].split(":")
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        raw = (f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\n{head}Content-Length: {len(body)}\r\n"
+               "Connection: close\r\n\r\n").encode() + body  # fmt: skip
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(raw)
+            time.sleep(0.6)  # the loop is held: the sandbox gets to the request 0.6 s after it arrived
+            answer = await anyio.to_thread.run_sync(lambda: client.recv(4096))
+        assert answer.startswith(b"HTTP/1.1 504 ")
+        _, found = await ask(http, url, "DescribeJobs", {"Name": "job-late"})
+        assert json.loads(found)["result"]["jobs"] == []  # never carried out
+        _, created = await ask(http, url, "CreateJob", {"Name": "job-late"})  # handled in time: carried out
+        assert json.loads(created)["result"]["JobId"]
+    audit = list(read_audit(tmp_path / "audit.jsonl"))
+    assert [e["outcome"] for e in audit] == ["expired", "answered", "answered"]
+    assert audit[0]["changed"] is False and audit[0]["waited"] >= 0.3
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "30s", True])
+def test_a_bad_gateway_timeout_is_refused(timeout: Any) -> None:
+    with pytest.raises(ValueError, match="gateway_timeout: expected a positive number"):
+        SandboxConfig.from_mapping({"gateway_timeout": timeout})
+
+
 def test_the_documented_sandbox_configuration_is_accepted() -> None:
     import yaml
 

@@ -60,6 +60,13 @@ class SandboxConfig:
 
     time_scale: float = 60.0
     seed: int = 0
+    gateway_timeout: float = 30.0
+    """Seconds a request may wait, from reaching this machine to being handled, before
+    the sandbox gives up on it as a cloud's gateway does on a backend that has not
+    taken a request within its timeout: answered 504, not acted on (audit: ``expired``).
+    A starved sandbox would otherwise act on a create long after the client's timeout
+    and reconcile, which no gateway with a timeout does; keep it at or under the
+    plan's ``run.call_timeout``."""
     faults: list[dict[str, Any]] = field(default_factory=list)
     rate_limits: dict[str, dict[str, float]] = field(default_factory=dict)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -75,6 +82,9 @@ class SandboxConfig:
         if unknown:
             raise ValueError(f"unknown sandbox settings: {', '.join(sorted(unknown))}")
         config = cls(**dict(data))
+        timeout = config.gateway_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(f"gateway_timeout: expected a positive number of seconds, not {timeout!r}")
         FaultPlan.from_config(config.faults)
         _check_rate_limits(config.rate_limits)
         return config
@@ -254,6 +264,11 @@ class Sandbox:
                 entry.update(outcome="throttled", changed=False)
                 self.audit.write(entry)
                 return emulator.error(info, "throttle")
+            waited = time.monotonic() - decided
+            if waited > self.config.gateway_timeout:
+                entry.update(outcome="expired", changed=False, waited=round(waited, 3), status=504)
+                self.audit.write(entry)
+                return web.Response(status=504, text="Gateway Timeout\n")
             return await self._serve(name, emulator, request, info, body, entry)
 
         return handle
