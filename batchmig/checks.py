@@ -30,7 +30,8 @@ from batchmig.plan.model import Plan
 from batchmig.ratelimit import RateLimiter
 from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
-from batchmig.sandbox.host import Sandbox, SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
+from batchmig.sandbox.host import Sandbox
 
 PROBLEM_COLUMNS = (Column("instance", "instance"), Column("problem", "problem"))
 VALIDATE_COLUMNS = (Column("kind", "kind"), Column("where", "where"), Column("message", "message"),

@@ -52,7 +52,7 @@ from batchmig.views import print_status, print_summary
 if TYPE_CHECKING:  # each command imports what it runs: `status` needs no engine, HTTP client or plugin
     from batchmig.operations import RunOptions, RunOutcome
     from batchmig.registry import Registry
-    from batchmig.sandbox.host import SandboxConfig
+    from batchmig.sandbox.config import SandboxConfig
     from batchmig.scaleout import StoreOptions
 
 EPILOG = """\b
@@ -179,7 +179,7 @@ def validate(cli: CliContext, plan: str, fmt: Format, check_env: bool, sandbox: 
 
 
 def _sandbox_config(config_path: str | None, time_scale: float | None) -> SandboxConfig:
-    from batchmig.sandbox.host import SandboxConfig
+    from batchmig.sandbox.config import SandboxConfig
 
     config = SandboxConfig()
     if config_path:

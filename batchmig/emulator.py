@@ -31,9 +31,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from aiohttp import web
+if TYPE_CHECKING:  # a plugin registers its emulator without loading aiohttp's server (only the sandbox runs it)
+    from aiohttp import web
 
 __all__ = [
     "Emulator",

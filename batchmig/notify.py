@@ -38,9 +38,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import anyio
 import structlog
 
@@ -52,6 +51,9 @@ from batchmig.plan.model import NotifyEvent, WebhookDoc
 from batchmig.redaction import REDACTOR
 from batchmig.report.build import run_state
 from batchmig.report.model import NotificationRecord
+
+if TYPE_CHECKING:  # loaded by the first delivery: a run without webhooks never needs aiohttp's client
+    import aiohttp
 
 log = structlog.get_logger("batchmig.notify")
 
@@ -132,6 +134,8 @@ class Notifier(RunObserver):
 
     async def __aenter__(self) -> Notifier:
         if self._deliveries:
+            import aiohttp
+
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=WORKERS * len(self._deliveries)),
                 headers={"User-Agent": f"batchmig/{__version__}"})
@@ -265,6 +269,8 @@ class Notifier(RunObserver):
                 delivery.in_flight -= 1
 
     async def _deliver(self, delivery: _Delivery, delivery_id: str, event: Event) -> None:
+        import aiohttp  # loaded by __aenter__ already
+
         hook = delivery.hook
         assert self._session is not None
         body = self.body(hook, delivery_id, event)

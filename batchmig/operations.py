@@ -72,7 +72,7 @@ from batchmig.report import RunReport, build_run_report, write_report
 from batchmig.report.formats import prepare as prepare_report
 from batchmig.report.formats import write_report_files
 from batchmig.rundir import find_run_dir, make_run_id, run_lock
-from batchmig.sandbox.host import Sandbox, SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
 
 log = structlog.get_logger("batchmig.run")
 
@@ -394,6 +394,8 @@ async def _execute(
         if options.sandbox_at:
             endpoints, poll_scale = sandbox_endpoints(options.sandbox_at), sandbox_time_scale(options.sandbox_at)
         if options.sandbox:
+            from batchmig.sandbox.host import Sandbox  # the emulators' HTTP server: only a --sandbox run needs it
+
             poll_scale = options.sandbox_config.time_scale
             sandbox = await stack.enter_async_context(
                 Sandbox(registry.emulators, run_dir / "sandbox", options.sandbox_config)

@@ -37,7 +37,7 @@ from batchmig.cli import main
 from batchmig.plan.loader import load_plan
 from batchmig.plan.schema import plan_schema
 from batchmig.registry import Registry, load_registry
-from batchmig.sandbox.host import SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -18,7 +18,7 @@ import pytest
 from batchmig.cutover import release_selected
 from batchmig.errors import ExitCode, UsageError
 from batchmig.registry import Registry
-from batchmig.sandbox.host import SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
 from batchmig.selection import Selection
 from batchmig.testing import run_plan
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from batchmig.emulator import EmulatorReply, EmulatorSpec, RequestInfo
 from batchmig.plugin import ProviderSpec, hookimpl
-from batchmig.sandbox.host import SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
 from batchmig.testing import make_registry, run_plan
 from batchmig.testing.testcloud import DEMO_KEY_ID, DEMO_SECRET, TestcloudEmulator, TestcloudProvider
 

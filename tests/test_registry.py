@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -181,3 +182,15 @@ def test_a_misspelt_hook_in_an_installed_distribution_names_it(tmp_path: Path, m
     with pytest.raises(PluginError, match=r"typoplug 9\.9 implements batchmig_register_emulator"):
         load_registry()
     sys.modules.pop("typoplug_mod", None)
+
+
+def test_a_runner_starts_without_loading_the_sandbox_server() -> None:
+    """The CLI, the runner and every installed plugin's registration load no aiohttp (the
+    emulators' server, the webhooks' client): only `--sandbox` and `notify:` need it."""
+    script = ("import sys, batchmig.cli, batchmig.operations\n"
+              "from batchmig.registry import load_registry\n"
+              "registry = load_registry()\n"
+              "assert {'tencent-sqlserver', 'huawei-drs', 'alibaba-rds-sqlserver'} <= set(registry.emulators)\n"
+              "print(sorted(name for name in sys.modules if name.split('.')[0] == 'aiohttp'))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -37,7 +37,7 @@ from batchmig.plugin import (
     hookimpl,
 )
 from batchmig.registry import Registry
-from batchmig.sandbox.host import SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
 from batchmig.selection import Selection
 from batchmig.testing import SandboxRun, make_registry, run_plan
 from batchmig.testing.sandbox_process import SandboxProcess

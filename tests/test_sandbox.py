@@ -24,7 +24,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from batchmig.emulator import EmulatorSpec
-from batchmig.sandbox.host import Sandbox, SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
+from batchmig.sandbox.host import Sandbox
 from batchmig.sandbox.machinery import (
     RECEIVE_TICK,
     AuditLog,

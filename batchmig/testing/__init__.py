@@ -51,7 +51,7 @@ And these helpers:
 
 from __future__ import annotations
 
-from batchmig.sandbox.host import SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
 from batchmig.testing.context import FakeSandboxContext, memory_store
 from batchmig.testing.credentials import StaticCredentials, make_instance, provider_config
 from batchmig.testing.driver import StepDriver, StepRun, assert_same_outputs, call_step, http_client, wait_step

@@ -53,7 +53,7 @@ from batchmig.plan.loader import load_plan
 from batchmig.plan.schema import plan_schema
 from batchmig.plugin import CallStep
 from batchmig.registry import Registry, load_registry
-from batchmig.sandbox.host import SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
 from batchmig.selection import Selection
 from batchmig.testing.cli_process import cli_command
 from batchmig.testing.crashes import audit_length, lost_answer_faults, wait_in_window

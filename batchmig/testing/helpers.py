@@ -15,7 +15,7 @@ from batchmig.dryrun import DryRunCall
 from batchmig.operations import RunOptions, RunOutcome, resume_run, start_run
 from batchmig.plugin import Call, Connection, HttpFetch, HttpRequest, ProviderConfig
 from batchmig.registry import Registry, load_registry
-from batchmig.sandbox.host import SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
 from batchmig.sandbox.machinery import duplicate_effects, max_per_window, read_audit
 
 

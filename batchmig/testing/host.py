@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from batchmig.emulator import Emulator, EmulatorSpec, SandboxContext
-from batchmig.sandbox.host import Sandbox, SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
+from batchmig.sandbox.host import Sandbox
 from batchmig.sandbox.machinery import FaultKind, FaultRule
 
 UNTHROTTLED = 1e9

@@ -90,7 +90,7 @@ async def _serve(directory: Path, config: Any, specs: Sequence[str]) -> None:
 
 def main() -> None:
     from batchmig import eventloop, logs
-    from batchmig.sandbox.host import SandboxConfig
+    from batchmig.sandbox.config import SandboxConfig
 
     logs.configure(json_output=True, console_level=40)
     directory = Path(sys.argv[1])

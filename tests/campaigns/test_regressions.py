@@ -20,7 +20,7 @@ from batchmig.plan.loader import load_plan
 from batchmig.plugin import register_secret
 from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
-from batchmig.sandbox.host import SandboxConfig
+from batchmig.sandbox.config import SandboxConfig
 from batchmig.testing import make_registry, run_plan
 from batchmig.testing.testcloud import TestcloudPlugin
 

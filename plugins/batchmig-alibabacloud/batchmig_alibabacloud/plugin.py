@@ -2,17 +2,18 @@
 
 Declared in pyproject.toml (``[project.entry-points.batchmig] alibabacloud =
 "batchmig_alibabacloud.plugin"``). Registering costs nothing: the provider opens no
-connection until ``connect``, and the sandbox builds the emulator only when it starts.
+connection until ``connect``, and the sandbox builds the emulator only when it starts (its
+module, and aiohttp's server, are imported only then).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from batchmig.emulator import EmulatorSpec
+from batchmig.emulator import Emulator, EmulatorSpec, SandboxContext
 from batchmig.plugin import EmulatorRegistry, Plan, PlanProblem, ProviderRegistry, ProviderSpec, hookimpl
 
-from batchmig_alibabacloud.emulator import DEMO_CREDENTIALS, AlibabaRdsEmulator
+from batchmig_alibabacloud.demo import DEMO_CREDENTIALS
 from batchmig_alibabacloud.provider import AlibabaRdsProvider
 
 __all__ = ["BATCHMIG_PLUGIN_API", "PROVIDER", "batchmig_check_plan", "batchmig_register_emulators",
@@ -24,6 +25,12 @@ BATCHMIG_PLUGIN_API = (1,)
 PROVIDER = "alibaba-rds-sqlserver"
 
 
+def _build_emulator(ctx: SandboxContext) -> Emulator:
+    from batchmig_alibabacloud.emulator import AlibabaRdsEmulator
+
+    return AlibabaRdsEmulator(ctx)
+
+
 @hookimpl
 def batchmig_register_providers(registry: ProviderRegistry) -> None:
     description = "Alibaba Cloud ApsaraDB RDS for SQL Server: backup migration from OSS"
@@ -32,7 +39,7 @@ def batchmig_register_providers(registry: ProviderRegistry) -> None:
 
 @hookimpl
 def batchmig_register_emulators(registry: EmulatorRegistry) -> None:
-    registry.add(EmulatorSpec(PROVIDER, AlibabaRdsEmulator, DEMO_CREDENTIALS, "ApsaraDB RDS API 2014-08-15"))
+    registry.add(EmulatorSpec(PROVIDER, _build_emulator, DEMO_CREDENTIALS, "ApsaraDB RDS API 2014-08-15"))
 
 
 @hookimpl

@@ -2,16 +2,17 @@
 
 Declared in pyproject.toml as ``tencentcloud = "batchmig_tencentcloud.plugin"`` in
 the ``batchmig`` entry-point group. Registering costs nothing: providers hold no
-connections until ``connect`` and emulators are built only by the sandbox host.
+connections until ``connect`` and emulators are built only by the sandbox host (their
+modules, and aiohttp's server, are imported only then).
 """
 
 from __future__ import annotations
 
-from batchmig.emulator import EmulatorSpec
+from batchmig.emulator import Emulator, EmulatorSpec, SandboxContext
 from batchmig.plugin import EmulatorRegistry, ProviderRegistry, ProviderSpec, hookimpl
 
+from batchmig_tencentcloud.demo import DEMO_SECRET_ID, DEMO_SECRET_KEY
 from batchmig_tencentcloud.dts import DtsProvider
-from batchmig_tencentcloud.emulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, DtsEmulator, SqlServerEmulator
 from batchmig_tencentcloud.sqlserver import SqlServerProvider
 
 __all__ = ["BATCHMIG_PLUGIN_API", "DEMO_CREDENTIALS", "batchmig_register_emulators", "batchmig_register_providers"]
@@ -29,6 +30,18 @@ DTS_DEMO_CREDENTIALS = {
 }
 """With ``run --sandbox``, database passwords named ``password_credential: source_password``
 or ``target_password`` resolve to these (the DTS emulator checks no database password)."""
+
+
+def _sqlserver_emulator(ctx: SandboxContext) -> Emulator:
+    from batchmig_tencentcloud.emulator import SqlServerEmulator
+
+    return SqlServerEmulator(ctx)
+
+
+def _dts_emulator(ctx: SandboxContext) -> Emulator:
+    from batchmig_tencentcloud.emulator import DtsEmulator
+
+    return DtsEmulator(ctx)
 
 
 @hookimpl
@@ -56,7 +69,7 @@ def batchmig_register_emulators(registry: EmulatorRegistry) -> None:
     registry.add(
         EmulatorSpec(
             name="tencent-sqlserver",
-            factory=SqlServerEmulator,
+            factory=_sqlserver_emulator,
             demo_credentials=DEMO_CREDENTIALS,
             description="Tencent Cloud SQL Server API 2018-03-28 (sqlserver.tencentcloudapi.com)",
         )
@@ -64,7 +77,7 @@ def batchmig_register_emulators(registry: EmulatorRegistry) -> None:
     registry.add(
         EmulatorSpec(
             name="tencent-dts",
-            factory=DtsEmulator,
+            factory=_dts_emulator,
             demo_credentials=DTS_DEMO_CREDENTIALS,
             description="Tencent Cloud DTS API 2018-03-30 (dts.tencentcloudapi.com)",
         )

@@ -31,6 +31,7 @@ from aiohttp import web
 from batchmig.emulator import Emulator, EmulatorReject, EmulatorReply, RequestInfo, SandboxContext
 
 from batchmig_alibabacloud.connection import API_VERSION
+from batchmig_alibabacloud.demo import DEMO_CREDENTIALS, DEMO_KEY_ID, DEMO_SECRET
 from batchmig_alibabacloud.emulator.answers import error_answer
 from batchmig_alibabacloud.emulator.migrations import MUTATING, READS, Migrations
 from batchmig_alibabacloud.provider import DEFAULT_RATE_LIMITS
@@ -38,10 +39,6 @@ from batchmig_alibabacloud.signing import Authorization, payload_hash, signature
 
 __all__ = ["DEMO_CREDENTIALS", "AlibabaRdsEmulator"]
 
-DEMO_KEY_ID = "LTAI5tBatchmigSandbox"
-DEMO_SECRET = "alibaba-rds-sandbox-secret-0000"
-DEMO_CREDENTIALS = {"access_key_id": DEMO_KEY_ID, "access_key_secret": DEMO_SECRET}
-"""Accepted by the emulator (and used by ``batchmig run --sandbox``); they grant nothing elsewhere."""
 
 SKEW_SECONDS = 15 * 60
 NONCES_KEPT = 100_000

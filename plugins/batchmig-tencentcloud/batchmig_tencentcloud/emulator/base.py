@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from batchmig.emulator import Emulator, EmulatorReject, EmulatorReply, RequestInfo, SandboxContext
 
+from batchmig_tencentcloud.demo import DEMO_SECRET_ID, DEMO_SECRET_KEY
 from batchmig_tencentcloud.emulator.params import ApiError, Struct, coerce, unflatten
 from batchmig_tencentcloud.signing import ALGORITHM, credential_date, sign
 
@@ -40,8 +41,6 @@ __all__ = [
     "parse_cloud_time",
 ]
 
-DEMO_SECRET_ID = "AKIDsandboxDemo00000000000000000000"
-DEMO_SECRET_KEY = "sandboxDemoSecretKey000000000000"
 MAX_SKEW = 300
 
 REGIONS = frozenset(
