@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchmig.sandbox.machinery import FaultPlan
-
 
 @dataclass
 class SandboxConfig:
@@ -39,6 +37,8 @@ class SandboxConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown sandbox settings: {', '.join(sorted(unknown))}")
+        from batchmig.sandbox.machinery import FaultPlan  # the faults' own checks, with the machinery that runs them
+
         config = cls(**dict(data))
         timeout = config.gateway_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
