@@ -45,7 +45,13 @@ def fingerprint(plan: Plan, instance: PlannedInstance) -> str:
         "settings": settings,
         "cutover": instance.cutover,
     }
-    return hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(_DEFINITION_JSON.encode(definition).encode()).hexdigest()
+
+
+_DEFINITION_JSON = json.JSONEncoder(sort_keys=True, default=str)
+"""``json.dumps(definition, sort_keys=True, default=str)``'s encoder, made once: ``dumps``
+makes one per call when given options (a third of a fingerprint's cost). The text, and so
+every fingerprint a journal keeps, is the same."""
 
 
 def fingerprints(plan: Plan) -> dict[str, str]:

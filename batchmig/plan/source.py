@@ -454,8 +454,10 @@ def read_plan_source(path: str) -> tuple[bytes, Any, Locator, list[PlanProblem]]
     if not text.strip():
         return raw, None, Locator(None), [PlanProblem(path, 1, 1, "", "the plan file is empty")]
     builder = _Builder(path)
+    loader = _Loader(text)
     try:
-        data, has_document = builder.build(yaml.parse(text, Loader=_Loader))
+        # The parser's events without ``yaml.parse``'s generator around them (a tenth of the read)
+        data, has_document = builder.build(iter(loader.get_event, None))
     except _Refused as exc:
         return raw, None, Locator(text), [PlanProblem(path, exc.mark.line + 1, exc.mark.column + 1, "", exc.message)]
     except yaml.MarkedYAMLError as exc:
@@ -470,6 +472,8 @@ def read_plan_source(path: str) -> tuple[bytes, Any, Locator, list[PlanProblem]]
         return raw, None, Locator(None), [PlanProblem(path, line, column, "", message)]
     except yaml.YAMLError as exc:
         return raw, None, Locator(None), [PlanProblem(path, 1, 1, "", f"not valid YAML: {exc}")]
+    finally:
+        loader.dispose()
     if not has_document:
         return raw, None, Locator(None), [PlanProblem(path, 1, 1, "", "the plan file has no content")]
     return raw, data, Locator(text), builder.problems
