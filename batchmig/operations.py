@@ -318,12 +318,24 @@ def _run_locked(
     # of the cyclic collector's sight, they are not walked again at every collection, so
     # the cost per call stays flat from a thousand instances to a hundred thousand.
     gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(RUN_GC_THRESHOLD, *thresholds[1:])
     try:
         invocation = journal.start_invocation(command, socket.gethostname(), os.getpid(), __version__)
         return eventloop.run(_execute, plan, registry, journal, run_id, run_dir, options, stop, invocation, command)
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
         logs.close_event_file()
+
+
+RUN_GC_THRESHOLD = 10_000
+"""Allocations between two of the cyclic collector's youngest passes while a runner works
+(Python's default: 700). Every instance's task, its call in flight and the journal's
+records stay alive across many of those passes, and each pass walks what survived the
+last one again: with the default, the collector took a tenth of a runner's CPU (1,000
+and 3,000 instances, measured in the collector's own callbacks), with this a seventh of
+that. Cycles of garbage wait at most this many allocations longer to be freed."""
 
 
 class StopSignals:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -39,7 +40,9 @@ def fleet(count: int, extra: str = "", settings: str = "{duration: 30}") -> str:
 
 
 def test_a_fleet_succeeds_within_the_caps(plan_file, registry: Registry, tmp_path: Path) -> None:
+    thresholds = gc.get_threshold()
     result = run_plan(plan_file(fleet(60)), registry, tmp_path)
+    assert gc.get_threshold() == thresholds, "the runner's collector settings end with its run"
     assert result.outcome.exit_code == ExitCode.OK
     assert set(result.statuses.values()) == {"succeeded"}
     assert result.duplicates() == {}
