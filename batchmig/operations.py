@@ -333,9 +333,10 @@ RUN_GC_THRESHOLD = 10_000
 """Allocations between two of the cyclic collector's youngest passes while a runner works
 (Python's default: 700). Every instance's task, its call in flight and the journal's
 records stay alive across many of those passes, and each pass walks what survived the
-last one again: with the default, the collector took a tenth of a runner's CPU (1,000
-and 3,000 instances, measured in the collector's own callbacks), with this a seventh of
-that. Cycles of garbage wait at most this many allocations longer to be freed."""
+last one again: with the default, the collector took 7-12% of a runner's CPU (1,000 to
+5,000 instances, measured in the collector's own callbacks), with this a seventh to a half
+of that (docs/benchmarks.md). Cycles of garbage wait at most this many allocations longer
+to be freed (1-7 MB more peak RSS)."""
 
 
 class StopSignals:
