@@ -46,12 +46,12 @@ import structlog
 from batchmig.errors import JournalError
 from batchmig.ratelimit import Clock, LimitKey, RateLimiter, Release
 from batchmig.store.postgres import (
-    IDLE_GUARD,
     SharedJournal,
     StoreUnavailable,
     _psycopg,
     connection_kwargs,
     store_errors,
+    transaction_guard,
 )
 
 log = structlog.get_logger("batchmig.sharedlimit")
@@ -322,7 +322,7 @@ class ShareLimiter(_SharedBase):
                 # share is applied here before COMMIT is sent), then COMMIT.
                 journal.trips["shares"] += 2
                 journal.statements += 4
-                await conn.execute(IDLE_GUARD + ", set_config('lock_timeout', '2s', true)")
+                await conn.execute(transaction_guard(conn) + ", set_config('lock_timeout', '2s', true)")
                 cursor = await conn.execute(
                     "SELECT share, paused, rate FROM batchmig_rebalance(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (str(key), journal.runner, journal.run, self._cap(key), demand, journal.ttl,

@@ -5,6 +5,7 @@ statement the store refuses for good."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ from batchmig.store.postgres import (
     StoreRefused,
     StoreUnavailable,
     classify,
+    connection_kwargs,
+    transaction_guard,
 )
 from batchmig.testing import make_registry
 from batchmig.testing.testcloud import TestcloudPlugin
@@ -174,3 +177,43 @@ async def test_a_refused_statement_stops_the_runner_with_one_line(postgres_dsn: 
             limiter._share(KEY).wanted = True
             await limiter.run()
         assert len(stopped) == 1
+
+
+@pytest.mark.anyio
+async def test_a_runner_frozen_mid_pipeline_lets_go_of_its_locks(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner stopped after its batch's statements reached the server but before the
+    Sync that ends them: the session is ``active``, not idle, so only the transaction
+    timeout frees the rows it locked — without it every other runner's claim waits for
+    as long as that one runner stays stopped (here: the other's lock_timeout fails)."""
+    monkeypatch.setattr("batchmig.store.postgres.FROZEN_PIPELINE_TIMEOUT", "1s")
+    with psycopg.connect(postgres_dsn, autocommit=True) as other:
+        other.execute("CREATE TABLE frozen_rows (id int PRIMARY KEY, n int)")
+        other.execute("INSERT INTO frozen_rows VALUES (1, 0)")
+        frozen = await psycopg.AsyncConnection.connect(postgres_dsn, **connection_kwargs())
+        with pytest.raises(psycopg.Error):  # the frozen session is gone when it wakes
+            async with frozen.pipeline():
+                await frozen.execute("BEGIN")
+                await frozen.execute(transaction_guard(frozen))
+                await frozen.execute("UPDATE frozen_rows SET n = n + 1 WHERE id = 1")
+                # Frozen here: no COMMIT, no Sync. The update has reached the server and holds the row.
+                assert _waits_for_client(other, frozen.info.backend_pid, "UPDATE frozen_rows")
+                other.execute("SET lock_timeout = '20s'")
+                other.execute("UPDATE frozen_rows SET n = n + 10 WHERE id = 1")
+                # The frozen runner's update went with its session.
+                assert other.execute("SELECT n FROM frozen_rows WHERE id = 1").fetchone() == (10,)
+        await frozen.close()
+        other.execute("DROP TABLE frozen_rows")
+
+
+def _waits_for_client(observer: psycopg.Connection, pid: int, statement: str) -> bool:
+    """Whether session ``pid`` ran ``statement`` and is reading from its client, in a transaction."""
+    for _ in range(100):
+        row = observer.execute(
+            "SELECT query, wait_event, xact_start IS NOT NULL FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone()
+        if row is not None and row[0].startswith(statement) and row[1] == "ClientRead" and row[2]:
+            return True
+        time.sleep(0.05)
+    return False

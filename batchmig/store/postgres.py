@@ -60,7 +60,23 @@ IDLE_GUARD = "SELECT set_config('idle_in_transaction_session_timeout', '5s', tru
 """First in every runner transaction of several statements: a runner that freezes in the
 middle of one (SIGSTOP, a paused VM) would otherwise hold its row locks — and keep other
 runners from taking its instances over — for as long as it is frozen. Transaction-scoped,
-so safe behind PgBouncer in transaction mode."""
+so safe behind PgBouncer in transaction mode. Use ``transaction_guard``."""
+
+FROZEN_PIPELINE_TIMEOUT = "15s"
+"""``transaction_timeout`` of a runner transaction, on PostgreSQL 17 and later. The idle
+guard does not fire for a runner frozen in the middle of a pipeline: its statements are
+on the server, but the Sync that ends them is not, so the session stays ``active`` and
+holds its row locks — every other runner's claim queued behind them, the whole fleet
+still for as long as one runner was stopped (seen in the scale-out campaign). Several
+times the longest batch seen under load; a batch cut by it is retried whole."""
+
+
+def transaction_guard(conn: Any) -> str:
+    """The guard statement for ``conn``'s server: the idle guard, and on PostgreSQL 17+
+    the transaction timeout (unknown to older servers, which refuse it)."""
+    if conn.info.server_version >= 170000:
+        return IDLE_GUARD + f", set_config('transaction_timeout', '{FROZEN_PIPELINE_TIMEOUT}', true)"
+    return IDLE_GUARD
 
 
 class StoreUnavailable(JournalError):
@@ -702,7 +718,7 @@ class SharedJournal:
         lost: set[str] = set()
         async with self._exclusive, self._pool.connection() as conn:
             async with conn.pipeline(), conn.transaction():
-                await conn.execute(IDLE_GUARD)
+                await conn.execute(transaction_guard(conn))
                 cursors = [await conn.execute(write.sql, write.params) for write in batch]
             self.trips["writes"] += 1
             self.statements += len(batch) + 3  # with BEGIN, the guard and COMMIT
