@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS calls (
     resource TEXT, state TEXT NOT NULL, sent REAL NOT NULL, finished REAL,
     outputs TEXT, request_id TEXT, error TEXT
 );
-CREATE INDEX IF NOT EXISTS calls_open ON calls (instance, step, state);
+DROP INDEX IF EXISTS calls_open;
 CREATE TABLE IF NOT EXISTS cutovers (instance TEXT PRIMARY KEY, released REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, at REAL NOT NULL, user TEXT NOT NULL, host TEXT NOT NULL,
@@ -83,6 +83,13 @@ CREATE TABLE IF NOT EXISTS invocations (
     exit_code INTEGER, stop_reason TEXT
 );
 """
+
+# ``calls_open`` (an index on calls by instance, step and state, in journals of earlier
+# versions) is dropped: no read used it (``unresolved_calls`` scans the calls and looks up
+# each one's instance by id), yet every intent and outcome updated it — a leaf page at
+# a random place per call, written to the WAL at each commit: a fifth of the writer's
+# CPU (docs/benchmarks.md). Older batchmig versions recreate it when they open the
+# journal, which is harmless.
 
 COMMIT_LINGER_SECONDS = 0.005
 """The writer commits at most once per this many seconds: a write that finds the last

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import logging
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -26,7 +28,8 @@ import structlog
 from batchmig.private_files import open_private
 from batchmig.redaction import REDACTOR
 
-_event_file: IO[str] | None = None
+_event_file: IO[bytes] | None = None
+"""``events.jsonl``, unbuffered: each event is one ``write`` of its line, as it happens."""
 
 
 _CONTEXT_PREFIX = "structlog_"
@@ -77,9 +80,7 @@ _OWN_FIELDS = frozenset({"level", "timestamp"})
 def _redact(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     # Every string inside the event, structures included, and every other object as the
     # string a renderer would make of it (an exception's text is the cloud's words).
-    for key, value in event.items():
-        if key not in _OWN_FIELDS:
-            event[key] = REDACTOR.redact_tree(value)
+    REDACTOR.redact_fields(event, _OWN_FIELDS)
     return event
 
 
@@ -94,11 +95,24 @@ def _render_json(logger: Any, method: str, event: dict[str, Any]) -> str:
     return _json(event)
 
 
+_EVENT_LINE = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+"""An event as ``events.jsonl`` keeps it: ``_json``'s text and its newline, as bytes."""
+
+
+def _write_all(file: IO[bytes], data: bytes) -> None:
+    """``data`` to an unbuffered file: one ``write``, unless the file takes only part of it."""
+    while data:
+        written = file.write(data)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        data = data[written:]
+
+
 def _tee(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     global _event_file
     if _event_file is not None:
         try:
-            _event_file.write(_json(event) + "\n")
+            _write_all(_event_file, orjson.dumps(event, default=str, option=_EVENT_LINE))
         except OSError as exc:
             # The run directory is full or no longer writable. A log call must not raise
             # into the engine (an instance would fail for a local reason); events.jsonl
@@ -161,7 +175,7 @@ _LEVELS = {name.lower(): number for name, number in logging.getLevelNamesMapping
 def open_event_file(path: Path) -> None:
     global _event_file
     close_event_file()
-    _event_file = open_private(path, "a", buffering=1, encoding="utf-8")
+    _event_file = open_private(path, "ab", buffering=0)
 
 
 def close_event_file() -> None:

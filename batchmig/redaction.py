@@ -254,14 +254,19 @@ class Redactor:
         ``batchmig status`` process resolves no credentials)."""
         return bool(self._secrets)
 
-    def __call__(self, text: str) -> str:
-        if not text:
-            return text
+    def _clean_texts(self) -> tuple[tuple[_Tier, ...], set[str]]:
+        """The current tiers, and the texts known clean against them."""
         tiers = self._current_tiers() if self._pending else self._tiers
         clean_for, clean = self._clean
         if clean_for is not tiers:  # a secret was added since: nothing is known clean any more
             clean = set()
             self._clean = (tiers, clean)
+        return tiers, clean
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        tiers, clean = self._clean_texts()
         if text in clean:
             return text
         for tier in tiers:
@@ -285,6 +290,20 @@ class Redactor:
             merged_start, merged_end = start, end
         pieces.append(text[kept_from:])
         return "".join(pieces)
+
+    def redact_fields(self, fields: dict[str, Any], keep: frozenset[str] = frozenset()) -> None:
+        """Mask the values of ``fields`` in place, as ``redact_tree`` would, but those of the
+        keys in ``keep`` (a log event: what every event carries costs next to nothing —
+        numbers, booleans and None hold no secret, and a string found clean before is
+        looked up, not scanned)."""
+        clean = self._clean_texts()[1]
+        for key, value in fields.items():
+            kind = type(value)
+            if kind is str:
+                if value not in clean and key not in keep:
+                    fields[key] = self(value)
+            elif not (kind is int or kind is float or kind is bool or value is None or key in keep):
+                fields[key] = self.redact_tree(value)
 
     def redact_tree(self, value: Any) -> Any:
         """``value`` with every string in it masked; other leaves are kept if JSON-native."""

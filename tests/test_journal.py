@@ -152,6 +152,31 @@ def test_call_ids_go_on_after_a_resume(tmp_path: Path) -> None:
     again.close()
 
 
+def test_the_unused_calls_index_goes_and_its_calls_stay(tmp_path: Path) -> None:
+    """Journals of earlier versions kept an index on calls (instance, step, state) that no
+    read used and every intent and outcome updated: opened for writing, the journal
+    drops it; a read-only open leaves the file as it is; the calls are read as before."""
+    path = tmp_path / "journal.sqlite"
+    journal = Journal.open(path, create=True)
+    journal.add_instances([PlannedRow("a", 0, "p", "w")])
+    journal.write_meta({"run_id": "r"})
+    journal.start_writer()
+    anyio.run(journal.intent, "a", 0, "Create", "name-a")
+    journal.close()
+    indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'calls_open'"
+    db = sqlite3.connect(path)
+    assert db.execute(indexes).fetchall() == []
+    db.execute("CREATE INDEX calls_open ON calls (instance, step, state)")  # as an earlier batchmig left it
+    db.commit()
+    Journal.open(path, read_only=True).close()
+    assert db.execute(indexes).fetchall() == [("calls_open",)]
+    again = Journal.open(path)
+    assert db.execute(indexes).fetchall() == []
+    assert [(c.instance, c.action, c.state) for c in again.unresolved_calls()["a"]] == [("a", "Create", "intent")]
+    again.close()
+    db.close()
+
+
 def test_a_synchronous_write_is_one_transaction(tmp_path: Path) -> None:
     """The plan's rows go in one commit, not one per row (the connection is in autocommit
     mode), and an operator request with the instances it applies to is all or nothing."""

@@ -162,3 +162,28 @@ def test_a_text_seen_clean_is_masked_once_it_holds_a_new_secret() -> None:
     assert redactor(encoded) == encoded
     redactor.add_encoding("base32", lambda s: base64.b32encode(s.encode()).decode())
     assert redactor(encoded) == MASK
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(secret=st.text(min_size=4, max_size=20).filter(lambda s: s.strip() == s and len(set(s)) > 2),
+       fields=st.dictionaries(st.text(max_size=8), st.recursive(
+           st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+           max_leaves=8), max_size=6),
+       hidden=st.sampled_from(["raw", "json", "base64", "hex"]))
+def test_a_log_events_fields_are_masked_like_trees_but_the_kept_ones(
+    secret: str, fields: dict[str, object], hidden: str
+) -> None:
+    """``redact_fields`` (the log pipeline's fast path: numbers, booleans and None skipped,
+    clean strings looked up) masks each value exactly as ``redact_tree`` does, twice in a
+    row (the second time from the clean texts), and leaves the kept keys alone."""
+    redactor = Redactor()
+    redactor.add(secret)
+    form = wire_forms(secret).get(hidden, secret)
+    fields = {**fields, "message": f"echo {form}", "nested": {"body": [form, 1]}, "level": form}
+    expected = {key: value if key == "level" else redactor.redact_tree(value) for key, value in fields.items()}
+    for _ in range(2):
+        event = dict(fields)
+        redactor.redact_fields(event, frozenset({"level"}))
+        assert event == expected
+    assert MASK in event["message"] and MASK in event["nested"]["body"][0] and event["level"] == form
