@@ -310,10 +310,14 @@ class Redactor:
         kind = type(value)  # the usual types first, by identity (isinstance on ABCs is slow)
         if kind is str:
             return self(value)
-        if kind is dict:
-            return {self.redact_tree(key): self.redact_tree(item) for key, item in value.items()}
-        if kind is list or kind is tuple:
-            return [self.redact_tree(item) for item in value]
+        if kind is dict or kind is list or kind is tuple:
+            # A string found clean before is kept without a call (keys and ids repeat).
+            clean, redact = self._clean_texts()[1], self.redact_tree
+            if kind is dict:
+                return {key if key.__class__ is str and key in clean else redact(key):
+                        item if item.__class__ is str and item in clean else redact(item)
+                        for key, item in value.items()}
+            return [item if item.__class__ is str and item in clean else redact(item) for item in value]
         if isinstance(value, str):
             return self(value)
         if value is None or isinstance(value, bool | int | float):
