@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,7 @@ def fleet(instances: int, durable: bool) -> dict[str, Any]:
             audit = sandbox.audit()
         outcome = result["outcome"]
         delays = detection_delays(outcome.run_dir / "journal.sqlite", work, set(WAIT_WORK))
+        evidence = _keep_if_throttled(audit, work_dir / "sandbox", outcome.run_dir)
     waits = delays.count
     describes = sum(calls_of(audit, action) for action in FLEET_DESCRIBES)
     return {
@@ -124,7 +126,25 @@ def fleet(instances: int, durable: bool) -> dict[str, Any]:
         "polls_per_job": per_job_polls(outcome.report, waits),
         "detection_delay": delays.as_dict(),
         **cap_figures(audit),
+        **({"throttle_evidence": evidence} if evidence else {}),
     }
+
+
+EVIDENCE_ROOT = Path(__file__).resolve().parent.parent / "bench-results"
+
+
+def _keep_if_throttled(audit: list[dict[str, Any]], sandbox_dir: Path, run_dir: Path) -> str | None:
+    """A throttle breaks batchmig's first promise: keep what explains it (the sandbox's
+    audit, with every request's kernel and handler stamps, and the run's journal and
+    events) in ``bench-results/throttled-<time>/``; None when nothing was throttled."""
+    if not any(entry.get("outcome") == "throttled" for entry in audit):
+        return None
+    keep = EVIDENCE_ROOT / time.strftime("throttled-%Y%m%dT%H%M%S")
+    keep.mkdir(parents=True, exist_ok=True)
+    for source in (sandbox_dir / "audit.jsonl", run_dir / "journal.sqlite", run_dir / "events.jsonl"):
+        if source.exists():
+            shutil.copy2(source, keep / source.name)
+    return str(keep)
 
 
 FLEET_DESCRIBES = ("DescribeBackupMigration", "DescribeMigrateJobs", "ListReplicationJobs", "DescribeMigrateTasks",
