@@ -439,7 +439,7 @@ class Engine:
         a step's own deadline scope would have let it be."""
         if not scope.cancel_called:
             self._timed_out.add(iid)
-            scope.cancel("step timeout")
+            scope.cancel()  # no reason argument: anyio 4.3, the oldest supported, takes none
 
     def _step_done(self, pinst: PlannedInstance, index: int, name: str, started: float, status: str) -> None:
         self.journal.step_finished(pinst.id, index, name, started, status)
