@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -281,6 +282,10 @@ def _json(value: Mapping[str, Any]) -> str:
 
 def _nothing(db: sqlite3.Connection) -> None:
     """``flush``'s operation: its commit is what it waits for."""
+
+
+_position = itemgetter(1)
+"""An instance row's position in the plan (``instances``' second column)."""
 
 
 def _json_object(path: Path, row: Any, index: int, column: str, table: str = "instances") -> dict[str, Any]:
@@ -592,8 +597,9 @@ class Journal:
         details = "tags, cutover" if self.version >= 2 else "NULL, NULL"
         rows = self._query(
             f"SELECT id, position, provider, wave, status, step, step_name, outputs, error, updated, {details} "
-            "FROM instances ORDER BY position"
+            "FROM instances"
         )
+        rows.sort(key=_position)  # in Python: SQLite's ORDER BY sorted them in a temporary b-tree, a third slower
         path = self.path
         return {
             row[0]: InstanceRecord(
@@ -702,6 +708,13 @@ class Journal:
         self._check_types("steps")  # now, not at the first row: this is not a generator
         order = " ORDER BY instance, step" if ordered else ""
         return self._rows("SELECT instance, step, name, started, ended, status FROM steps" + order)
+
+    def step_times(self) -> Iterator[tuple[str, float | None, float | None]]:
+        """Every step's instance, start and end, by instance and step: ``steps`` without the
+        three columns a view of each instance's steps in one line does not show (the CSV's:
+        half of the Python objects of a 100,000-instance run's 325,000 rows)."""
+        self._check_types("steps")
+        return self._rows("SELECT instance, started, ended FROM steps ORDER BY instance, step")
 
     def calls(self) -> list[tuple[Any, ...]]:
         return self._query(

@@ -7,13 +7,17 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batchmig.report.csv import instance_row
 from batchmig.report.files import instance_json
 from batchmig.report.model import ErrorRecord, InstanceReport, made, moment
 from batchmig.report.rows import (
+    NO_STEPS,
     IsoTimes,
     JournalStep,
     instance_line,
     outcomes_reader,
+    span_of_steps,
+    spans_of_times,
     step_records,
     steps_reader,
 )
@@ -79,6 +83,18 @@ def test_the_html_and_junit_read_the_same_steps_from_rows_as_from_records(
     by_id = {instance.id: rows}
     assert steps_reader(by_id)(instance) == steps_reader(None)(with_records)
     assert outcomes_reader(by_id)(instance) == outcomes_reader(None)(with_records)
+
+
+@settings(max_examples=300, deadline=None)
+@given(instances())
+def test_the_csv_reads_the_same_steps_from_their_times_as_from_records(
+        case: tuple[InstanceReport, list[JournalStep]]) -> None:
+    instance, rows = case
+    with_records = made(InstanceReport, {**vars(instance), "steps": step_records(rows)})
+    spans = spans_of_times([(iid, started, ended) for iid, _, _, started, ended, _ in rows])
+    expected = span_of_steps(with_records.steps)
+    assert spans.get(instance.id, NO_STEPS) == expected
+    assert instance_row(instance, spans.get(instance.id, NO_STEPS)) == instance_row(with_records, expected)
 
 
 def test_the_records_of_rows_are_the_builds() -> None:

@@ -227,22 +227,31 @@ def span_of_steps(steps: Iterable[StepRecord]) -> StepSpan:
 
 def step_spans(journal: Journal) -> dict[str, StepSpan]:
     """Every instance's ``StepSpan`` (what ``span_of_steps`` gives of its records), from
-    the journal's rows as they are read (in order: no more of them held than one
-    instance's), without their records (a view that shows no step: the CSV)."""
+    the journal's start and end of each step as they are read (in order: no more of them
+    held than one instance's), without their records (a view that shows no step: the CSV)."""
+    return spans_of_times(journal.step_times())
+
+
+def spans_of_times(times: Iterable[tuple[str, float | None, float | None]]) -> dict[str, StepSpan]:
+    """``step_spans`` of steps given as (instance, started, ended), by instance and step."""
     iso = IsoTimes("+00:00")
     spans: dict[str, StepSpan] = {}
     current, first, last, seconds = None, None, None, 0.0
-    for instance, _, _, started, ended, _ in journal.steps():
+    for instance, started, ended in times:
         if instance != current:
             if current is not None:
                 spans[current] = StepSpan(None if first is None else iso(first), None if last is None else iso(last),
                                           seconds)
             current, first, last, seconds = instance, None, None, 0
-        if started is not None and (first is None or started < first):
-            first = started
+        # ``span`` written out: a step's duration_seconds, 0.0 without both times
+        if started is not None:
+            if first is None or started < first:
+                first = started
+            seconds += 0.0 if ended is None else round(max(0.0, ended - started), 3)
+        else:
+            seconds += 0.0
         if ended is not None and (last is None or ended > last):
             last = ended
-        seconds += span(started, ended) or 0.0
     if current is not None:
         spans[current] = StepSpan(None if first is None else iso(first), None if last is None else iso(last), seconds)
     return spans
