@@ -26,8 +26,8 @@ checked, Content-Length and chunked answers, gzip and deflate, ``Connection: clo
 no redirects, no proxies, no cookies.
 
 A pooled connection is taken again only if it is still good right before the write:
-not closed by the server (a FIN or a TLS alert it already sent is seen by a
-non-blocking peek at the socket, even before the event loop delivered it), and idle
+not closed by the server (a FIN or a TLS alert it already sent is seen by polling the
+socket without waiting, even before the event loop delivered it), and idle
 for less than ``IDLE_TTL`` — shorter than servers keep idle connections, so the server
 does not close one just as a request is written on it. A request that finds no good
 connection opens a new one; an unknown outcome never comes from a stale connection.
@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import socket
 import ssl
 import zlib
@@ -72,6 +73,8 @@ TARGETS_KEPT = 4096
 STEAL_AFTER = 1.0
 """Seconds another origin's connection must have sat idle before a request at ``POOL_LIMIT``
 closes it to open one of its own (unless the request's origin has fewer connections)."""
+SHAPES_KEPT = 64
+"""Sets of request header names whose head layout an origin remembers (see ``_Origin.shape``)."""
 
 LAST_LOOK: ContextVar[Callable[[], None] | None] = ContextVar("batchmig_last_look", default=None)
 """Called by the transport right before a request's bytes leave, once the request has
@@ -83,7 +86,7 @@ passed to another; and the limiter learns when the call really left."""
 _TARGET = re.compile(r"[!-~]*").fullmatch  # printable ASCII without spaces: a request target as it is
 _KEPT_OUT = frozenset(("host", "content-length", "transfer-encoding", "connection"))
 """Request headers the transport writes itself (a provider's own are left out)."""
-_PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)  # the socket is non-blocking anyway
+_WITH_BODY = frozenset(("POST", "PUT", "PATCH"))
 
 
 class HttpTransport:
@@ -101,6 +104,7 @@ class HttpTransport:
         self._origins: dict[str, _Origin] = {}
         self._targets: dict[str, tuple[_Origin, str]] = {}  # URL → its origin and request target
         self._open = 0  # connections open or opening
+        self._waiting = 0  # requests waiting for a connection, all origins together
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
@@ -199,6 +203,7 @@ class HttpTransport:
                 return await self._connect(origin, deadline)
             waiter = self._loop.create_future()
             origin.waiters.append(waiter)
+            self._waiting += 1
             # A timer on the future, not a cancel scope: most calls of a burst wait here.
             timer = self._loop.call_at(deadline, _expire, waiter)
             try:
@@ -206,6 +211,7 @@ class HttpTransport:
             except BaseException as exc:
                 if waiter in origin.waiters:
                     origin.waiters.remove(waiter)
+                    self._waiting -= 1
                 elif not waiter.cancelled() and waiter.exception() is None:  # woken, then cancelled: pass it on
                     self._wake(origin)
                 if isinstance(exc, TimeoutError):
@@ -279,11 +285,14 @@ class HttpTransport:
         """Wake one waiting request: of an origin without any connection first (it may
         take the idle one's place), else of ``first`` (whose connection was just pooled),
         else of any origin (it may take the free slot or make room)."""
+        if not self._waiting:
+            return
         origins = self._origins.values()
         for origin in (*(o for o in origins if not o.open), first, *origins):
             waiters = origin.waiters if origin is not None else None
             while waiters:
                 waiter = waiters.popleft()
+                self._waiting -= 1
                 if not waiter.done():
                     waiter.set_result(None)
                     return
@@ -311,30 +320,37 @@ class _Origin:
             shown = f"{shown}:{self.port}"
         self.defaults = {"host": f"Host: {shown}\r\n", "accept-encoding": "Accept-Encoding: gzip, deflate\r\n",
                          "user-agent": f"User-Agent: batchmig/{__version__}\r\n"}
+        self.shapes: dict[tuple[str, ...], tuple[tuple[str, ...], str, int]] = {}
         self.idle: list[_Connection] = []  # most recently used last
         self.open = 0  # this origin's connections open or opening
         self.waiters: deque[asyncio.Future[None]] = deque()  # its requests waiting for a connection
+
+    def shape(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], str, int]:
+        """For a request with these header names (a provider sends the same ones on every
+        call of an action): the names written as given, the default header lines written
+        after them, and the head's line count without ``Content-Length``."""
+        if len(self.shapes) >= SHAPES_KEPT:
+            self.shapes.clear()
+        lowered = [name.lower() for name in names]
+        sent = tuple(name for name, lower in zip(names, lowered, strict=True)
+                     if lower not in _KEPT_OUT or lower == "host")
+        defaults = "".join(line for name, line in self.defaults.items() if name not in lowered)
+        shape = self.shapes[names] = sent, defaults, len(sent) + defaults.count("\n") + 2
+        return shape
 
 
 def _head(request: HttpRequest, origin: _Origin, target: str) -> bytes:
     """The request line and headers; a provider's header with a line break is refused."""
     headers = request.headers
-    lines = [f"{request.method} {target} HTTP/1.1\r\n"]
-    given = set()
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in _KEPT_OUT and lower != "host":
-            continue
-        given.add(lower)
-        lines.append(f"{name}: {value}\r\n")
-    for name, line in origin.defaults.items():
-        if name not in given:
-            lines.append(line)
-    if request.body or request.method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(request.body)}\r\n")
-    lines.append("\r\n")
-    head = "".join(lines)
-    if head.count("\n") != len(lines) or head.count("\r") != len(lines):
+    names = tuple(headers)
+    shape = origin.shapes.get(names) or origin.shape(names)
+    sent, defaults, lines = shape
+    body, method = request.body, request.method
+    length = f"Content-Length: {len(body)}\r\n" if body or method in _WITH_BODY else ""
+    head = "".join([f"{method} {target} HTTP/1.1\r\n", *[f"{name}: {headers[name]}\r\n" for name in sent],
+                    defaults, length, "\r\n"])
+    lines += 1 if length else 0
+    if head.count("\n") != lines or head.count("\r") != lines:
         raise PermanentError("InvalidRequest", "a request header carries a line break; the request was not sent")
     return head.encode("utf-8")
 
@@ -346,7 +362,8 @@ class _Connection(asyncio.Protocol):
         self.origin = origin
         self._on_closed: Callable[[_Connection], None] | None = on_closed
         self._transport: asyncio.Transport | None = None
-        self._peek: socket.socket | None = None
+        self._dup: socket.socket | None = None
+        self._poll: select.poll | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._head_request = False
@@ -365,16 +382,13 @@ class _Connection(asyncio.Protocol):
 
     def reusable(self, now: float) -> bool:
         """Still open, not idle too long, and nothing (a FIN, a TLS alert) waiting on it."""
-        transport, peek = self._transport, self._peek
-        if transport is None or transport.is_closing() or peek is None or now - self.idle_since > IDLE_TTL:
+        transport, dup, poll = self._transport, self._dup, self._poll
+        if transport is None or transport.is_closing() or dup is None or now - self.idle_since > IDLE_TTL:
             return False
-        try:
-            peek.recv(1, _PEEK)
-        except BlockingIOError:
-            return True  # nothing to read: the server has not closed it
-        except OSError:
+        try:  # anything to read is an end of file, an alert or bytes nobody asked for
+            return not (poll.poll(0) if poll is not None else select.select([dup], (), (), 0)[0])
+        except (OSError, ValueError):
             return False
-        return False  # an end of file or bytes nobody asked for
 
     def start(self, loop: asyncio.AbstractEventLoop, head_request: bool) -> asyncio.Future[HttpResponse]:
         """A new request on this connection: the future of its answer."""
@@ -399,9 +413,9 @@ class _Connection(asyncio.Protocol):
         self._closed()
 
     def _closed(self) -> None:
-        if self._peek is not None:
-            self._peek.close()
-            self._peek = None
+        if self._dup is not None:
+            self._dup.close()
+            self._dup = self._poll = None
         if self._on_closed is not None:
             on_closed, self._on_closed = self._on_closed, None
             on_closed(self)
@@ -411,10 +425,13 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         raw = transport.get_extra_info("socket")
-        try:  # a duplicate of the descriptor, for ``reusable``'s peek; without one, no reuse
-            self._peek = socket.socket(raw.family, raw.type, raw.proto, os.dup(raw.fileno())) if raw else None
+        try:  # a duplicate of the descriptor, for ``reusable`` to poll; without one, no reuse
+            self._dup = socket.socket(raw.family, raw.type, raw.proto, os.dup(raw.fileno())) if raw else None
         except OSError:
-            self._peek = None
+            self._dup = None
+        if self._dup is not None and hasattr(select, "poll"):  # else (Windows) ``select``, slower
+            self._poll = select.poll()
+            self._poll.register(self._dup, select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():  # bytes nobody asked for: the connection is unusable

@@ -59,21 +59,26 @@ def signature(
     lowered = {name.lower(): value for name, value in headers.items()}
     names = sorted(name.lower() for name in signed)
     canonical_headers = "".join(f"{name}:{lowered.get(name, '').strip()}\n" for name in names)
-    canonical_request = "\n".join(
-        [method.upper(), path or "/", canonical_query(query), canonical_headers, ";".join(names), content_sha256]
-    )
+    return _signature(secret, method, path, canonical_query(query), canonical_headers, ";".join(names), content_sha256)
+
+
+def _signature(secret: str, method: str, path: str, query: str, canonical_headers: str, names: str,
+               content_sha256: str) -> str:
+    canonical_request = f"{method.upper()}\n{path or '/'}\n{query}\n{canonical_headers}\n{names}\n{content_sha256}"
     to_sign = f"{ALGORITHM}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
     return hmac.digest(secret.encode(), to_sign.encode(), "sha256").hex()
 
 
-def authorization(key_id: str, secret: str, method: str, path: str, query: Mapping[str, str],
-                  headers: Mapping[str, str]) -> str:
-    """The ``Authorization`` header for a request carrying ``headers`` (``x-acs-content-sha256`` included)."""
-    signed = sorted(name.lower() for name in headers
-                    if name.lower() in ("host", "content-type") or name.lower().startswith("x-acs-"))
-    content = {name.lower(): value for name, value in headers.items()}["x-acs-content-sha256"]
-    value = signature(secret, method, path, query, headers, signed, content)
-    return f"{ALGORITHM} Credential={key_id},SignedHeaders={';'.join(signed)},Signature={value}"
+def authorization(key_id: str, secret: str, method: str, path: str, query: str, headers: Mapping[str, str]) -> str:
+    """The ``Authorization`` header for a request carrying ``headers`` (``x-acs-content-sha256`` included)
+    and the query string ``query`` (as ``canonical_query`` makes it)."""
+    signed = sorted((lower, value.strip()) for name, value in headers.items()
+                    if (lower := name.lower()) in ("host", "content-type") or lower.startswith("x-acs-"))
+    names = ";".join(name for name, _ in signed)
+    content = next(value for name, value in signed if name == "x-acs-content-sha256")
+    canonical_headers = "".join(f"{name}:{value}\n" for name, value in signed)
+    value = _signature(secret, method, path, query, canonical_headers, names, content)
+    return f"{ALGORITHM} Credential={key_id},SignedHeaders={names},Signature={value}"
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,6 @@ async def test_parameters_may_come_as_a_form_body(host: Host) -> None:
                "x-acs-date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "x-acs-signature-nonce": "form-1",
                "x-acs-content-sha256": payload_hash(body)}
     headers["Authorization"] = authorization(DEMO_CREDENTIALS["access_key_id"], DEMO_CREDENTIALS["access_key_secret"],
-                                             "POST", "/", {}, headers)
+                                             "POST", "/", "", headers)
     status, answer = await send(host, HttpRequest("POST", host.url + "/", headers, body))
     assert status == 200 and answer["Items"]["DBInstanceAttribute"][0]["DBInstanceId"] == "rm-form0001"

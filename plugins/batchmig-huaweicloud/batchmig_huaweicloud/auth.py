@@ -63,11 +63,11 @@ def host_of(url: str) -> str:
     return urlsplit(url).netloc
 
 
-def sdk_headers(url: str, clock: Clock) -> dict[str, str]:
-    """The headers every Huawei request carries and signs."""
+def sdk_headers(host: str, clock: Clock) -> dict[str, str]:
+    """The headers every Huawei request to ``host`` carries and signs."""
     return {
         "Content-Type": "application/json",
-        "Host": host_of(url),
+        "Host": host,
         "X-Sdk-Date": signer.format_sdk_date(clock()),
     }
 
@@ -173,7 +173,7 @@ async def resolve_project_id(
     path = "/v3/projects"
     query = [("name", region)]
     url = f"{iam_url.rstrip('/')}{path}?name={quote(region, safe='~')}"
-    request = keys.sign(HttpRequest("GET", url, sdk_headers(url, clock)), path=path, query=query)
+    request = keys.sign(HttpRequest("GET", url, sdk_headers(host_of(url), clock)), path=path, query=query)
     answer = await fetch(request)
     request_id = answer.headers.get("x-request-id")
     if answer.status != 200:

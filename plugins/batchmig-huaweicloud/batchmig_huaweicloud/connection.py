@@ -12,7 +12,6 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 import orjson
@@ -20,9 +19,10 @@ from batchmig.errors import PermanentError, TransientError, UnknownOutcomeError
 from batchmig.plugin import Answer, Call, Connection, Credentials, HttpFetch, HttpRequest, HttpResponse
 
 from batchmig_huaweicloud import api
-from batchmig_huaweicloud.auth import AkSk, IamToken, resolve_project_id, sdk_headers
+from batchmig_huaweicloud.auth import AkSk, IamToken, host_of, resolve_project_id, sdk_headers
 from batchmig_huaweicloud.responses import error_for, is_token_rejection, read_error_body, read_payload
 from batchmig_huaweicloud.settings import DrsOptions
+from batchmig_huaweicloud.signer import percent_encode
 
 __all__ = ["DrsConnection", "account_label", "query_pairs"]
 
@@ -65,6 +65,7 @@ class DrsConnection(Connection):
     ) -> None:
         self.region = region
         self.endpoint = endpoint.rstrip("/")
+        self._host = host_of(self.endpoint)
         self._iam_url = iam_url
         self._options = options
         self._fetch = fetch
@@ -101,16 +102,16 @@ class DrsConnection(Connection):
             raise PermanentError("batchmig.UnknownAction", f"huawei-drs has no action {call.action!r}")
         project_id = await self.project_id()
         path = operation.path.format(
-            project_id=quote(project_id, safe=""), job_id=quote(str(call.params.get("job_id", "")), safe="")
+            project_id=percent_encode(project_id), job_id=percent_encode(str(call.params.get("job_id", "")))
         )
         query = query_pairs(call.params.get("query") or {})
         url = self.endpoint + path
         if query:
-            url += "?" + "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in query)
+            url += "?" + "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in query)
         body = b""
         if "body" in call.params:
             body = orjson.dumps(call.params["body"])
-        headers = sdk_headers(url, self._clock)
+        headers = sdk_headers(self._host, self._clock)
         headers["X-Project-Id"] = project_id
         if self._options.language:
             headers["X-Language"] = self._options.language

@@ -78,6 +78,7 @@ class TencentConnection(Connection):
         self._credentials = config.credentials
         self._clock = clock
         self.url, self.host = endpoint_for(api.service, config.region, config.endpoint, options)
+        self._signed = {"content-type": "application/json", "host": self.host}  # the headers signed, as sent
 
     async def prepare(self, call: Call) -> HttpRequest:
         secret_id = self._credentials.secret("secret_id")
@@ -108,7 +109,7 @@ class TencentConnection(Connection):
             secret_key=secret_key,
             service=self.api.service,
             timestamp=timestamp,
-            headers={"content-type": headers["Content-Type"], "host": self.host},
+            headers=self._signed,
             payload=body,
         )
         headers["Authorization"] = signature.authorization

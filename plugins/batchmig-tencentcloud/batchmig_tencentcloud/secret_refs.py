@@ -49,6 +49,8 @@ def resolve(value: Any, credential: Callable[[str], str | None]) -> Any:
             raise PermanentError("MissingSecret", f"the {where} is not set")
         register_secret(secret)  # read here, not through Credentials: the core must learn to redact it
         return secret
+    if isinstance(value, str | int | float) or value is None:  # checked before the Mapping ABC's slower check
+        return value
     if isinstance(value, Mapping):
         return {key: resolve(item, credential) for key, item in value.items()}
     if isinstance(value, list | tuple):

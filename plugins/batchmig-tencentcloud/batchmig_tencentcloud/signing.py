@@ -56,14 +56,12 @@ def canonical_request(
     ``headers`` maps lower-case names to the values exactly as sent; the canonical
     header block ends with a newline, hence the blank line before the signed list.
     """
-    canonical_headers = "".join(f"{name}:{headers[name].strip()}\n" for name in signed_headers)
-    return "\n".join(
-        [method.upper(), "/", query, canonical_headers, ";".join(signed_headers), _sha256_hex(payload)]
-    )
+    canonical_headers = "".join([f"{name}:{headers[name].strip()}\n" for name in signed_headers])
+    return f"{method.upper()}\n/\n{query}\n{canonical_headers}\n{';'.join(signed_headers)}\n{_sha256_hex(payload)}"
 
 
 def string_to_sign(timestamp: int, scope: str, canonical: str) -> str:
-    return "\n".join([ALGORITHM, str(timestamp), scope, _sha256_hex(canonical.encode("utf-8"))])
+    return f"{ALGORITHM}\n{timestamp}\n{scope}\n{_sha256_hex(canonical.encode('utf-8'))}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -116,9 +114,9 @@ def sign(
     ordered = signed_headers if signed_headers is DEFAULT_SIGNED_HEADERS else tuple(
         sorted(name.lower() for name in signed_headers))
     lowered = {name.lower(): value for name, value in headers.items()}
-    scope = f"{date or credential_date(timestamp)}/{service}/tc3_request"
+    date = date or credential_date(timestamp)
+    scope = f"{date}/{service}/tc3_request"
     canonical = canonical_request(method, query, lowered, ordered, payload)
     to_sign = string_to_sign(timestamp, scope, canonical)
-    key = signing_key(secret_key, scope.split("/", 1)[0], service)
-    digest = _hmac(key, to_sign).hex()
+    digest = _hmac(signing_key(secret_key, date, service), to_sign).hex()
     return Signature(canonical, to_sign, scope, ordered, digest, secret_id)
