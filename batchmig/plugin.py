@@ -91,6 +91,7 @@ __all__ = [
     "WaitStatus",
     "WaitStep",
     "find_created",
+    "hmac_sha256",
     "hookimpl",
     "poll_listed",
     "register_secret",
@@ -249,6 +250,33 @@ def register_secret_encoding(name: str, encode: Callable[[str], str]) -> None:
     from batchmig.redaction import REDACTOR
 
     REDACTOR.add_encoding(name, encode)
+
+
+_BLOCK = 64  # SHA-256's block size, in bytes
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
+
+
+def hmac_sha256(key: bytes) -> Callable[[bytes], bytes]:
+    """HMAC-SHA256 (RFC 2104) under ``key``: a function that signs one message, for a
+    signer that signs every request with the same key (keep it as long as the key).
+
+    The key's inner and outer SHA-256 states are made once and copied for each message.
+    ``hmac.digest`` sets OpenSSL's HMAC up anew on every call and lets go of the GIL
+    while it runs: in a busy runner a call took 8-12 µs of CPU (2 µs alone) and 25-100
+    µs of wall time, the event loop waiting for another thread to hand the GIL back.
+    """
+    block = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\0")
+    inner, outer = hashlib.sha256(block.translate(_INNER_PAD)), hashlib.sha256(block.translate(_OUTER_PAD))
+
+    def sign(message: bytes) -> bytes:
+        state = inner.copy()
+        state.update(message)
+        final = outer.copy()
+        final.update(state.digest())
+        return final.digest()
+
+    return sign
 
 
 @dataclass(frozen=True)

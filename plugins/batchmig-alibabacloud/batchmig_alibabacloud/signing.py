@@ -20,12 +20,14 @@ headers sorted by name. The client signs ``host``, every ``x-acs-*`` header and
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
+
+from batchmig.plugin import hmac_sha256
 
 __all__ = ["ALGORITHM", "Authorization", "authorization", "canonical_query", "payload_hash", "signature"]
 
@@ -66,7 +68,14 @@ def _signature(secret: str, method: str, path: str, query: str, canonical_header
                content_sha256: str) -> str:
     canonical_request = f"{method.upper()}\n{path or '/'}\n{query}\n{canonical_headers}\n{names}\n{content_sha256}"
     to_sign = f"{ALGORITHM}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
-    return hmac.digest(secret.encode(), to_sign.encode(), "sha256").hex()
+    return _signer(secret)(to_sign.encode()).hex()
+
+
+@functools.lru_cache(maxsize=64)
+def _signer(secret: str) -> Callable[[bytes], bytes]:
+    """HMAC under an AccessKey secret, made once per secret (kept in memory only, as the
+    secret is anyway, in the connection that signs with it or the emulator that verifies)."""
+    return hmac_sha256(secret.encode())
 
 
 def authorization(key_id: str, secret: str, method: str, path: str, query: str, headers: Mapping[str, str]) -> str:

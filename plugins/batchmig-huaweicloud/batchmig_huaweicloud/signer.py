@@ -16,13 +16,14 @@ from __future__ import annotations
 import calendar
 import functools
 import hashlib
-import hmac
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
+
+from batchmig.plugin import hmac_sha256
 
 __all__ = [
     "ALGORITHM",
@@ -106,7 +107,14 @@ def string_to_sign(sdk_date: str, canonical: str) -> str:
 
 
 def signature(secret_key: str, to_sign: str) -> str:
-    return hmac.digest(secret_key.encode("utf-8"), to_sign.encode("utf-8"), "sha256").hex()
+    return _signer(secret_key)(to_sign.encode("utf-8")).hex()
+
+
+@functools.lru_cache(maxsize=64)
+def _signer(secret_key: str) -> Callable[[bytes], bytes]:
+    """HMAC under a secret key, made once per key (kept in memory only, as the key is
+    anyway, in the connection that signs with it or the emulator that verifies)."""
+    return hmac_sha256(secret_key.encode("utf-8"))
 
 
 def authorization_header(access_key: str, signed: Sequence[str], sig: str) -> str:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from batchmig.plugin import hmac_sha256
 
 __all__ = [
     "ALGORITHM",
@@ -41,7 +43,7 @@ def _sha256_hex(data: bytes) -> str:
 
 
 def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.digest(key, message.encode("utf-8"), "sha256")  # one call into OpenSSL, unlike hmac.new
+    return hmac.digest(key, message.encode("utf-8"), "sha256")
 
 
 def canonical_request(
@@ -64,15 +66,18 @@ def string_to_sign(timestamp: int, scope: str, canonical: str) -> str:
     return f"{ALGORITHM}\n{timestamp}\n{scope}\n{_sha256_hex(canonical.encode('utf-8'))}"
 
 
-@functools.lru_cache(maxsize=64)
 def signing_key(secret_key: str, date: str, service: str) -> bytes:
-    """kSigning = HMAC(HMAC(HMAC("TC3" + key, date), service), "tc3_request").
-
-    Derived once per key, date and service (three HMACs, a third of the cost of
-    signing a request) and kept for the rest of the run; the key is in memory
-    anyway, in the connection that signs with it."""
+    """kSigning = HMAC(HMAC(HMAC("TC3" + key, date), service), "tc3_request")."""
     k_date = _hmac(("TC3" + secret_key).encode("utf-8"), date)
     return _hmac(_hmac(k_date, service), "tc3_request")
+
+
+@functools.lru_cache(maxsize=64)
+def _signer(secret_key: str, date: str, service: str) -> Callable[[bytes], bytes]:
+    """HMAC under the signing key, derived once per key, date and service (three HMACs,
+    more than signing a request costs) and kept in memory for the rest of the run,
+    as the key is anyway, in the connection that signs with it."""
+    return hmac_sha256(signing_key(secret_key, date, service))
 
 
 @dataclass(frozen=True)
@@ -118,5 +123,5 @@ def sign(
     scope = f"{date}/{service}/tc3_request"
     canonical = canonical_request(method, query, lowered, ordered, payload)
     to_sign = string_to_sign(timestamp, scope, canonical)
-    digest = _hmac(signing_key(secret_key, date, service), to_sign).hex()
+    digest = _signer(secret_key, date, service)(to_sign.encode("utf-8")).hex()
     return Signature(canonical, to_sign, scope, ordered, digest, secret_id)
