@@ -18,9 +18,10 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 import structlog
@@ -34,6 +35,7 @@ _event_file: IO[bytes] | None = None
 
 _CONTEXT_PREFIX = "structlog_"
 """How ``structlog.contextvars`` names the context variables it binds."""
+_CONTEXT_PREFIX_LENGTH = len(_CONTEXT_PREFIX)
 
 _LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}
 """Log methods whose level has another name (as ``structlog.processors.add_log_level``)."""
@@ -45,13 +47,10 @@ def _stamp(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     One processor for what structlog's ``merge_contextvars``, ``add_log_level`` and
     ``TimeStamper(fmt="iso", utc=True)`` do in three, with the same fields in the same
     order: an event costs about a third less (see docs/benchmarks.md)."""
-    context = contextvars.copy_context()
-    for var in context:
+    for var, value in contextvars.copy_context().items():
         name = var.name
-        if name.startswith(_CONTEXT_PREFIX):
-            value = context[var]
-            if value is not Ellipsis:
-                event.setdefault(name[len(_CONTEXT_PREFIX):], value)
+        if name.startswith(_CONTEXT_PREFIX) and value is not Ellipsis:
+            event.setdefault(name[_CONTEXT_PREFIX_LENGTH:], value)
     event["level"] = _LEVEL_OF_METHOD.get(method, method)
     event["timestamp"] = _iso_now()
     return event
@@ -125,6 +124,45 @@ def _tee(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class _Pipeline:
+    """The processor chain as one processor: the context, level and time (``_stamp``),
+    the traceback as text (``-v``) or dropped, every secret masked (``_redact``), the
+    line to events.jsonl (``_tee``), then the console's line — or, for an event below
+    the console's level, an empty one, which ``_Console`` does not write. structlog
+    calls each processor of a chain in turn and drops an event by raising: one call
+    and no exception per event cost less (docs/benchmarks.md)."""
+
+    def __init__(self, level: int, verbose: bool, render: Callable[[Any, str, dict[str, Any]], str]) -> None:
+        self._quiet = frozenset(name for name, number in _LEVELS.items() if number < level)
+        self._verbose = verbose
+        self._render = render
+
+    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> str:
+        _stamp(logger, method, event)
+        if self._verbose:  # the traceback becomes text here, so the redactor below sees it too
+            event = cast(dict[str, Any], structlog.processors.format_exc_info(logger, method, event))
+        else:
+            event.pop("exc_info", None)
+        _tee(logger, method, _redact(logger, method, event))
+        if event["level"] in self._quiet:
+            return ""
+        return self._render(logger, method, event)
+
+
+class _Console:
+    """structlog's logger: each rendered line to stderr; an empty one (an event below
+    the console's level) is not written."""
+
+    def __init__(self, printer: structlog.PrintLogger) -> None:
+        self._printer = printer
+
+    def msg(self, message: str) -> None:
+        if message:
+            self._printer.msg(message)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
+
+
 def configure(*, verbose: bool = False, console_level: int | None = None, json_output: bool | None = None) -> None:
     """Set up structlog for this process. ``json_output`` defaults to "stderr is not a TTY"."""
     if json_output is None:
@@ -133,39 +171,16 @@ def configure(*, verbose: bool = False, console_level: int | None = None, json_o
     renderer: Any = _render_json
     if not json_output:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    processors: list[Any] = [_stamp]
-    if verbose:  # the traceback becomes text here, so the redactor below sees it too
-        processors.append(structlog.processors.format_exc_info)
-    else:
-        processors.append(_drop_exc_info)
-    processors += [_redact, _tee, _LevelFilter(level), renderer]
     # Loggers are not cached (a process that configures again, tests and ``-v``, must
     # log through the new processors), so structlog assembles one for every event: one
-    # PrintLogger made here, instead of one per event, saves a lock look-up each time.
-    printer = structlog.PrintLogger(sys.stderr)
+    # logger made here, instead of one per event, saves a lock look-up each time.
+    console = _Console(structlog.PrintLogger(sys.stderr))
+    processors: list[Any] = [_Pipeline(level, verbose, renderer)]
     structlog.configure(
         processors=processors,
-        logger_factory=lambda *args: printer,
+        logger_factory=lambda *args: console,
         cache_logger_on_first_use=False,
     )
-
-
-def _drop_exc_info(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-    event.pop("exc_info", None)
-    return event
-
-
-class _LevelFilter:
-    """Drop console output below ``level`` (the event file has already seen it)."""
-
-    def __init__(self, level: int) -> None:
-        self.level = level
-        self._quiet = frozenset(name for name, number in _LEVELS.items() if number < level)
-
-    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-        if event.get("level", "info") in self._quiet:
-            raise structlog.DropEvent
-        return event
 
 
 _LEVELS = {name.lower(): number for name, number in logging.getLevelNamesMapping().items()}
