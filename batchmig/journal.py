@@ -100,6 +100,15 @@ almost every write (1,100-1,800 commits for 12,000 writes at 1,000 instances: a
 third of its CPU); with it a few hundred, and an intent waits at most this long
 more before its request may leave."""
 
+UNWAITED_COMMIT_SECONDS = 0.05
+"""Writes nobody waits for (outcomes, steps, instance changes) are committed with the
+next write somebody waits for (an intent, a read, a flush), or this long after the
+first of them at the latest. A fifth of the commits of a run held nothing but such
+writes, and a commit costs the writer more than its rows (docs/benchmarks.md). They
+are not what a resume trusts to avoid a repeat — the intent is — so the only cost is
+that ``status`` may show them this much later, and a runner killed meanwhile
+reconciles the calls whose outcomes it lost (looks them up) instead of reading them."""
+
 # Instance statuses. Final ones end an instance for good; resume restarts the others.
 PENDING = "pending"
 RUNNING = "running"
@@ -439,24 +448,28 @@ class Journal:
 
     def _write_loop(self) -> None:
         committed = 0.0
+        queued = self._queue
         while True:
-            item = self._queue.get()
+            item = queued.get()
             if item is None:
                 return
-            linger = committed + COMMIT_LINGER_SECONDS - time.monotonic()
-            if linger > 0:  # writes keep coming: let more of them join this commit
-                time.sleep(linger)
-            batch = [item]
+            batch, first = [item], time.monotonic()
+            waited = item[2] is not None
             stop = False
             while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
+                linger = committed + COMMIT_LINGER_SECONDS - time.monotonic()
+                if linger > 0:  # writes keep coming: let more of them join this commit
+                    time.sleep(linger)
+                while not queued.empty():  # (this thread is the queue's only reader)
+                    more = queued.get_nowait()
+                    if more is None:
+                        stop = True
+                        break
+                    batch.append(more)
+                    waited = waited or more[2] is not None
+                if stop or waited or time.monotonic() - first >= UNWAITED_COMMIT_SECONDS:
                     break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
+                committed = time.monotonic()  # nobody waits: look again one linger later
             self._commit(batch)
             committed = time.monotonic()
             if stop:
