@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from batchmig import journal as journal_module
 from batchmig.errors import Failure, JournalError
 from batchmig.journal import Journal, PlannedRow
 
@@ -45,6 +46,41 @@ def test_intents_outcomes_and_group_commits(tmp_path: Path) -> None:
     assert len(unresolved) == 100 and all(len(v) == 1 for v in unresolved.values())
     records = journal.instances()
     assert records["i7"].outputs == {"Id": 7} and records["i7"].step == 1
+    journal.close()
+
+
+def test_writes_nobody_waits_for_join_the_next_commit_somebody_waits_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outcomes, steps and instance changes wait for the next intent's commit (a commit
+    costs the writer more than its rows), or ``UNWAITED_COMMIT_SECONDS`` at the latest."""
+    monkeypatch.setattr(journal_module, "UNWAITED_COMMIT_SECONDS", 600.0)
+    path = tmp_path / "journal.sqlite"
+    journal = Journal.open(path, create=True)
+    journal.add_instances([PlannedRow(f"i{n}", n, "p", "w") for n in range(3)])
+    journal.start_writer()
+    reader = sqlite3.connect(path)
+
+    def steps_seen() -> int:
+        return int(reader.execute("SELECT count(*) FROM steps").fetchone()[0])
+
+    async def main() -> None:
+        for n in range(3):
+            journal.step_finished(f"i{n}", 0, "create", 1.0, "succeeded")
+            journal.set_instance(f"i{n}", "running", step=1, step_name="start")
+        await anyio.sleep(0.1)  # the writer has long had them, and lingered
+        assert journal.commits == 0 and steps_seen() == 0
+        await journal.intent("i0", 1, "Start", "i0")
+        assert journal.commits == 1 and steps_seen() == 3  # all of them, with the intent
+        monkeypatch.setattr(journal_module, "UNWAITED_COMMIT_SECONDS", 0.05)
+        journal.step_finished("i1", 1, "start", 2.0, "succeeded")  # nobody waits, nobody comes
+        with anyio.fail_after(30):
+            while steps_seen() < 4:
+                await anyio.sleep(0.02)
+
+    anyio.run(main)
+    assert journal.instances()["i2"].step == 1
+    reader.close()
     journal.close()
 
 
