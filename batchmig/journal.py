@@ -14,7 +14,8 @@ at once (group commit): the event loop never blocks on the disk, and a thousand
 concurrent intents cost a handful of fsyncs, not a thousand; under a steady stream of
 writes it commits at most every ``COMMIT_LINGER_SECONDS``. Only ``intent`` waits
 for its commit — it must be durable before the request leaves — while other writes
-are ordered behind it in the same queue. A queued write is a statement and its
+are ordered behind it in the same queue, and join the next commit somebody waits for
+(``UNWAITED_COMMIT_SECONDS``). A queued write is a statement and its
 values, not a function: the writer runs each statement's rows of a batch at once
 (``executemany``), and wakes each waiting event loop once per commit. The journal
 numbers the calls itself (the runner holding the run is their only writer), so an
