@@ -282,7 +282,7 @@ def _private_json(value: Mapping[str, Any] | None) -> str | None:
     """
     if value is None:
         return None
-    return _json(REDACTOR.redact_tree(dict(value)))
+    return _json(REDACTOR.redact_tree(value))
 
 
 def _json(value: Mapping[str, Any]) -> str:

@@ -267,8 +267,10 @@ class Redactor:
         if not text:
             return text
         tiers, clean = self._clean_texts()
-        if text in clean:
-            return text
+        return text if text in clean else self._scan(text, tiers, clean)
+
+    def _scan(self, text: str, tiers: tuple[_Tier, ...], clean: set[str]) -> str:
+        """``text`` masked (``clean``: the texts known clean against ``tiers``)."""
         for tier in tiers:
             if tier.any_form.search(text):
                 break
@@ -307,26 +309,35 @@ class Redactor:
 
     def redact_tree(self, value: Any) -> Any:
         """``value`` with every string in it masked; other leaves are kept if JSON-native."""
-        kind = type(value)  # the usual types first, by identity (isinstance on ABCs is slow)
-        if kind is str:
-            return self(value)
-        if kind is dict or kind is list or kind is tuple:
-            # A string found clean before is kept without a call (keys and ids repeat).
-            clean, redact = self._clean_texts()[1], self.redact_tree
-            if kind is dict:
-                return {key if key.__class__ is str and key in clean else redact(key):
-                        item if item.__class__ is str and item in clean else redact(item)
-                        for key, item in value.items()}
-            return [item if item.__class__ is str and item in clean else redact(item) for item in value]
+        tiers, clean = self._clean_texts()
+        return self._walk(value, tiers, clean)
+
+    def _walk(self, value: Any, tiers: tuple[_Tier, ...], clean: set[str]) -> Any:
+        # The usual types first, by identity (isinstance on ABCs is slow); a leaf that
+        # holds no secret (a number, None, a string found clean before) is kept where it
+        # is met, without a call: keys, ids and statuses repeat in every record.
+        kind, native = value.__class__, _NATIVE_LEAVES
+        if kind is dict:
+            return {key if key.__class__ is str and key in clean else self._walk(key, tiers, clean):
+                    item if item.__class__ in native or (item.__class__ is str and item in clean)
+                    else self._walk(item, tiers, clean)
+                    for key, item in value.items()}
+        if kind is list or kind is tuple:
+            return [item if item.__class__ in native or (item.__class__ is str and item in clean)
+                    else self._walk(item, tiers, clean) for item in value]
         if isinstance(value, str):
-            return self(value)
-        if value is None or isinstance(value, bool | int | float):
+            return value if not value or value in clean else self._scan(value, tiers, clean)
+        if kind in native or isinstance(value, bool | int | float):
             return value
         if isinstance(value, Mapping):
-            return {self.redact_tree(key): self.redact_tree(item) for key, item in value.items()}
+            return {self._walk(key, tiers, clean): self._walk(item, tiers, clean) for key, item in value.items()}
         if isinstance(value, list | tuple):
-            return [self.redact_tree(item) for item in value]
-        return self(str(value))
+            return [self._walk(item, tiers, clean) for item in value]
+        return self._walk(str(value), tiers, clean)
+
+
+_NATIVE_LEAVES = frozenset({int, float, bool, type(None)})
+"""Leaves a tree keeps as they are: no secret hides in them."""
 
 
 REDACTOR = Redactor()
