@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import click
-import yaml
 
 from batchmig import __version__, eventloop, logs
 from batchmig import cli_options as opt
@@ -179,6 +178,8 @@ def validate(cli: CliContext, plan: str, fmt: Format, check_env: bool, sandbox: 
 
 
 def _sandbox_config(config_path: str | None, time_scale: float | None) -> SandboxConfig:
+    import yaml  # only a sandbox's config file is YAML here: `status` and `report` need no parser
+
     from batchmig.sandbox.config import SandboxConfig
 
     config = SandboxConfig()

@@ -1,5 +1,5 @@
 """What ``batchmig status`` pays before it shows anything: it imports no engine, HTTP
-client, sandbox, plan model or plugin, and its read-only open leaves the steps' type check to the
+client, sandbox, plan model, YAML parser or plugin, and its read-only open leaves the steps' type check to the
 first read of the steps — a command that reads none (the table) shows every instance of
 a journal with a garbled step row, and one that reads them still refuses it (exit 5)."""
 
@@ -31,7 +31,7 @@ instances:
 """
 
 NOT_FOR_STATUS = ("aiohttp", "batchmig.engine", "batchmig.sandbox", "batchmig.operations", "batchmig.plan",
-                  "batchmig.registry", "batchmig.scaleout", "pluggy")
+                  "batchmig.registry", "batchmig.scaleout", "pluggy", "yaml")
 
 
 @pytest.fixture
