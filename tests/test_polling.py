@@ -6,6 +6,7 @@ makes a job due, and which jobs a poll takes — no test waits on the wall clock
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -164,6 +165,7 @@ async def test_a_finished_job_teaches_its_queue() -> None:
     answers = {"a": "running"}
     queue = make_queue(clock, answers)
     job = waiter("a", clock)
+    job.done = asyncio.get_running_loop().create_future()
     queue.schedule(job)
     clock.advance(4.0)
     await poll_head(queue, clock)
@@ -172,7 +174,7 @@ async def test_a_finished_job_teaches_its_queue() -> None:
     answers["a"] = "succeeded"
     clock.advance(2.0)
     await poll_head(queue, clock)
-    assert job.done.is_set() and job.result is not None and job.result.state == "succeeded"
+    assert job.done.done() and job.result is not None and job.result.state == "succeeded"
     assert queue.durations[""].plausible == 6.0, "found done 6 s after it began"
 
 

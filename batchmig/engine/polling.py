@@ -38,7 +38,7 @@ import itertools
 import math
 from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -124,7 +124,7 @@ class Durations:
         return self._sorted[min(n - 1, math.floor(target * n))]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Waiter:
     instance: str
     item: WaitItem
@@ -138,14 +138,20 @@ class _Waiter:
     """Age (seconds since the wait began) at the latest answer that said "running"."""
     ready: float = 0.0
     """When it may be polled at all: plausibly done and ``interval`` after its last poll."""
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once ``result`` is known (an asyncio event: one per wait, a sixth of an anyio one's cost)."""
     result: WaitStatus | BaseException | None = None
     polls: int = 0
     malformed: int = 0
     probe: bool = False
     solo: bool = False
     cancelled: bool = False
+    done: asyncio.Future[None] | None = None
+    """Resolved once ``result`` is known (``finish``): the future ``PollHub.wait`` awaits
+    (not an asyncio event, which makes one per wait anyway, behind two more calls)."""
+
+    def finish(self, result: WaitStatus | BaseException) -> None:
+        self.result = result
+        if self.done is not None and not self.done.done():  # cancelled with its instance's wait: nobody reads it
+            self.done.set_result(None)
 
 
 class _PollQueue:
@@ -303,8 +309,7 @@ class _PollQueue:
                         self.add(waiter, now + (0 if len(batch) > 1 else self.interval))
                     continue
                 if error is not None:
-                    waiter.result = error
-                    waiter.done.set()
+                    waiter.finish(error)
                     continue
                 assert statuses is not None
                 status = statuses[index] if index < len(statuses) else WaitStatus.running()
@@ -315,8 +320,7 @@ class _PollQueue:
                         self.schedule(waiter)
                 else:
                     self.durations[waiter.kind].learn(now - waiter.started)
-                    waiter.result = status
-                    waiter.done.set()
+                    waiter.finish(status)
         finally:
             if early:
                 self.early_in_flight -= 1
@@ -370,9 +374,10 @@ class PollHub:
         instance = item.instance.id
         self.last_seen.pop(instance, None)
         waiter = _Waiter(instance, item, poller.group(item), started=self.clock.now(), kind=kind)
+        waiter.done = done = asyncio.get_running_loop().create_future()
         queue.join(waiter)
         try:
-            await waiter.done.wait()
+            await done
         finally:
             waiter.cancelled = True
             self.polls_by_poller[poller.name] = self.polls_by_poller.get(poller.name, 0) + waiter.polls

@@ -139,11 +139,11 @@ class SharedEngine(Engine):
 
     async def _run_waves(self, tg: anyio.abc.TaskGroup) -> None:
         for index, wave in enumerate(self.plan.waves):
-            if not await self._drive_wave(tg, index, wave):
+            if not await self._drive_wave(index, wave):
                 return
-        await self._claim_released(tg)
+        await self._claim_released()
 
-    async def _drive_wave(self, tg: anyio.abc.TaskGroup, index: int, wave: Wave) -> bool:
+    async def _drive_wave(self, index: int, wave: Wave) -> bool:
         """Claim and run instances of the wave until it is settled in every runner.
 
         Returns whether later waves may start.
@@ -180,7 +180,7 @@ class SharedEngine(Engine):
             if free > 0:
                 claims = await self._store(partial(self.shared.claim, index, free, wave_cap, limit, max_failed)) or []
                 for claim in claims:
-                    self._launch(tg, claim)
+                    self._launch(claim)
                 if claims:
                     continue
             if state.unsettled == 0 and not self._running_in_wave(wave):
@@ -229,14 +229,14 @@ class SharedEngine(Engine):
         members = set(wave.instances)
         return any(iid in members and iid not in self._at_cutover for iid in self._scopes)
 
-    async def _claim_released(self, tg: anyio.abc.TaskGroup) -> None:
+    async def _claim_released(self) -> None:
         """After the last wave: run released cutovers; with --wait-for-cutover, wait for them all."""
         limit = self.plan.document.run.max_concurrency
         while not self.stopping:
             free = max(limit - self._running_here, 0)
             claims = await self._store(partial(self.shared.claim, -1, free, limit, limit, 0)) or []
             for claim in claims:
-                self._launch(tg, claim)
+                self._launch(claim)
             if not self.wait_for_cutover:
                 return
             counts = await self._store(self.shared.run_unsettled)
@@ -246,7 +246,9 @@ class SharedEngine(Engine):
                 await self._changed.wait()
             self._changed = anyio.Event()
 
-    def _launch(self, tg: anyio.abc.TaskGroup, claim: Claim) -> None:
+    def _launch(self, claim: Claim) -> None:
+        """Run a claimed instance in a reused task of the run (``Engine._workers``), as the
+        engine of a runner alone does: spawning a task per instance costs ten times as much."""
         iid = claim.record.id
         known = self._records.get(iid)
         if known is not None and claim.record.status not in ("pending",):
@@ -287,7 +289,7 @@ class SharedEngine(Engine):
                 self._idle.set()
                 self._changed.set()
 
-        tg.start_soon(task)
+        self._workers.start_soon(task)
 
     async def final_counts(self) -> dict[str, int]:
         """The whole run's counts from the store (this runner saw only its own instances
