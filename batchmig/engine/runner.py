@@ -3,7 +3,7 @@
 One anyio task group per run. Instances get a task only when a concurrency slot is
 free (10,000 instances do not mean 10,000 tasks), one that finished its last instance
 if there is one (``engine/workers.py``); each runs its provider's steps in its own
-cancel scope (a step's deadline cancels it), so one instance's failure never touches another, and a stop
+cancel scope (a step's timeout is a timer that cancels it), so one instance's failure never touches another, and a stop
 (SIGINT/SIGTERM) cancels waiting but not calls on the wire — the pipeline shields
 those until their outcome is journaled.
 
@@ -16,6 +16,7 @@ watched), so it stops driving the instance, says why, and never re-sends blindly
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
@@ -27,7 +28,6 @@ import anyio
 import anyio.lowlevel
 import structlog
 
-from batchmig.engine.deadlines import Deadlines
 from batchmig.engine.observer import RunObserver
 from batchmig.engine.pipeline import Pipeline, read_answer
 from batchmig.engine.polling import PollHub
@@ -142,8 +142,7 @@ class Engine:
                 wave = plan.instance(iid).wave
                 self._failed[wave] = self._failed.get(wave, 0) + 1
         self._scopes: dict[str, anyio.CancelScope] = {}
-        self._timed_out: set[str] = set()  # instances whose step's deadline passed (``_time_out``)
-        self._deadlines = Deadlines()
+        self._timed_out: set[str] = set()  # instances whose step's timer went off (``_time_out``)
         self._settle: dict[str, Callable[[], None]] = {}
         self._at_cutover: set[str] = set()  # instance tasks waiting for a cutover release
         self._released: set[str] = journal.released_cutovers()
@@ -181,17 +180,13 @@ class Engine:
     async def run(self) -> None:
         log.info("run.started", run=self.run_id, instances=len(self.plan.instances))
         self.observer.run_started(self.run_id, len(self.plan.instances))
-        try:
-            async with anyio.create_task_group() as tg:
-                self._hub = PollHub(self.pipeline, self.clock, tg, self.plan.document.run.poll_interval,
-                                    self.poll_scale)
-                self._workers = Workers(tg, "instance")
-                tg.start_soon(self._watch_cutovers)
-                await self._run_waves(tg)
-                await self._wait_until_idle()
-                tg.cancel_scope.cancel()  # only the cutover watcher, poll queues and parked workers are left
-        finally:
-            self._deadlines.close()
+        async with anyio.create_task_group() as tg:
+            self._hub = PollHub(self.pipeline, self.clock, tg, self.plan.document.run.poll_interval, self.poll_scale)
+            self._workers = Workers(tg, "instance")
+            tg.start_soon(self._watch_cutovers)
+            await self._run_waves(tg)
+            await self._wait_until_idle()
+            tg.cancel_scope.cancel()  # only the cutover watcher, poll queues and parked workers are left
         if self._fatal is not None:
             raise self._fatal
         await self.journal.flush()
@@ -399,10 +394,11 @@ class Engine:
         started = time.time()
         timeout = pinst.timeout(step.name)
         self.observer.step_started(iid, pinst.provider, step.name)
-        # The step's deadline cancels its instance's scope (``_time_out``): not a cancel
-        # scope of its own per step (creating, entering and leaving one cost about 4% of
-        # the runner's CPU), nor a timer of the loop per step (``engine/deadlines.py``).
-        deadline = self._deadlines.after(timeout, self._time_out, iid, scope)
+        # The step's deadline is a timer that cancels its instance's scope (``_time_out``),
+        # not a cancel scope of its own per step: creating, entering and leaving one cost
+        # about 4% of the runner's CPU (docs/benchmarks.md).
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(loop.time() + timeout, self._time_out, iid, scope)
         try:
             try:
                 if isinstance(step, CallStep):
@@ -412,7 +408,7 @@ class Engine:
                 else:
                     new = await self._wait(pinst, view, step, outputs)
             finally:
-                deadline.cancel()
+                timer.cancel()
             if iid in self._timed_out:  # it ended as its time ran out: its instance's scope is cancelled
                 raise TimeoutError
         except (TimeoutError, anyio.get_cancelled_exc_class()) as exc:
@@ -438,7 +434,7 @@ class Engine:
         return {**outputs, **new}
 
     def _time_out(self, iid: str, scope: anyio.CancelScope) -> None:
-        """A step's deadline passed: cancel its instance's scope, unless something else
+        """A step's timer went off: cancel its instance's scope, unless something else
         (a stop, a lost lease) already did — then the instance is interrupted, as before
         a step's own deadline scope would have let it be."""
         if not scope.cancel_called:
