@@ -50,6 +50,22 @@ from batchmig.store.fence import Fence, FenceClosed, LeaseLost
 
 log = structlog.get_logger("batchmig.pipeline")
 
+_SCOPE_CLASS: list[type[anyio.CancelScope]] = []
+
+
+def cancel_scope(*, shield: bool = False) -> anyio.CancelScope:
+    """``anyio.CancelScope(shield=shield)``, made by the running backend's own class.
+
+    ``anyio.CancelScope(...)`` looks the running backend up at every scope (sniffio, the
+    current task, a dict): measured in the overhead run (thread CPU time around it), 6.2
+    of the 14 µs a call's shielded scope cost went to making it, 3.2 by the class itself.
+    batchmig runs on asyncio alone (``eventloop.py``): the class is asked for once.
+    """
+    if not _SCOPE_CLASS:
+        _SCOPE_CLASS.append(type(anyio.CancelScope()))
+    return _SCOPE_CLASS[0](shield=shield)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 8
@@ -224,7 +240,7 @@ class Pipeline:
     async def _send_admitted(
         self, key: LimitKey, conn: Connection, call: Call, release: Release | None
     ) -> Answer:
-        with anyio.CancelScope(shield=True):  # a call on the wire finishes and is accounted
+        with cancel_scope(shield=True):  # a call on the wire finishes and is accounted
             request = await conn.prepare(call)
             self.stats.sent[call.action] += 1
             self.traffic.add(key, CALL)

@@ -29,7 +29,7 @@ import anyio.lowlevel
 import structlog
 
 from batchmig.engine.observer import RunObserver
-from batchmig.engine.pipeline import Pipeline, read_answer
+from batchmig.engine.pipeline import Pipeline, cancel_scope, read_answer
 from batchmig.engine.polling import PollHub
 from batchmig.engine.workers import Workers
 from batchmig.errors import Failure, JournalError, OutcomeUnsureError, ProviderError, UnknownOutcomeError
@@ -339,7 +339,7 @@ class Engine:
         index = record.step if record else 0
         outputs: dict[str, Any] = dict(record.outputs) if record else {}
         unresolved = self._unresolved.pop(iid, [])
-        scope = anyio.CancelScope()
+        scope = cancel_scope()
         self._scopes[iid] = scope
         # The instance's task runs in a context of its own: bound here, nothing needs
         # restoring when it ends (``bound_contextvars`` would save and restore them).
