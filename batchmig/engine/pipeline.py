@@ -309,8 +309,13 @@ class Pipeline:
         step: CallStep,
         outputs: Outputs,
         unresolved: Sequence[int] = (),
+        built: Call | None = None,
     ) -> tuple[Outputs, str | None]:
         """Send a step's mutating call exactly once in effect; return (outputs, request id).
+
+        ``built`` is ``step.build(outputs)`` if the caller made it already (the engine
+        does, to see whether the step's call mutates): the first attempt sends it rather
+        than building the same call again.
 
         ``unresolved`` are the journal ids of earlier calls of this step whose effect
         nobody knows (the process died before it found out, or another runner did): the
@@ -338,7 +343,7 @@ class Pipeline:
                 found = await self._reconcile(connection, instance, step, outputs, uncertain)
                 if found is not None:
                     return found, lost_answer
-            call = step.build(outputs)
+            call = built if built is not None and attempt == 1 else step.build(outputs)
             intent = _Intent(self._journal, instance, step_index, call)
             try:
                 answer = await self._attempt(connection, call, intent=intent)

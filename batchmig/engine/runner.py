@@ -471,7 +471,7 @@ class Engine:
     ) -> dict[str, Any]:
         call = step.build(outputs)
         if call.mutating:
-            result, _ = await self.pipeline.mutate(pinst.connection, pinst.id, index, step, outputs, unresolved)
+            result, _ = await self.pipeline.mutate(pinst.connection, pinst.id, index, step, outputs, unresolved, call)
             return dict(result)
         for attempt in range(1, self.pipeline.retry.max_attempts + 1):
             answer = await self.pipeline.read(pinst.connection, call)
