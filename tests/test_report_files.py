@@ -276,6 +276,30 @@ def test_script_json_cannot_close_its_script() -> None:
     assert "</" not in text and "<!--" not in text and json.loads(text)["message"].startswith("</script>")
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8)
+INDEX = st.integers(0, 3) | st.integers(-(2**70), 2**70) | st.booleans()
+TIME = st.floats() | st.floats(-1e17, 1e17).map(lambda x: round(x, 1))
+BAR = st.tuples(INDEX, TIME, st.none() | TIME, INDEX).map(list) | st.lists(INDEX | TIME | st.none(), max_size=5)
+VIEW_INSTANCE = st.tuples(  # view_data's [id, provider, wave, status, step, error, bars, tags, cutover], or near it
+    st.text(), INDEX, INDEX, INDEX, st.text() | st.floats(), INDEX, st.lists(BAR, max_size=3),
+    st.just(0) | st.dictionaries(st.text(max_size=4), st.text() | JSON_VALUES, max_size=2), INDEX,
+).map(list) | st.lists(JSON_VALUES, max_size=9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=3), st.lists(VIEW_INSTANCE, max_size=3),
+       st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=3))
+def test_script_json_is_jsons_text_however_a_view_is_written(head: dict, instances: list, tail: dict) -> None:
+    """A view's instances are written by orjson when it writes them as json does: any
+    document's text is json's, floats near 0, beyond 1e16 or not finite included."""
+    document = {**head, "instances": instances, **{key: value for key, value in tail.items() if key != "instances"}}
+    expected = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    assert script_json(document) == (
+        expected.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
 def test_figures_and_metrics_of_the_finished_run(finished: Path) -> None:
     figures = read_figures(finished / FIGURES_NAME)
     assert figures is not None and figures.invocation is not None and figures.invocation.exit_code == 1

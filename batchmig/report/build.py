@@ -194,12 +194,13 @@ def _step_records(journal: ReportSource, words: dict[str, str]) -> dict[str, lis
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """No cyclic garbage collection while a report is built and rendered in a short-lived
-    command (``status``, ``report``): it allocates millions of objects in trees without
-    cycles, which reference counting frees, and the collector's passes over them were a
-    third of the build's time at 100,000 instances (the runner freezes its long-lived
-    objects out of the collector for the same reason). What was allocated meanwhile is
-    frozen too before the collector comes back: its first pass would otherwise walk all
-    of it at once (0.16 s at 100,000 instances), only to free nothing."""
+    command (``status``, ``report``) or at a runner's end: it allocates millions of objects
+    in trees without cycles, which reference counting frees, and the collector's passes
+    over them were a third of the build's time at 100,000 instances (the runner freezes its
+    long-lived objects out of the collector for the same reason, and unfreezes them as it
+    returns). What was allocated meanwhile is frozen too before the collector comes back:
+    its first pass would otherwise walk all of it at once (0.16 s at 100,000 instances),
+    only to free nothing."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -68,11 +68,11 @@ def _element(indent: str, tag: str, attributes: str, text: str = "") -> str:
     return f"{indent}<{tag}{attributes}>{content(text)}</{tag}>\n" if text else f"{indent}<{tag}{attributes} />\n"
 
 
-def _case(instance: InstanceReport, steps: Sequence[StepOutcome], classname: str) -> str:
-    """The instance's testcase (its outcome as ``_counts`` counts it)."""
+def _case(instance: InstanceReport, steps: Sequence[StepOutcome], seconds: float, classname: str) -> str:
+    """The instance's testcase (its outcome as ``_counts`` counts it; ``seconds``: its steps' ``_seconds``)."""
     error = instance.error
     head = (f'  <testcase name="{attribute(_text(instance.id))}" classname="{classname}" '
-            f'time="{_seconds(steps):.3f}">\n')
+            f'time="{seconds:.3f}">\n')
     outcome = ""
     if instance.status == "failed":
         message = f"{error.code}: {error.message}" if error else "failed"
@@ -147,12 +147,12 @@ def junit_chunks(report: RunReport, rows: Mapping[str, Sequence[JournalStep]] | 
         classname = attribute(_text(f"batchmig.{wave}"))
         failed, errored, skip = counts[wave]
         outcomes = [steps_of(i) for i in instances]  # (read once: the suite's time comes first)
-        seconds = sum(_seconds(steps) for steps in outcomes)
+        times = [_seconds(steps) for steps in outcomes]
         yield (f' <testsuite name="{attribute(_text(wave))}" id="{number}"{suite_attributes} '
                f'tests="{len(instances)}" failures="{failed}" errors="{errored}" skipped="{skip}" '
-               f'time="{seconds:.3f}">\n  <properties>\n{properties}  </properties>\n')
-        for batch in batches(zip(instances, outcomes, strict=True)):
-            yield "".join(_case(instance, steps, classname) for instance, steps in batch)
+               f'time="{sum(times):.3f}">\n  <properties>\n{properties}  </properties>\n')
+        for batch in batches(zip(instances, outcomes, times, strict=True)):
+            yield "".join(_case(instance, steps, seconds, classname) for instance, steps, seconds in batch)
         yield " </testsuite>\n"
     yield "</testsuites>\n"
 
