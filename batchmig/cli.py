@@ -195,7 +195,7 @@ def _sandbox_config(config_path: str | None, time_scale: float | None) -> Sandbo
 
 
 def _finish(outcome: RunOutcome) -> NoReturn:
-    print_summary(outcome.built)  # no step shown: not their records
+    print_summary(outcome.run_report)
     click.echo(f"run {outcome.run_id}: report in {outcome.run_dir / 'report.json'}", err=True)
     if outcome.exit_code == ExitCode.INTERRUPTED:
         click.echo(f"interrupted — continue with: batchmig resume {outcome.run_id}", err=True)

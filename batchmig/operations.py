@@ -68,11 +68,10 @@ from batchmig.progress import EtaModel, LiveState, show_progress
 from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
-from batchmig.report import RunReport, build_run_report
+from batchmig.report import RunReport, build_run_report, write_report
 from batchmig.report.build import collector_paused
 from batchmig.report.formats import prepare as prepare_report
 from batchmig.report.formats import write_report_files
-from batchmig.report.rows import JournalStep, step_rows, with_step_records
 from batchmig.rundir import find_run_dir, make_run_id, run_lock
 from batchmig.sandbox.config import SandboxConfig
 
@@ -105,16 +104,7 @@ class RunOutcome:
     run_id: str
     run_dir: Path
     exit_code: ExitCode
-    built: RunReport
-    """The report the runner wrote its files from: without step records when ``steps`` holds the steps."""
-    steps: dict[str, list[JournalStep]] | None = None
-    """The instances' steps as the journal's rows, when ``built`` was built without them (a
-    runner's end: the files are written from the rows; their records are made only if asked for)."""
-
-    @functools.cached_property
-    def run_report(self) -> RunReport:
-        """The run's report with its step records."""
-        return self.built if self.steps is None else with_step_records(self.built, self.steps)
+    run_report: RunReport
 
     @functools.cached_property
     def report(self) -> dict[str, Any]:
@@ -123,7 +113,7 @@ class RunOutcome:
 
     @property
     def statuses(self) -> dict[str, str]:
-        return {instance.id: instance.status for instance in self.built.instances}
+        return {instance.id: instance.status for instance in self.run_report.instances}
 
 
 # ------------------------------------------------------------- connections
@@ -467,19 +457,18 @@ async def _execute(
     figures = monitor.figures(monitor.invocation(ended=time.time(), exit_code=code,
                                                  stop_reason=engine.stop_reason or None))
     monitor.write(figures, active=False)
-    # The steps stay the journal's rows, read once for every file (their records are not needed
-    # for them); the report's objects are freed by reference counting, the collector's passes
-    # over the run's objects meanwhile were a tenth of the report's cost at 10,000 instances.
+    # The report's objects are freed by reference counting: the collector's passes over the
+    # run's objects meanwhile were a tenth of the report's cost at 10,000 instances.
     with collector_paused():
-        run_report = build_run_report(journal, plan=plan, figures=figures, steps=False)
-        steps = step_rows(journal)
+        run_report = build_run_report(journal, plan=plan, figures=figures)
         try:
-            write_report_files(run_dir, run_report, ("json", *HANDED_ON), steps)
+            write_report(run_dir / "report.json", run_report)
+            write_report_files(run_dir, run_report, HANDED_ON)
         except OSError as exc:  # the run directory filled up or lost its write permission at the very end
             stopped = JournalError(f"run {run_id}: cannot write {run_dir / 'report.json'}: {exc.strerror or exc}")
             stopped.hint = f"free space or fix the permissions of {run_dir}, then `batchmig resume {run_id}`"
             raise stopped from None
-    return RunOutcome(run_id, run_dir, code, run_report, steps)
+    return RunOutcome(run_id, run_dir, code, run_report)
 
 
 INVOCATION_RECORD_SECONDS = 0.25

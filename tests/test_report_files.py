@@ -10,7 +10,6 @@ import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, tzinfo
 from pathlib import Path
 
 import pytest
@@ -21,19 +20,17 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from batchmig.engine.traffic import CALL, RETRY, THROTTLE, Traffic
-from batchmig.journal import Journal
 from batchmig.private_files import write_private_chunks, write_private_file
 from batchmig.ratelimit import LimitKey
 from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
-from batchmig.report import RunReport, build_run_report, files, read_report, view
+from batchmig.report import RunReport, files, read_report
 from batchmig.report.csv import ids_json, safe_cell
 from batchmig.report.files import FIGURES_NAME, read_figures, render_report
-from batchmig.report.formats import FORMATS, write_report_files
+from batchmig.report.formats import write_report_files
 from batchmig.report.html import script_json
 from batchmig.report.junit import attribute, content, render_junit
 from batchmig.report.markdown import cell
-from batchmig.report.rows import step_rows, with_step_records
 from batchmig.testing import FakeClock, run_plan
 
 JUNIT_XSD = Path(__file__).parent / "junit" / "junit.xsd"
@@ -71,37 +68,6 @@ def test_every_file_is_written_private(finished: Path) -> None:
         mode = stat.S_IMODE((finished / name).stat().st_mode)
         assert mode == 0o600, f"{name} is {oct(mode)}"
     assert not list(finished.glob("*.tmp"))
-
-
-def test_a_runner_writes_the_files_of_the_records_from_the_journals_rows(
-    finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """At its end a runner renders every file from the steps as the journal's rows, without
-    their records: the bytes the records render (the HTML's time of making aside, fixed here)."""
-    journal = Journal.open(finished / "journal.sqlite", read_only=True)
-    try:
-        figures = read_figures(finished / FIGURES_NAME)
-        records = build_run_report(journal, figures=figures)
-        bare, rows = build_run_report(journal, figures=figures, steps=False), step_rows(journal)
-    finally:
-        journal.close()
-    assert any(instance.steps for instance in records.instances)
-    for name in ("report.json", "report.junit.xml", "report.md", "report.csv"):  # as the runner wrote them
-        renderer = next(render for file_name, render in FORMATS.values() if file_name == name)
-        assert (finished / name).read_bytes() == "".join(renderer(records)).encode(), name
-
-    class Fixed(datetime):
-        @classmethod
-        def now(cls, tz: tzinfo | None = None) -> Fixed:
-            return cls(2026, 12, 2, 8, 0, tzinfo=tz)
-
-    monkeypatch.setattr(view, "datetime", Fixed)
-    (tmp_path / "rows").mkdir()
-    (tmp_path / "records").mkdir()
-    from_rows = {path.name: path.read_bytes() for path in write_report_files(tmp_path / "rows", bare, rows=rows)}
-    from_records = {path.name: path.read_bytes() for path in write_report_files(tmp_path / "records", records)}
-    assert from_rows == from_records
-    assert with_step_records(bare, rows) == records
 
 
 def test_report_json_is_the_document_with_one_instance_per_line(finished: Path) -> None:

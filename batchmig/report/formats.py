@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchmig.private_files import write_private_chunks
-from batchmig.report.csv import csv_chunks, instances_csv_chunks
+from batchmig.report.csv import csv_chunks
 from batchmig.report.files import report_chunks
 from batchmig.report.html import render_html
 from batchmig.report.junit import junit_chunks
 from batchmig.report.markdown import render_markdown
 from batchmig.report.model import SCHEMA_VERSION, CallSummary, ErrorRecord, InstanceReport, RunReport, StepRecord
-from batchmig.report.rows import JournalStep, lines_with_steps, spans_of_rows
+from batchmig.report.rows import JournalStep, lines_with_steps
 
 FORMATS: dict[str, tuple[str, Callable[[RunReport], Iterable[str]]]] = {
     "json": ("report.json", report_chunks),
@@ -45,8 +45,6 @@ def chunks_from_rows(fmt: str, report: RunReport, rows: dict[str, list[JournalSt
         return (render_html(report, rows=rows),)
     if fmt == "junit":
         return junit_chunks(report, rows)
-    if fmt == "csv":
-        return instances_csv_chunks(report.instances, spans_of_rows(rows))
     return FORMATS[fmt][1](report)
 
 
@@ -54,14 +52,12 @@ def render(report: RunReport, fmt: str) -> str:
     return "".join(FORMATS[fmt][1](report))
 
 
-def write_report_files(run_dir: Path, report: RunReport, formats: tuple[str, ...] = tuple(FORMATS),
-                       rows: dict[str, list[JournalStep]] | None = None) -> list[Path]:
-    """Write ``formats`` of ``report`` into ``run_dir``; returns the paths. Raises OSError.
-    ``rows``: the instances' steps as the journal's rows, if ``report`` was built without them."""
+def write_report_files(run_dir: Path, report: RunReport, formats: tuple[str, ...] = tuple(FORMATS)) -> list[Path]:
+    """Write ``formats`` of ``report`` into ``run_dir``; returns the paths. Raises OSError."""
     written = []
     for fmt in formats:
         name, renderer = FORMATS[fmt]
-        write_private_chunks(run_dir / name, renderer(report) if rows is None else chunks_from_rows(fmt, report, rows))
+        write_private_chunks(run_dir / name, renderer(report))
         written.append(run_dir / name)
     return written
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -22,7 +21,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from batchmig.journal import Journal
-from batchmig.report.model import InstanceReport, RunReport, StepRecord, made, moment, span, timestamp
+from batchmig.report.model import InstanceReport, StepRecord, made, moment, span, timestamp
 
 JournalStep = tuple[str, int, str, float | None, float | None, str]
 """A step as ``Journal.steps`` reads it: instance, index, name, started, ended, status."""
@@ -258,23 +257,11 @@ def spans_of_times(times: Iterable[tuple[str, float | None, float | None]]) -> d
     return spans
 
 
-def lines_with_steps(steps: Mapping[str, Sequence[JournalStep]]) -> Callable[[InstanceReport], str]:
-    """``instance_line`` of an instance with its rows in ``steps``."""
+def lines_with_steps(steps: dict[str, list[JournalStep]]) -> Callable[[InstanceReport], str]:
+    """``instance_line`` of an instance with its rows in ``steps`` (taken out as they are
+    written: each instance is written once)."""
     iso = IsoTimes()
-    return lambda instance: instance_line(instance, steps.get(instance.id, ()), iso)
-
-
-def spans_of_rows(steps: Mapping[str, Sequence[JournalStep]]) -> dict[str, StepSpan]:
-    """``step_spans`` of the steps as the journal's rows (each instance's in order)."""
-    return spans_of_times((row[0], row[3], row[4]) for rows in steps.values() for row in rows)
-
-
-def with_step_records(report: RunReport, steps: Mapping[str, Sequence[JournalStep]]) -> RunReport:
-    """``report``, built without its steps, with their records made from the journal's rows
-    (the report ``build_run_report`` builds with them)."""
-    return replace(report, instances=tuple(
-        made(InstanceReport, {**vars(instance), "steps": step_records(steps.get(instance.id, ()))})
-        for instance in report.instances))
+    return lambda instance: instance_line(instance, steps.pop(instance.id, ()), iso)
 
 
 _PLAIN = frozenset({str, bool, type(None)})
