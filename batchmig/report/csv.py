@@ -54,11 +54,17 @@ _NO_ERROR = (None,) * 5
 
 
 def ids_json(ids: dict[str, Any]) -> str:
-    """``json.dumps(ids, sort_keys=True, default=str)``, written directly when every key and
-    value is text (the usual cloud ids): the same characters, without the encoder's set-up."""
-    if all(type(key) is str and type(value) is str for key, value in ids.items()):
-        return "{" + ", ".join(f"{_quoted(key)}: {_quoted(value)}" for key, value in sorted(ids.items())) + "}"
+    """``json.dumps(ids, sort_keys=True, default=str)``, written directly when every key is
+    text and every value text, a boolean or None (the usual cloud ids and flags): the same
+    characters, without the encoder's set-up."""
+    if all(type(key) is str for key in ids) and set(map(type, ids.values())) <= _ID_TYPES:
+        return "{" + ", ".join(f"{_quoted(key)}: {_quoted(value) if type(value) is str else _LITERALS[value]}"
+                               for key, value in sorted(ids.items())) + "}"
     return json.dumps(ids, sort_keys=True, default=str)
+
+
+_ID_TYPES = frozenset({str, bool, type(None)})
+_LITERALS = {True: "true", False: "false", None: "null"}
 
 
 def csv_chunks(report: RunReport) -> Iterator[str]:
