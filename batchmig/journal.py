@@ -522,12 +522,16 @@ class Journal:
         self._queue.put((sql, params, None))
 
     async def _submit_and_wait(self, op: str | Callable[[sqlite3.Connection], Any], params: Any = None) -> Any:
+        future = self._submit_future(op, params)
+        with anyio.CancelScope(shield=True):  # an intent must not be abandoned half-way
+            return await future
+
+    def _submit_future(self, op: str | Callable[[sqlite3.Connection], Any], params: Any) -> asyncio.Future[Any]:
         if self._failure is not None:
             raise self._failure
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put((op, params, future))
-        with anyio.CancelScope(shield=True):  # an intent must not be abandoned half-way
-            return await future
+        return future
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
@@ -800,10 +804,18 @@ class Journal:
 
     async def intent(self, instance: str, step: int, action: str, resource: object) -> int:
         """Record that a mutating call is about to be sent; returns once durable."""
+        call_id, durable = self.queue_intent(instance, step, action, resource)
+        with anyio.CancelScope(shield=True):  # an intent must not be abandoned half-way
+            await durable
+        return call_id
+
+    def queue_intent(self, instance: str, step: int, action: str, resource: object) -> tuple[int, asyncio.Future[Any]]:
+        """``intent`` for a caller that awaits it in a shielded scope of its own (the
+        pipeline's send: one scope, not two, per mutating call): the call's id and the
+        future that is done once the row is durable."""
         call_id = next(self._call_ids)
         resource_text = None if resource is None else str(resource)
-        await self._submit_and_wait(_INSERT_CALL, (call_id, instance, step, action, resource_text, time.time()))
-        return call_id
+        return call_id, self._submit_future(_INSERT_CALL, (call_id, instance, step, action, resource_text, time.time()))
 
     def outcome(
         self,

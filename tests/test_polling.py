@@ -12,6 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from batchmig.engine.polling import PROBE_EVERY, Durations, PollHub, _PollQueue, _Waiter
 from batchmig.plugin import Caller, Poller, WaitItem, WaitStatus
@@ -225,3 +227,43 @@ async def test_a_batch_takes_every_member_of_its_group_that_could_be_done() -> N
     batch = queue._take_batch(clock.now())
     assert sorted(w.instance for w in batch) == ["overdue", "plausible"]
     assert sorted(w.instance for _, _, w in queue.heap) == ["other-group", "young"]
+
+
+def _batch_by_popping(queue: _PollQueue, now: float) -> list[str]:
+    """What a batch is, spelled out: entries off the heap in due order, the head and then
+    every member of its group that may be polled within half an interval, up to
+    ``max_batch``, looking at ``4 * max_batch`` entries at most."""
+    heap = sorted(queue.heap)
+    first = heap.pop(0)[2]
+    batch = [first.instance]
+    scan = 4 * queue.poller.max_batch
+    for _, _, other in heap[:scan]:
+        if len(batch) == queue.poller.max_batch:
+            break
+        if not other.cancelled and other.group == first.group and not other.solo and (
+                other.ready <= now + queue.interval / 2):
+            batch.append(other.instance)
+    return batch
+
+
+@given(st.integers(1, 6), st.lists(st.tuples(st.floats(0, 3), st.floats(0, 3), st.sampled_from("gh"),
+                                             st.booleans(), st.booleans()), min_size=1, max_size=40))
+def test_a_batch_is_the_most_likely_members_whatever_the_queue_holds(
+    max_batch: int, entries: list[tuple[float, float, str, bool, bool]]
+) -> None:
+    clock = FakeClock(start=0.0)
+    queue = make_queue(clock, max_batch=max_batch)
+    waiters = []
+    for number, (due, ready, group, solo, cancelled) in enumerate(entries):
+        job = waiter(f"job-{number}", clock, group)
+        job.ready, job.solo, job.cancelled = ready, solo and number > 0, cancelled and number > 0
+        waiters.append(job)
+        queue.add(job, due)
+    queue.heap[0][2].solo = queue.heap[0][2].cancelled = False  # the head: what the queue's task hands over
+    expected = _batch_by_popping(queue, 1.0)
+    batch = queue._take_batch(1.0)
+    assert [w.instance for w in batch] == expected
+    assert all(w.taken == 1.0 for w in batch)
+    left = {w.instance for _, _, w in queue.heap}
+    assert left >= {w.instance for w in waiters if not w.cancelled} - set(expected)
+    assert not left & set(expected)

@@ -42,7 +42,7 @@ from batchmig.errors import (
     TransientError,
     UnknownOutcomeError,
 )
-from batchmig.journal import InvocationLedger
+from batchmig.journal import InvocationLedger, Journal
 from batchmig.plugin import Answer, Call, CallStep, Connection, HttpRequest, HttpResponse, Outputs
 from batchmig.ratelimit import Clock, LimitKey, MonotonicClock, RateLimiter, Release, SlotMissed
 from batchmig.store.base import JournalStore
@@ -173,6 +173,10 @@ class Pipeline:
         self.fence = fence  # with a shared store: no call while this runner's leases may have run out
         self.stats = CallStats()
         self.traffic = Traffic(self.clock.now)
+        self._intent_in_send = isinstance(journal, Journal)
+        """The SQLite journal's intent is awaited inside the send's shielded scope (one
+        scope per mutating call, not two); another store's intent (PostgreSQL's waits for
+        a late lease renewal, which a stop must be able to interrupt) before it."""
         self.admitting: set[str] = set()
         """Instances whose mutating call waits to be admitted (limiter, fence): nothing of
         it has left, and its intent is journaled only once it is admitted. Cancelled now,
@@ -212,12 +216,16 @@ class Pipeline:
                         release = await self._admit(key)
                     if wanted is not None and not wanted():
                         raise LeaseLost("nobody waits for this call any more")
+                in_send: _Intent | None = None
                 if intent is not None:
                     self.admitting.discard(intent.instance)
-                    await intent.write(self.fence)  # durable before the request leaves (a no-op once written)
+                    if self._intent_in_send:
+                        in_send = intent
+                    else:
+                        await intent.write(self.fence)  # durable before the request leaves (a no-op once written)
                 token = LAST_LOOK.set(_before_write(self.fence, release, intent))
                 try:
-                    return await self._send_admitted(key, conn, call, release)
+                    return await self._send_admitted(key, conn, call, release, in_send)
                 except (FenceClosed, SlotMissed):
                     # Nothing left: admitted again (once the fence reopens; at a new slot).
                     self.stats.sent[call.action] -= 1
@@ -238,9 +246,13 @@ class Pipeline:
         return release
 
     async def _send_admitted(
-        self, key: LimitKey, conn: Connection, call: Call, release: Release | None
+        self, key: LimitKey, conn: Connection, call: Call, release: Release | None, intent: _Intent | None = None
     ) -> Answer:
-        with cancel_scope(shield=True):  # a call on the wire finishes and is accounted
+        """Sign, send, parse: shielded, so a call on the wire finishes and is accounted;
+        ``intent`` (the SQLite journal's) is made durable first, in the same shield."""
+        with cancel_scope(shield=True):
+            if intent is not None:
+                await intent.write_shielded(self.fence)
             request = await conn.prepare(call)
             self.stats.sent[call.action] += 1
             self.traffic.add(key, CALL)
@@ -462,6 +474,16 @@ class _Intent:
         if self.id is None:
             self.losses = fence.losses(self.instance) if fence is not None else 0
             self.id = await self._journal.intent(self.instance, self._step, self._call.action, self._call.resource)
+
+    async def write_shielded(self, fence: Fence | None) -> None:
+        """``write`` for the SQLite journal, from inside a shielded scope (the send's)."""
+        if self.id is None:
+            assert isinstance(self._journal, Journal)
+            self.losses = fence.losses(self.instance) if fence is not None else 0
+            call_id, durable = self._journal.queue_intent(self.instance, self._step, self._call.action,
+                                                          self._call.resource)
+            await durable
+            self.id = call_id
 
     def written(self) -> int:
         """Its journal id (the call was sent, so it was journaled)."""
