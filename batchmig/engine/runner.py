@@ -339,6 +339,10 @@ class Engine:
         index = record.step if record else 0
         outputs: dict[str, Any] = dict(record.outputs) if record else {}
         unresolved = self._unresolved.pop(iid, [])
+        # The outputs this task last wrote to the instance's journal row: a step that
+        # added none (most do not) writes none, the row keeps them (each write masks and
+        # encodes the whole dict again).
+        journaled: dict[str, Any] | None = None
         scope = cancel_scope()
         self._scopes[iid] = scope
         # The instance's task runs in a context of its own: bound here, nothing needs
@@ -357,8 +361,10 @@ class Engine:
                     outputs = await self._run_step(pinst, view, index, step, outputs, earlier, scope)
                     index += 1
                     if index < len(steps):  # after the last step, the one write below says it all
-                        self._set(iid, RUNNING, step=index, step_name=steps[index].name, outputs=outputs)
-                self._set(iid, SUCCEEDED, step=index, outputs=outputs)
+                        self._set(iid, RUNNING, step=index, step_name=steps[index].name,
+                                  outputs=None if outputs is journaled else outputs)
+                        journaled = outputs
+                self._set(iid, SUCCEEDED, step=index, outputs=None if outputs is journaled else outputs)
                 log.info("instance.succeeded")
             if scope.cancelled_caught and self.status.get(iid) != AWAITING_CUTOVER:
                 self._interrupted(iid, index)
@@ -431,7 +437,7 @@ class Engine:
             self._step_done(pinst, index, step.name, started, exc.status)
             raise
         self._step_done(pinst, index, step.name, started, SUCCEEDED)
-        return {**outputs, **new}
+        return {**outputs, **new} if new else outputs  # the same dict: nothing new to journal
 
     def _time_out(self, iid: str, scope: anyio.CancelScope) -> None:
         """A step's timer went off: cancel its instance's scope, unless something else
