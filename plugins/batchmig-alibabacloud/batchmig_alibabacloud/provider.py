@@ -64,6 +64,15 @@ conservative caps, well below the 20/s the other clouds document; a plan raises 
 lowers them per action under ``providers.<name>.rate_limits``."""
 
 
+# The waits that are the same for every instance: made once, not for each instance's steps.
+_SURVEY = WaitStep("survey-tasks", TASKS_POLLER)
+_WAIT_FULL = {  # by whether the instance restores a chain (then the full task waits for its logs)
+    chain: WaitStep("wait-full", TASKS_POLLER, {"task": "full_task_id", "until": "Waiting" if chain else "Success"})
+    for chain in (False, True)
+}
+_WAIT_ONLINE = WaitStep("wait-online", TASKS_POLLER, {"task": "full_task_id", "until": "Success"})
+
+
 def read_into(output: str) -> Callable[[Answer], Outputs]:
     """Read a CreateMigrateTask answer: the new task's id goes to ``output``."""
 
@@ -146,12 +155,12 @@ class AlibabaRdsProvider(Provider):
             full["CheckDBMode"] = settings.check_db_mode
 
         steps: list[Step] = [
-            WaitStep("survey-tasks", TASKS_POLLER),
+            _SURVEY,
             CallStep("create-full",
                      lambda outputs: Call("CreateMigrateTask", full, mutating=True, resource=f"{where}/FULL"),
                      read_into("full_task_id"),
                      reconcile=reconcile_task(settings, "FULL", "full_task_id", lambda outputs: ())),
-            WaitStep("wait-full", TASKS_POLLER, {"task": "full_task_id", "until": "Waiting" if chain else "Success"}),
+            _WAIT_FULL[chain],
         ]
         if not chain:
             return steps
@@ -168,5 +177,5 @@ class AlibabaRdsProvider(Provider):
         return [
             *steps,
             CallStep("bring-online", bring_online, idempotent=True, cutover=True),
-            WaitStep("wait-online", TASKS_POLLER, {"task": "full_task_id", "until": "Success"}),
+            _WAIT_ONLINE,
         ]

@@ -13,6 +13,7 @@ per page, newest first) instead of one call per job.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -52,14 +53,22 @@ def job_steps(instance: Instance) -> list[Step]:
     if settings.job is not None:
         name = settings.job.name or instance.resource_name("dts")
         steps.append(_create(create_params(settings.job, name, settings.migrate_type), name))
+    return steps + list(_phase_steps(settings.job_id, settings.migrate_type, settings.complete_mode))
+
+
+@functools.lru_cache(maxsize=64)
+def _phase_steps(planned_job: str | None, migrate_type: str, complete_mode: str | None) -> tuple[Step, ...]:
+    """The steps after create-job. They depend on the instance only through the plan's
+    ``job_id`` (else the job is the one create-job made): every instance whose job
+    batchmig creates shares one set, built once rather than for each instance."""
 
     def phase_step(name: str, action: str, phase: str, done: frozenset[int], **extra: Any) -> CallStep:
         def build(outputs: Outputs) -> Call:
-            job = job_id(instance, outputs)
+            job = _job_of(planned_job, outputs)
             return Call(action, {"JobId": job, **extra}, mutating=True, resource=job)
 
         async def reconcile(caller: Caller, outputs: Outputs) -> Outputs | None:
-            job = job_id(instance, outputs)
+            job = _job_of(planned_job, outputs)
             if phase == "check":  # the check job's own read does not lag behind a new job, unlike the list
                 answer = await caller.read(Call("DescribeMigrateCheckJob", {"JobId": job}))
                 return {} if answer.payload.get("Status") not in (None, "unavailable") else None
@@ -71,25 +80,29 @@ def job_steps(instance: Instance) -> list[Step]:
         # The answers carry nothing; the job id comes from the settings or create-job.
         return CallStep(name, build, lambda answer: {}, reconcile, cutover=phase == "complete")
 
-    steps += [
+    steps: list[Step] = [
         phase_step("check-job", "CreateMigrateCheckJob", "check", frozenset()),
         WaitStep("wait-check", JOBS_POLLER, {"phase": "check"}),
         phase_step("start-job", "StartMigrateJob", "migrate", STARTED),
         WaitStep("wait-migration", JOBS_POLLER, {"phase": "migrate"}),
     ]
-    if settings.migrate_type == "full-incremental":
-        extra = {"CompleteMode": settings.complete_mode} if settings.complete_mode else {}
+    if migrate_type == "full-incremental":
+        extra = {"CompleteMode": complete_mode} if complete_mode else {}
         steps += [
             phase_step("complete-job", "CompleteMigrateJob", "complete", COMPLETED, **extra),
             WaitStep("wait-complete", JOBS_POLLER, {"phase": "complete"}),
         ]
-    return steps
+    return tuple(steps)
 
 
 def job_id(instance: Instance, outputs: Outputs) -> str:
     """The job an instance works on: the plan's ``job_id``, else the one create-job made."""
     settings: DtsSettings = instance.settings
-    return settings.job_id or str(outputs["job_id"])
+    return _job_of(settings.job_id, outputs)
+
+
+def _job_of(planned_job: str | None, outputs: Outputs) -> str:
+    return planned_job or str(outputs["job_id"])
 
 
 # ------------------------------------------------------------------- creation

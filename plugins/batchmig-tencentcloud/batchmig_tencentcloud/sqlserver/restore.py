@@ -54,7 +54,7 @@ def import_steps(instance: Instance) -> list[Step]:
     steps: list[Step] = [_create(instance_id, name, spec)]
     if spec.rename:
         steps.append(_rename(instance_id, spec.rename))
-    steps += [_start(instance_id), WaitStep("wait-import", IMPORT_POLLER)]
+    steps += [_start(instance_id), _WAIT_IMPORT]
     count = len(spec.incremental_files)
     for number, file in enumerate(spec.incremental_files, start=1):
         steps += _incremental(instance_id, number, file, final=number == count)
@@ -308,6 +308,9 @@ def _incremental_status(task: Mapping[str, Any] | None, item: WaitItem, request_
             message or f"the incremental import {incremental_id} failed", "ImportFailed", request_id
         )
     return WaitStatus.running(_progress(task))
+
+_WAIT_IMPORT = WaitStep("wait-import", IMPORT_POLLER)
+"""The same for every instance: made once, not for each instance's steps."""
 
 
 def _group_by_task(item: WaitItem) -> Hashable:
