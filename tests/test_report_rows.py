@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batchmig.report.build import _step_records
 from batchmig.report.csv import instance_row
 from batchmig.report.files import instance_json
 from batchmig.report.model import ErrorRecord, InstanceReport, made, moment
@@ -101,3 +102,32 @@ def test_the_records_of_rows_are_the_builds() -> None:
     step = step_records([("a", 0, "create", 1.0004, 2.5, "succeeded")])[0]
     assert (step.started, step.ended, step.duration_seconds) == (
         datetime.fromtimestamp(1.0, UTC), datetime.fromtimestamp(2.5, UTC), 1.5)
+
+
+class _Steps:
+    """A report source of steps alone (what ``_step_records`` reads)."""
+
+    def __init__(self, rows: list[JournalStep]) -> None:
+        self.rows = rows
+
+    def steps(self) -> list[JournalStep]:
+        return self.rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.none() | TIMES, st.none() | TIMES,
+                          st.sampled_from([None, 0.0, 1e-6, 3e-5, 4e-4, 6e-4, 1e-3]))))
+def test_the_builds_step_records_are_the_rows_records(steps: list[tuple[str, float | None, float | None,
+                                                                        float | None]]) -> None:
+    """``build_run_report``'s records, written out for speed (a step that starts as the one
+    before it ends takes its datetime), are ``step_records``': steps that start as, just
+    after, or a millisecond after the one before them ended included."""
+    rows: list[JournalStep] = []
+    for instance, started, ended, after_previous in sorted(steps, key=lambda step: step[0]):
+        previous = rows[-1][4] if rows and rows[-1][0] == instance else None
+        if after_previous is not None and previous is not None:  # it starts as the one before it ends, or just after
+            started = previous + after_previous
+        rows.append((instance, len([r for r in rows if r[0] == instance]), "step", started, ended, "succeeded"))
+    built = _step_records(_Steps(rows), {})
+    for instance in ("a", "b"):
+        assert tuple(built.get(instance, ())) == step_records([row for row in rows if row[0] == instance])

@@ -155,7 +155,7 @@ def build_run_report(
 def _step_records(journal: ReportSource, words: dict[str, str]) -> dict[str, list[StepRecord]]:
     """Every instance's step records. A 100,000-instance run has over 300,000 steps, and
     their records were most of its report's cost: what ``made``, ``moment`` and ``span``
-    do is written out here (the same records, a fifth faster; ``test_report`` compares
+    do is written out here (the same records, a fifth faster; ``test_report_rows`` compares
     them), and the steps of an instance, which come together, are appended to its list
     without a look-up each."""
     by_instance: dict[str, list[StepRecord]] = {}
