@@ -37,6 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from urllib.parse import quote
 
 import pluggy
 from pydantic import BaseModel
@@ -93,6 +94,7 @@ __all__ = [
     "find_created",
     "hmac_sha256",
     "hookimpl",
+    "percent_encode",
     "poll_listed",
     "register_secret",
     "register_secret_encoding",
@@ -250,6 +252,29 @@ def register_secret_encoding(name: str, encode: Callable[[str], str]) -> None:
     from batchmig.redaction import REDACTOR
 
     REDACTOR.add_encoding(name, encode)
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+_RESERVED = re.compile(r"[^A-Za-z0-9_.~-]").sub
+_ESCAPED = {chr(code): f"%{code:02X}" for code in range(128)}
+
+
+def percent_encode(text: str) -> str:
+    """``text`` with every character but RFC 3986's unreserved ones (``A-Z a-z 0-9 - _ . ~``)
+    as ``%XX`` of its UTF-8 bytes (a space is ``%20``, never ``+``): what most clouds'
+    signatures canonicalise query strings and paths with. ``urllib.parse.quote(text,
+    safe="~")`` writes the same, walking every byte in Python: a 50-character URL in a
+    query took about as long as the rest of an Alibaba request's signature.
+    """
+    if _UNRESERVED(text):  # most names and values: nothing to escape (checked in C)
+        return text
+    if text.isascii():
+        return _RESERVED(_escape, text)
+    return quote(text, safe="~")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return _ESCAPED[match[0]]
 
 
 _BLOCK = 64  # SHA-256's block size, in bytes

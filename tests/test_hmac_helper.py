@@ -1,13 +1,15 @@
-"""``batchmig.plugin.hmac_sha256``, the signers' HMAC: the same bytes as the standard library's."""
+"""The signers' helpers in ``batchmig.plugin``: ``hmac_sha256`` and ``percent_encode`` write
+the same bytes as the standard library's ``hmac.digest`` and ``urllib.parse.quote``."""
 
 from __future__ import annotations
 
 import hmac
+from urllib.parse import quote
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchmig.plugin import hmac_sha256
+from batchmig.plugin import hmac_sha256, percent_encode
 
 
 @given(key=st.binary(max_size=200), messages=st.lists(st.binary(max_size=5000), min_size=1, max_size=4))
@@ -21,3 +23,15 @@ def test_the_rfc_4231_example() -> None:
     sign = hmac_sha256(b"Jefe")
     assert sign(b"what do ya want for nothing?").hex() == (
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+
+
+@given(text=st.text() | st.text(st.characters(max_codepoint=127)))
+def test_percent_encode_writes_what_quote_writes(text: str) -> None:
+    assert percent_encode(text) == quote(text, safe="~")
+
+
+def test_percent_encode_examples() -> None:
+    assert percent_encode("oss-cn-hangzhou.aliyuncs.com:bucket:db3/full.bak") == (
+        "oss-cn-hangzhou.aliyuncs.com%3Abucket%3Adb3%2Ffull.bak")
+    assert percent_encode("a b+c~d_e") == "a%20b%2Bc~d_e"
+    assert percent_encode("数据库") == "%E6%95%B0%E6%8D%AE%E5%BA%93"

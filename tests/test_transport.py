@@ -344,6 +344,32 @@ async def test_at_the_pool_limit_an_origin_without_a_connection_goes_before_the_
     assert (seen_a.connections, seen_b.connections) == (2, 1)
 
 
+async def test_each_call_fails_at_its_own_deadline_whatever_it_waits_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One timer serves every call's deadline, whatever the call waits on: the first call is
+    sent and unanswered; the others wait for the only connection, each gets a new one when
+    the call before it times out (0.1 s before its own deadline), is sent, and times out in
+    turn, at its own deadline."""
+    async def silent(n: int, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(10)
+        return False
+
+    monkeypatch.setattr(transport_module, "POOL_LIMIT", 1)
+    loop = asyncio.get_running_loop()
+    async with raw_server(silent) as (url, seen), HttpTransport(0.4) as transport:
+        async def timed(delay: float) -> tuple[str, float]:
+            await asyncio.sleep(delay)
+            started = loop.time()
+            with pytest.raises(UnknownOutcomeError) as caught:
+                await transport.send(post(url))
+            return caught.value.code, loop.time() - started
+
+        outcomes = await asyncio.wait_for(asyncio.gather(timed(0), timed(0.1), timed(0.2)), 10)
+        assert not transport._deadlines and transport._timer is None
+    assert [code for code, _ in outcomes] == [TIMEOUT] * 3
+    assert all(0.39 <= elapsed < 3 for _, elapsed in outcomes), outcomes
+    assert len(seen.requests) == 3
+
+
 async def test_a_call_cancelled_while_waiting_for_a_connection_leaves_the_queue(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -38,6 +38,7 @@ origin's idle connection is fair (``_make_room``).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import select
@@ -107,6 +108,11 @@ class HttpTransport:
         self._waiting = 0  # requests waiting for a connection, all origins together
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._deadlines: dict[_Connection | asyncio.Future[None], float] = {}
+        """Each call's deadline, under what it waits on: the connection writing it and reading its
+        answer, or (before it has one) its place in a queue for a connection."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf  # when ``_timer`` fires: never later than the earliest deadline
 
     async def __aenter__(self) -> HttpTransport:
         self._loop = asyncio.get_running_loop()
@@ -114,6 +120,9 @@ class HttpTransport:
 
     async def __aexit__(self, *exc: object) -> None:
         self._closing = True  # a call still answering closes its connection instead of pooling it
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
         for origin in self._origins.values():
             while origin.idle:
                 origin.idle.pop().close()
@@ -135,7 +144,7 @@ class HttpTransport:
                 self._pool(conn)
                 raise
         waiter = conn.start(loop, request.method == "HEAD")
-        timer = loop.call_at(deadline, conn.time_out)
+        self._expire_at(conn, deadline)
         try:
             conn.write(head, request.body)
             response = await waiter
@@ -143,7 +152,7 @@ class HttpTransport:
             conn.close()  # half a request or half an answer: the connection is done
             raise
         finally:
-            timer.cancel()
+            self._deadlines.pop(conn, None)
         if conn.keep_alive:
             self._pool(conn)
         else:
@@ -204,8 +213,7 @@ class HttpTransport:
             waiter = self._loop.create_future()
             origin.waiters.append(waiter)
             self._waiting += 1
-            # A timer on the future, not a cancel scope: most calls of a burst wait here.
-            timer = self._loop.call_at(deadline, _expire, waiter)
+            self._expire_at(waiter, deadline)  # not a cancel scope: most calls of a burst wait here
             try:
                 await waiter  # woken: ``_wake`` took it off the queue
             except BaseException as exc:
@@ -219,7 +227,36 @@ class HttpTransport:
                                        "whole call timeout") from None
                 raise
             finally:
-                timer.cancel()
+                self._deadlines.pop(waiter, None)
+
+    def _expire_at(self, what: _Connection | asyncio.Future[None], deadline: float) -> None:
+        """Fail ``what`` at ``deadline`` unless it is taken off ``_deadlines`` before.
+
+        One timer for all calls instead of one per call and stage (a loop timer is made,
+        started, stopped and closed each time): the calls' deadlines are their start plus
+        the same timeout, so the timer, set for the earliest, rarely moves."""
+        self._deadlines[what] = deadline
+        if deadline < self._timer_at:
+            assert self._loop is not None
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = self._loop.call_at(deadline, self._expire_due), deadline
+
+    def _expire_due(self) -> None:
+        """The timer: every call past its deadline fails, and the timer is set for the next one."""
+        assert self._loop is not None
+        now = max(self._loop.time(), self._timer_at)  # the loop's timers may fire a hair early
+        self._timer, self._timer_at = None, math.inf
+        due = [what for what, deadline in self._deadlines.items() if deadline <= now]
+        for what in due:
+            del self._deadlines[what]
+            if isinstance(what, _Connection):
+                what.time_out()
+            elif not what.done():
+                what.set_exception(TimeoutError())
+        if self._deadlines:
+            earliest = min(self._deadlines.values())
+            self._timer, self._timer_at = self._loop.call_at(earliest, self._expire_due), earliest
 
     def _make_room(self, origin: _Origin, now: float) -> bool:
         """At the limit, close another origin's oldest idle connection if that is fair:
@@ -288,14 +325,24 @@ class HttpTransport:
         if not self._waiting:
             return
         origins = self._origins.values()
-        for origin in (*(o for o in origins if not o.open), first, *origins):
-            waiters = origin.waiters if origin is not None else None
-            while waiters:
-                waiter = waiters.popleft()
-                self._waiting -= 1
-                if not waiter.done():
-                    waiter.set_result(None)
-                    return
+        for origin in origins:
+            if not origin.open and self._wake_one(origin):
+                return
+        if first is not None and self._wake_one(first):
+            return
+        for origin in origins:
+            if self._wake_one(origin):
+                return
+
+    def _wake_one(self, origin: _Origin) -> bool:
+        waiters = origin.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            self._waiting -= 1
+            if not waiter.done():
+                waiter.set_result(None)
+                return True
+        return False
 
 
 class _Origin:
@@ -565,11 +612,6 @@ class _Decoder:
         if len(out) > room:
             raise _too_large()
         return out
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 def _too_large() -> TransientError:

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote
 
-from batchmig.plugin import hmac_sha256
+from batchmig.plugin import hmac_sha256, percent_encode
 
 __all__ = ["ALGORITHM", "Authorization", "authorization", "canonical_query", "payload_hash", "signature"]
 
@@ -39,17 +37,9 @@ def payload_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
-
-
-def _encode(text: str) -> str:
-    # Most names and values need no escaping: checked in C, where ``quote`` walks them in Python.
-    return text if _UNRESERVED(text) else quote(text, safe="-_.~")
-
-
 def canonical_query(query: Mapping[str, str]) -> str:
     """The query parameters, percent-encoded and sorted by encoded name."""
-    pairs = sorted((_encode(key), _encode(value)) for key, value in query.items())
+    pairs = sorted((percent_encode(key), percent_encode(value)) for key, value in query.items())
     return "&".join(f"{key}={value}" for key, value in pairs)
 
 
@@ -81,13 +71,38 @@ def _signer(secret: str) -> Callable[[bytes], bytes]:
 def authorization(key_id: str, secret: str, method: str, path: str, query: str, headers: Mapping[str, str]) -> str:
     """The ``Authorization`` header for a request carrying ``headers`` (``x-acs-content-sha256`` included)
     and the query string ``query`` (as ``canonical_query`` makes it)."""
-    signed = sorted((lower, value.strip()) for name, value in headers.items()
-                    if (lower := name.lower()) in ("host", "content-type") or lower.startswith("x-acs-"))
-    names = ";".join(name for name, _ in signed)
-    content = next(value for name, value in signed if name == "x-acs-content-sha256")
-    canonical_headers = "".join(f"{name}:{value}\n" for name, value in signed)
+    layout = _signed_layout(tuple(headers))
+    if layout is None:  # two headers of one name in different cases: sorted by value too
+        signed = sorted((lower, value.strip()) for name, value in headers.items()
+                        if _signed_name(lower := name.lower()))
+        canonical_headers = "".join([f"{name}:{value}\n" for name, value in signed])
+        names = ";".join([name for name, _ in signed])
+        content = next(value for name, value in signed if name == "x-acs-content-sha256")
+    else:
+        order, names, content_name = layout
+        canonical_headers = "".join([f"{lower}:{headers[name].strip()}\n" for name, lower in order])
+        content = headers[content_name].strip()
     value = _signature(secret, method, path, query, canonical_headers, names, content)
     return f"{ALGORITHM} Credential={key_id},SignedHeaders={names},Signature={value}"
+
+
+def _signed_name(lower: str) -> bool:
+    """Whether the client signs a header of this (lower-case) name."""
+    return lower in ("host", "content-type") or lower.startswith("x-acs-")
+
+
+@functools.lru_cache(maxsize=32)
+def _signed_layout(names: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], str, str] | None:
+    """For a request with these header names (a connection sends the same ones every
+    time): the signed ones as (name, lower-case name) in canonical order, the
+    ``SignedHeaders`` value and the name ``x-acs-content-sha256`` has; None if two names
+    differ only in case (their order then depends on their values)."""
+    signed = sorted((lower, name) for name in names if _signed_name(lower := name.lower()))
+    lowers = [lower for lower, _ in signed]
+    if len(set(lowers)) != len(lowers):
+        return None
+    content = next(name for lower, name in signed if lower == "x-acs-content-sha256")
+    return tuple((name, lower) for lower, name in signed), ";".join(lowers), content
 
 
 @dataclass(frozen=True)

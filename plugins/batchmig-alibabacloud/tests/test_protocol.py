@@ -19,6 +19,8 @@ from batchmig.plugin import (
     UnknownOutcomeError,
 )
 from batchmig.testing import EmulatorHost, FakeSandboxContext, http_client, provider_config
+from hypothesis import given
+from hypothesis import strategies as st
 
 from batchmig_alibabacloud.connection import AlibabaConnection, classify, endpoint_for
 from batchmig_alibabacloud.emulator import DEMO_CREDENTIALS
@@ -53,6 +55,29 @@ def test_the_signature_is_blind_to_header_case_and_padding_but_not_to_the_key() 
                               headers["x-acs-content-sha256"])  # names are case-blind, values trimmed
     assert len(value) == 64 and value != signature("other", "POST", "/", {"DBInstanceId": "rm-1"}, headers,
                                                    sorted(headers), headers["x-acs-content-sha256"])
+
+
+_HEADER_NAMES = ["host", "x-acs-action", "x-acs-date", "x-acs-signature-nonce", "x-acs-version",
+                 "x-acs-security-token", "content-type", "accept", "user-agent"]
+
+
+@given(names=st.lists(st.tuples(st.sampled_from(_HEADER_NAMES), st.booleans()), unique_by=lambda pair: pair[0]),
+       values=st.lists(st.text(st.characters(min_codepoint=32, max_codepoint=126)), min_size=10, max_size=10),
+       query=st.dictionaries(st.text(), st.text(), max_size=4))
+def test_the_clients_authorization_verifies_as_the_emulator_checks_it(names: list[tuple[str, bool]],
+                                                                      values: list[str],
+                                                                      query: dict[str, str]) -> None:
+    """``authorization`` lays the signed headers out once per set of names; what it writes is
+    what the verifier's ``signature`` computes over the headers the header says it signed
+    (names in any case, values with spaces around them)."""
+    headers = {name.title() if title else name: value for (name, title), value in zip(names, values, strict=False)}
+    headers["X-Acs-Content-Sha256"] = payload_hash(b"")
+    header = Authorization.parse(authorization("LTAI-id", "secret", "POST", "/", canonical_query(query), headers))
+    assert header is not None
+    assert header.signed_headers == sorted(name.lower() for name in headers if name.lower() in (
+        "host", "content-type") or name.lower().startswith("x-acs-"))
+    assert header.signature == signature("secret", "POST", "/", query, headers, header.signed_headers,
+                                         payload_hash(b""))
 
 
 async def test_a_prepared_request_is_signed_rpc_style() -> None:

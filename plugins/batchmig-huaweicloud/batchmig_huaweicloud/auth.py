@@ -45,18 +45,24 @@ class AkSk:
     def sign(self, request: HttpRequest, *, path: str, query: list[tuple[str, str]]) -> HttpRequest:
         """``request`` with ``Authorization`` (and ``X-Security-Token``) added."""
         headers = dict(request.headers)
+        self.add_signature(headers, request.method, path, query, request.body)
+        return HttpRequest(request.method, request.url, headers, request.body)
+
+    def add_signature(
+        self, headers: dict[str, str], method: str, path: str, query: list[tuple[str, str]], body: bytes
+    ) -> None:
+        """Add ``Authorization`` (and ``X-Security-Token``) to the headers of a request to be made."""
         if self._security_token:
             headers["X-Security-Token"] = self._security_token
         headers["Authorization"] = signer.sign(
             access_key=self.access_key,
             secret_key=self._secret_key,
-            method=request.method,
+            method=method,
             path=path,
             query=query,
             headers=headers,
-            body=request.body,
+            body=body,
         )
-        return HttpRequest(request.method, request.url, headers, request.body)
 
 
 def host_of(url: str) -> str:

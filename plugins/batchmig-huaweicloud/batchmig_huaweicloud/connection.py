@@ -100,7 +100,7 @@ class DrsConnection(Connection):
         operation = api.ACTIONS.get(call.action)
         if operation is None:
             raise PermanentError("batchmig.UnknownAction", f"huawei-drs has no action {call.action!r}")
-        project_id = await self.project_id()
+        project_id = self._project_id or await self.project_id()
         path = operation.path.format(
             project_id=percent_encode(project_id), job_id=percent_encode(str(call.params.get("job_id", "")))
         )
@@ -115,15 +115,15 @@ class DrsConnection(Connection):
         headers["X-Project-Id"] = project_id
         if self._options.language:
             headers["X-Language"] = self._options.language
-        request = HttpRequest(operation.method, url, headers, body)
         if self._options.auth == "token":
-            return await self._with_token(request)
+            return await self._with_token(HttpRequest(operation.method, url, headers, body))
         if self._keys is None:
             raise PermanentError(
                 "batchmig.MissingCredentials",
                 "AK/SK auth needs the ak and sk credentials (HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK)",
             )
-        return self._keys.sign(request, path=path, query=query)
+        self._keys.add_signature(headers, operation.method, path, query, body)
+        return HttpRequest(operation.method, url, headers, body)
 
     async def _with_token(self, request: HttpRequest) -> HttpRequest:
         if self._token is None:

@@ -21,9 +21,9 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
-from batchmig.plugin import hmac_sha256
+from batchmig.plugin import hmac_sha256, percent_encode
 
 __all__ = [
     "ALGORITHM",
@@ -52,16 +52,10 @@ _AUTHORIZATION = re.compile(
 )
 
 
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
-
-
-def percent_encode(text: str) -> str:
-    """RFC 3986 unreserved characters as they are, every other one as %XX (UTF-8)."""
-    return text if _UNRESERVED(text) else quote(text, safe="~")  # most have nothing to escape: checked in C
-
-
+@functools.lru_cache(maxsize=1024)  # a run's calls go to a few paths per project (and one per job)
 def canonical_uri(path: str) -> str:
-    """The path with each segment decoded then re-encoded, ending in ``/``."""
+    """The path with each segment decoded then re-encoded, ending in ``/``
+    (``percent_encode``: RFC 3986 unreserved characters as they are, every other one as %XX)."""
     uri = "/".join(percent_encode(unquote(segment)) for segment in path.split("/"))
     return uri if uri.endswith("/") else uri + "/"
 
@@ -81,6 +75,18 @@ def canonical_headers(headers: Mapping[str, str], signed: Sequence[str]) -> str:
     return "".join(f"{name}:{lowered.get(name, '')}\n" for name in signed)
 
 
+@functools.lru_cache(maxsize=32)
+def _client_layout(names: tuple[str, ...]) -> tuple[list[str], tuple[tuple[str, str], ...], str | None]:
+    """For a request with these header names (a connection sends the same ones every time):
+    the names signed (``signable_header_names``), each with the header its value comes from
+    (the last of that name in any case, as ``canonical_headers`` reads them), and the header
+    ``sign`` takes the date from (the first named ``X-Sdk-Date`` in any case)."""
+    signed = signable_header_names(dict.fromkeys(names, ""))
+    source = {name.lower(): name for name in names}
+    date = next((name for name in names if name.lower() == "x-sdk-date"), None)
+    return signed, tuple((name, source[name]) for name in signed), date
+
+
 def canonical_request(
     method: str,
     path: str,
@@ -89,12 +95,18 @@ def canonical_request(
     signed: Sequence[str],
     body: bytes,
 ) -> str:
+    return _canonical_request(method, path, query, canonical_headers(headers, signed), signed, body)
+
+
+def _canonical_request(
+    method: str, path: str, query: Iterable[tuple[str, str]], header_lines: str, signed: Sequence[str], body: bytes
+) -> str:
     return "\n".join(
         [
             method.upper(),
             canonical_uri(path),
             canonical_query(query),
-            canonical_headers(headers, signed),
+            header_lines,
             ";".join(signed),
             hashlib.sha256(body).hexdigest(),
         ]
@@ -136,11 +148,12 @@ def sign(
     Every header given is signed (except names containing ``_``, as the SDKs do), so
     pass exactly the headers that will be sent and that the gateway can see.
     """
-    sdk_date = next((v for k, v in headers.items() if k.lower() == "x-sdk-date"), None)
-    if sdk_date is None:
+    signed, sources, date = _client_layout(tuple(headers))
+    if date is None:
         raise ValueError("X-Sdk-Date must be set before signing")
-    signed = signable_header_names(headers)
-    canonical = canonical_request(method, path, query, headers, signed, body)
+    header_lines = "".join([f"{name}:{headers[source].strip()}\n" for name, source in sources])
+    canonical = _canonical_request(method, path, query, header_lines, signed, body)
+    sdk_date = headers[date]
     return authorization_header(
         access_key, signed, signature(secret_key, string_to_sign(sdk_date, canonical))
     )

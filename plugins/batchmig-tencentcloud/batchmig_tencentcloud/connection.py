@@ -28,7 +28,7 @@ from batchmig.plugin import Answer, Call, Connection, HttpRequest, HttpResponse,
 from batchmig_tencentcloud import secret_refs
 from batchmig_tencentcloud.codes import error_for
 from batchmig_tencentcloud.options import TencentOptions
-from batchmig_tencentcloud.signing import sign
+from batchmig_tencentcloud.signing import Signer
 
 __all__ = ["ApiInfo", "TencentConnection", "account_label", "endpoint_for"]
 
@@ -78,7 +78,7 @@ class TencentConnection(Connection):
         self._credentials = config.credentials
         self._clock = clock
         self.url, self.host = endpoint_for(api.service, config.region, config.endpoint, options)
-        self._signed = {"content-type": "application/json", "host": self.host}  # the headers signed, as sent
+        self._signer: Signer | None = None  # made for the first call (and again if the keys change)
 
     async def prepare(self, call: Call) -> HttpRequest:
         secret_id = self._credentials.secret("secret_id")
@@ -104,16 +104,12 @@ class TencentConnection(Connection):
         token = self._credentials.secret("session_token")
         if token:
             headers["X-TC-Token"] = token
-        signature = sign(
-            secret_id=secret_id,
-            secret_key=secret_key,
-            service=self.api.service,
-            timestamp=timestamp,
-            headers=self._signed,
-            payload=body,
-        )
-        headers["Authorization"] = signature.authorization
-        return HttpRequest(method="POST", url=self.url, headers=headers, body=body)
+        signer = self._signer
+        if signer is None or not signer.signs_with(secret_id, secret_key):
+            signer = self._signer = Signer(secret_id=secret_id, secret_key=secret_key, service=self.api.service,
+                                           headers={"content-type": "application/json", "host": self.host})
+        headers["Authorization"] = signer.authorization(timestamp, body)
+        return HttpRequest("POST", self.url, headers, body)
 
     def parse(self, call: Call, response: HttpResponse) -> Answer:
         answer = _envelope(response.body, self.api.lean.get(call.action))

@@ -21,6 +21,7 @@ from batchmig.plugin import hmac_sha256
 __all__ = [
     "ALGORITHM",
     "Signature",
+    "Signer",
     "canonical_request",
     "credential_date",
     "sign",
@@ -58,8 +59,13 @@ def canonical_request(
     ``headers`` maps lower-case names to the values exactly as sent; the canonical
     header block ends with a newline, hence the blank line before the signed list.
     """
+    return _canonical_head(method, query, headers, signed_headers) + _sha256_hex(payload)
+
+
+def _canonical_head(method: str, query: str, headers: Mapping[str, str], signed_headers: tuple[str, ...]) -> str:
+    """The canonical request up to the payload's hash (the same for all of a connection's requests)."""
     canonical_headers = "".join([f"{name}:{headers[name].strip()}\n" for name in signed_headers])
-    return f"{method.upper()}\n/\n{query}\n{canonical_headers}\n{';'.join(signed_headers)}\n{_sha256_hex(payload)}"
+    return f"{method.upper()}\n/\n{query}\n{canonical_headers}\n{';'.join(signed_headers)}\n"
 
 
 def string_to_sign(timestamp: int, scope: str, canonical: str) -> str:
@@ -116,12 +122,60 @@ def sign(
     (lower case) with the value exactly as it goes on the wire (Host with its port,
     Content-Type with any parameters). ``date`` overrides the scope date; only the
     emulator uses it, to verify a client's claimed scope."""
-    ordered = signed_headers if signed_headers is DEFAULT_SIGNED_HEADERS else tuple(
-        sorted(name.lower() for name in signed_headers))
-    lowered = {name.lower(): value for name, value in headers.items()}
+    ordered, lowered = _signed(headers, signed_headers)
     date = date or credential_date(timestamp)
     scope = f"{date}/{service}/tc3_request"
     canonical = canonical_request(method, query, lowered, ordered, payload)
     to_sign = string_to_sign(timestamp, scope, canonical)
     digest = _signer(secret_key, date, service)(to_sign.encode("utf-8")).hex()
     return Signature(canonical, to_sign, scope, ordered, digest, secret_id)
+
+
+def _signed(headers: Mapping[str, str], signed_headers: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The signed header names in canonical order, and the headers by lower-case name."""
+    ordered = signed_headers if signed_headers is DEFAULT_SIGNED_HEADERS else tuple(
+        sorted(name.lower() for name in signed_headers))
+    return ordered, {name.lower(): value for name, value in headers.items()}
+
+
+class Signer:
+    """``sign``'s ``Signature.authorization`` for the requests of one connection, which all
+    have the same key, service, method, query and signed headers: the canonical request's
+    head and, per date, the scope and the start of the ``Authorization`` value are laid
+    out once, leaving a request its payload's hash, the string to sign and the HMAC."""
+
+    def __init__(
+        self,
+        *,
+        secret_id: str,
+        secret_key: str,
+        service: str,
+        headers: Mapping[str, str],
+        method: str = "POST",
+        query: str = "",
+        signed_headers: tuple[str, ...] = DEFAULT_SIGNED_HEADERS,
+    ) -> None:
+        ordered, lowered = _signed(headers, signed_headers)
+        self.secret_id = secret_id
+        self._secret_key = secret_key
+        self._service = service
+        self._head = _canonical_head(method, query, lowered, ordered)
+        self._signed_headers = ";".join(ordered)
+        self._dates: dict[str, tuple[str, str, Callable[[bytes], bytes]]] = {}
+
+    def signs_with(self, secret_id: str, secret_key: str) -> bool:
+        return secret_id == self.secret_id and secret_key == self._secret_key
+
+    def authorization(self, timestamp: int, payload: bytes) -> str:
+        date = credential_date(timestamp)
+        known = self._dates.get(date)
+        if known is None:
+            if len(self._dates) >= 4:
+                self._dates.clear()
+            scope = f"{date}/{self._service}/tc3_request"
+            credential = f"{ALGORITHM} Credential={self.secret_id}/{scope}, SignedHeaders={self._signed_headers}, "
+            known = self._dates[date] = (scope, credential + "Signature=",
+                                         _signer(self._secret_key, date, self._service))
+        scope, credential, hmac_of = known
+        to_sign = string_to_sign(timestamp, scope, self._head + _sha256_hex(payload))
+        return credential + hmac_of(to_sign.encode("utf-8")).hex()
