@@ -76,12 +76,12 @@ def canonical_headers(headers: Mapping[str, str], signed: Sequence[str]) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _client_layout(names: tuple[str, ...]) -> tuple[list[str], tuple[tuple[str, str], ...], str | None]:
+def _client_layout(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None]:
     """For a request with these header names (a connection sends the same ones every time):
     the names signed (``signable_header_names``), each with the header its value comes from
     (the last of that name in any case, as ``canonical_headers`` reads them), and the header
     ``sign`` takes the date from (the first named ``X-Sdk-Date`` in any case)."""
-    signed = signable_header_names(dict.fromkeys(names, ""))
+    signed = tuple(signable_header_names(dict.fromkeys(names, "")))
     source = {name.lower(): name for name in names}
     date = next((name for name in names if name.lower() == "x-sdk-date"), None)
     return signed, tuple((name, source[name]) for name in signed), date
