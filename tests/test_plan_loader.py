@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+import yaml
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from batchmig.errors import PlanError
-from batchmig.plan import loader
+from batchmig.plan import loader, source
 from batchmig.plan.loader import load_plan
 from batchmig.registry import Registry
 
@@ -190,6 +191,62 @@ def test_wrong_types_give_located_problems(tmp_path: Path, registry: Registry, d
         load_plan(str(path), registry)
     assert info.value.problems
     assert all(p.file == str(path) for p in info.value.problems)
+
+
+# Plain (unquoted) words that PyYAML resolves to every kind of value, and text that only looks close
+PLAIN_WORDS = ["true", "True", "yes", "no", "On", "off", "n", "y", "null", "Null", "~", "0", "012", "0x1f", "0o17",
+               "1_000", "1e3", "-1.5", "+7", ".inf", "-.inf", "2024-01-31", "full/", "0000in04", "1.2.3",
+               "tencent-sqlserver", "name", "files", "obs_path", "often", "nothing", "db1_full.bak", "x"]
+plain_values = st.recursive(
+    st.sampled_from(PLAIN_WORDS),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(PLAIN_WORDS), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def _flow(value: object) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_flow(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(item) for item in value) + "]"
+    return str(value)
+
+
+def _as_plan_keys(data: object) -> object:
+    """PyYAML's data with its mapping keys spelled as a plan's key paths spell them (``True`` -> ``true``)."""
+    if isinstance(data, dict):
+        return {source._key_text(key): _as_plan_keys(item) for key, item in data.items()}
+    if isinstance(data, list):
+        return [_as_plan_keys(item) for item in data]
+    return data
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(PLAIN_WORDS), plain_values, min_size=1, max_size=5))
+def test_plain_words_read_as_pyyaml_reads_them(tmp_path: Path, document: dict[str, object]) -> None:
+    """The reader's own handling of plain scalars, keys and nested values (its fast paths
+    included) gives what PyYAML's safe loader gives, for a block and a flow document."""
+    assume(not any(_keys_collide(list(item)) for item in _walk(document) if isinstance(item, dict)))
+    path = tmp_path / "plain.yaml"
+    for text in ("".join(f"{key}: {_flow(item)}\n" for key, item in document.items()), _flow(document) + "\n"):
+        path.write_text(text)
+        _raw, data, _locator, problems = source.read_plan_source(str(path))
+        assert problems == []
+        assert data == _as_plan_keys(yaml.safe_load(text))
+
+
+def _keys_collide(words: list[str]) -> bool:
+    """Whether two plain words are one key to the plan ("yes" and "On") or to PyYAML's dict (0 and "no")."""
+    keys = [yaml.safe_load(word) for word in words]
+    return len(set(keys)) < len(words) or len({source._key_text(key) for key in keys}) < len(words)
+
+
+def _walk(data: object) -> list[object]:
+    """``data`` and every value nested in it."""
+    items = [data]
+    for item in data.values() if isinstance(data, dict) else data if isinstance(data, list) else ():
+        items += _walk(item)
+    return items
 
 
 def test_ten_thousand_instances_validate(tmp_path: Path, registry: Registry) -> None:

@@ -136,32 +136,21 @@ class _Builder:
             if kind is scalar:
                 value = event.value
                 if event.tag is None and event.anchor is None and (
-                        not event.implicit[0] or value[:1] not in _IMPLICIT):  # the common case: text
-                    self.nodes += 1
-                    if stack:
-                        frame = stack[-1]
-                        if not frame.is_map:
-                            frame.value.append(value)
-                            frame.index += 1
-                            continue
-                        key = frame.key
-                        if key is not None and key is not _BAD_KEY and key is not _MERGE_KEY:
-                            frame.value[key] = value
-                            frame.key = None
-                            continue
+                        not event.implicit[0] or value[:1] not in _IMPLICIT or _resolve(value) == _STR):
+                    self.nodes += 1  # the common case: text
                 else:
                     value = self._scalar(event)
                     if value is _BAD_KEY:
                         continue
             elif kind is start_map or kind is start_seq:
                 self._tag_allowed(event, _TAG + ("map" if kind is start_map else "seq"))
-                if len(self.stack) > MAX_DEPTH:
+                if len(stack) > MAX_DEPTH:
                     raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
                 self._count(1, event.start_mark)
-                self.stack.append(_Frame(kind is start_map, event.anchor, self.nodes))
+                stack.append(_Frame(kind is start_map, event.anchor, self.nodes))
                 continue
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-                frame = self.stack.pop()
+                frame = stack.pop()
                 value = frame.value
                 if frame.merged:
                     value = {**frame.merged, **value}
@@ -181,10 +170,27 @@ class _Builder:
                 continue
             else:  # stream start/end, document end
                 continue
-            if self.stack:
-                self._add(value, event)
-            else:
+            if not stack:
                 root = value
+                continue
+            # ``_add``'s common cases inline (an item, a value, a text key seen for the first time)
+            frame = stack[-1]
+            if not frame.is_map:
+                frame.value.append(value)
+                frame.index += 1
+                continue
+            key = frame.key
+            if key is None:
+                if type(value) is str and value not in frame.seen:
+                    frame.key_mark = mark = event.start_mark
+                    frame.seen[value] = mark.line + 1
+                    frame.key = value
+                    continue
+            elif key is not _BAD_KEY and key is not _MERGE_KEY:
+                frame.value[key] = value
+                frame.key = None
+                continue
+            self._add(value, event)
         return root, documents > 0
 
     def _tag_allowed(self, event: Any, implied: str) -> None:
