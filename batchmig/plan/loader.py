@@ -312,6 +312,7 @@ class _Resolver:
         self.options: dict[str, Any] = {}
         self.wave_names = [wave.name for wave in doc.waves]
         self.used_defaults: set[str] = set()
+        self.inherited: dict[str, dict[str, Any]] = {}  # provider configuration -> settings from defaults
         self.step_names = _StepNames(
             registry,
             keep=bool(doc.defaults.timeouts or doc.defaults.estimates) or any(inst.timeouts for inst in doc.instances),
@@ -402,18 +403,17 @@ class _Resolver:
         if kind is None or config_name is None:
             return None
         provider = self.registry.provider(kind)
-        self.used_defaults.update((kind, config_name))
-        sources = (inst.settings, doc.defaults.settings.get(config_name, {}), doc.defaults.settings.get(kind, {}))
-        origins = (f"{where}.settings", f"defaults.settings.{config_name}", f"defaults.settings.{kind}")
+        settings_at = f"{where}.settings"
 
         def origin(loc: Sequence[str]) -> str:
+            sources = (inst.settings, doc.defaults.settings.get(config_name, {}), doc.defaults.settings.get(kind, {}))
+            origins = (settings_at, f"defaults.settings.{config_name}", f"defaults.settings.{kind}")
             return next((at for at, source in zip(origins, sources, strict=True) if _has_path(source, loc)),
-                        origins[0])
+                        settings_at)
 
-        merged = sources[0]
-        if sources[1] or sources[2]:
-            merged = _deep_merge(_deep_merge(sources[2], sources[1]), sources[0])
-        settings = _validate_settings(provider, merged, origins[0], problems, origin)
+        inherited = self._inherited(config_name, kind)
+        merged = _deep_merge(inherited, inst.settings) if inherited and inst.settings else inst.settings or inherited
+        settings = _validate_settings(provider, merged, settings_at, problems, origin)
         if settings is None:
             # Its steps are unknown; its timeouts are checked against its provider's other instances.
             self.unchecked_timeouts += [(f"{where}.timeouts.{step}", kind, step) for step in inst.timeouts]
@@ -423,7 +423,7 @@ class _Resolver:
         view = Instance(inst.id, kind, config_name, settings, cutover)
         for rel_path, message in provider.check(view):
             loc = rel_path.split(".") if rel_path else []
-            problems.add(".".join([origin(loc), *loc]) if loc else origins[0], message)
+            problems.add(".".join([origin(loc), *loc]) if loc else settings_at, message)
         if inst.timeouts:
             names = self.step_names.of(view)
             for step in inst.timeouts:
@@ -437,6 +437,16 @@ class _Resolver:
             timeouts={**doc.defaults.timeouts, **inst.timeouts} if inst.timeouts else doc.defaults.timeouts,
             tags=inst.tags, settings=settings,
         )
+
+    def _inherited(self, config_name: str, kind: str) -> dict[str, Any]:
+        """The settings every instance of a provider configuration inherits: ``defaults.settings``
+        of its provider, with those of the configuration merged over them (made once)."""
+        inherited = self.inherited.get(config_name)
+        if inherited is None:
+            self.used_defaults.update((kind, config_name))
+            defaults = self.doc.defaults.settings
+            inherited = self.inherited[config_name] = _deep_merge(defaults.get(kind, {}), defaults.get(config_name, {}))
+        return inherited
 
     def _wave_of(self, where: str, inst: InstanceDoc) -> str | None:
         wave_name = inst.wave or self.doc.defaults.wave
