@@ -89,6 +89,7 @@ pass_cli = click.make_pass_decorator(CliContext, ensure=True)
 
 
 def _fail(error: BaseException, verbose: bool) -> NoReturn:
+    logs.flush_event_file()  # the events that led here are on disk before the error is told
     if isinstance(error, PlanError):
         for problem in error.problems:
             click.echo(REDACTOR(str(problem)), err=True)

@@ -11,12 +11,14 @@ per task.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import errno
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,8 +31,124 @@ import structlog
 from batchmig.private_files import open_private
 from batchmig.redaction import REDACTOR
 
-_event_file: IO[bytes] | None = None
-"""``events.jsonl``, unbuffered: each event is one ``write`` of its line, as it happens."""
+EVENT_BUFFER_BYTES = 64 * 1024
+"""``events.jsonl`` is written when about this much has gathered in memory..."""
+EVENT_BUFFER_SECONDS = 0.1
+"""...or when its oldest unwritten line is this old, whichever comes first (docs/operations.md)."""
+
+
+class EventFile:
+    """``events.jsonl``, written through a buffer: lines gather in memory and go to the
+    file in one ``write`` when ``EVENT_BUFFER_BYTES`` have gathered, when the oldest is
+    ``EVENT_BUFFER_SECONDS`` old (``flush_if_due``, called by a thread of its own), and on
+    ``flush``/``close``. One ``write`` per event was a system call and a release of the
+    GIL each time: 2-3% of a runner's CPU (docs/benchmarks.md). Lines may come from any
+    thread; a lock keeps them whole and in order. A process killed outright (SIGKILL)
+    loses at most the lines of its last ``EVENT_BUFFER_SECONDS``; the journal, written
+    apart, loses nothing it promised.
+
+    A write that fails (a full disk, a directory no longer writable) must not raise
+    into whoever logged (an instance would fail for a local reason): the file is given
+    up, said once on stderr, and later lines are dropped; the console keeps the events,
+    and the journal — which cannot be written either — stops the run resumably."""
+
+    def __init__(self, file: IO[bytes], clock: Callable[[], float] = time.monotonic) -> None:
+        self._file: IO[bytes] | None = file
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._oldest = 0.0
+        """When the oldest unwritten line came (``clock``)."""
+
+    def add(self, line: bytes) -> None:
+        with self._lock:
+            lines = self._lines
+            if not lines:
+                self._oldest = self._clock()
+            lines.append(line)
+            self._size += len(line)
+            if self._size >= EVENT_BUFFER_BYTES:
+                self._write_out()
+
+    def flush_if_due(self) -> float:
+        """Write the lines out if the oldest is due; returns the seconds until the next can be."""
+        with self._lock:
+            if not self._lines:
+                return EVENT_BUFFER_SECONDS
+            wait = self._oldest + EVENT_BUFFER_SECONDS - self._clock()
+            if wait > 0:
+                return wait
+            self._write_out()
+            return EVENT_BUFFER_SECONDS
+
+    def flush(self, *, blocking: bool = True) -> None:
+        """Write every gathered line out. ``blocking=False`` (a signal handler, which may have
+        interrupted this very thread in ``add``) gives up if the lines are being changed."""
+        if not self._lock.acquire(blocking):
+            return
+        try:
+            self._write_out()
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._write_out()
+            file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None
+
+    def _write_out(self) -> None:
+        """(Holding the lock.) The gathered lines to the file, in one ``write`` if it takes them."""
+        lines = self._lines
+        if not lines:
+            return
+        self._lines, self._size = [], 0
+        file = self._file
+        if file is None:
+            return
+        data = memoryview(b"".join(lines))
+        try:
+            while data:
+                written = file.write(data)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                data = data[written:]
+        except OSError as exc:
+            self._file = None
+            with contextlib.suppress(OSError):
+                file.close()
+            sys.stderr.write(f"batchmig: events.jsonl is no longer written: {exc.strerror or exc}\n")
+
+
+class _Flusher(threading.Thread):
+    """Writes an ``EventFile``'s lines out once they are due, and otherwise sleeps: a dozen
+    wake-ups a second at most, none per event (no thread handover on the logging path)."""
+
+    def __init__(self, events: EventFile) -> None:
+        super().__init__(name="batchmig-events", daemon=True)
+        self._events = events
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        wait = EVENT_BUFFER_SECONDS
+        while not self._stopped.wait(wait):
+            wait = self._events.flush_if_due()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+
+_event_file: EventFile | None = None
+"""The run directory's ``events.jsonl`` while a runner works (``open_event_file``)."""
+_flusher: _Flusher | None = None
 
 
 _CONTEXT_PREFIX = "structlog_"
@@ -98,29 +216,10 @@ _EVENT_LINE = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 """An event as ``events.jsonl`` keeps it: ``_json``'s text and its newline, as bytes."""
 
 
-def _write_all(file: IO[bytes], data: bytes) -> None:
-    """``data`` to an unbuffered file: one ``write``, unless the file takes only part of it."""
-    while data:
-        written = file.write(data)
-        if not written:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        data = data[written:]
-
-
 def _tee(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-    global _event_file
-    if _event_file is not None:
-        try:
-            _write_all(_event_file, orjson.dumps(event, default=str, option=_EVENT_LINE))
-        except OSError as exc:
-            # The run directory is full or no longer writable. A log call must not raise
-            # into the engine (an instance would fail for a local reason); events.jsonl
-            # stops here, the console keeps the events, and the journal — which cannot be
-            # written either — stops the run resumably.
-            broken, _event_file = _event_file, None
-            with contextlib.suppress(OSError):
-                broken.close()
-            sys.stderr.write(f"batchmig: events.jsonl is no longer written: {exc.strerror or exc}\n")
+    events = _event_file
+    if events is not None:
+        events.add(orjson.dumps(event, default=str, option=_EVENT_LINE))
     return event
 
 
@@ -188,13 +287,29 @@ _LEVELS = {name.lower(): number for name, number in logging.getLevelNamesMapping
 
 
 def open_event_file(path: Path) -> None:
-    global _event_file
+    """Log every event to ``path`` too (appended), until ``close_event_file``."""
+    global _event_file, _flusher
     close_event_file()
-    _event_file = open_private(path, "ab", buffering=0)
+    _event_file = EventFile(open_private(path, "ab", buffering=0))
+    _flusher = _Flusher(_event_file)
+    _flusher.start()
+
+
+def flush_event_file(*, blocking: bool = True) -> None:
+    """Write out the events gathered so far (before the process may be stopped outright)."""
+    events = _event_file
+    if events is not None:
+        events.flush(blocking=blocking)
 
 
 def close_event_file() -> None:
-    global _event_file
-    if _event_file is not None:
-        _event_file.close()
-        _event_file = None
+    """Write out the gathered events and close the file (also at the process's exit)."""
+    global _event_file, _flusher
+    events, flusher, _event_file, _flusher = _event_file, _flusher, None, None
+    if flusher is not None:
+        flusher.stop()
+    if events is not None:
+        events.close()
+
+
+atexit.register(close_event_file)

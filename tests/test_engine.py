@@ -243,6 +243,9 @@ def test_sigint_stops_gracefully_with_the_resumable_code(plan_file, tmp_path: Pa
     assert proc.returncode == ExitCode.INTERRUPTED, err.decode()[-2000:]
     assert b"batchmig resume" in err
     assert b"Traceback" not in err
+    # events.jsonl (written through a buffer) has every event of the stopped run, each line whole
+    names = [json.loads(line)["event"] for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert "run.stopping" in names and names[-1] == "run.finished", names[-5:]
     resumed = cli("resume", str(run_dir), cwd=tmp_path)
     _, err = resumed.communicate(timeout=120)
     assert resumed.returncode == ExitCode.OK, err.decode()[-2000:]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +45,7 @@ def test_every_event_carries_its_bindings_level_and_utc_time(configured: Path,
     log.warn("call.slow", detail="token hunter2-in-a-log-line")
     log.debug("call.retry", attempt=2)
     after = datetime.now(UTC)
+    logs.flush_event_file()
     events = [json.loads(line) for line in configured.read_text().splitlines()]
     assert [(e["event"], e["level"], e["instance"], e["run"]) for e in events] == [
         ("instance.started", "info", "db-2", "r-1"), ("call.slow", "warning", "db-1", "r-1"),
@@ -55,3 +58,158 @@ def test_every_event_carries_its_bindings_level_and_utc_time(configured: Path,
         assert before <= stamped <= after
     console = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert console == [events[1]]  # the console's level (warning) drops the rest, after the file saw them
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Sink:
+    """A file that keeps each ``write``; ``refuse`` makes the next ones fail like a full disk."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.refuse = False
+        self.closed = False
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self.refuse:
+            raise OSError(28, "No space left on device")
+        self.writes.append(bytes(data))
+        return len(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _event_file() -> tuple[logs.EventFile, _Sink, _Clock]:
+    sink, clock = _Sink(), _Clock()
+    return logs.EventFile(sink, clock), sink, clock  # type: ignore[arg-type]
+
+
+def test_events_gather_until_the_oldest_is_due_then_go_out_in_one_write() -> None:
+    events, sink, clock = _event_file()
+    events.add(b"a\n")
+    clock.now += 0.06
+    events.add(b"b\n")
+    assert sink.writes == []
+    assert events.flush_if_due() == pytest.approx(0.04)  # due 0.1 s after the oldest line, not the newest
+    clock.now += 0.04
+    assert events.flush_if_due() == logs.EVENT_BUFFER_SECONDS
+    assert sink.writes == [b"a\nb\n"]
+    assert events.flush_if_due() == logs.EVENT_BUFFER_SECONDS  # nothing gathered: nothing written
+    clock.now += 5
+    events.add(b"c\n")
+    assert events.flush_if_due() == pytest.approx(0.1)  # the clock starts again at the next line
+    assert sink.writes == [b"a\nb\n"]
+
+
+def test_events_go_out_when_enough_have_gathered_whatever_their_age() -> None:
+    events, sink, _ = _event_file()
+    line = b"x" * 1023 + b"\n"
+    for _ in range(logs.EVENT_BUFFER_BYTES // len(line) - 1):
+        events.add(line)
+    assert sink.writes == []
+    events.add(line)
+    assert sink.writes == [line * (logs.EVENT_BUFFER_BYTES // len(line))]
+
+
+def test_flush_and_close_write_whatever_has_gathered() -> None:
+    events, sink, _ = _event_file()
+    events.add(b"a\n")
+    events.flush()
+    events.add(b"b\n")
+    events.close()
+    assert sink.writes == [b"a\n", b"b\n"] and sink.closed and events.closed
+    events.add(b"late\n")  # a line after the close (a worker thread's) is dropped, not raised
+    events.flush()
+    assert sink.writes == [b"a\n", b"b\n"]
+
+
+def test_a_flush_from_a_signal_handler_never_waits_for_the_lines_lock() -> None:
+    events, sink, _ = _event_file()
+    events.add(b"a\n")
+    with events._lock:  # as if the handler had interrupted this thread inside add()
+        events.flush(blocking=False)
+    assert sink.writes == []
+    events.flush(blocking=False)
+    assert sink.writes == [b"a\n"]
+
+
+def test_a_failing_events_file_is_given_up_once_and_never_raises(capsys: pytest.CaptureFixture[str]) -> None:
+    events, sink, _ = _event_file()
+    sink.refuse = True
+    events.add(b"a\n")
+    events.flush()
+    assert events.closed and sink.closed
+    events.add(b"b\n")
+    events.close()
+    assert capsys.readouterr().err.count("events.jsonl is no longer written: No space left on device") == 1
+
+
+def test_lines_from_many_threads_stay_whole_and_in_each_threads_order() -> None:
+    events, sink, _ = _event_file()
+
+    def log(thread: int) -> None:
+        for number in range(2000):
+            events.add(f"{thread} {number} {'x' * 40}\n".encode())
+
+    threads = [threading.Thread(target=log, args=(thread,)) for thread in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    events.close()
+    lines = b"".join(sink.writes).decode().splitlines()
+    assert len(lines) == 8000
+    for thread in range(4):
+        assert [int(line.split()[1]) for line in lines if line.startswith(f"{thread} ")] == list(range(2000))
+
+
+def test_the_flusher_writes_a_lone_line_out_without_another_event(tmp_path: Path) -> None:
+    """No later event and no close: the events file's own thread writes the line once it is due."""
+    path = tmp_path / "events.jsonl"
+    logs.open_event_file(path)
+    try:
+        logs._tee(None, "info", {"event": "lonely"})
+        for _ in range(500):  # (bounded: the verdict does not depend on how fast the machine is)
+            if path.read_bytes():
+                break
+            threading.Event().wait(0.02)
+        assert path.read_bytes() == b'{"event":"lonely"}\n'
+    finally:
+        logs.close_event_file()
+
+
+def test_a_run_that_crashes_at_its_end_leaves_every_event_in_its_events_file(
+        plan_file, registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected error (here: writing the report files) ends the run: every event logged
+    until then is in events.jsonl before the error reaches the operator."""
+    from batchmig import operations
+    from batchmig.testing import run_plan
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("the report files broke")
+
+    monkeypatch.setattr(operations, "write_report_files", broken)
+    saved = structlog.get_config()
+    logs.configure(json_output=True, console_level=logging.ERROR)
+    instances = "\n".join(f"  - {{id: db-{i}, settings: {{duration: 5}}}}" for i in range(12))
+    plan = plan_file("version: 1\nproviders: {tc: {type: testcloud, region: eu-1}}\ndefaults: {provider: tc}\n"
+                     f"instances:\n{instances}\n")
+    try:
+        with pytest.raises(RuntimeError, match="the report files broke"):
+            run_plan(plan, registry, tmp_path)
+    finally:
+        structlog.contextvars.clear_contextvars()
+        structlog.configure(**saved)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    names = [event["event"] for event in events]
+    assert Counter(names) == Counter({"instance.started": 12, "instance.succeeded": 12, "sandbox.started": 1,
+                                      "run.started": 1, "wave.started": 1, "run.finished": 1})
+    assert names[-1] == "run.finished"  # logged a moment before the crash: not left in the buffer

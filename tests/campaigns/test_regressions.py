@@ -92,15 +92,16 @@ def test_a_provider_can_register_a_secret_it_reads_itself(monkeypatch: pytest.Mo
 def test_a_failing_events_file_does_not_raise_into_the_caller(tmp_path: Path, capsys) -> None:
     """A full disk made every log call raise OSError inside the engine."""
     class Full:
-        def write(self, text: str) -> None:
+        def write(self, data: bytes) -> int:
             raise OSError(28, "No space left on device")
 
         def close(self) -> None:
             pass
 
-    logs._event_file = Full()  # type: ignore[assignment]
+    logs._event_file = logs.EventFile(Full())  # type: ignore[arg-type]
     try:
         event = logs._tee(None, "warning", {"event": "still.logged"})
+        logs.flush_event_file()  # (events.jsonl is written through a buffer: the write fails here)
     finally:
         logs._event_file = None
     assert event == {"event": "still.logged"}
