@@ -11,6 +11,7 @@ per task.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import contextvars
@@ -40,8 +41,8 @@ EVENT_BUFFER_SECONDS = 0.1
 class EventFile:
     """``events.jsonl``, written through a buffer: lines gather in memory and go to the
     file in one ``write`` when ``EVENT_BUFFER_BYTES`` have gathered, when the oldest is
-    ``EVENT_BUFFER_SECONDS`` old (``flush_if_due``, called by a thread of its own), and on
-    ``flush``/``close``. One ``write`` per event was a system call and a release of the
+    ``EVENT_BUFFER_SECONDS`` old (at the next line, or ``flush_if_due``: the event loop's
+    timer), and on ``flush``/``close``. One ``write`` per event was a system call and a release of the
     GIL each time: 2-3% of a runner's CPU (docs/benchmarks.md). Lines may come from any
     thread; a lock keeps them whole and in order. A process killed outright (SIGKILL)
     loses at most the lines of its last ``EVENT_BUFFER_SECONDS``; the journal, written
@@ -66,9 +67,12 @@ class EventFile:
             lines = self._lines
             if not lines:
                 self._oldest = self._clock()
+                self._size = len(line)
+                lines.append(line)
+                return
             lines.append(line)
             self._size += len(line)
-            if self._size >= EVENT_BUFFER_BYTES:
+            if self._size >= EVENT_BUFFER_BYTES or self._clock() - self._oldest >= EVENT_BUFFER_SECONDS:
                 self._write_out()
 
     def flush_if_due(self) -> float:
@@ -127,28 +131,28 @@ class EventFile:
             sys.stderr.write(f"batchmig: events.jsonl is no longer written: {exc.strerror or exc}\n")
 
 
-class _Flusher(threading.Thread):
-    """Writes an ``EventFile``'s lines out once they are due, and otherwise sleeps: a dozen
-    wake-ups a second at most, none per event (no thread handover on the logging path)."""
+class _LoopTimer:
+    """Writes an ``EventFile``'s lines out once they are due, from the event loop the runner
+    works in: a timer callback at most every ``EVENT_BUFFER_SECONDS``, none per event. (A
+    thread of its own cost more than the buffer saved: at each wake-up it waited for the
+    GIL, 0.1 ms of CPU per wake-up under load; docs/benchmarks.md.)"""
 
-    def __init__(self, events: EventFile) -> None:
-        super().__init__(name="batchmig-events", daemon=True)
+    def __init__(self, events: EventFile, loop: asyncio.AbstractEventLoop) -> None:
         self._events = events
-        self._stopped = threading.Event()
+        self._loop = loop
+        self._handle = loop.call_later(EVENT_BUFFER_SECONDS, self._tick)
 
-    def run(self) -> None:
-        wait = EVENT_BUFFER_SECONDS
-        while not self._stopped.wait(wait):
-            wait = self._events.flush_if_due()
+    def _tick(self) -> None:
+        if not self._events.closed:
+            self._handle = self._loop.call_later(self._events.flush_if_due(), self._tick)
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self.join()
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 _event_file: EventFile | None = None
 """The run directory's ``events.jsonl`` while a runner works (``open_event_file``)."""
-_flusher: _Flusher | None = None
+_timer: _LoopTimer | None = None
 
 
 _CONTEXT_PREFIX = "structlog_"
@@ -287,16 +291,20 @@ _LEVELS = {name.lower(): number for name, number in logging.getLevelNamesMapping
 
 
 def open_event_file(path: Path) -> None:
-    """Log every event to ``path`` too (appended), until ``close_event_file``."""
-    global _event_file, _flusher
+    """Log every event to ``path`` too (appended), until ``close_event_file``. Called from
+    inside the runner's event loop, which then writes the lines out when they are due;
+    outside one (a tool, a test) they are written when full, at the first line after
+    they are due, and on ``flush_event_file``/``close_event_file``."""
+    global _event_file, _timer
     close_event_file()
     _event_file = EventFile(open_private(path, "ab", buffering=0))
-    _flusher = _Flusher(_event_file)
-    _flusher.start()
+    with contextlib.suppress(RuntimeError):  # (no running loop)
+        _timer = _LoopTimer(_event_file, asyncio.get_running_loop())
 
 
 def flush_event_file(*, blocking: bool = True) -> None:
-    """Write out the events gathered so far (before the process may be stopped outright)."""
+    """Write out the events gathered so far (before the process may be stopped outright,
+    or before work that keeps the event loop busy for long)."""
     events = _event_file
     if events is not None:
         events.flush(blocking=blocking)
@@ -304,10 +312,10 @@ def flush_event_file(*, blocking: bool = True) -> None:
 
 def close_event_file() -> None:
     """Write out the gathered events and close the file (also at the process's exit)."""
-    global _event_file, _flusher
-    events, flusher, _event_file, _flusher = _event_file, _flusher, None, None
-    if flusher is not None:
-        flusher.stop()
+    global _event_file, _timer
+    events, timer, _event_file, _timer = _event_file, _timer, None, None
+    if timer is not None:
+        timer.cancel()
     if events is not None:
         events.close()
 

@@ -466,6 +466,7 @@ async def _execute(
     code = exit_code(list(engine.status.values()), interrupted=engine.stopping)
     pipeline.record_invocation(ended=True, exit_code=code, stop_reason=engine.stop_reason or None)
     await journal.flush()
+    logs.flush_event_file()  # the report keeps the event loop (and its timer) busy for a while
     figures = monitor.figures(monitor.invocation(ended=time.time(), exit_code=code,
                                                  stop_reason=engine.stop_reason or None))
     monitor.write(figures, active=False)
