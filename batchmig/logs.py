@@ -15,11 +15,9 @@ import asyncio
 import atexit
 import contextlib
 import contextvars
-import errno
+import io
 import logging
-import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,107 +33,75 @@ from batchmig.redaction import REDACTOR
 EVENT_BUFFER_BYTES = 64 * 1024
 """``events.jsonl`` is written when about this much has gathered in memory..."""
 EVENT_BUFFER_SECONDS = 0.1
-"""...or when its oldest unwritten line is this old, whichever comes first (docs/operations.md)."""
+"""...and at the latest this long after a line came (docs/operations.md)."""
 
 
 class EventFile:
     """``events.jsonl``, written through a buffer: lines gather in memory and go to the
-    file in one ``write`` when ``EVENT_BUFFER_BYTES`` have gathered, when the oldest is
-    ``EVENT_BUFFER_SECONDS`` old (at the next line, or ``flush_if_due``: the event loop's
-    timer), and on ``flush``/``close``. One ``write`` per event was a system call and a release of the
-    GIL each time: 2-3% of a runner's CPU (docs/benchmarks.md). Lines may come from any
-    thread; a lock keeps them whole and in order. A process killed outright (SIGKILL)
-    loses at most the lines of its last ``EVENT_BUFFER_SECONDS``; the journal, written
-    apart, loses nothing it promised.
+    file in one ``write`` when ``EVENT_BUFFER_BYTES`` have gathered, at ``flush`` — which
+    the runner's event loop calls every ``EVENT_BUFFER_SECONDS`` (``_LoopTimer``) — and at
+    ``close``. One ``write`` per event was a system call and a release of the GIL each
+    time (docs/benchmarks.md); a line now costs a copy into the buffer (``io.BufferedWriter``,
+    whose own lock keeps lines from several threads whole and in order). A process killed
+    outright (SIGKILL) loses at most the lines of its last ``EVENT_BUFFER_SECONDS``; the
+    journal, written apart, loses nothing it promised.
 
     A write that fails (a full disk, a directory no longer writable) must not raise
     into whoever logged (an instance would fail for a local reason): the file is given
     up, said once on stderr, and later lines are dropped; the console keeps the events,
     and the journal — which cannot be written either — stops the run resumably."""
 
-    def __init__(self, file: IO[bytes], clock: Callable[[], float] = time.monotonic) -> None:
-        self._file: IO[bytes] | None = file
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._lines: list[bytes] = []
-        self._size = 0
-        self._oldest = 0.0
-        """When the oldest unwritten line came (``clock``)."""
+    def __init__(self, file: IO[bytes]) -> None:
+        """``file``: unbuffered (``buffering=0``); the buffer is made here."""
+        self._file: io.BufferedWriter | None = io.BufferedWriter(cast(io.RawIOBase, file), EVENT_BUFFER_BYTES)
 
     def add(self, line: bytes) -> None:
-        with self._lock:
-            lines = self._lines
-            if not lines:
-                self._oldest = self._clock()
-                self._size = len(line)
-                lines.append(line)
-                return
-            lines.append(line)
-            self._size += len(line)
-            if self._size >= EVENT_BUFFER_BYTES or self._clock() - self._oldest >= EVENT_BUFFER_SECONDS:
-                self._write_out()
+        file = self._file
+        if file is not None:
+            try:
+                file.write(line)
+            except (OSError, ValueError) as exc:  # (ValueError: closed meanwhile, by another thread)
+                self._give_up(file, exc)
 
-    def flush_if_due(self) -> float:
-        """Write the lines out if the oldest is due; returns the seconds until the next can be."""
-        with self._lock:
-            if not self._lines:
-                return EVENT_BUFFER_SECONDS
-            wait = self._oldest + EVENT_BUFFER_SECONDS - self._clock()
-            if wait > 0:
-                return wait
-            self._write_out()
-            return EVENT_BUFFER_SECONDS
-
-    def flush(self, *, blocking: bool = True) -> None:
-        """Write every gathered line out. ``blocking=False`` (a signal handler, which may have
-        interrupted this very thread in ``add``) gives up if the lines are being changed."""
-        if not self._lock.acquire(blocking):
-            return
-        try:
-            self._write_out()
-        finally:
-            self._lock.release()
+    def flush(self) -> None:
+        """Write every gathered line out. From a signal handler that interrupted ``add`` in
+        this very thread, nothing is written (the buffer refuses a reentrant call): the
+        next flush writes the lines."""
+        file = self._file
+        if file is not None:
+            try:
+                file.flush()
+            except RuntimeError:  # reentrant: see above
+                pass
+            except (OSError, ValueError) as exc:
+                self._give_up(file, exc)
 
     def close(self) -> None:
-        with self._lock:
-            self._write_out()
-            file, self._file = self._file, None
+        self.flush()
+        file, self._file = self._file, None
         if file is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError):
                 file.close()
 
     @property
     def closed(self) -> bool:
         return self._file is None
 
-    def _write_out(self) -> None:
-        """(Holding the lock.) The gathered lines to the file, in one ``write`` if it takes them."""
-        lines = self._lines
-        if not lines:
-            return
-        self._lines, self._size = [], 0
-        file = self._file
-        if file is None:
-            return
-        data = memoryview(b"".join(lines))
-        try:
-            while data:
-                written = file.write(data)
-                if not written:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                data = data[written:]
-        except OSError as exc:
-            self._file = None
-            with contextlib.suppress(OSError):
-                file.close()
-            sys.stderr.write(f"batchmig: events.jsonl is no longer written: {exc.strerror or exc}\n")
+    def _give_up(self, file: io.BufferedWriter, exc: OSError | ValueError) -> None:
+        if self._file is not file:
+            return  # (another thread gave up first)
+        self._file = None
+        with contextlib.suppress(OSError, ValueError):
+            file.raw.close()  # (not the buffer's close: it would try to write the lines again)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        sys.stderr.write(f"batchmig: events.jsonl is no longer written: {reason}\n")
 
 
 class _LoopTimer:
-    """Writes an ``EventFile``'s lines out once they are due, from the event loop the runner
-    works in: a timer callback at most every ``EVENT_BUFFER_SECONDS``, none per event. (A
-    thread of its own cost more than the buffer saved: at each wake-up it waited for the
-    GIL, 0.1 ms of CPU per wake-up under load; docs/benchmarks.md.)"""
+    """Writes an ``EventFile``'s gathered lines out every ``EVENT_BUFFER_SECONDS``, from the
+    event loop the runner works in: a timer callback, none per event. (A thread of its own
+    cost more than the buffer saved: at each wake-up it waited for the GIL, ~0.1 ms of CPU
+    per wake-up under load; docs/benchmarks.md.)"""
 
     def __init__(self, events: EventFile, loop: asyncio.AbstractEventLoop) -> None:
         self._events = events
@@ -144,7 +110,8 @@ class _LoopTimer:
 
     def _tick(self) -> None:
         if not self._events.closed:
-            self._handle = self._loop.call_later(self._events.flush_if_due(), self._tick)
+            self._events.flush()
+            self._handle = self._loop.call_later(EVENT_BUFFER_SECONDS, self._tick)
 
     def cancel(self) -> None:
         self._handle.cancel()
@@ -163,16 +130,33 @@ _LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}
 """Log methods whose level has another name (as ``structlog.processors.add_log_level``)."""
 
 
+_FIELD_OF_VAR: dict[contextvars.ContextVar[Any], str] = {}
+"""Each context variable met so far, and the event field its value goes to ("": none, not
+structlog's): the name is looked at once per variable, not in every event."""
+
+
+def _field_of(var: contextvars.ContextVar[Any]) -> str:
+    name = var.name
+    field = name[_CONTEXT_PREFIX_LENGTH:] if name.startswith(_CONTEXT_PREFIX) else ""
+    if len(_FIELD_OF_VAR) >= 4096:  # (variables made on the fly, by some library: forgotten at once, learned again)
+        _FIELD_OF_VAR.clear()
+    _FIELD_OF_VAR[var] = field
+    return field
+
+
 def _stamp(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     """The context's bindings (run, instance, provider), the level and the UTC timestamp.
 
     One processor for what structlog's ``merge_contextvars``, ``add_log_level`` and
     ``TimeStamper(fmt="iso", utc=True)`` do in three, with the same fields in the same
     order: an event costs about a third less (see docs/benchmarks.md)."""
+    fields = _FIELD_OF_VAR
     for var, value in contextvars.copy_context().items():
-        name = var.name
-        if name.startswith(_CONTEXT_PREFIX) and value is not Ellipsis:
-            event.setdefault(name[_CONTEXT_PREFIX_LENGTH:], value)
+        field = fields.get(var)
+        if field is None:
+            field = _field_of(var)
+        if field and value is not Ellipsis:
+            event.setdefault(field, value)
     event["level"] = _LEVEL_OF_METHOD.get(method, method)
     event["timestamp"] = _iso_now()
     return event
@@ -292,9 +276,9 @@ _LEVELS = {name.lower(): number for name, number in logging.getLevelNamesMapping
 
 def open_event_file(path: Path) -> None:
     """Log every event to ``path`` too (appended), until ``close_event_file``. Called from
-    inside the runner's event loop, which then writes the lines out when they are due;
-    outside one (a tool, a test) they are written when full, at the first line after
-    they are due, and on ``flush_event_file``/``close_event_file``."""
+    inside the runner's event loop, which then writes the lines out as they fall due;
+    outside one (a tool, a test) they are written when the buffer is full and at
+    ``flush_event_file``/``close_event_file``."""
     global _event_file, _timer
     close_event_file()
     _event_file = EventFile(open_private(path, "ab", buffering=0))
@@ -302,12 +286,12 @@ def open_event_file(path: Path) -> None:
         _timer = _LoopTimer(_event_file, asyncio.get_running_loop())
 
 
-def flush_event_file(*, blocking: bool = True) -> None:
+def flush_event_file() -> None:
     """Write out the events gathered so far (before the process may be stopped outright,
     or before work that keeps the event loop busy for long)."""
     events = _event_file
     if events is not None:
-        events.flush(blocking=blocking)
+        events.flush()
 
 
 def close_event_file() -> None:

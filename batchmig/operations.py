@@ -366,8 +366,8 @@ class StopSignals:
     def handle(self, signum: int, frame: object) -> None:
         self.reason = self.reason or f"stopped by {signal.Signals(signum).name}"
         # A SIGKILL may follow (a service manager's stop timeout): what was logged so far is
-        # written now. Without blocking: this handler may have interrupted a log call.
-        logs.flush_event_file(blocking=False)
+        # written now (unless this handler interrupted a log call: then at the next flush).
+        logs.flush_event_file()
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop just closed

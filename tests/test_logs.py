@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import io
 import json
 import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -61,68 +65,98 @@ def test_every_event_carries_its_bindings_level_and_utc_time(configured: Path,
     assert console == [events[1]]  # the console's level (warning) drops the rest, after the file saw them
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class _Sink:
-    """A file that keeps each ``write``; ``refuse`` makes the next ones fail like a full disk."""
+class _Sink(io.RawIOBase):
+    """An unbuffered file that keeps each ``write``; ``refuse`` makes the next ones fail
+    like a full disk; ``during_write`` runs inside a write (as a signal handler would)."""
 
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.refuse = False
-        self.closed = False
+        self.during_write: Callable[[], None] | None = None
 
-    def write(self, data: bytes | memoryview) -> int:
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
         if self.refuse:
             raise OSError(28, "No space left on device")
+        if self.during_write is not None:
+            self.during_write()
         self.writes.append(bytes(data))
         return len(data)
 
-    def close(self) -> None:
-        self.closed = True
+
+class _FakeLoop:
+    """The event loop's timers on an injected clock: ``advance`` runs the callbacks due."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[_Timer] = []
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _Timer:
+        timer = _Timer(self, self.now + delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        while due := [timer for timer in self.timers if timer.when <= self.now]:
+            for timer in due:
+                self.timers.remove(timer)
+                timer.callback()
 
 
-def _event_file() -> tuple[logs.EventFile, _Sink, _Clock]:
-    sink, clock = _Sink(), _Clock()
-    return logs.EventFile(sink, clock), sink, clock  # type: ignore[arg-type]
+class _Timer:
+    def __init__(self, loop: _FakeLoop, when: float, callback: Callable[[], None]) -> None:
+        self.loop, self.when, self.callback = loop, when, callback
+
+    def cancel(self) -> None:
+        if self in self.loop.timers:
+            self.loop.timers.remove(self)
 
 
-def test_events_gather_until_the_oldest_is_due_then_go_out_in_one_write() -> None:
-    events, sink, clock = _event_file()
+def test_events_gather_and_the_event_loop_writes_them_out_every_tenth_of_a_second() -> None:
+    sink, loop = _Sink(), _FakeLoop()
+    events = logs.EventFile(sink)
+    logs._LoopTimer(events, cast(asyncio.AbstractEventLoop, loop))
     events.add(b"a\n")
-    clock.now += 0.06
+    loop.advance(0.06)
     events.add(b"b\n")
     assert sink.writes == []
-    assert events.flush_if_due() == pytest.approx(0.04)  # due 0.1 s after the oldest line, not the newest
-    clock.now += 0.04
-    assert events.flush_if_due() == logs.EVENT_BUFFER_SECONDS
+    loop.advance(0.04)  # 0.1 s after the first line: both go out, in one write
     assert sink.writes == [b"a\nb\n"]
-    assert events.flush_if_due() == logs.EVENT_BUFFER_SECONDS  # nothing gathered: nothing written
-    clock.now += 5
+    loop.advance(0.5)  # nothing gathered: nothing written
+    assert sink.writes == [b"a\nb\n"]
     events.add(b"c\n")
-    assert events.flush_if_due() == pytest.approx(0.1)  # the clock starts again at the next line
-    clock.now += 0.25
-    events.add(b"d\n")  # a line that finds the oldest due writes them out itself
-    assert sink.writes == [b"a\nb\n", b"c\nd\n"]
+    loop.advance(0.1)
+    assert sink.writes == [b"a\nb\n", b"c\n"]
+    events.close()
+    loop.advance(1)
+    assert loop.timers == []  # the timer ends with the file
+
+
+def test_closing_the_events_file_stops_its_timer() -> None:
+    loop = _FakeLoop()
+    timer = logs._LoopTimer(logs.EventFile(_Sink()), cast(asyncio.AbstractEventLoop, loop))
+    timer.cancel()
+    assert loop.timers == []
 
 
 def test_events_go_out_when_enough_have_gathered_whatever_their_age() -> None:
-    events, sink, _ = _event_file()
+    sink = _Sink()
+    events = logs.EventFile(sink)
     line = b"x" * 1023 + b"\n"
-    for _ in range(logs.EVENT_BUFFER_BYTES // len(line) - 1):
+    lines = logs.EVENT_BUFFER_BYTES // len(line)
+    for _ in range(lines):
         events.add(line)
     assert sink.writes == []
-    events.add(line)
-    assert sink.writes == [line * (logs.EVENT_BUFFER_BYTES // len(line))]
+    events.add(line)  # no room left: what gathered goes out whole, this line starts the next write
+    assert sink.writes == [line * lines]
 
 
 def test_flush_and_close_write_whatever_has_gathered() -> None:
-    events, sink, _ = _event_file()
+    sink = _Sink()
+    events = logs.EventFile(sink)
     events.add(b"a\n")
     events.flush()
     events.add(b"b\n")
@@ -133,18 +167,22 @@ def test_flush_and_close_write_whatever_has_gathered() -> None:
     assert sink.writes == [b"a\n", b"b\n"]
 
 
-def test_a_flush_from_a_signal_handler_never_waits_for_the_lines_lock() -> None:
-    events, sink, _ = _event_file()
+def test_a_flush_that_interrupts_a_write_in_its_own_thread_waits_for_the_next_one() -> None:
+    """A SIGTERM's handler flushes; it may run inside a write of this very thread."""
+    sink = _Sink()
+    events = logs.EventFile(sink)
     events.add(b"a\n")
-    with events._lock:  # as if the handler had interrupted this thread inside add()
-        events.flush(blocking=False)
-    assert sink.writes == []
-    events.flush(blocking=False)
-    assert sink.writes == [b"a\n"]
+    sink.during_write = events.flush  # neither a deadlock nor an error
+    events.flush()
+    sink.during_write = None
+    events.add(b"b\n")
+    events.flush()
+    assert sink.writes == [b"a\n", b"b\n"]
 
 
 def test_a_failing_events_file_is_given_up_once_and_never_raises(capsys: pytest.CaptureFixture[str]) -> None:
-    events, sink, _ = _event_file()
+    sink = _Sink()
+    events = logs.EventFile(sink)
     sink.refuse = True
     events.add(b"a\n")
     events.flush()
@@ -155,7 +193,8 @@ def test_a_failing_events_file_is_given_up_once_and_never_raises(capsys: pytest.
 
 
 def test_lines_from_many_threads_stay_whole_and_in_each_threads_order() -> None:
-    events, sink, _ = _event_file()
+    sink = _Sink()
+    events = logs.EventFile(sink)
 
     def log(thread: int) -> None:
         for number in range(2000):
@@ -218,3 +257,22 @@ def test_a_run_that_crashes_at_its_end_leaves_every_event_in_its_events_file(
     assert Counter(names) == Counter({"instance.started": 12, "instance.succeeded": 12, "sandbox.started": 1,
                                       "run.started": 1, "wave.started": 1, "run.finished": 1})
     assert names[-1] == "run.finished"  # logged a moment before the crash: not left in the buffer
+
+
+def test_only_structlogs_context_variables_become_fields(configured: Path) -> None:
+    logs.configure(json_output=True, console_level=logging.ERROR)
+    unrelated = contextvars.ContextVar("structlog-like-but-not", default="x")
+    other = contextvars.ContextVar("run")
+    unrelated.set("not a field")
+    other.set("not the run either")
+    structlog.contextvars.bind_contextvars(run="r-2")
+    structlog.get_logger("batchmig.test").info("a.event")
+    structlog.contextvars.unbind_contextvars("run")
+    structlog.contextvars.bind_contextvars(instance="db-9")  # unbound: no field, even with its variable known
+    structlog.get_logger("batchmig.test").info("b.event")
+    logs.flush_event_file()
+    events = [json.loads(line) for line in configured.read_text().splitlines()]
+    assert [{k: v for k, v in e.items() if k != "timestamp"} for e in events] == [
+        {"event": "a.event", "run": "r-2", "level": "info"},
+        {"event": "b.event", "instance": "db-9", "level": "info"},
+    ]

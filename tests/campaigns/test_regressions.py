@@ -6,10 +6,12 @@ the campaigns themselves cover the same paths end to end.
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,14 +93,14 @@ def test_a_provider_can_register_a_secret_it_reads_itself(monkeypatch: pytest.Mo
 
 def test_a_failing_events_file_does_not_raise_into_the_caller(tmp_path: Path, capsys) -> None:
     """A full disk made every log call raise OSError inside the engine."""
-    class Full:
-        def write(self, data: bytes) -> int:
+    class Full(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
             raise OSError(28, "No space left on device")
 
-        def close(self) -> None:
-            pass
-
-    logs._event_file = logs.EventFile(Full())  # type: ignore[arg-type]
+    logs._event_file = logs.EventFile(Full())
     try:
         event = logs._tee(None, "warning", {"event": "still.logged"})
         logs.flush_event_file()  # (events.jsonl is written through a buffer: the write fails here)
