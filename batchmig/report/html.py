@@ -81,12 +81,18 @@ def _written_alike(entry: Any) -> bool:
     """Whether orjson writes an instance of a view (``[id, provider, wave, status, step,
     error, bars, tags, cutover]``) as json does. They differ on floats only: orjson writes
     one below 1e-4 without an exponent, and a non-finite one as null. So every value but
-    the bars' times must be text, an integer or None, the tags text, and the bars' times
+    the bars and the tags must be text, an integer or None (a list or a mapping anywhere
+    else could hold any float), the tags' values text, and the bars' times
     (rounded to 0.1 s) 0 or at least 1e-4 and finite."""
-    if type(entry) is not list or len(entry) != 9 or not set(map(type, entry)) <= _VIEW_ENTRY:
+    if type(entry) is not list or len(entry) != 9:
         return False
     bars, tags = entry[6], entry[7]
-    if type(bars) is not list or (type(tags) is dict and tags and not set(map(type, tags.values())) <= _TEXT):
+    if not set(map(type, entry[:6] + entry[8:])) <= _SCALAR or type(bars) is not list:
+        return False
+    if type(tags) is dict:
+        if not set(map(type, tags.values())) <= _TEXT:
+            return False
+    elif type(tags) not in _SCALAR:
         return False
     for bar in bars:
         if type(bar) is not list or len(bar) != 4 or type(bar[0]) is not int or type(bar[3]) is not int:
@@ -98,7 +104,7 @@ def _written_alike(entry: Any) -> bool:
     return True
 
 
-_VIEW_ENTRY = frozenset({str, int, list, dict, type(None)})
+_SCALAR = frozenset({str, int, type(None)})
 _TEXT = frozenset({str})
 
 
