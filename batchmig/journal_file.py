@@ -163,20 +163,24 @@ class CheckMeanwhile:
         self._connect = connect
         self._path = path
         self._threads: list[threading.Thread] = []
-        self._errors: list[BaseException] = []
+        self._errors: dict[int, BaseException] = {}
+        """What each failed check raised, by the order the checks were started in."""
+        self._started = 0
 
     def start(self, check: Callable[[sqlite3.Connection], object]) -> None:
         """Run ``check`` on a connection of its own, in a thread."""
+        order, self._started = self._started, self._started + 1
+
         def run() -> None:
             try:
                 db = self._connect()
             except SQLITE_FAILURES as exc:
-                self._errors.append(classify(self._path, exc))
+                self._errors[order] = classify(self._path, exc)
                 return
             try:
                 check(db)
             except BaseException as exc:
-                self._errors.append(exc)
+                self._errors[order] = exc
             finally:
                 db.close()
 
@@ -189,7 +193,10 @@ class CheckMeanwhile:
             thread.join()
         self._threads.clear()
         if self._errors:
-            raise self._errors[0]
+            # The first check's finding, whichever thread ended first: the open's check
+            # (structure first) explains damage that a later check, such as a table's types,
+            # only meets as a failed read ("no such table").
+            raise self._errors[min(self._errors)]
 
 
 def open_checking_meanwhile(path: Path) -> tuple[sqlite3.Connection, Callable[[], None] | None, CheckMeanwhile]:

@@ -32,13 +32,16 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from batchmig import journal_file
 from batchmig.cli import CliContext, main
 from batchmig.testing import make_registry
 from batchmig.testing.testcloud import TestcloudPlugin
@@ -180,6 +183,59 @@ def test_a_damaged_journal_is_refused_by_every_command(case: str, whole_run: Pat
         assert expected in output, output
         codes.append(code)
     figures.update({"case": case, "commands": 4, "exit_codes": sorted(set(codes))})
+
+
+def test_a_late_structure_check_still_gives_the_verdict(whole_run: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``status --format json`` checks the journal in a thread while it reads, and checks the
+    steps' types in a second thread before reading them. On a loaded machine the second can
+    end first: with the steps table dropped it fails with "no such table: steps", and that
+    was the verdict (a flaky CI failure of the case above). Here the open's check waits until
+    the steps' check has failed, as a descheduled thread would: the structure check's finding
+    must still be the one shown, as by every other command."""
+    run_dir = copy_run(whole_run, tmp_path / "run")
+    sql("DROP TABLE steps")(run_dir / "journal.sqlite")
+    steps_checked = threading.Event()
+    check, check_types = journal_file.check, journal_file.check_types
+
+    def late_check(*args: Any, **kwargs: Any) -> int:
+        assert steps_checked.wait(30), "the steps' types were never checked"
+        return check(*args, **kwargs)
+
+    def signalling_check_types(*args: Any, **kwargs: Any) -> None:
+        try:
+            check_types(*args, **kwargs)
+        finally:
+            steps_checked.set()
+
+    monkeypatch.setattr(journal_file, "check", late_check)
+    monkeypatch.setattr(journal_file, "check_types", signalling_check_types)
+    code, output = in_process("status", str(run_dir), "--format", "json")
+    assert steps_checked.is_set()
+    assert_unusable(code, output, "status --format json, structure check last")
+    assert "the table steps is missing" in output, output
+
+
+def test_the_first_started_check_gives_the_verdict(tmp_path: Path) -> None:
+    """``CheckMeanwhile.verdict`` raises what the first check started found, not what the
+    first thread to end found."""
+    journal = tmp_path / "journal.sqlite"
+    sqlite3.connect(journal).close()
+    meanwhile = journal_file.CheckMeanwhile(lambda: sqlite3.connect(journal, check_same_thread=False), journal)
+    second_failed = threading.Event()
+
+    def first(db: sqlite3.Connection) -> None:
+        assert second_failed.wait(30)
+        raise ValueError("first")
+
+    def second(db: sqlite3.Connection) -> None:
+        second_failed.set()
+        raise ValueError("second")
+
+    meanwhile.start(first)
+    meanwhile.start(second)
+    with pytest.raises(ValueError, match="first"):
+        meanwhile.verdict()
 
 
 def test_the_real_cli_refuses_a_damaged_journal_in_one_line(whole_run: Path, tmp_path: Path) -> None:
