@@ -267,3 +267,54 @@ def test_a_batch_is_the_most_likely_members_whatever_the_queue_holds(
     left = {w.instance for _, _, w in queue.heap}
     assert left >= {w.instance for w in waiters if not w.cancelled} - set(expected)
     assert not left & set(expected)
+
+
+def _queued_by_counting(queue: _PollQueue) -> dict[Any, int]:
+    counted: dict[Any, int] = {}
+    for _, _, job in queue.heap:
+        counted[job.group] = counted.get(job.group, 0) + 1
+    return counted
+
+
+@given(st.integers(1, 6), st.lists(st.tuples(st.floats(0, 3), st.floats(0, 3), st.sampled_from("ghk"),
+                                             st.booleans(), st.booleans()), min_size=1, max_size=40),
+       st.integers(1, 5))
+def test_the_entries_per_group_are_counted_through_every_batch(
+    max_batch: int, entries: list[tuple[float, float, str, bool, bool]], batches: int
+) -> None:
+    """``queued`` (what lets a lone head skip the scan) matches the heap after each batch,
+    and a batch is the same whether or not the scan was skipped."""
+    clock = FakeClock(start=0.0)
+    queue = make_queue(clock, max_batch=max_batch)
+    for number, (due, ready, group, solo, cancelled) in enumerate(entries):
+        job = waiter(f"job-{number}", clock, group)
+        job.ready, job.solo, job.cancelled = ready, solo, cancelled
+        queue.add(job, due)
+    for _ in range(batches):
+        if not queue.heap:
+            break
+        queue.heap[0][2].solo = queue.heap[0][2].cancelled = False
+        expected = _batch_by_popping(queue, 1.0)
+        assert [w.instance for w in queue._take_batch(1.0)] == expected
+        assert queue.queued == _queued_by_counting(queue)
+
+
+@pytest.mark.anyio  # the queue's wake-up future belongs to the event loop
+async def test_a_sleeping_queue_is_woken_by_a_new_head_not_by_an_entry_behind_it() -> None:
+    clock = FakeClock(start=0.0)
+    queue = make_queue(clock, max_batch=10)
+    loop = asyncio.get_running_loop()
+    head = waiter("head", clock)
+    head.ready = 5.0
+    queue.add(head, 5.0)
+    queue.woken_by_any = False  # what its task sets when it sleeps toward a head not ready yet
+    queue.wakeup = loop.create_future()
+    behind = waiter("behind", clock)
+    behind.ready = 0.0
+    queue.add(behind, 6.0)
+    assert not queue.wakeup.done(), "the head's times are unchanged: its task sleeps on"
+    queue.add(waiter("new-head", clock), 1.0)
+    assert queue.wakeup.done()
+    queue.woken_by_any, queue.wakeup = True, loop.create_future()  # the head ready, an early poll held back
+    queue.add(waiter("later", clock), 9.0)
+    assert queue.wakeup.done(), "spare capacity may have come: the task looks again"

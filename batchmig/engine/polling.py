@@ -37,7 +37,7 @@ import heapq
 import itertools
 import math
 from collections import Counter, defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,8 +162,15 @@ class _PollQueue:
         self.interval = interval
         self.heap: list[tuple[float, int, _Waiter]] = []
         self.counter = itertools.count()
+        self.queued: dict[Hashable, int] = {}
+        """Entries in ``heap`` per group (cancelled ones included until they leave it): a batch
+        whose group has no other entry is its head alone, found without scanning the heap."""
         self.wakeup: asyncio.Future[None] | None = None
         """What the queue's task awaits while it has nothing to send (``wake`` resolves it)."""
+        self.woken_by_any = True
+        """Whether any new entry must wake the task, not only a new head: it sleeps with its
+        head ready for an early poll that spare capacity or the early polls in flight hold back
+        (the task then looks again at each new entry, as it always did)."""
         cap = hub.pipeline.limiter.cap(hub.pipeline.key(connection, poller.action))
         self.slots = anyio.Semaphore(max(4, math.ceil(cap * IN_FLIGHT_SECONDS)))
         self.cap = cap
@@ -176,11 +183,29 @@ class _PollQueue:
         """When this queue's polls of the last second were taken."""
 
     def add(self, waiter: _Waiter, due: float) -> None:
-        heapq.heappush(self.heap, (due, next(self.counter), waiter))
-        self.wake()
+        entry = (due, next(self.counter), waiter)
+        heapq.heappush(self.heap, entry)
+        self.queued[waiter.group] = self.queued.get(waiter.group, 0) + 1
+        # An entry behind the head changes nothing the sleeping task waits for (the head's
+        # due and ready times): waking it for each would cost a turn and a new timer each.
+        if self.woken_by_any or self.heap[0] is entry:
+            self.wake()
+
+    def _left(self, waiter: _Waiter) -> None:
+        """Count ``waiter``'s entry out of ``queued``: it left the heap."""
+        left = self.queued[waiter.group] - 1
+        if left:
+            self.queued[waiter.group] = left
+        else:
+            del self.queued[waiter.group]
+
+    def _pop(self) -> _Waiter:
+        waiter = heapq.heappop(self.heap)[2]
+        self._left(waiter)
+        return waiter
 
     def wake(self) -> None:
-        """Let the queue's task look again (a waiter came, an early poll ended)."""
+        """Let the queue's task look again (a new head, a cancelled head, an early poll ended)."""
         _resolve(self.wakeup)
 
     def join(self, waiter: _Waiter) -> None:
@@ -219,7 +244,8 @@ class _PollQueue:
         clock = self.hub.clock
         while True:
             while self.heap and self.heap[0][2].cancelled:
-                heapq.heappop(self.heap)
+                self._pop()
+            self.woken_by_any = True  # until it sleeps toward its head's own times
             if not self.heap:
                 self.wakeup = asyncio.get_running_loop().create_future()
                 await self.wakeup
@@ -228,13 +254,14 @@ class _PollQueue:
             now = clock.now()
             if due <= now and not head.solo and self._times(head)[1] > due:
                 # Queued before this queue learned that it cannot be done yet.
-                heapq.heappop(self.heap)
+                self._pop()
                 self.schedule(head)
                 continue
             early = due > now and head.ready <= now and self.early_in_flight < EARLY_POLLS and self._spare(now)
             if due > now and not early:
-                # Wake when the head is due or ready for an early poll, or a waiter comes.
+                # Wake when the head is due or ready for an early poll, or the head changes.
                 wake = due if head.ready <= now else min(due, head.ready)
+                self.woken_by_any = head.ready <= now
                 await self._sleep(wake - now)
                 continue
             try:  # a free slot without anyio's shielded turn of the loop (a cancel scope) per poll
@@ -267,12 +294,12 @@ class _PollQueue:
         Filling the batch costs no extra call, so every member that could be done is
         taken, most likely first; the scan is bounded so a large queue stays cheap.
         """
-        first = heapq.heappop(self.heap)[2]
+        first = self._pop()
         if first.cancelled:
             return []
         first.taken = now
         batch = [first]
-        if self.poller.max_batch > 1 and not first.solo:
+        if self.poller.max_batch > 1 and not first.solo and first.group in self.queued:
             scan = 4 * self.poller.max_batch
             horizon = now + self.interval / 2
             if len(self.heap) <= scan:
@@ -283,8 +310,10 @@ class _PollQueue:
                 entry = heapq.heappop(self.heap)
                 waiter = entry[2]
                 if waiter.cancelled:
+                    self._left(waiter)
                     continue
                 if waiter.group == first.group and not waiter.solo and waiter.ready <= horizon:
+                    self._left(waiter)
                     waiter.taken = now
                     batch.append(waiter)
                 else:
@@ -309,6 +338,7 @@ class _PollQueue:
             self.heap = [entry for entry in self.heap if entry[1] not in taken]
             heapq.heapify(self.heap)
             for _, _, waiter in members:
+                self._left(waiter)
                 waiter.taken = first.taken
                 batch.append(waiter)
         return batch
@@ -413,6 +443,8 @@ class PollHub:
             await done
         finally:
             waiter.cancelled = True
+            if queue.heap and queue.heap[0][2] is waiter:  # its task may sleep toward this head's times
+                queue.wake()
             self.polls_by_poller[poller.name] = self.polls_by_poller.get(poller.name, 0) + waiter.polls
         if isinstance(waiter.result, BaseException):
             raise waiter.result
