@@ -1,4 +1,13 @@
-"""Core test fixtures: the core is tested with its own ``testcloud`` provider only."""
+"""Core test fixtures: the core is tested with its own ``testcloud`` provider only.
+
+Hypothesis profiles, chosen with ``HYPOTHESIS_PROFILE`` (Hypothesis itself does not read
+that variable: it is loaded here, before any test module is imported, so every test's
+settings start from it). ``ci`` is what tox sets: the suites run side by side with
+others on a shared machine, where how long an example takes measures the machine, not
+the code; so no deadline and no "too slow" health check, and no example database (a
+clean clone has none to replay). The examples, their number and their sizes are the same
+as in the default profile, and a test's own ``@settings`` still apply.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, settings
 
 from batchmig.cli import CliContext, main
 from batchmig.plugin import (
@@ -24,6 +34,10 @@ from batchmig.plugin import (
 from batchmig.registry import Registry
 from batchmig.testing import make_registry
 from batchmig.testing.testcloud import TestcloudConnection, TestcloudPlugin, TestcloudProvider
+
+settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None,
+                          print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SECRET_VARIABLE = "TC_DB_PASSWORD"
 
