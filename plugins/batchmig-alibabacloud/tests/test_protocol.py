@@ -19,7 +19,7 @@ from batchmig.plugin import (
     UnknownOutcomeError,
 )
 from batchmig.testing import EmulatorHost, FakeSandboxContext, http_client, provider_config
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchmig_alibabacloud.connection import AlibabaConnection, classify, endpoint_for
@@ -61,6 +61,10 @@ _HEADER_NAMES = ["host", "x-acs-action", "x-acs-date", "x-acs-signature-nonce", 
                  "x-acs-security-token", "content-type", "accept", "user-agent"]
 
 
+# On a loaded machine (the suites run side by side with others) generating the examples can
+# exceed the "too slow" health check's budget, and one example's wall time its deadline: both
+# measure the machine, not the code. The examples and their number stay the same.
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(names=st.lists(st.tuples(st.sampled_from(_HEADER_NAMES), st.booleans()), unique_by=lambda pair: pair[0]),
        values=st.lists(st.text(st.characters(min_codepoint=32, max_codepoint=126)), min_size=10, max_size=10),
        query=st.dictionaries(st.text(), st.text(), max_size=4))

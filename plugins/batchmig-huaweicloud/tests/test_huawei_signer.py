@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchmig_huaweicloud import signer
@@ -203,6 +203,10 @@ _NAMES = ["Content-Type", "content-type", "Host", "X-Sdk-Date", "x-sdk-date", "X
           "X-Security-Token", "X_Custom"]
 
 
+# On a loaded machine (the suites run side by side with others) generating the examples can
+# exceed the "too slow" health check's budget, and one example's wall time its deadline: both
+# measure the machine, not the code. The examples and their number stay the same.
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(names=st.lists(st.sampled_from(_NAMES), unique=True),
        values=st.lists(st.text(st.characters(min_codepoint=32, max_codepoint=126)), min_size=10, max_size=10),
        query=st.lists(st.tuples(st.text(), st.text()), max_size=3), body=st.binary(max_size=64))

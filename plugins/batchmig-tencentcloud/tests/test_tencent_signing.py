@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchmig_tencentcloud.signing import Signer, credential_date, sign, signing_key
@@ -99,6 +99,10 @@ def test_scope_date_is_the_utc_date_even_just_before_midnight_utc():
     assert credential_date(1709337600) == "2024-03-02"
 
 
+# On a loaded machine (the suites run side by side with others) generating the examples can
+# exceed the "too slow" health check's budget, and one example's wall time its deadline: both
+# measure the machine, not the code. The examples and their number stay the same.
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     secret_id=st.text(min_size=1), secret_key=st.text(min_size=1), service=st.sampled_from(["dts", "sqlserver"]),
     host=st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1),
