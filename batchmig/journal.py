@@ -9,17 +9,28 @@ A resume therefore never repeats a call whose outcome is final, and reconciles
 runner invocation (who ran, when, and what it spent), so counters and the retry
 budget belong to the run, not to one process.
 
-All writes go through one writer thread that drains its queue and commits the batch
-at once (group commit): the event loop never blocks on the disk, and a thousand
-concurrent intents cost a handful of fsyncs, not a thousand; under a steady stream of
-writes it commits at most every ``COMMIT_LINGER_SECONDS``. Only ``intent`` waits
-for its commit — it must be durable before the request leaves — while other writes
-are ordered behind it in the same queue, and join the next commit somebody waits for
-(``UNWAITED_COMMIT_SECONDS``). A queued write is a statement and its
-values, not a function: the writer runs each statement's rows of a batch at once
-(``executemany``), and wakes each waiting event loop once per commit. The journal
-numbers the calls itself (the runner holding the run is their only writer), so an
-intent reads nothing back.
+The engine's writes are queued and committed in batches (group commit): a thousand
+concurrent intents cost a handful of commits, not a thousand; under a steady stream
+of writes the journal commits at most every ``COMMIT_LINGER_SECONDS``. Only
+``intent`` waits for its commit — it must be durable before the request leaves —
+while other writes are ordered behind it in the same queue, and join the next commit
+somebody waits for (``UNWAITED_COMMIT_SECONDS``). A queued write is a statement and
+its values, not a function: each statement's rows of a batch run at once
+(``executemany``). The journal numbers the calls itself (the runner holding the run
+is their only writer), so an intent reads nothing back.
+
+Who commits depends on what a commit costs the disk:
+
+* ``--durable`` (``synchronous=FULL``): every commit syncs the WAL to disk, so a
+  writer thread drains the queue and commits (the event loop never waits for an
+  fsync), and wakes each waiting event loop once per commit.
+* by default (``synchronous=NORMAL``): a commit only writes the WAL (it survives a
+  killed process; the disk is synced at checkpoints), so the event loop commits
+  itself, in a callback of its own (``_tick``), and sets its waiters' futures there.
+  Handing every write to a thread cost more than SQLite's work on it: in a
+  10,000-instance run the writer thread spent a third of its CPU waking up, waiting
+  for the GIL and waking the loop (docs/benchmarks.md). The WAL's checkpoints (which
+  sync the disk) run in a thread of their own (``_Checkpointer``).
 
 Keep this class's public methods as the journal's whole interface: a later backend
 (PostgreSQL, shared by several runners) implements the same methods.
@@ -32,6 +43,7 @@ import contextlib
 import getpass
 import itertools
 import json
+import math
 import os
 import queue
 import socket
@@ -332,6 +344,54 @@ _SET_CALL = (
 """An outcome, or a reconcile's verdict (which keeps the answer's request id and error)."""
 
 
+CHECKPOINT_COMMITS = 64
+"""In the default mode the loop's connection never checkpoints (``wal_autocheckpoint=0``:
+a checkpoint syncs the disk); every this many commits, the checkpointer thread does,
+without waiting for anybody. A commit of a 10,000-instance run writes some 20-30 pages,
+so the WAL is checkpointed about as often as SQLite's own 1,000 pages would."""
+
+
+class _Checkpointer:
+    """Checkpoints a journal's WAL from a thread and a connection of its own, when asked
+    (``request``): a passive checkpoint, which never waits for the loop's commits nor
+    makes them wait."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._due = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="batchmig-journal-checkpoint", daemon=True)
+            self._thread.start()
+        self._due.set()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._closing = True
+            self._due.set()
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error:
+            return  # the loop's connection checkpoints when it closes
+        try:
+            while True:
+                self._due.wait()
+                self._due.clear()
+                if self._closing:
+                    return
+                with contextlib.suppress(sqlite3.Error):  # busy, or the disk is full: the next one may do
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+
+
 def _write_rows(db: sqlite3.Connection, rows: dict[str, list[tuple[Any, ...]]]) -> None:
     for sql, values in rows.items():
         db.executemany(sql, values)
@@ -358,6 +418,17 @@ class Journal:
         self._db = connection
         self._cleanup = cleanup
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        """The writer thread's queue (``--durable``)."""
+        self._pending: list[_Write] | None = None
+        """The writes the event loop commits at its next ``_tick`` (default mode; None: the
+        writer thread commits them)."""
+        self._started = False
+        self._tick_loop: asyncio.AbstractEventLoop | None = None
+        self._tick_handle: asyncio.Handle | None = None
+        self._tick_due = math.inf
+        self._committed = -math.inf
+        """When the loop last committed (its clock)."""
+        self._checkpointer: _Checkpointer | None = None
         self._call_ids: Iterator[int] = iter(())
         """The ids of new calls (this runner is the only writer of calls: ``start_writer``)."""
         self._failure: BaseException | None = None
@@ -409,6 +480,10 @@ class Journal:
                 db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 db.execute("PRAGMA busy_timeout=30000")
                 db.executescript(SCHEMA)
+                if not durable:  # the event loop commits; a thread checkpoints (see the module docstring)
+                    db.execute("PRAGMA wal_autocheckpoint=0")
+                    journal._pending = []
+                    journal._checkpointer = _Checkpointer(path)
             if create:
                 db.execute(f"PRAGMA user_version = {journal_file.SCHEMA_VERSION}")
         except sqlite3.Error as exc:
@@ -420,12 +495,17 @@ class Journal:
         return journal
 
     def start_writer(self) -> None:
-        """Start the background writer (needed before the async write methods)."""
-        if self._thread is None:
+        """Start committing the queued writes (needed before the async write methods): the
+        writer thread with ``--durable``; by default the event loop that writes."""
+        if not self._started:
+            self._started = True
             last = self._db.execute("SELECT max(id) FROM calls").fetchone()[0]
             self._call_ids = itertools.count((last or 0) + 1)
-            self._thread = threading.Thread(target=self._write_loop, name="batchmig-journal", daemon=True)
-            self._thread.start()
+            if self._pending is None:
+                self._thread = threading.Thread(target=self._write_loop, name="batchmig-journal", daemon=True)
+                self._thread.start()
+            elif self._pending:
+                self._schedule(any(write[2] is not None for write in self._pending))
 
     def verified(self) -> None:
         """Wait for the checks running meanwhile; raises what they found (exit 5: damaged)."""
@@ -437,6 +517,14 @@ class Journal:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        if self._started and self._pending:  # written after the loop's last tick (or outside a loop)
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
+            self._tick_handle, self._tick_due = None, math.inf
+            batch, self._pending = self._pending, []
+            self._commit(batch)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         if self._meanwhile is not None:  # (its connection reads the file the cleanup removes)
             with contextlib.suppress(Exception):
                 self._meanwhile.verdict()
@@ -476,8 +564,44 @@ class Journal:
             if stop:
                 return
 
+    # ----------------------------------------------------- the loop's commits
+
+    def _schedule(self, waited: bool) -> None:
+        """Have the running event loop commit the pending writes: at once (in its next
+        iteration) when somebody waits and the last commit is ``COMMIT_LINGER_SECONDS``
+        old, at the end of the linger when it is younger, and ``UNWAITED_COMMIT_SECONDS``
+        from now when nobody waits — unless a commit is due sooner already."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # written outside an event loop: the next write inside one, or close, commits it
+        if loop is not self._tick_loop:  # (a tick due on a loop that is gone never comes)
+            self._tick_loop, self._tick_handle, self._tick_due, self._committed = loop, None, math.inf, -math.inf
+        now = loop.time()
+        due = max(now, self._committed + COMMIT_LINGER_SECONDS) if waited else now + UNWAITED_COMMIT_SECONDS
+        if due >= self._tick_due:
+            return
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        self._tick_due = due
+        self._tick_handle = loop.call_soon(self._tick) if due <= now else loop.call_at(due, self._tick)
+
+    def _tick(self) -> None:
+        """The event loop's commit of everything pending (default mode)."""
+        self._tick_handle, self._tick_due = None, math.inf
+        batch, self._pending = self._pending, []
+        if batch:
+            self._commit(batch)
+            if self.commits % CHECKPOINT_COMMITS == 0 and self._checkpointer is not None:
+                self._checkpointer.request()
+        assert self._tick_loop is not None
+        self._committed = self._tick_loop.time()
+
+    # --------------------------------------------------------------- commits
+
     def _commit(self, batch: list[_Write]) -> None:
-        """Write ``batch`` in one transaction, then settle its waiters (one wake-up per event loop).
+        """Write ``batch`` in one transaction, then settle its waiters: directly in the event
+        loop that commits, with one wake-up per event loop from the writer thread.
 
         The rows of each statement are written together (``executemany``), each
         statement's in the order they came: statements of different texts commute
@@ -509,17 +633,32 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 settled = [(future, None) for _, _, future in batch if future is not None]
+        if not settled:
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # the writer thread, or ``close``
+            running = None
         loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         for future, result in settled:
             loops.setdefault(future.get_loop(), []).append((future, result))
         for loop, waiting in loops.items():
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-                loop.call_soon_threadsafe(_settle, waiting, error)
+            if loop is running:
+                _settle(waiting, error)
+            else:
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, waiting, error)
 
     def _submit(self, sql: str, params: tuple[Any, ...]) -> None:
         if self._failure is not None:
             raise self._failure
-        self._queue.put((sql, params, None))
+        pending = self._pending
+        if pending is None:
+            self._queue.put((sql, params, None))
+        else:
+            pending.append((sql, params, None))
+            if self._started and self._tick_handle is None:  # (a tick due already takes it along)
+                self._schedule(False)
 
     async def _submit_and_wait(self, op: str | Callable[[sqlite3.Connection], Any], params: Any = None) -> Any:
         future = self._submit_future(op, params)
@@ -530,7 +669,13 @@ class Journal:
         if self._failure is not None:
             raise self._failure
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, params, future))
+        pending = self._pending
+        if pending is None:
+            self._queue.put((op, params, future))
+        else:
+            pending.append((op, params, future))
+            if self._started:
+                self._schedule(True)
         return future
 
     async def flush(self) -> None:

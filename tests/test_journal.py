@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sqlite3
 import stat
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import anyio
@@ -14,9 +19,13 @@ from batchmig import journal as journal_module
 from batchmig.errors import Failure, JournalError
 from batchmig.journal import Journal, PlannedRow
 
+BOTH_MODES = pytest.mark.parametrize("durable", [False, True], ids=["loop", "durable"])
+"""The event loop commits (the default), or the writer thread does (``--durable``)."""
 
-def test_intents_outcomes_and_group_commits(tmp_path: Path) -> None:
-    journal = Journal.open(tmp_path / "run" / "journal.sqlite", create=True)
+
+@BOTH_MODES
+def test_intents_outcomes_and_group_commits(tmp_path: Path, durable: bool) -> None:
+    journal = Journal.open(tmp_path / "run" / "journal.sqlite", create=True, durable=durable)
     assert stat.S_IMODE(os.stat(tmp_path / "run" / "journal.sqlite").st_mode) == 0o600
     journal.add_instances([PlannedRow(f"i{n}", n, "p", "w") for n in range(200)])
     journal.start_writer()
@@ -49,14 +58,15 @@ def test_intents_outcomes_and_group_commits(tmp_path: Path) -> None:
     journal.close()
 
 
+@BOTH_MODES
 def test_writes_nobody_waits_for_join_the_next_commit_somebody_waits_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
 ) -> None:
     """Outcomes, steps and instance changes wait for the next intent's commit (a commit
     costs the writer more than its rows), or ``UNWAITED_COMMIT_SECONDS`` at the latest."""
     monkeypatch.setattr(journal_module, "UNWAITED_COMMIT_SECONDS", 600.0)
     path = tmp_path / "journal.sqlite"
-    journal = Journal.open(path, create=True)
+    journal = Journal.open(path, create=True, durable=durable)
     journal.add_instances([PlannedRow(f"i{n}", n, "p", "w") for n in range(3)])
     journal.start_writer()
     reader = sqlite3.connect(path)
@@ -114,8 +124,9 @@ def test_missing_journal_is_a_clear_error(tmp_path: Path) -> None:
         Journal.open(tmp_path / "nothing.sqlite")
 
 
-def test_a_failed_write_surfaces_as_journal_error(tmp_path: Path) -> None:
-    journal = Journal.open(tmp_path / "j.sqlite", create=True)
+@BOTH_MODES
+def test_a_failed_write_surfaces_as_journal_error(tmp_path: Path, durable: bool) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite", create=True, durable=durable)
     journal.start_writer()
 
     async def main() -> None:
@@ -131,11 +142,12 @@ def test_a_failed_write_surfaces_as_journal_error(tmp_path: Path) -> None:
     journal.close()
 
 
-def test_the_writes_of_one_commit_keep_each_rows_order(tmp_path: Path) -> None:
+@BOTH_MODES
+def test_the_writes_of_one_commit_keep_each_rows_order(tmp_path: Path, durable: bool) -> None:
     """The writer runs each statement's rows of a batch together: an instance's later
     change still wins, one that leaves a column out keeps it, and a reconcile's verdict
     queued right after an outcome keeps that answer's request id and error."""
-    journal = Journal.open(tmp_path / "journal.sqlite", create=True)
+    journal = Journal.open(tmp_path / "journal.sqlite", create=True, durable=durable)
     journal.add_instances([PlannedRow(name, n, "p", "w") for n, name in enumerate(["a", "b"])])
     # queued before the writer starts: one batch
     journal.set_instance("a", "running", step=1, step_name="start", outputs={"Id": "x-1"})
@@ -228,4 +240,118 @@ def test_a_synchronous_write_is_one_transaction(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.IntegrityError, match="refused"):
         journal.release_cutovers({"i0": "awaiting_cutover", "i2": "awaiting_cutover"})
     assert journal.requests() == [] and journal.released_cutovers() == set()
+    journal.close()
+
+
+@BOTH_MODES
+def test_only_a_durable_journal_commits_off_the_event_loop(tmp_path: Path, durable: bool) -> None:
+    """With ``--durable`` every commit syncs the disk, so a thread commits; by default the
+    event loop commits itself (no hand-over to a thread), and its connection leaves the
+    WAL's checkpoints (which sync the disk) to a thread of their own."""
+    journal = Journal.open(tmp_path / "journal.sqlite", create=True, durable=durable)
+    journal.add_instances([PlannedRow(f"i{n}", n, "p", "w") for n in range(20)])
+    journal.start_writer()
+    committed_in: set[int] = set()
+    journal._db.set_trace_callback(lambda sql: committed_in.add(threading.get_ident()) if sql == "COMMIT" else None)
+
+    async def main() -> int:
+        async def one(n: int) -> None:
+            call_id = await journal.intent(f"i{n}", 0, "Create", None)
+            journal.outcome(call_id, "done", outputs={"Id": n})
+
+        async with anyio.create_task_group() as tg:
+            for n in range(20):
+                tg.start_soon(one, n)
+        await journal.flush()
+        return threading.get_ident()
+
+    loop_thread = anyio.run(main)
+    journal._db.set_trace_callback(None)
+    assert committed_in and (loop_thread in committed_in) is not durable
+    autocheckpoint = journal._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    assert (autocheckpoint == 0) is not durable
+    assert len(journal.calls()) == 20 and {row[4] for row in journal.calls()} == {"done"}
+    journal.close()
+
+
+def test_the_loops_commits_are_checkpointed_by_a_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's connection never checkpoints; the checkpointer does, every
+    ``CHECKPOINT_COMMITS`` commits: the database file alone (without its WAL) holds the
+    calls before the journal is closed."""
+    monkeypatch.setattr(journal_module, "CHECKPOINT_COMMITS", 2)
+    path = tmp_path / "journal.sqlite"
+    journal = Journal.open(path, create=True)
+    journal.add_instances([PlannedRow("a", 0, "p", "w")])
+    journal.start_writer()
+
+    def calls_in_the_file_alone() -> int:
+        copy = tmp_path / "copy.sqlite"
+        shutil.copyfile(path, copy)  # no -wal beside it: only what was checkpointed
+        db = sqlite3.connect(copy)
+        try:
+            return int(db.execute("SELECT count(*) FROM calls").fetchone()[0])
+        except sqlite3.DatabaseError:  # copied while a checkpoint wrote it: look again
+            return -1
+        finally:
+            db.close()
+            copy.unlink()
+
+    async def main() -> None:
+        for step in range(4):
+            await journal.intent("a", step, "Create", None)
+        with anyio.fail_after(30):
+            while calls_in_the_file_alone() < 4:
+                await anyio.sleep(0.02)
+
+    anyio.run(main)
+    assert journal.commits == 4
+    journal.close()
+
+
+_KILLED_WRITER = """
+import anyio, os, signal, sys
+from pathlib import Path
+from batchmig.journal import Journal, PlannedRow
+
+journal = Journal.open(Path(sys.argv[1]), create=True)
+journal.add_instances([PlannedRow(f"i{n}", n, "p", "w") for n in range(50)])
+journal.write_meta({"run_id": "r"})
+journal.start_writer()
+
+async def one(n: int) -> None:
+    call_id = await journal.intent(f"i{n}", 0, "Create", f"name-{n}")
+    print(f"acknowledged {n} {call_id}", flush=True)  # the request may leave now
+    journal.outcome(call_id, "done", outputs={"Id": n})  # nobody waits for these: maybe lost
+    journal.step_finished(f"i{n}", 0, "create", 1.0, "succeeded")
+    journal.set_instance(f"i{n}", "running", step=1, step_name="start", outputs={"Id": n})
+    if n == 29:
+        os.kill(os.getpid(), signal.SIGKILL)  # between two of the loop's commits
+
+async def main() -> None:
+    async with anyio.create_task_group() as tg:
+        for n in range(50):
+            tg.start_soon(one, n)
+            await anyio.sleep(0.001)
+
+anyio.run(main)
+"""
+
+
+def test_a_kill_between_the_loops_commits_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """SIGKILL with writes pending on the event loop: every intent whose ``intent`` returned
+    is in the journal (no request left without its intent on disk), and a resume opens it
+    whole; what nobody waited for may be lost, and reads as a call to reconcile."""
+    path = tmp_path / "journal.sqlite"
+    child = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(path)], capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    acknowledged = {int(line.split()[2]): f"i{line.split()[1]}" for line in child.stdout.splitlines()}
+    assert len(acknowledged) >= 30
+    journal = Journal.open(path)  # for writing: integrity check and every row read
+    journaled = {row[0]: row[1] for row in journal._db.execute("SELECT id, instance FROM calls")}
+    assert journaled.items() >= acknowledged.items()
+    unresolved = journal.unresolved_calls()
+    for call_id, instance in acknowledged.items():  # lost outcome: reconciled, never sent again blindly
+        state = journal._db.execute("SELECT state FROM calls WHERE id = ?", (call_id,)).fetchone()[0]
+        assert state == "done" or call_id in [call.id for call in unresolved[instance]]
     journal.close()
