@@ -55,6 +55,16 @@ def test_a_valid_plan_resolves_defaults_waves_and_cutover(plan_file, registry: R
     assert plan.waves[1].failure_budget.allows(0, 2) and not plan.waves[1].failure_budget.allows(1, 2)
 
 
+def test_instances_without_settings_of_their_own_share_one_model(plan_file, registry: Registry) -> None:
+    """Their settings are the same frozen model (not one copy per instance); an instance with
+    settings of its own has its own; the plan keeps no document of its instances."""
+    plan = load_plan(str(plan_file(GOOD.replace("  - {id: c,", "  - {id: d, wave: first}\n  - {id: c,"))), registry)
+    a, b, c, d = (plan.instance(name) for name in "abcd")
+    assert a.settings is c.settings is d.settings and a.settings.duration == 30
+    assert b.settings is not a.settings and b.settings.incremental
+    assert plan.document.instances == [] and [i.id for i in plan.instances] == ["a", "b", "d", "c"]
+
+
 def test_only_a_large_load_is_left_out_of_the_cycle_collector(plan_file, registry: Registry,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     path = plan_file(GOOD)

@@ -313,6 +313,11 @@ class _Resolver:
         self.wave_names = [wave.name for wave in doc.waves]
         self.used_defaults: set[str] = set()
         self.inherited: dict[str, dict[str, Any]] = {}  # provider configuration -> settings from defaults
+        self.shared_settings: dict[str, Any] = {}
+        """Provider configuration -> the validated settings of its instances without settings of
+        their own. The models are frozen, and validating the same data gives the same model: one
+        is shared when the provider's model is frozen (a 100,000-instance plan of a quarter DTS
+        jobs held 73 MB of copies of it)."""
         self.step_names = _StepNames(
             registry,
             keep=bool(doc.defaults.timeouts or doc.defaults.estimates) or any(inst.timeouts for inst in doc.instances),
@@ -345,7 +350,10 @@ class _Resolver:
             )
             for name in members
         )
-        return Plan(self.path, self.raw, doc, tuple(instances), waves, self.options, self.locator)
+        # the instances' documents are not kept: ``instances`` holds them resolved (100,000 of
+        # them held 86 MB for as long as a run)
+        sections = doc.model_copy(update={"instances": []})
+        return Plan(self.path, self.raw, sections, tuple(instances), waves, self.options, self.locator)
 
     def _providers(self) -> None:
         for name, config in self.doc.providers.items():
@@ -412,8 +420,15 @@ class _Resolver:
                         settings_at)
 
         inherited = self._inherited(config_name, kind)
-        merged = _deep_merge(inherited, inst.settings) if inherited and inst.settings else inst.settings or inherited
-        settings = _validate_settings(provider, merged, settings_at, problems, origin)
+        if inst.settings:
+            merged = _deep_merge(inherited, inst.settings) if inherited else inst.settings
+            settings = _validate_settings(provider, merged, settings_at, problems, origin)
+        else:  # only what its configuration inherits: the one model of those settings, if they are valid
+            settings = self.shared_settings.get(config_name)
+            if settings is None:
+                settings = _validate_settings(provider, inherited, settings_at, problems, origin)
+                if settings is not None and getattr(settings, "model_config", {}).get("frozen"):
+                    self.shared_settings[config_name] = settings
         if settings is None:
             # Its steps are unknown; its timeouts are checked against its provider's other instances.
             self.unchecked_timeouts += [(f"{where}.timeouts.{step}", kind, step) for step in inst.timeouts]

@@ -373,6 +373,8 @@ class Plan:
     path: str
     text: bytes
     document: PlanDocument
+    """The plan's sections as validated, without its instances (an empty list: ``instances``
+    holds them, resolved)."""
     instances: tuple[PlannedInstance, ...]
     waves: tuple[Wave, ...]
     provider_options: Mapping[str, Any] = field(default_factory=dict)
