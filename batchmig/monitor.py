@@ -120,13 +120,8 @@ class RunMonitor:
 
     def metrics(self, figures: ProcessFigures, *, active: bool) -> RunMetrics:
         assert self._engine is not None
-        engine = self._engine
-        instances: dict[tuple[str, str], int] = {}
-        for iid, status in engine.status.items():
-            if engine.plan.has_instance(iid):
-                key = (engine.plan.instance(iid).wave, status)
-                instances[key] = instances.get(key, 0) + 1
-        return RunMetrics(self.run_id, active, instances, figures.rate_limits, self.steps, figures.notifications)
+        return RunMetrics(self.run_id, active, self._engine.progress.instances(), figures.rate_limits, self.steps,
+                          figures.notifications)
 
     def write(self, figures: ProcessFigures, *, active: bool = True) -> None:
         """Rewrite figures.json and the metrics files; a failure is logged, never raised."""

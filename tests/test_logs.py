@@ -65,6 +65,63 @@ def test_every_event_carries_its_bindings_level_and_utc_time(configured: Path,
     assert console == [events[1]]  # the console's level (warning) drops the rest, after the file saw them
 
 
+def _lines(path: Path) -> list[dict[str, Any]]:
+    logs.flush_event_file()
+    return [{k: v for k, v in json.loads(line).items() if k != "timestamp"} for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("console_level", [logging.DEBUG, logging.WARNING])
+def test_the_engines_logger_writes_what_structlogs_writes(configured: Path, capsys: pytest.CaptureFixture[str],
+                                                          console_level: int) -> None:
+    """``logs.get_logger`` takes an event straight to the pipeline: events.jsonl and the
+    console get the very lines structlog's logger makes, field order included."""
+    logs.configure(json_output=True, console_level=console_level)
+    REDACTOR.add("hunter3-in-a-log-line")
+    structlog.contextvars.bind_contextvars(run="r-1", instance="db-1", provider="tc")
+    for log in (structlog.get_logger("batchmig.engine"), logs.get_logger("batchmig.engine")):
+        log.info("instance.started", step=0)
+        log.warning("instance.lease_lost", step=2, instance="db-2")
+        log.error("instance.failed", code="X", message="key hunter3-in-a-log-line refused", data={"n": [1.5, None]})
+        log.debug("call.retry", attempt=2)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("instance.crashed", step=1)
+    events = _lines(configured)
+    assert len(events) == 10 and events[:5] == events[5:]
+    assert events[2]["message"] == "key *** refused" and events[4]["level"] == "error"
+    assert [list(event) for event in events[:5]] == [list(event) for event in events[5:]]  # the same order
+    console = [{k: v for k, v in json.loads(line).items() if k != "timestamp"}
+               for line in capsys.readouterr().err.splitlines()]
+    shown = 5 if console_level == logging.DEBUG else 3
+    assert len(console) == 2 * shown and console[:shown] == console[shown:]
+
+
+def test_the_engines_logger_follows_whatever_configured_structlog_since(configured: Path) -> None:
+    """A test's ``capture_logs``, or a configuration made after ``configure`` (restored, or
+    another one), sees the events of ``logs.get_logger`` as it sees structlog's."""
+    log = logs.get_logger("batchmig.engine")
+    logs.configure(json_output=True, console_level=logging.ERROR)
+    with structlog.testing.capture_logs() as captured:
+        log.info("instance.started", step=0)
+        log.exception("instance.crashed")
+    assert captured == [{"step": 0, "event": "instance.started", "log_level": "info"},
+                        {"exc_info": True, "event": "instance.crashed", "log_level": "error"}]
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def keep(logger: Any, method: str, event: dict[str, Any]) -> str:
+        seen.append((method, dict(event)))
+        return ""
+
+    structlog.configure(processors=[keep])
+    log.warning("instance.lease_lost", step=1)
+    assert seen == [("warning", {"step": 1, "event": "instance.lease_lost"})]
+    logs.configure(json_output=True, console_level=logging.ERROR)
+    log.info("instance.succeeded")
+    assert [e["event"] for e in _lines(configured)] == ["instance.succeeded"]
+    assert len(seen) == 1
+
+
 class _Sink(io.RawIOBase):
     """An unbuffered file that keeps each ``write``; ``refuse`` makes the next ones fail
     like a full disk; ``during_write`` runs inside a write (as a signal handler would)."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import io
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console
 
+from batchmig.engine.runner import Progress
 from batchmig.estimate import Timing
 from batchmig.plan.loader import load_plan
 from batchmig.progress import EtaModel, KeyRates, LiveState, render
@@ -120,3 +124,22 @@ def test_the_view_shows_wave_slowest_stuck_and_backed_off_keys(plan_file, regist
     assert "db-1" in text and "stuck?" in text.split("db-1")[1].split("\n")[0]
     assert "stuck?" not in text.split("db-2")[1].split("\n")[0]
     assert "testcloud/acct/r/CreateJob" in text and "backed off to 10.0/s" in text
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["pending", "running", "succeeded", "failed"]))))
+def test_the_counts_by_wave_follow_every_move(moves: list[tuple[int, str]]) -> None:
+    """The monitor's metrics read ``Progress.instances()`` (kept as instances move) rather
+    than counting every instance at each tick: they must agree with a count."""
+    wave_of = {0: "a", 1: "a", 2: "b", 3: "b"}  # 4 and 5: in the journal, no longer in the plan
+    progress = Progress(total=4)
+    status: dict[int, str] = {}
+    for instance, new in moves:
+        if status.get(instance) != new:
+            progress.move(status.get(instance), new, wave_of.get(instance))
+            status[instance] = new
+    counted: dict[tuple[str, str], int] = {}
+    for instance, now in status.items():
+        if instance in wave_of:
+            counted[(wave_of[instance], now)] = counted.get((wave_of[instance], now), 0) + 1
+    assert progress.instances() == counted
+    assert {k: v for k, v in progress.by_status.items() if v} == dict(collections.Counter(status.values()))

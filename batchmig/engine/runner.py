@@ -28,6 +28,7 @@ import anyio
 import anyio.lowlevel
 import structlog
 
+from batchmig import logs
 from batchmig.engine.observer import RunObserver
 from batchmig.engine.pipeline import Pipeline, cancel_scope, read_answer
 from batchmig.engine.polling import PollHub
@@ -51,7 +52,7 @@ from batchmig.registry import Registry
 from batchmig.store.base import JournalStore
 from batchmig.store.fence import LeaseLost
 
-log = structlog.get_logger("batchmig.engine")
+log = logs.get_logger("batchmig.engine")
 
 CUTOVER_CHECK_SECONDS = 1.0
 
@@ -90,15 +91,28 @@ def needs_attention(step: str, code: str, message: str, request_id: str | None =
 
 @dataclass
 class Progress:
-    """Live counts for the progress view."""
+    """Live counts for the progress view and the metrics."""
 
     total: int
     by_status: dict[str, int] = field(default_factory=dict)
+    by_wave: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(wave, status) -> the plan's instances: kept as they move, so the monitor's metrics
+    (every ``monitor.INTERVAL``) need not count every instance again — at 100,000
+    instances that walk cost more per call than at 10,000 (docs/benchmarks.md)."""
 
-    def move(self, old: str | None, new: str) -> None:
+    def move(self, old: str | None, new: str, wave: str | None = None) -> None:
+        """One instance from ``old`` to ``new``; ``wave``: its wave, when the plan has it."""
         if old is not None:
             self.by_status[old] -= 1
         self.by_status[new] = self.by_status.get(new, 0) + 1
+        if wave is not None:
+            if old is not None:
+                self.by_wave[(wave, old)] -= 1
+            self.by_wave[(wave, new)] = self.by_wave.get((wave, new), 0) + 1
+
+    def instances(self) -> dict[tuple[str, str], int]:
+        """(wave, status) -> the plan's instances in it now."""
+        return {key: count for key, count in self.by_wave.items() if count}
 
 
 class Engine:
@@ -134,12 +148,11 @@ class Engine:
         self._records = records
         self._unresolved = journal.unresolved_calls()
         self.progress = Progress(total=len(plan.instances))
-        for status in self.status.values():
-            self.progress.move(None, status)
         self._failed: dict[str, int] = {}  # wave -> failed instances, kept by _set
         for iid, status in self.status.items():
-            if status in NOT_COUNTED_OK and plan.has_instance(iid):
-                wave = plan.instance(iid).wave
+            wave = plan.instance(iid).wave if plan.has_instance(iid) else None
+            self.progress.move(None, status, wave)
+            if status in NOT_COUNTED_OK and wave is not None:
                 self._failed[wave] = self._failed.get(wave, 0) + 1
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._timed_out: set[str] = set()  # instances whose step's timer went off (``_time_out``)
@@ -155,11 +168,11 @@ class Engine:
 
     def _set(self, iid: str, status: str, **fields: Any) -> None:
         old = self.status.get(iid)
-        self.progress.move(old, status)
         self.status[iid] = status
         self.journal.set_instance(iid, status, **fields)
         if old != status:
             wave = self.plan.instance(iid).wave
+            self.progress.move(old, status, wave)
             if (old in NOT_COUNTED_OK) != (status in NOT_COUNTED_OK):
                 self._failed[wave] = self._failed.get(wave, 0) + (1 if status in NOT_COUNTED_OK else -1)
             self.observer.instance_changed(iid, wave, old, status, fields.get("error"))
@@ -285,12 +298,15 @@ class Engine:
         refuse: Callable[[], str] = lambda: "",
     ) -> bool:
         """Start ``iid`` once a slot is free; False if stopping or ``refuse`` says why not."""
-        await _acquire(slots)
-        await _acquire(global_slots)
+        waited = await _acquire(slots)
+        waited = await _acquire(global_slots) or waited
         # One plain turn of the loop per start (not a shielded one per semaphore): the
         # instances started so far run up to their first wait, so one that fails at once
-        # counts against the wave's budget before the next starts.
-        await anyio.lowlevel.checkpoint()
+        # counts against the wave's budget before the next starts. A start that waited
+        # for a slot had its turn already (the loop ran until an instance freed one):
+        # once the run is at its concurrency, that is every start.
+        if not waited:
+            await anyio.lowlevel.checkpoint()
         if self.stopping or refuse():
             slots.release()
             global_slots.release()
@@ -521,12 +537,15 @@ class Engine:
                     event.set()
 
 
-async def _acquire(slots: anyio.Semaphore) -> None:
-    """``slots.acquire()`` without its shielded turn of the event loop when a slot is free."""
+async def _acquire(slots: anyio.Semaphore) -> bool:
+    """``slots.acquire()`` without its shielded turn of the event loop when a slot is free;
+    True if it had to wait for one."""
     try:
         slots.acquire_nowait()
     except anyio.WouldBlock:
         await slots.acquire()
+        return True
+    return False
 
 
 class _Countdown:

@@ -260,7 +260,8 @@ class SharedEngine(Engine):
         self._unresolved[iid] = list(claim.unresolved)
         old = self.status.get(iid)
         if old != claim.record.status:
-            self.progress.move(old, claim.record.status)
+            self.progress.move(old, claim.record.status,
+                               self.plan.instance(iid).wave if self.plan.has_instance(iid) else None)
             self.status[iid] = claim.record.status
         if claim.record.status == AWAITING_CUTOVER:
             self._released.add(iid)
