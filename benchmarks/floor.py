@@ -7,7 +7,7 @@ aiohttp client floor"), and a floor measured on another machine or on another da
 nothing about this one, so ``run.py`` measures it in the same run as the overhead
 scenario. The call is the overhead run's most common kind: a POST of a small JSON body
 with a Tencent-like signed head (eight headers, the signature precomputed: signing is
-the runner's cost, not the client's) answered by about 240 bytes of JSON, from an
+the runner's cost, not the client's) answered by 232 bytes of JSON, from an
 aiohttp server in a process of its own on loopback, one call at a time. Two clients
 make the same N calls on the event loop the runner uses (uvloop when installed):
 aiohttp's ``ClientSession`` (the floor) and batchmig's ``HttpTransport`` (for
@@ -149,7 +149,7 @@ def main() -> None:
         server.wait()
     figures: dict[str, Any] = {
         "scenario": "floor", "calls": args.calls, "rounds": args.rounds, "loop": "uvloop" if HAS_UVLOOP else "asyncio",
-        "load_average": load,
+        "load_average": load, "answer_bytes": len(ANSWER), "headers": len(headers("")),
         "aiohttp_us_per_call": round(min(per_call["aiohttp"]), 1),
         "transport_us_per_call": round(min(per_call["batchmig"]), 1),
         "rounds_us_per_call": {name: [round(x, 1) for x in xs] for name, xs in per_call.items()},

@@ -163,8 +163,9 @@ def client_floor() -> dict[str, Any]:
 def overhead_runs(v: Verdicts, results: dict[str, Any], sizes: list[int]) -> None:
     print(f"4. engine overhead: the real providers, caps out of the way ({', '.join(map(str, sizes))} instances)")
     floor = results["floor"] = client_floor()
-    print(f"   the client floor (benchmarks/floor.py, {floor['loop']}): one signed POST answered by 240 bytes of JSON "
-          f"costs aiohttp's ClientSession {floor['aiohttp_us_per_call']} us of CPU, batchmig's HttpTransport "
+    print(f"   the client floor (benchmarks/floor.py, {floor['loop']}): a POST with {floor['headers']} signed headers "
+          f"answered by {floor['answer_bytes']} bytes of JSON costs aiohttp's ClientSession "
+          f"{floor['aiohttp_us_per_call']} us of CPU, batchmig's HttpTransport "
           f"{floor['transport_us_per_call']} us (best of {floor['rounds']} rounds of {floor['calls']} calls); "
           f"load {floor['load_average']}")
     runs = results["overhead"] = [scenario("overhead", n) for n in sizes]
