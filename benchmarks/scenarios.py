@@ -236,14 +236,21 @@ def _wait_step_ends(journal: Path, step: str) -> dict[str, float]:
     return ends
 
 
-def overhead(instances: int, durable: bool) -> dict[str, Any]:
+def overhead(instances: int, durable: bool, keep: Path | None = None) -> dict[str, Any]:
     """The real providers with caps out of the way and near-instant work: what one
     runner process costs per call, its memory and journal, and how fast ``status``
-    reads the finished run."""
+    reads the finished run.
+
+    The plan, the sandbox's files and the run directory are written under ``keep`` and
+    left there when it is given; otherwise under a temporary directory, which is kept
+    too (and named in the figures and on stderr) when not every instance succeeded, so
+    that a failed run can be read afterwards."""
     from fleet_plan import SANDBOX_OPTIONS, write_fleet_plan
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work_dir = Path(tmp)
+    work_dir = Path(tempfile.mkdtemp(prefix="overhead-")) if keep is None else keep
+    work_dir.mkdir(parents=True, exist_ok=True)
+    kept = True
+    try:
         plan = write_fleet_plan(work_dir / "plan.yaml", instances, rate=UNBOUNDED, run="{poll_interval: 0.05}")
         config = {"time_scale": 100000, "options": SANDBOX_OPTIONS,
                   "rate_limits": {name: {"*": UNBOUNDED} for name in EMULATORS}}
@@ -264,10 +271,18 @@ def overhead(instances: int, durable: bool) -> dict[str, Any]:
                   for fmt in ("text", "json", "csv")}
         status["report html"] = _cli_seconds(["report", outcome.run_id, *runs, "--format", "html",
                                               "-o", str(work_dir / "report.html")])
+        succeeded = outcome.report["counts"].get("succeeded", 0)
+        kept = keep is not None or succeeded != instances
+    finally:
+        if kept:
+            print(f"overhead: run directory kept in {work_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
     calls = outcome.report["calls"]["calls"]
     return {
         "scenario": "overhead", "instances": instances, "durable": durable, "load_average": load,
-        "succeeded": outcome.report["counts"].get("succeeded", 0), "calls": calls, "throttles": throttles,
+        "succeeded": succeeded, "calls": calls, "throttles": throttles,
+        "run_dir": str(outcome.run_dir) if kept else None,
         "wall_seconds": round(result["wall"], 2), "cpu_seconds": round(result["cpu"], 2),
         "calls_per_second": round(calls / result["wall"], 1),
         "cpu_ms_per_call": round(result["cpu"] * 1000 / calls, 3),
@@ -658,9 +673,10 @@ if __name__ == "__main__":
     parser.add_argument("--runners", type=int, default=1, help="scaleout: runner processes")
     parser.add_argument("--limiter", choices=["shares", "exact"], default="shares", help="scaleout: limiter mode")
     parser.add_argument("--kill-one", action="store_true", help="scaleout: kill the first runner a third of the way in")
+    parser.add_argument("--keep", type=Path, help="overhead: write the plan and runs here and keep them")
     args = parser.parse_args()
     logs.configure(json_output=True, console_level=logging.ERROR)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     extra = ({"runners": args.runners, "limiter": args.limiter, "kill_one": args.kill_one}
-             if args.scenario == "scaleout" else {})
+             if args.scenario == "scaleout" else {"keep": args.keep} if args.scenario == "overhead" else {})
     print(json.dumps(SCENARIOS[args.scenario](args.instances, args.durable, **extra)))

@@ -107,7 +107,11 @@ def test_a_real_report_validates_and_reads_back(plan_file, registry: Registry, t
 def test_built_records_are_those_their_init_makes(plan_file, registry: Registry, tmp_path: Path) -> None:
     """``build_run_report`` makes its instance and step records without ``__init__`` (``model.made``):
     each must hold every field, equal the record ``__init__`` makes of the same values, and stay frozen."""
-    built = run_plan(plan_file(PLAN), registry, tmp_path).outcome.run_report
+    journal = Journal.open(run_plan(plan_file(PLAN), registry, tmp_path).outcome.run_dir / "journal.sqlite")
+    try:
+        built = build_run_report(journal)
+    finally:
+        journal.close()
     records = [record for instance in built.instances for record in (instance, *instance.steps)]
     assert len(records) > len(built.instances)
     for record in records:

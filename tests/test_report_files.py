@@ -10,6 +10,7 @@ import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,17 +21,21 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from batchmig.engine.traffic import CALL, RETRY, THROTTLE, Traffic
+from batchmig.journal import Journal
 from batchmig.private_files import write_private_chunks, write_private_file
 from batchmig.ratelimit import LimitKey
 from batchmig.redaction import REDACTOR
 from batchmig.registry import Registry
 from batchmig.report import RunReport, files, read_report
+from batchmig.report.build import build_run_report
 from batchmig.report.csv import ids_json, safe_cell
 from batchmig.report.files import FIGURES_NAME, read_figures, render_report
-from batchmig.report.formats import write_report_files
-from batchmig.report.html import script_json
+from batchmig.report.formats import write_report_files, write_run_files
+from batchmig.report.html import html_chunks, render_page, script_json
 from batchmig.report.junit import attribute, content, render_junit
 from batchmig.report.markdown import cell
+from batchmig.report.rows import step_rows
+from batchmig.report.view import view_data
 from batchmig.testing import FakeClock, run_plan
 
 JUNIT_XSD = Path(__file__).parent / "junit" / "junit.xsd"
@@ -143,12 +148,37 @@ def test_files_written_in_pieces_are_the_whole_texts(
     pieces = {path.name: path.read_bytes() for path in write_report_files(pieces_dir, report)}
     for name in ("report.json", "report.junit.xml", "report.md", "report.csv"):  # the HTML says when it was made
         assert pieces[name] == whole[name], name
+    assert _timeless(pieces["report.html"].decode()) == _timeless(whole["report.html"].decode())
+    now = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    page = render_page(view_data(report, now=now), title=f"batchmig run {report.run}", mode="report")
+    assert "".join(html_chunks(report, now=now)) == page  # the dashboard's way of drawing a page, whole
     for name, data in pieces.items():
         assert b"edge-s3cr3t-value" not in data, name
         assert stat.S_IMODE((pieces_dir / name).stat().st_mode) == 0o600
     assert json.loads(pieces["report.json"]) == report.to_json_dict()
     assert len(list(csv.reader(io.StringIO(pieces["report.csv"].decode())))) == count + 1
     assert len(ET.fromstring(pieces["report.junit.xml"]).findall(".//testcase")) == count
+
+
+def test_a_runners_files_from_the_journals_rows_are_those_of_the_records(finished: Path, tmp_path: Path) -> None:
+    """A runner writes its files from the report built without step records and the steps
+    as the journal's rows: the bytes every format makes of the report with its records."""
+    figures = read_figures(finished / FIGURES_NAME)
+    journal = Journal.open(finished / "journal.sqlite", read_only=True)
+    try:
+        with_records = build_run_report(journal, figures=figures)
+        bare = build_run_report(journal, figures=figures, steps=False)
+        rows = step_rows(journal)
+    finally:
+        journal.close()
+    assert all(not instance.steps for instance in bare.instances) and rows
+    (tmp_path / "records").mkdir()
+    (tmp_path / "rows").mkdir()
+    expected = {path.name: path.read_text() for path in write_report_files(tmp_path / "records", with_records)}
+    written = {path.name: path.read_text() for path in write_run_files(tmp_path / "rows", bare, rows)}
+    assert written.keys() == expected.keys()
+    for name, text in written.items():
+        assert _timeless(text) == _timeless(expected[name]) if name == "report.html" else text == expected[name]
 
 
 def test_a_file_whose_rendering_fails_is_left_as_it_was(tmp_path: Path) -> None:

@@ -16,17 +16,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchmig.private_files import write_private_chunks
-from batchmig.report.csv import csv_chunks
+from batchmig.report.csv import csv_chunks, instances_csv_chunks
 from batchmig.report.files import report_chunks
-from batchmig.report.html import render_html
+from batchmig.report.html import html_chunks
 from batchmig.report.junit import junit_chunks
 from batchmig.report.markdown import render_markdown
 from batchmig.report.model import SCHEMA_VERSION, CallSummary, ErrorRecord, InstanceReport, RunReport, StepRecord
-from batchmig.report.rows import JournalStep, lines_with_steps
+from batchmig.report.rows import JournalStep, lines_with_steps, spans_of_rows
 
 FORMATS: dict[str, tuple[str, Callable[[RunReport], Iterable[str]]]] = {
     "json": ("report.json", report_chunks),
-    "html": ("report.html", lambda report: (render_html(report),)),
+    "html": ("report.html", html_chunks),
     "junit": ("report.junit.xml", junit_chunks),
     "markdown": ("report.md", lambda report: (render_markdown(report),)),
     "csv": ("report.csv", csv_chunks),
@@ -42,10 +42,30 @@ def chunks_from_rows(fmt: str, report: RunReport, rows: dict[str, list[JournalSt
     if fmt == "json":
         return report_chunks(report, line=lines_with_steps(rows))
     if fmt == "html":
-        return (render_html(report, rows=rows),)
+        return html_chunks(report, rows=rows)
     if fmt == "junit":
         return junit_chunks(report, rows)
     return FORMATS[fmt][1](report)
+
+
+def write_run_files(run_dir: Path, report: RunReport, rows: dict[str, list[JournalStep]],
+                    formats: tuple[str, ...] = tuple(FORMATS)) -> list[Path]:
+    """``write_report_files`` of a report built without its step records, its steps given as
+    the journal's rows (a runner's files at its end: the same bytes, without 325,000 step
+    records and 650,000 datetimes at 100,000 instances, 285 MB of its peak). Raises OSError."""
+    written = []
+    for fmt in formats:
+        name, _ = FORMATS[fmt]
+        chunks: Iterable[str]
+        if fmt == "json":
+            chunks = report_chunks(report, line=lines_with_steps(rows, take=False))
+        elif fmt == "csv":
+            chunks = instances_csv_chunks(report.instances, spans_of_rows(rows))
+        else:
+            chunks = chunks_from_rows(fmt, report, rows)
+        write_private_chunks(run_dir / name, chunks)
+        written.append(run_dir / name)
+    return written
 
 
 def render(report: RunReport, fmt: str) -> str:

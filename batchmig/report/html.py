@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from importlib.resources import files
@@ -20,9 +20,10 @@ from typing import Any
 import orjson
 
 from batchmig.redaction import REDACTOR
+from batchmig.report.files import batches
 from batchmig.report.model import RunReport
 from batchmig.report.rows import JournalStep
-from batchmig.report.view import view_data
+from batchmig.report.view import ViewBuilder
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -54,8 +55,7 @@ def asset(name: str) -> str:
 
 def script_json(document: Any) -> str:
     """JSON that is safe inside a ``<script>`` element (no ``</script>``, no ``<!--``)."""
-    text = _compact_json(document)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return _script_safe(_compact_json(document))
 
 
 def _compact_json(document: Any) -> str:
@@ -122,4 +122,38 @@ def render_html(report: RunReport, *, now: datetime | None = None,
                 rows: Mapping[str, Sequence[JournalStep]] | None = None) -> str:
     """The whole HTML report of ``report`` as one string (``rows``: the instances' steps as
     the journal's rows, if it was built without them)."""
-    return render_page(view_data(report, now=now, rows=rows), title=f"batchmig run {report.run}", mode="report")
+    return "".join(html_chunks(report, now=now, rows=rows))
+
+
+def html_chunks(report: RunReport, *, now: datetime | None = None,
+                rows: Mapping[str, Sequence[JournalStep]] | None = None) -> Iterator[str]:
+    """``render_page`` of ``view_data(report)`` in pieces, each masked: the page's head,
+    then its data document with the instances' entries made and written as text a batch
+    at a time (the document's lists of names before them are complete only once every
+    entry is made, so the batches' texts are kept until then: a fifth of their lists'
+    memory), then the script. Only the texts are held, never the whole page or its copies."""
+    view = ViewBuilder(report, now=now, rows=rows)
+    pieces = [_instances_text(view.entries(batch)) for batch in batches(report.instances)]
+    head = _PAGE_HEAD.format(csp=STATIC_CSP, title=html.escape(f"batchmig run {report.run}"),
+                             css=asset("report.css"), head="", mode="report")
+    tail = _PAGE_TAIL.format(js=asset("report.js"))
+    around = script_json(view.document([0]))  # the document with a marker where its instances go
+    before, after = around.split('"instances":[0]', 1)
+    yield REDACTOR(head + before + '"instances":[')
+    for number, piece in enumerate(pieces):
+        pieces[number] = ""  # (each text freed once written)
+        yield REDACTOR(_script_safe(piece) if number == 0 else "," + _script_safe(piece))
+    yield REDACTOR("]" + after + tail)
+
+
+_PAGE_HEAD, _PAGE_TAIL = PAGE.split("{data}")
+
+
+def _instances_text(entries: list[list[Any]]) -> str:
+    """Some instances' entries as ``_compact_json`` writes them in the document's list,
+    without the brackets."""
+    return _compact_json({"instances": entries})[len('{"instances":['):-2]
+
+
+def _script_safe(text: str) -> str:
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -257,11 +257,17 @@ def spans_of_times(times: Iterable[tuple[str, float | None, float | None]]) -> d
     return spans
 
 
-def lines_with_steps(steps: dict[str, list[JournalStep]]) -> Callable[[InstanceReport], str]:
-    """``instance_line`` of an instance with its rows in ``steps`` (taken out as they are
-    written: each instance is written once)."""
+def lines_with_steps(steps: dict[str, list[JournalStep]], *, take: bool = True) -> Callable[[InstanceReport], str]:
+    """``instance_line`` of an instance with its rows in ``steps`` (``take``: taken out as
+    they are written, each instance being written once; else left for another format)."""
     iso = IsoTimes()
-    return lambda instance: instance_line(instance, steps.pop(instance.id, ()), iso)
+    read = steps.pop if take else steps.get
+    return lambda instance: instance_line(instance, read(instance.id, ()), iso)
+
+
+def spans_of_rows(steps: Mapping[str, Sequence[JournalStep]]) -> dict[str, StepSpan]:
+    """``step_spans`` of the steps as the journal's rows, each instance's in order (``step_rows``)."""
+    return spans_of_times((row[0], row[3], row[4]) for rows in steps.values() for row in rows)
 
 
 _PLAIN = frozenset({str, bool, type(None)})
