@@ -296,7 +296,7 @@ def test_a_run_that_crashes_at_its_end_leaves_every_event_in_its_events_file(
     def broken(*args: object) -> None:
         raise RuntimeError("the report files broke")
 
-    monkeypatch.setattr(operations, "write_report_files", broken)
+    monkeypatch.setattr(operations, "write_run_files", broken)
     saved = structlog.get_config()
     logs.configure(json_output=True, console_level=logging.ERROR)
     instances = "\n".join(f"  - {{id: db-{i}, settings: {{duration: 5}}}}" for i in range(12))
