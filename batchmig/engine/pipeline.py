@@ -32,6 +32,7 @@ import structlog
 
 from batchmig.engine.traffic import CALL, RETRY, THROTTLE, Traffic
 from batchmig.engine.transport import LAST_LOOK, TIMEOUT
+from batchmig.engine.workers import cancel_scope, current_guard
 from batchmig.errors import (
     Failure,
     NotSentError,
@@ -49,22 +50,6 @@ from batchmig.store.base import JournalStore
 from batchmig.store.fence import Fence, FenceClosed, LeaseLost
 
 log = structlog.get_logger("batchmig.pipeline")
-
-_SCOPE_CLASS: list[type[anyio.CancelScope]] = []
-
-
-def cancel_scope(*, shield: bool = False) -> anyio.CancelScope:
-    """``anyio.CancelScope(shield=shield)``, made by the running backend's own class.
-
-    ``anyio.CancelScope(...)`` looks the running backend up at every scope (sniffio, the
-    current task, a dict): measured in the overhead run (thread CPU time around it), 6.2
-    of the 14 µs a call's shielded scope cost went to making it, 3.2 by the class itself.
-    batchmig runs on asyncio alone (``eventloop.py``): the class is asked for once.
-    """
-    if not _SCOPE_CLASS:
-        _SCOPE_CLASS.append(type(anyio.CancelScope()))
-    return _SCOPE_CLASS[0](shield=shield)
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -249,33 +234,50 @@ class Pipeline:
         self, key: LimitKey, conn: Connection, call: Call, release: Release | None, intent: _Intent | None = None
     ) -> Answer:
         """Sign, send, parse: shielded, so a call on the wire finishes and is accounted;
-        ``intent`` (the SQLite journal's) is made durable first, in the same shield."""
-        with cancel_scope(shield=True):
-            if intent is not None:
-                await intent.write_shielded(self.fence)
-            request = await conn.prepare(call)
-            self.stats.sent[call.action] += 1
-            self.traffic.add(key, CALL)
-            if release is not None:
-                release.left()  # the limiter counts the call from now, and sizes its margin by the answer
+        ``intent`` (the SQLite journal's) is made durable first, in the same shield.
+
+        In a worker (``engine/workers.py``) the shield is its guard, held for the send: every
+        cancellation of a worker's task goes through it and waits until the send is over.
+        Anywhere else, anyio's shielded scope."""
+        guard = current_guard()
+        if guard is not None:
+            guard.hold()
             try:
-                try:
-                    response = await self._send(request)
-                finally:
-                    if release is not None:
-                        release.answered()
-                return conn.parse(call, response)
-            except ThrottleError as exc:
-                self.stats.throttled += 1
-                self.traffic.add(key, THROTTLE)
-                self.limiter.penalize(key, exc.retry_after)
-                raise
-            except ProviderError as exc:
-                self.stats.errors[exc.code] += 1
-                if isinstance(exc, UnknownOutcomeError):
-                    self.stats.unknown_outcomes += 1
-                raise
+                return await self._send_now(key, conn, call, release, intent)
+            finally:
+                guard.release()
+        with cancel_scope(shield=True):
+            return await self._send_now(key, conn, call, release, intent)
         raise AssertionError("unreachable: the shielded block returns or raises")
+
+    async def _send_now(
+        self, key: LimitKey, conn: Connection, call: Call, release: Release | None, intent: _Intent | None
+    ) -> Answer:
+        """``_send_admitted``'s work, inside its shield."""
+        if intent is not None:
+            await intent.write_shielded(self.fence)
+        request = await conn.prepare(call)
+        self.stats.sent[call.action] += 1
+        self.traffic.add(key, CALL)
+        if release is not None:
+            release.left()  # the limiter counts the call from now, and sizes its margin by the answer
+        try:
+            try:
+                response = await self._send(request)
+            finally:
+                if release is not None:
+                    release.answered()
+            return conn.parse(call, response)
+        except ThrottleError as exc:
+            self.stats.throttled += 1
+            self.traffic.add(key, THROTTLE)
+            self.limiter.penalize(key, exc.retry_after)
+            raise
+        except ProviderError as exc:
+            self.stats.errors[exc.code] += 1
+            if isinstance(exc, UnknownOutcomeError):
+                self.stats.unknown_outcomes += 1
+            raise
 
     async def _backoff(self, attempt: int, error: ProviderError, key: LimitKey) -> None:
         if attempt >= self.retry.max_attempts:

@@ -3,9 +3,10 @@
 One anyio task group per run. Instances get a task only when a concurrency slot is
 free (10,000 instances do not mean 10,000 tasks), one that finished its last instance
 if there is one (``engine/workers.py``); each runs its provider's steps in its own
-cancel scope (a step's timeout is a timer that cancels it), so one instance's failure never touches another, and a stop
-(SIGINT/SIGTERM) cancels waiting but not calls on the wire — the pipeline shields
-those until their outcome is journaled.
+cancel scope (a step's timeout is a timer that cancels it), so one instance's failure
+never touches another, and a stop (SIGINT/SIGTERM) cancels waiting but not calls on
+the wire — the scope is cancelled through its worker's guard, which the pipeline holds
+while a call is on the wire (``engine/workers.py``).
 
 Every instance ends in exactly one status: succeeded, failed (with the cloud's code,
 message and request id), skipped (with the reason), awaiting_cutover, interrupted, or
@@ -30,9 +31,9 @@ import structlog
 
 from batchmig import logs
 from batchmig.engine.observer import RunObserver
-from batchmig.engine.pipeline import Pipeline, cancel_scope, read_answer
+from batchmig.engine.pipeline import Pipeline, read_answer
 from batchmig.engine.polling import PollHub
-from batchmig.engine.workers import Workers
+from batchmig.engine.workers import GuardedScope, Workers
 from batchmig.errors import Failure, JournalError, OutcomeUnsureError, ProviderError, UnknownOutcomeError
 from batchmig.journal import (
     AWAITING_CUTOVER,
@@ -154,7 +155,7 @@ class Engine:
             self.progress.move(None, status, wave)
             if status in NOT_COUNTED_OK and wave is not None:
                 self._failed[wave] = self._failed.get(wave, 0) + 1
-        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._scopes: dict[str, GuardedScope] = {}
         self._timed_out: set[str] = set()  # instances whose step's timer went off (``_time_out``)
         self._settle: dict[str, Callable[[], None]] = {}
         self._at_cutover: set[str] = set()  # instance tasks waiting for a cutover release
@@ -359,7 +360,7 @@ class Engine:
         # added none (most do not) writes none, the row keeps them (each write masks and
         # encodes the whole dict again).
         journaled: dict[str, Any] | None = None
-        scope = cancel_scope()
+        scope = GuardedScope()  # cancelled through its worker's guard: never while a call is on the wire
         self._scopes[iid] = scope
         # The instance's task runs in a context of its own: bound here, nothing needs
         # restoring when it ends (``bound_contextvars`` would save and restore them).
@@ -410,7 +411,7 @@ class Engine:
 
     async def _run_step(
         self, pinst: PlannedInstance, view: Instance, index: int, step: Step, outputs: dict[str, Any],
-        unresolved: list[int], scope: anyio.CancelScope,
+        unresolved: list[int], scope: GuardedScope,
     ) -> dict[str, Any]:
         iid = pinst.id
         started = time.time()
@@ -455,13 +456,13 @@ class Engine:
         self._step_done(pinst, index, step.name, started, SUCCEEDED)
         return {**outputs, **new} if new else outputs  # the same dict: nothing new to journal
 
-    def _time_out(self, iid: str, scope: anyio.CancelScope) -> None:
+    def _time_out(self, iid: str, scope: GuardedScope) -> None:
         """A step's timer went off: cancel its instance's scope, unless something else
         (a stop, a lost lease) already did — then the instance is interrupted, as before
         a step's own deadline scope would have let it be."""
         if not scope.cancel_called:
             self._timed_out.add(iid)
-            scope.cancel()  # no reason argument: anyio 4.3, the oldest supported, takes none
+            scope.cancel()
 
     def _step_done(self, pinst: PlannedInstance, index: int, name: str, started: float, status: str) -> None:
         self.journal.step_finished(pinst.id, index, name, started, status)
