@@ -156,7 +156,8 @@ class Engine:
             if status in NOT_COUNTED_OK and wave is not None:
                 self._failed[wave] = self._failed.get(wave, 0) + 1
         self._scopes: dict[str, GuardedScope] = {}
-        self._timed_out: set[str] = set()  # instances whose step's timer went off (``_time_out``)
+        self._timed_out: set[str] = set()  # instances whose step's deadline passed (``_time_out``)
+        self._deadlines = _Deadlines(self._time_out)
         self._settle: dict[str, Callable[[], None]] = {}
         self._at_cutover: set[str] = set()  # instance tasks waiting for a cutover release
         self._released: set[str] = journal.released_cutovers()
@@ -417,11 +418,10 @@ class Engine:
         started = time.time()
         timeout = pinst.timeout(step.name)
         self.observer.step_started(iid, pinst.provider, step.name)
-        # The step's deadline is a timer that cancels its instance's scope (``_time_out``),
-        # not a cancel scope of its own per step: creating, entering and leaving one cost
-        # about 4% of the runner's CPU (docs/benchmarks.md).
-        loop = asyncio.get_running_loop()
-        timer = loop.call_at(loop.time() + timeout, self._time_out, iid, scope)
+        # The step's deadline cancels its instance's scope (``_time_out``): not a cancel
+        # scope of its own per step (creating, entering and leaving one cost about 4% of
+        # the runner's CPU), nor a timer of the loop's per step (``_Deadlines``).
+        self._deadlines.arm(iid, timeout, scope)
         try:
             try:
                 if isinstance(step, CallStep):
@@ -431,7 +431,7 @@ class Engine:
                 else:
                     new = await self._wait(pinst, view, step, outputs)
             finally:
-                timer.cancel()
+                self._deadlines.disarm(iid)
             if iid in self._timed_out:  # it ended as its time ran out: its instance's scope is cancelled
                 raise TimeoutError
         except (TimeoutError, anyio.get_cancelled_exc_class()) as exc:
@@ -457,7 +457,7 @@ class Engine:
         return {**outputs, **new} if new else outputs  # the same dict: nothing new to journal
 
     def _time_out(self, iid: str, scope: GuardedScope) -> None:
-        """A step's timer went off: cancel its instance's scope, unless something else
+        """A step's deadline passed: cancel its instance's scope, unless something else
         (a stop, a lost lease) already did — then the instance is interrupted, as before
         a step's own deadline scope would have let it be."""
         if not scope.cancel_called:
@@ -547,6 +547,56 @@ async def _acquire(slots: anyio.Semaphore) -> bool:
         await slots.acquire()
         return True
     return False
+
+
+class _Deadlines:
+    """The running steps' deadlines, on one timer of the event loop.
+
+    A timer per step (``loop.call_at`` and its ``cancel``) cost about 2.3 µs alone with
+    a thousand pending, and uvloop closes each one in a later pass of its loop; arming a
+    deadline here is a dictionary entry. The one timer is set for the earliest deadline
+    when a sooner one comes in; when it goes off, the deadlines that passed fire and it
+    is set for the earliest left (a step that ended took its deadline with it: the timer
+    then finds nothing due, and looks again). Timeouts are minutes to hours, most steps
+    end long before theirs: the timer rarely goes off.
+    """
+
+    EARLY = 0.002
+    """A deadline this close is due now: the loop's timers may go off a millisecond early
+    (uvloop counts whole milliseconds)."""
+
+    def __init__(self, fire: Callable[[str, GuardedScope], None]) -> None:
+        self._fire = fire
+        self._due: dict[str, tuple[float, GuardedScope]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = math.inf
+
+    def arm(self, iid: str, seconds: float, scope: GuardedScope) -> None:
+        """``fire(iid, scope)`` in ``seconds``, unless ``disarm(iid)`` comes first."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + seconds
+        self._due[iid] = (when, scope)
+        if when < self._armed:
+            self._set(loop, when)
+
+    def disarm(self, iid: str) -> None:
+        self._due.pop(iid, None)
+
+    def _set(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = when
+        self._timer = loop.call_at(when, self._expire, loop) if when != math.inf else None
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer, self._armed = None, math.inf
+        due = loop.time() + self.EARLY
+        passed = [(iid, scope) for iid, (when, scope) in self._due.items() if when <= due]
+        for iid, scope in passed:
+            del self._due[iid]
+            self._fire(iid, scope)
+        if self._due:
+            self._set(loop, min(when for when, _ in self._due.values()))
 
 
 class _Countdown:
