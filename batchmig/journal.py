@@ -326,6 +326,55 @@ _Write = tuple["str | Callable[[sqlite3.Connection], Any]", Any, "asyncio.Future
 """A queued write: an SQL statement and its parameters (or an operation of its own, with
 None), and the future of whoever waits for its commit (None: nobody waits)."""
 
+_Operation = Callable[[sqlite3.Connection], Any]
+_Rows = dict[str, list[tuple[Any, ...]]]
+
+
+class _Batch:
+    """The writes of one commit, grouped as the commit runs them, as they are queued: each
+    statement's rows in the order they came (one ``executemany`` each), and an operation
+    of its own (a read, a flush) after every write queued before it. Grouping each write
+    when it is queued, not each batch's writes again when it commits, saves the commit a
+    pass over them (docs/benchmarks.md)."""
+
+    __slots__ = ("operations", "rows", "waiting")
+
+    def __init__(self) -> None:
+        self.rows: _Rows = {}
+        """The statements' rows queued since the last operation (or the batch's start)."""
+        self.operations: list[tuple[_Rows, _Operation, asyncio.Future[Any] | None]] = []
+        """Each operation, after the statements' rows queued before it (and after the one before)."""
+        self.waiting: list[asyncio.Future[Any]] = []
+        """The futures of the statements somebody waits for (intents): their result is None."""
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.operations)
+
+    def row(self, sql: str, params: tuple[Any, ...]) -> None:
+        rows = self.rows.get(sql)
+        if rows is None:
+            self.rows[sql] = [params]
+        else:
+            rows.append(params)
+
+    def add(self, op: str | _Operation, params: Any, future: asyncio.Future[Any] | None) -> None:
+        if isinstance(op, str):
+            self.row(op, params)
+            if future is not None:
+                self.waiting.append(future)
+        else:
+            self.operations.append((self.rows, op, future))
+            self.rows = {}
+
+    @property
+    def waited(self) -> bool:
+        """Whether somebody waits for a write of this batch."""
+        return bool(self.waiting) or any(future is not None for _, _, future in self.operations)
+
+    def futures(self) -> Iterator[asyncio.Future[Any]]:
+        yield from self.waiting
+        yield from (future for _, _, future in self.operations if future is not None)
+
 # The engine's writes: one text per table and kind, so that the writer can run each
 # text's rows of a batch at once, in the order they came. Statements of different
 # texts never touch the same row within a batch, so their order there does not
@@ -421,7 +470,7 @@ class Journal:
         self._cleanup = cleanup
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         """The writer thread's queue (``--durable``)."""
-        self._pending: list[_Write] | None = None
+        self._pending: _Batch | None = None
         """The writes the event loop commits at its next ``_tick`` (default mode; None: the
         writer thread commits them)."""
         self._started = False
@@ -484,7 +533,7 @@ class Journal:
                 db.executescript(SCHEMA)
                 if not durable:  # the event loop commits; a thread checkpoints (see the module docstring)
                     db.execute("PRAGMA wal_autocheckpoint=0")
-                    journal._pending = []
+                    journal._pending = _Batch()
                     journal._checkpointer = _Checkpointer(path)
             if create:
                 db.execute(f"PRAGMA user_version = {journal_file.SCHEMA_VERSION}")
@@ -507,7 +556,7 @@ class Journal:
                 self._thread = threading.Thread(target=self._write_loop, name="batchmig-journal", daemon=True)
                 self._thread.start()
             elif self._pending:
-                self._schedule(any(write[2] is not None for write in self._pending))
+                self._schedule(self._pending.waited)
 
     def verified(self) -> None:
         """Wait for the checks running meanwhile; raises what they found (exit 5: damaged)."""
@@ -523,7 +572,7 @@ class Journal:
             if self._tick_handle is not None:
                 self._tick_handle.cancel()
             self._tick_handle, self._tick_due = None, math.inf
-            batch, self._pending = self._pending, []
+            batch, self._pending = self._pending, _Batch()
             self._commit(batch)
         if self._checkpointer is not None:
             self._checkpointer.close()
@@ -544,7 +593,8 @@ class Journal:
             item = queued.get()
             if item is None:
                 return
-            batch, first = [item], time.monotonic()
+            batch, first = _Batch(), time.monotonic()
+            batch.add(*item)
             waited = item[2] is not None
             stop = False
             while True:
@@ -556,7 +606,7 @@ class Journal:
                     if more is None:
                         stop = True
                         break
-                    batch.append(more)
+                    batch.add(*more)
                     waited = waited or more[2] is not None
                 if stop or waited or time.monotonic() - first >= UNWAITED_COMMIT_SECONDS:
                     break
@@ -591,7 +641,7 @@ class Journal:
     def _tick(self) -> None:
         """The event loop's commit of everything pending (default mode)."""
         self._tick_handle, self._tick_due = None, math.inf
-        batch, self._pending = self._pending, []
+        batch, self._pending = self._pending, _Batch()
         if batch:
             self._commit(batch)
             if self.commits % CHECKPOINT_COMMITS == 0 and self._checkpointer is not None:
@@ -601,14 +651,14 @@ class Journal:
 
     # --------------------------------------------------------------- commits
 
-    def _commit(self, batch: list[_Write]) -> None:
+    def _commit(self, batch: _Batch) -> None:
         """Write ``batch`` in one transaction, then settle its waiters: directly in the event
         loop that commits, with one wake-up per event loop from the writer thread.
 
         The rows of each statement are written together (``executemany``), each
         statement's in the order they came: statements of different texts commute
         within a batch (see ``_SET_INSTANCE``), and an operation of its own (a read,
-        a flush) first writes everything queued before it.
+        a flush) first writes everything queued before it (``_Batch``).
         """
         settled: list[tuple[asyncio.Future[Any], Any]] = []
         error: BaseException | None = self._failure
@@ -616,25 +666,21 @@ class Journal:
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
-                rows: dict[str, list[tuple[Any, ...]]] = {}
-                for op, params, future in batch:
-                    result = None
-                    if isinstance(op, str):
-                        rows.setdefault(op, []).append(params)
-                    else:
-                        _write_rows(db, rows)
-                        result = op(db)
+                for rows, op, future in batch.operations:
+                    _write_rows(db, rows)
+                    result = op(db)
                     if future is not None:
                         settled.append((future, result))
-                _write_rows(db, rows)
+                _write_rows(db, batch.rows)
                 db.execute("COMMIT")
                 self.commits += 1
+                settled += [(future, None) for future in batch.waiting]
             except BaseException as exc:  # the disk is full, the directory unwritable...
                 error = JournalError(f"cannot write the journal {self.path}: {exc}")
                 self._failure = error
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
-                settled = [(future, None) for _, _, future in batch if future is not None]
+                settled = [(future, None) for future in batch.futures()]
         if not settled:
             return
         try:
@@ -658,7 +704,7 @@ class Journal:
         if pending is None:
             self._queue.put((sql, params, None))
         else:
-            pending.append((sql, params, None))
+            pending.row(sql, params)
             if self._started and self._tick_handle is None:  # (a tick due already takes it along)
                 self._schedule(False)
 
@@ -675,7 +721,7 @@ class Journal:
         if pending is None:
             self._queue.put((op, params, future))
         else:
-            pending.append((op, params, future))
+            pending.add(op, params, future)
             if self._started:
                 self._schedule(True)
         return future

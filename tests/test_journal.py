@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -174,6 +175,39 @@ def test_the_writes_of_one_commit_keep_each_rows_order(tmp_path: Path, durable: 
     assert [row[:3] for row in journal.steps()] == [("a", 0, "create")]
     row = journal._db.execute("SELECT state, outputs, request_id, error FROM calls WHERE id = ?", (call_id,)).fetchone()
     assert row[:3] == ("reconciled", '{"Started":true}', "r-1") and "no answer" in row[3]
+    journal.close()
+
+
+@BOTH_MODES
+def test_a_read_in_a_commit_sees_the_writes_queued_before_it_and_none_after(tmp_path: Path, durable: bool) -> None:
+    """Writes are grouped by statement as they are queued; a read (or a flush) queued
+    between two writes of one statement still runs after the first and before the
+    second, and an intent queued with them is settled by the same commit."""
+    journal = Journal.open(tmp_path / "journal.sqlite", create=True, durable=durable)
+    journal.add_instances([PlannedRow(name, n, "p", "w") for n, name in enumerate(["a", "b"])])
+    journal.start_writer()
+
+    def statuses(db: sqlite3.Connection) -> dict[str, str]:
+        return dict(db.execute("SELECT id, status FROM instances").fetchall())
+
+    async def main() -> tuple[dict[str, str], dict[str, str]]:
+        journal.set_instance("a", "running", step=1, step_name="start")
+        first = asyncio.ensure_future(journal.read(statuses))
+        await asyncio.sleep(0)  # the read is queued behind the first change
+        journal.set_instance("a", "succeeded", step=2, step_name=None)
+        journal.set_instance("b", "running", step=1, step_name="start")
+        second = asyncio.ensure_future(journal.read(statuses))
+        await asyncio.sleep(0)  # and the second behind the next three
+        await journal.intent("b", 1, "Start", "x-1")
+        journal.set_instance("b", "failed")
+        await journal.flush()
+        return await first, await second
+
+    first, second = anyio.run(main, backend="asyncio")
+    assert first == {"a": "running", "b": "pending"}
+    assert second == {"a": "succeeded", "b": "running"}
+    assert [row[:4] for row in journal.calls()] == [("b", 1, "Start", "x-1")]
+    assert {record.id: record.status for record in journal.instances().values()} == {"a": "succeeded", "b": "failed"}
     journal.close()
 
 
