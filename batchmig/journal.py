@@ -681,6 +681,8 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 settled = [(future, None) for future in batch.futures()]
+        else:  # an earlier commit failed (the writer thread took this batch before it knew): nothing is written
+            settled = [(future, None) for future in batch.futures()]
         if not settled:
             return
         try:

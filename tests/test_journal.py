@@ -143,6 +143,35 @@ def test_a_failed_write_surfaces_as_journal_error(tmp_path: Path, durable: bool)
     journal.close()
 
 
+def test_a_write_queued_while_a_commit_fails_fails_too(tmp_path: Path) -> None:
+    """With ``--durable`` the writer thread may take a write queued while the commit before
+    it was failing: that write is not committed, and whoever waits for it is told so
+    (it used to wait for good)."""
+    journal = Journal.open(tmp_path / "j.sqlite", create=True, durable=True)
+    journal.start_writer()
+    inside, fail = threading.Event(), threading.Event()
+
+    def failing(db: sqlite3.Connection) -> None:
+        inside.set()
+        fail.wait(10)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def main() -> None:
+        first = asyncio.ensure_future(journal.read(failing))
+        await anyio.to_thread.run_sync(inside.wait, 10)  # the writer thread is in the first commit
+        second = asyncio.ensure_future(journal.intent("x", 0, "Create", None))
+        await asyncio.sleep(0)  # queued behind it
+        fail.set()
+        with pytest.raises(JournalError, match="cannot write"):
+            await first
+        with anyio.fail_after(10), pytest.raises(JournalError, match="cannot write"):
+            await second
+
+    anyio.run(main, backend="asyncio")
+    journal.close()
+    assert sqlite3.connect(tmp_path / "j.sqlite").execute("SELECT count(*) FROM calls").fetchone() == (0,)
+
+
 @BOTH_MODES
 def test_the_writes_of_one_commit_keep_each_rows_order(tmp_path: Path, durable: bool) -> None:
     """The writer runs each statement's rows of a batch together: an instance's later
