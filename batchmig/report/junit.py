@@ -35,7 +35,7 @@ def _text(value: object) -> str:
 
 
 def _seconds(steps: Iterable[StepOutcome]) -> float:
-    return round(sum(duration or 0.0 for *_, duration in steps), 3)
+    return round(sum([duration or 0.0 for _, _, duration in steps]), 3)
 
 
 def attribute(value: str) -> str:
@@ -102,15 +102,15 @@ def _failure_lines(instance: InstanceReport) -> Iterable[str]:
         yield f"request id: {error.request_id}"
 
 
-def _story(instance: InstanceReport, steps: Iterable[StepOutcome]) -> Iterable[str]:
-    yield f"provider: {instance.provider}"
-    for name, status, duration in steps:
-        took = "" if duration is None else f" in {duration:.1f}s"
-        yield f"step {name}: {status}{took}"
-    for key, value in instance.remote_ids.items():
-        yield f"{key}: {value}"
-    for key, value in instance.tags.items():
-        yield f"tag {key}={value}"
+def _story(instance: InstanceReport, steps: Iterable[StepOutcome]) -> list[str]:
+    lines = [f"provider: {instance.provider}"]
+    lines += [f"step {name}: {status}" if duration is None else f"step {name}: {status} in {duration:.1f}s"
+              for name, status, duration in steps]
+    if instance.remote_ids:
+        lines += [f"{key}: {value}" for key, value in instance.remote_ids.items()]
+    if instance.tags:
+        lines += [f"tag {key}={value}" for key, value in instance.tags.items()]
+    return lines
 
 
 def render_junit(report: RunReport) -> str:

@@ -33,14 +33,15 @@ class _Names:
 
     def __init__(self, initial: Iterable[str] = ()) -> None:
         self.values: list[str] = []
-        self._index: dict[str, int] = {}
+        self.indexes: dict[str, int] = {}
+        """Each value's index."""
         for value in initial:
             self.ref(value)
 
     def ref(self, value: str) -> int:
-        index = self._index.get(value)
+        index = self.indexes.get(value)
         if index is None:
-            index = self._index[value] = len(self.values)
+            index = self.indexes[value] = len(self.values)
             self.values.append(value)
         return index
 
@@ -134,9 +135,12 @@ class ViewBuilder:
 def _steps(instance: InstanceReport, views: Sequence[StepView], names: _Names, statuses: _Names,
            t0: float) -> list[list[Any]]:
     bars: list[list[Any]] = []
+    known_names, known_statuses = names.indexes, statuses.indexes  # (``ref`` for a new one only: 325,000 steps)
     for name, status, started, _, duration in views:
         if started is not None:
-            bars.append([names.ref(name), round(started - t0, 1), round(duration or 0.0, 1), statuses.ref(status)])
+            name_index, status_index = known_names.get(name), known_statuses.get(status)
+            bars.append([names.ref(name) if name_index is None else name_index, round(started - t0, 1),
+                         round(duration or 0.0, 1), statuses.ref(status) if status_index is None else status_index])
     if instance.step and instance.status in ("running", "awaiting_cutover"):
         # The step it is at now: from the end of its last step (or its last change) until now.
         last = views[-1][3] if views else _epoch(instance.updated)
