@@ -185,3 +185,45 @@ async def test_a_job_handed_over_after_its_group_was_cancelled_does_not_run_on()
             await asyncio.sleep(0)
             workers.start_soon(job, "second")
     assert ran[0] == "first started" and not [line for line in ran if line.endswith("finished")]
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_job_ends_its_worker_and_a_stale_cancel_touches_no_later_job() -> None:
+    """A job's scope in a worker cancels the worker's own scope: the worker must not take
+    another job after one was cancelled, and a scope cancelled once its job is over (a
+    late timer, a stop walking stale scopes) must not reach whatever job came next."""
+    log: list[str] = []
+    scopes: dict[str, GuardedScope] = {}
+    tasks: dict[str, asyncio.Task[Any] | None] = {}
+
+    async def job(name: str, cancel_itself: bool) -> None:
+        tasks[name] = asyncio.current_task()
+        with GuardedScope() as scope:
+            scopes[name] = scope
+            if cancel_itself:
+                scope.cancel()
+            await asyncio.sleep(0.05)
+            log.append(f"{name} slept")
+        log.append(f"{name} caught" if scope.cancelled_caught else f"{name} done")
+        if cancel_itself:  # the next jobs handed over at once, as a wave's next instances are
+            loop = asyncio.get_running_loop()
+            loop.call_soon(workers.start_soon, job, "next", False)
+            loop.call_soon(workers.start_soon, job, "other", False)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            workers = Workers(tg, "instance")
+            workers.start_soon(job, "cancelled", True)
+            while not {"next done", "other done"} <= set(log):
+                await asyncio.sleep(0.01)
+            workers.start_soon(job, "after", False)  # a parked worker of "next" or "other"
+            await asyncio.sleep(0.01)
+            scopes["next"].cancel()
+            scopes["other"].cancel()
+            while "after done" not in log and "after caught" not in log:
+                await asyncio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    assert tasks["next"] is not tasks["cancelled"] and tasks["other"] is not tasks["cancelled"]
+    assert tasks["after"] in (tasks["next"], tasks["other"])  # the parked worker was reused
+    assert sorted(log) == sorted(["cancelled caught", "next slept", "other slept", "next done", "other done",
+                                  "after slept", "after done"])

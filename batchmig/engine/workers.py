@@ -14,13 +14,14 @@ an instance's log fields afresh at each instance's start).
 A call on the wire must finish and be accounted even when its instance is stopped,
 times out or loses its lease, or the run's task group is cancelled. anyio's way is a
 shielded cancel scope around each send: making, entering and leaving one cost about
-11 µs per call inside a run (two `current_task()` lookups, a weak dictionary, set
+18 µs per call inside a run (two `current_task()` lookups, a weak dictionary, set
 bookkeeping; docs/benchmarks.md). A worker holds that back more cheaply: it lives in
-one shielded scope, so nothing from outside reaches it but through its ``Guard``;
-the scopes inside it (an instance's) are cancelled through the guard too
-(``GuardedScope``), and the guard defers every such cancel while the task ``holds``
-it (a send), delivering it as the send ends. When the task group is cancelled, a
-watcher task of the workers cancels each worker through its guard.
+one shielded scope, so nothing from outside reaches it but through its ``Guard``,
+which defers every cancel while the task ``holds`` it (a send) and delivers it as the
+send ends. An instance's scope (``GuardedScope``) is the worker's own scope cancelled
+through the guard, its cancellation caught where the instance's scope ends; a worker
+whose job was cancelled ends after it. When the task group is cancelled, a watcher
+task of the workers cancels each worker through its guard.
 """
 
 from __future__ import annotations
@@ -54,12 +55,15 @@ def cancel_scope(*, shield: bool = False) -> anyio.CancelScope:
 class Guard:
     """One worker task's cancellation, deferred while the task holds the guard."""
 
-    __slots__ = ("_deferred", "held", "loop", "task")
+    __slots__ = ("_deferred", "group_cancelled", "held", "loop", "scope", "task")
 
-    def __init__(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop, scope: anyio.CancelScope) -> None:
         self.task = task
         self.loop = loop
+        self.scope = scope
+        """The worker's own scope, shielded: cancelled only through the guard."""
         self.held = 0
+        self.group_cancelled = False
         self._deferred: list[anyio.CancelScope] = []
 
     def cancel(self, scope: anyio.CancelScope) -> None:
@@ -104,33 +108,54 @@ def current_guard() -> Guard | None:
 
 class GuardedScope:
     """A cancel scope for a job in a worker, cancelled through the worker's guard (so
-    never while a call of the job is on the wire); a plain one outside a worker."""
+    never while a call of the job is on the wire); anyio's own outside a worker.
 
-    __slots__ = ("_guard", "_scope", "cancel_called")
+    In a worker it is no scope of anyio's (making, entering and leaving one cost about
+    18 µs per instance inside a run, docs/benchmarks.md): cancelling it cancels the
+    worker's own scope, the cancellation that reaches the job's code is caught here, and
+    the worker ends after the job instead of taking the next one (``Workers._work``): a
+    cancelled instance is rare (a stop, a step's deadline, a lost lease), a new worker
+    costs about 30 µs. A cancel of the task group's (``Guard.group_cancelled``) is not
+    caught: it goes on to the worker, as it went through anyio's scope."""
+
+    __slots__ = ("_guard", "_scope", "_state", "cancel_called", "cancelled_caught")
 
     def __init__(self) -> None:
-        self._scope = cancel_scope()
         self._guard = current_guard()
+        self._scope = cancel_scope() if self._guard is None else None
+        self._state = 0  # 0 not entered yet, 1 entered, 2 left
         self.cancel_called = False
+        self.cancelled_caught = False
 
     def __enter__(self) -> GuardedScope:
-        self._scope.__enter__()
+        if self._scope is not None:
+            self._scope.__enter__()
+        self._state = 1
+        if self.cancel_called and self._guard is not None:
+            self._guard.cancel(self._guard.scope)
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
-        return self._scope.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        self._state = 2
+        if self._scope is not None:
+            swallowed = self._scope.__exit__(exc_type, exc, tb)
+            self.cancelled_caught = self._scope.cancelled_caught
+            return swallowed
+        assert self._guard is not None
+        if self.cancel_called and isinstance(exc, asyncio.CancelledError) and not self._guard.group_cancelled:
+            self.cancelled_caught = True
+            return True
+        return False
 
     def cancel(self) -> None:
-        if not self.cancel_called:
-            self.cancel_called = True
-            if self._guard is None:
-                self._scope.cancel()
-            else:
-                self._guard.cancel(self._scope)
-
-    @property
-    def cancelled_caught(self) -> bool:
-        return self._scope.cancelled_caught
+        if self.cancel_called:
+            return
+        self.cancel_called = True
+        if self._scope is not None:
+            self._scope.cancel()
+        elif self._state == 1:  # (before it is entered: when it is; once it is left, nothing to cancel)
+            assert self._guard is not None
+            self._guard.cancel(self._guard.scope)
 
 
 class Workers:
@@ -140,7 +165,7 @@ class Workers:
         self._tg = tg
         self._name = name
         self._parked: list[asyncio.Future[Job]] = []
-        self._running: dict[Guard, anyio.CancelScope] = {}
+        self._running: set[Guard] = set()
         self._watched = False
         self._cancelled = False
 
@@ -162,25 +187,29 @@ class Workers:
             await anyio.sleep_forever()
         finally:
             self._cancelled = True
-            for guard, scope in list(self._running.items()):
-                guard.cancel(scope)
+            for guard in list(self._running):
+                guard.group_cancelled = True
+                guard.cancel(guard.scope)
 
     async def _work(self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        guard = Guard(task, loop)
-        _GUARD.set(guard)
         scope = cancel_scope(shield=True)  # the task group's cancellation comes through ``_watch``
-        self._running[guard] = scope
+        guard = Guard(task, loop, scope)
+        _GUARD.set(guard)
+        self._running.add(guard)
         try:
             with scope:
                 if self._cancelled:  # started after the group was cancelled: its job stops at its first wait
+                    guard.group_cancelled = True
                     scope.cancel()
                 while True:
                     await func(*args)
+                    if scope.cancel_called:  # its job was cancelled (``GuardedScope``): the next goes to another
+                        return
                     parked: asyncio.Future[Job] = loop.create_future()
                     self._parked.append(parked)
                     func, args = await parked
         finally:
-            del self._running[guard]
+            self._running.discard(guard)
