@@ -375,6 +375,7 @@ class _Batch:
         yield from self.waiting
         yield from (future for _, _, future in self.operations if future is not None)
 
+
 # The engine's writes: one text per table and kind, so that the writer can run each
 # text's rows of a batch at once, in the order they came. Statements of different
 # texts never touch the same row within a batch, so their order there does not

@@ -109,12 +109,13 @@ def fleet(instances: int, durable: bool) -> dict[str, Any]:
             result = run_against(sandbox, plan_path, work_dir)
             audit = sandbox.audit()
         outcome = result["outcome"]
+        report = outcome.report  # read from the run directory, which goes with ``tmp``
         delays = detection_delays(outcome.run_dir / "journal.sqlite", work, set(WAIT_WORK))
         evidence = _keep_if_throttled(audit, work_dir / "sandbox", outcome.run_dir)
     waits = delays.count
     describes = sum(calls_of(audit, action) for action in FLEET_DESCRIBES)
     return {
-        "scenario": "fleet", "instances": instances, "load_average": load, "counts": outcome.report["counts"],
+        "scenario": "fleet", "instances": instances, "load_average": load, "counts": report["counts"],
         "makespan_seconds": round(result["wall"], 2), "bound_seconds": bound.seconds,
         "key_bound_seconds": bound.key_seconds, "ideal_run_seconds": bound.ideal_seconds,
         "strict_floor_seconds": bound.strict_floor, "bound_key": bound.key, "bound_calls": bound.calls,
@@ -123,7 +124,7 @@ def fleet(instances: int, durable: bool) -> dict[str, Any]:
         "busiest_admitted_rate": _admitted_rate(audit, bound.key),
         "makespan_parts": _makespan_parts(audit, bound, result["began"], result["wall"]),
         "describes_per_instance": round(describes / instances, 3),
-        "polls_per_job": per_job_polls(outcome.report, waits),
+        "polls_per_job": per_job_polls(report, waits),
         "detection_delay": delays.as_dict(),
         **cap_figures(audit),
         **({"throttle_evidence": evidence} if evidence else {}),
@@ -194,17 +195,18 @@ def polling(instances: int, durable: bool) -> dict[str, Any]:
             finished = _job_finish_times(sandbox.directory / "state.sqlite", time_scale)
             audit = sandbox.audit()
         outcome = result["outcome"]
+        report = outcome.report  # read from the run directory, which goes with ``tmp``
         noticed = _wait_step_ends(outcome.run_dir / "journal.sqlite", "wait-job")
     delays = summarise([noticed[job] - finished[job] for job in noticed if job in finished])
     describes = calls_of(audit, "DescribeJobs")
     return {
         "scenario": "polling", "instances": instances, "load_average": load,
-        "succeeded": outcome.report["counts"].get("succeeded", 0),
+        "succeeded": report["counts"].get("succeeded", 0),
         "makespan_seconds": round(result["wall"], 2), "bound_seconds": bound.seconds, "bound_key": bound.key,
         "key_bound_seconds": bound.key_seconds, "ideal_run_seconds": bound.ideal_seconds,
         "makespan_over_bound": round(result["wall"] / bound.seconds, 3),
         "describe_calls": describes, "describes_per_instance": round(describes / instances, 3),
-        "polls_per_job": per_job_polls(outcome.report, instances),
+        "polls_per_job": per_job_polls(report, instances),
         "detection_delay": delays.as_dict(),
         **cap_figures(audit),
     }
