@@ -1,7 +1,9 @@
 """A throw-away HTTP server on loopback that notes when each request arrived.
 
 Tests of the limiter and the fence look at when bytes really reached a server; this is
-that server, so each test does not set up its own aiohttp application.
+that server, so each test does not set up its own aiohttp application. ``HeldConnection``
+is a provider connection whose request waits inside the pipeline's send until a test
+lets it go (a stop, a deadline or a lost lease arriving while a call is on the wire).
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from aiohttp import web
+
+from batchmig.plugin import Answer, Call, Connection, HttpRequest, HttpResponse
 
 
 @asynccontextmanager
@@ -30,3 +35,22 @@ async def loopback_server(arrived: list[float]) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"  # type: ignore[union-attr]
     finally:
         await runner.cleanup()
+
+
+class HeldConnection(Connection):
+    """Its request waits inside the pipeline's send (a token to fetch, a pooled
+    connection) until ``go`` is set; ``waiting`` is set once it is there."""
+
+    account, region = "acct", "r1"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.waiting, self.go = anyio.Event(), anyio.Event()
+
+    async def prepare(self, call: Call) -> HttpRequest:
+        self.waiting.set()
+        await self.go.wait()
+        return HttpRequest("POST", self.url, {"Content-Type": "application/json"}, b"{}")
+
+    def parse(self, call: Call, response: HttpResponse) -> Answer:
+        return Answer({"status": response.status})

@@ -19,7 +19,7 @@ import anyio
 import psycopg
 import pytest
 from click.testing import CliRunner
-from loopback import loopback_server
+from loopback import HeldConnection, loopback_server
 from store_helpers import fleet_plan
 
 from batchmig.cli import CliContext, main
@@ -424,25 +424,6 @@ async def test_a_call_admitted_before_a_freeze_leaves_only_after_a_renewal() -> 
         assert len(arrived) == 1 and arrived[0] >= renewed and pipeline.stats.sent["Describe"] == 1
 
 
-class _WaitingConnection(Connection):
-    """Its request waits inside the pipeline's shielded send (for a pooled connection, a
-    connect, a token) until ``go`` is set; ``waiting`` is set once it is there."""
-
-    account, region = "acct", "r1"
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.waiting, self.go = anyio.Event(), anyio.Event()
-
-    async def prepare(self, call: Call) -> HttpRequest:
-        self.waiting.set()
-        await self.go.wait()
-        return HttpRequest("POST", self.url, {"Content-Type": "application/json"}, b"{}")
-
-    def parse(self, call: Call, response: HttpResponse) -> Answer:
-        return Answer({"status": response.status})
-
-
 @pytest.mark.anyio
 async def test_a_create_of_an_instance_taken_over_never_leaves_once_the_fence_reopens(tmp_path: Path) -> None:
     """A zombie wakes with a create already in its shielded send; the renewal finds the
@@ -459,7 +440,7 @@ async def test_a_create_of_an_instance_taken_over_never_leaves_once_the_fence_re
         async with loopback_server(arrived) as url, HttpTransport(5.0) as transport:
             fence = Fence(ttl=60.0, margin=4.0)
             fence.renewed(time.monotonic())
-            conn = _WaitingConnection(url)
+            conn = HeldConnection(url)
             pipeline = Pipeline({"c": ("p", conn)}, RateLimiter(lambda key: 100.0), transport.send,
                                 journal=journal, fence=fence)
             outcome: list[LeaseLost] = []

@@ -8,33 +8,14 @@ from typing import Any
 
 import anyio
 import pytest
-from loopback import loopback_server
+from loopback import HeldConnection, loopback_server
 
 from batchmig.engine.pipeline import Pipeline
 from batchmig.engine.transport import HttpTransport
 from batchmig.engine.workers import GuardedScope, Workers, current_guard
 from batchmig.journal import Journal, PlannedRow
-from batchmig.plugin import Answer, Call, CallStep, Connection, HttpRequest, HttpResponse
+from batchmig.plugin import Call, CallStep
 from batchmig.ratelimit import RateLimiter
-
-
-class _HeldConnection(Connection):
-    """Its request waits inside the pipeline's send (a token to fetch, a pooled
-    connection) until ``go`` is set; ``waiting`` is set once it is there."""
-
-    account, region = "acct", "r1"
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.waiting, self.go = anyio.Event(), anyio.Event()
-
-    async def prepare(self, call: Call) -> HttpRequest:
-        self.waiting.set()
-        await self.go.wait()
-        return HttpRequest("POST", self.url, {"Content-Type": "application/json"}, b"{}")
-
-    def parse(self, call: Call, response: HttpResponse) -> Answer:
-        return Answer({"status": response.status})
 
 
 async def _instance(pipeline: Pipeline, seen: list[Any], scopes: list[GuardedScope]) -> None:
@@ -58,7 +39,7 @@ async def test_a_cancel_during_a_send_waits_until_the_call_is_answered(cancel: s
     seen: list[Any] = []
     scopes: list[GuardedScope] = []
     async with loopback_server(arrived) as url, HttpTransport(5.0) as transport:
-        conn = _HeldConnection(url)
+        conn = HeldConnection(url)
         pipeline = Pipeline({"c": ("p", conn)}, RateLimiter(lambda key: 100.0), transport.send)
         groups: list[anyio.abc.TaskGroup] = []
         ended = anyio.Event()
@@ -109,7 +90,7 @@ async def test_a_mutating_call_cancelled_in_its_send_is_journaled_with_its_outco
     caught: list[bool] = []
     try:
         async with loopback_server(arrived) as url, HttpTransport(5.0) as transport:
-            conn = _HeldConnection(url)
+            conn = HeldConnection(url)
             pipeline = Pipeline({"c": ("p", conn)}, RateLimiter(lambda key: 100.0), transport.send,
                                 journal=journal)
             scopes: list[GuardedScope] = []
