@@ -63,7 +63,7 @@ from batchmig.notify import webhooks
 from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
 from batchmig.plugin import DEFAULT_RATE, Connection, ProviderConfig
-from batchmig.private_files import open_private
+from batchmig.private_files import make_private_dir, open_private
 from batchmig.progress import EtaModel, LiveState, show_progress
 from batchmig.ratelimit import LimitKey, RateLimiter
 from batchmig.redaction import REDACTOR
@@ -230,7 +230,7 @@ def start_run(plan_path: str, registry: Registry, options: RunOptions) -> RunOut
             raise UsageError(f"{stop.reason} before the run was created: nothing was written or sent",
                              "run the plan again")
         try:
-            run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dir(run_dir)  # and the runs root and its missing parents: 0700, not only the last
         except OSError as exc:
             raise JournalError(f"cannot create the run directory {run_dir}: {exc.strerror}") from exc
         with run_lock(run_dir):

@@ -31,6 +31,7 @@ from batchmig.engine.transport import HttpTransport
 from batchmig.errors import JournalError, UsageError
 from batchmig.plan.loader import load_plan
 from batchmig.plan.model import Plan
+from batchmig.private_files import make_private_dir
 from batchmig.progress import LiveState, show_progress
 from batchmig.registry import Registry
 from batchmig.report import (
@@ -85,7 +86,7 @@ def open_store(url: str) -> PostgresStore:
 
 def _private_dir(path: Path) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(path)
     except OSError as exc:
         raise JournalError(f"cannot create the run directory {path}: {exc.strerror}") from exc
 

@@ -72,6 +72,14 @@ def test_every_file_is_written_private(finished: Path) -> None:
     for name in FILES:
         mode = stat.S_IMODE((finished / name).stat().st_mode)
         assert mode == 0o600, f"{name} is {oct(mode)}"
+
+
+def test_the_run_directory_and_the_runs_root_it_made_are_private(finished: Path) -> None:
+    """The runs root did not exist before the run: it is made 0700 as well, not with the
+    umask's mode (a listing of run ids and plan names is nobody else's business)."""
+    for directory in (finished, finished.parent):
+        mode = stat.S_IMODE(directory.stat().st_mode)
+        assert mode == 0o700, f"{directory} is {oct(mode)}"
     assert not list(finished.glob("*.tmp"))
 
 

@@ -141,9 +141,10 @@ async def test_views_events_instances_and_metrics(client: TestClient, runs_root:
 
 
 def test_the_token_file_is_private(tmp_path: Path) -> None:
-    path = tmp_path / "dir" / "serve-token"
+    path = tmp_path / "home" / "dir" / "serve-token"
     token, created = load_or_create_token(path)
     assert created and len(token) >= 40 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert all(stat.S_IMODE(d.stat().st_mode) == 0o700 for d in (path.parent, path.parent.parent))
     assert load_or_create_token(path) == (token, False)
     assert load_or_create_token(path, renew=True)[0] != token
     os.chmod(path, 0o644)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchmig.errors import UsageError
+from batchmig.private_files import make_private_dir
 
 COOKIE = "batchmig_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -57,7 +58,7 @@ def load_or_create_token(path: Path, *, renew: bool = False) -> tuple[str, bool]
             return token, False
     token = secrets.token_urlsafe(32)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(path.parent)
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
